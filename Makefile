@@ -1,0 +1,53 @@
+# driftloop: the README's two commands are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# the local broker also listens with SASL_PLAINTEXT (PLAIN, SCRAM-SHA-256/512) on 9094 (tests/integration/test_sasl.py)
+export KAFKA_SASL ?= 1
+# ... and with SSL on 9095 and SASL_SSL on 9096, dev CA in .kafka/tls (tests/integration/test_tls.py)
+export KAFKA_TLS ?= 1
+
+.PHONY: setup demo test test-unit kafka-start kafka-stop pg-start pg-stop bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+kafka-start: setup
+	bash scripts/kafka.sh start
+
+kafka-stop:
+	bash scripts/kafka.sh stop
+
+pg-start:
+	bash scripts/postgres.sh start
+
+pg-stop:
+	bash scripts/postgres.sh stop
+
+## The whole loop on a local broker (a broker this target starts, it stops again).
+demo: setup
+	@if bash scripts/kafka.sh status >/dev/null 2>&1; then \
+		$(BIN)/driftloop demo; \
+	else \
+		bash scripts/kafka.sh start && { $(BIN)/driftloop demo; rc=$$?; bash scripts/kafka.sh stop; exit $$rc; }; \
+	fi
+
+## Every test, against the real local Kafka broker and PostgreSQL (both started if needed).
+test: kafka-start pg-start
+	$(BIN)/python -m pytest
+
+## Pure-logic tests only (no broker).
+test-unit: setup
+	$(BIN)/python -m pytest -m "not kafka and not postgres"
+
+bench: kafka-start
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .kafka .pg *.egg-info

@@ -1,0 +1,111 @@
+"""Closing the loop: the monitor follows the registry's champion.
+
+Every monitor process tails ``driftloop.models`` (no consumer group: each process must see every
+event). A ``promoted`` or ``rolled_back`` event makes the new champion's held-out sample (its
+out-of-sample outputs give honest baselines) the model's reference: the detectors start over on
+it, the alerts they had open resolve, and the alerts the retraining answered (the event's
+``reason``) resolve too, all in one store transaction under the model's lock.
+
+The registry, not the topic, is the truth: on start the analyser already builds each model's
+detectors on the registry's champion (:class:`RegistryReferences`), and an event only triggers
+a switch when the champion it names differs from the reference in use, so repeats (the topic is
+at-least-once) and events already applied before a restart are no-ops.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from kafka import TopicPartition
+from sqlalchemy.engine import Connection
+
+from consumers.analysis import ConfigReferences, DriftAnalyser
+from consumers.kafka_clients import make_consumer
+from driftloop.config import Config
+from driftloop.store import Store, now_ms
+
+__all__ = ["RegistryReferences", "ChampionSwitcher"]
+
+log = logging.getLogger(__name__)
+
+
+class RegistryReferences(ConfigReferences):
+    """The registry champion's held-out sample; the configured file while there is no champion."""
+
+    def __init__(self, cfg: Config, store: Store, frames: dict[str, pd.DataFrame] | None = None) -> None:
+        super().__init__(cfg, frames)
+        from retrain.registry import Registry
+
+        self.store = store
+        self.registry = Registry(cfg, store)
+
+    def current_version(self, model: str, conn: Connection | None = None) -> str | None:
+        champ = self.registry.champion(model, conn)
+        return None if champ is None else str(champ.version)
+
+    def frame(self, model: str, version: str | None, conn: Connection | None = None) -> pd.DataFrame | None:
+        if version is None:
+            return super().frame(model, None)
+        info = self.registry.get(model, version, conn)
+        return self.registry.load_reference(model, version, "holdout" if info.holdout_path else "training", conn)
+
+
+class ChampionSwitcher:
+    """Polled from the monitor's loop (the analyser is not thread-safe)."""
+
+    def __init__(self, cfg: Config, store: Store, analyser: DriftAnalyser, alerts: Any) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.analyser = analyser
+        self.alerts = alerts
+        self.consumer: Any = None
+        self.switched: list[tuple[str, str]] = []
+
+    def start(self) -> None:
+        self.consumer = make_consumer(self.cfg.kafka, group_id=None)
+        parts = self.consumer.partitions_for_topic(self.cfg.topics.models) or {0}
+        tps = [TopicPartition(self.cfg.topics.models, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_end(*tps)   # what came before is already in the registry, read at start
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+
+    def poll(self) -> int:
+        from retrain.events import switch_target
+
+        if self.consumer is None:
+            return 0
+        applied = 0
+        for recs in self.consumer.poll(timeout_ms=0).values():
+            for rec in recs:
+                sw = switch_target(rec.value)
+                if sw is None or sw.model not in self.cfg.models:
+                    continue
+                self.apply(sw.model, str(sw.version), sw.resolves, f"{sw.event}: {sw.model} v{sw.version}")
+                applied += 1
+        return applied
+
+    def apply(self, model: str, version: str, resolves: list[str], why: str) -> None:
+        """Switch ``model`` to ``version`` (if not already) and resolve ``resolves``."""
+        now = now_ms()
+        frame = None
+        if self.analyser.reference_version.get(model) != version:
+            frame = self.analyser.source.frame(model, version)
+        try:
+            with self.store.transaction() as conn:
+                self.store.lock_models(conn, [model])
+                if frame is not None:
+                    self.analyser.set_reference(conn, model, version, frame, now)
+                if resolves and self.alerts is not None:
+                    self.alerts.resolve(conn, resolves, f"retrained: {why}", now)
+        except Exception:
+            # the detectors go back to what the store holds (the old reference); the service's
+            # periodic catch-up redoes the switch with its resolutions once the store answers
+            self.analyser.rollback()
+            raise
+        if frame is not None:
+            self.switched.append((model, version))
+            log.info("%s: the detectors now use v%s's sample as the reference", model, version)

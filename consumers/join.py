@@ -1,0 +1,234 @@
+"""Exactly-once counting and the prediction/label join, inside the batch's transaction.
+
+Every (model, event_id) has one row in ``examples`` holding its prediction half, its label
+half, or both. Per batch and model, one query reads the rows the batch touches; the outcome of
+each event (new, duplicate, completes a join) is then known in Python, and the writes go out as
+two ``executemany`` calls (inserts of new rows, updates of existing ones). Labels may arrive
+first: they wait as label-only rows until their prediction comes or their TTL runs out.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from consumers.validation import ValidLabels, ValidPredictions, validate_predictions
+from driftloop.config import Config
+from driftloop.events import PredictionEvent
+from driftloop.store import Store, examples
+
+__all__ = ["JoinResult", "Joined", "apply_batch", "expire_pending"]
+
+_enc = msgspec.json.Encoder()
+_pred_dec = msgspec.json.Decoder(PredictionEvent)
+_label_dec = msgspec.json.Decoder()
+
+
+@dataclass(slots=True)
+class Joined:
+    """Examples of one model that became complete in this batch, columns aligned."""
+
+    predictions: ValidPredictions
+    label: np.ndarray
+    label_ts: np.ndarray
+
+
+@dataclass(slots=True)
+class JoinResult:
+    new_predictions: dict[str, ValidPredictions] = field(default_factory=dict)
+    joined: dict[str, Joined] = field(default_factory=dict)
+    deltas: Counter = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Row:
+    """An example row the batch touches that is already stored, or touched twice in the batch."""
+
+    pred_ts: int | None
+    payload: bytes | None
+    version: str | None
+    label_ts: int | None
+    label: bytes | None
+    in_db: bool
+    changed: bool = False
+
+
+_SELECT = "SELECT event_id, pred_ts, payload, model_version, label_ts, label FROM examples WHERE model = ? AND "
+
+
+def _existing(store: Store, conn: Connection, model: str, ids: list[str]) -> dict[str, _Row]:
+    """The stored rows among ``ids``, in one query (SQLite: ``json_each``; PostgreSQL: ``ANY``)."""
+    if not ids:
+        return {}
+    if store.is_sqlite:
+        sql, arg = _SELECT + "event_id IN (SELECT value FROM json_each(?))", orjson.dumps(ids)
+    else:
+        sql, arg = (_SELECT + "event_id = ANY(?)").replace("?", "%s"), ids
+    cur = conn.connection.driver_connection.cursor()
+    try:
+        cur.execute(sql, (model, arg))
+        return {r[0]: _Row(r[1], r[2], r[3], r[4], r[5], in_db=True) for r in cur.fetchall()}
+    finally:
+        cur.close()
+
+
+_INSERT = ("INSERT INTO examples (model, event_id, pred_ts, model_version, payload, label_ts, label, "
+           "created_at, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_UPDATE = ("UPDATE examples SET pred_ts = ?, model_version = ?, payload = ?, label_ts = ?, label = ?, "
+           "joined_at = ? WHERE model = ? AND event_id = ?")
+
+
+def apply_batch(store: Store, conn: Connection, cfg: Config, preds: dict[str, ValidPredictions],
+                labels: dict[str, ValidLabels], now: int) -> JoinResult:
+    """Write one batch's accepted events; return what was new and what joined.
+
+    The common case, an event id seen for the first time, never builds a per-row object: it
+    goes straight into the insert list. Ids already stored, or seen twice in the batch, take
+    the :class:`_Row` path.
+    """
+    res = JoinResult()
+    for model in sorted(set(preds) | set(labels)):
+        vp, vl = preds.get(model), labels.get(model)
+        pred_ids = [e.event_id for e in vp.events] if vp else []
+        label_ids = [e.event_id for e in vl.events] if vl else []
+        state = _existing(store, conn, model, list(dict.fromkeys(pred_ids + label_ids)))
+        fresh: dict[str, list] = {}           # event id -> insert row, for ids not stored before
+        new_pred_rows: list[int] = []
+        pred_row_of: dict[str, int] = {}
+        joined_eids: list[str] = []
+        dups = 0
+        if vp:
+            ts = vp.ts.tolist()
+            payloads = vp.payloads or [None] * len(pred_ids)
+            for i, (eid, ev) in enumerate(zip(pred_ids, vp.events)):
+                st = state.get(eid)
+                if st is None:
+                    if eid in fresh:
+                        dups += 1
+                        continue
+                    fresh[eid] = [model, eid, ts[i], ev.model_version, payloads[i] or _enc.encode(ev), None, None, now, None]
+                elif st.pred_ts is not None:
+                    dups += 1
+                    continue
+                else:   # a stored label was waiting for this prediction
+                    st.pred_ts, st.payload, st.version, st.changed = ts[i], payloads[i] or _enc.encode(ev), ev.model_version, True
+                    joined_eids.append(eid)
+                new_pred_rows.append(i)
+                pred_row_of[eid] = i
+        n_labels = 0
+        if vl:
+            ts = vl.ts.tolist()
+            values = vl.label.tolist()
+            for i, eid in enumerate(label_ids):
+                st = state.get(eid)
+                row = fresh.get(eid) if st is None else None
+                value = _enc.encode(values[i])
+                if st is not None:
+                    if st.label_ts is not None:
+                        dups += 1
+                        continue
+                    st.label_ts, st.label, st.changed = ts[i], value, True
+                    if st.pred_ts is not None:
+                        joined_eids.append(eid)
+                elif row is not None:
+                    if row[5] is not None:
+                        dups += 1
+                        continue
+                    row[5], row[6] = ts[i], value
+                    if row[2] is not None:
+                        row[8] = now
+                        joined_eids.append(eid)
+                else:
+                    fresh[eid] = [model, eid, None, None, None, ts[i], value, now, None]
+                n_labels += 1
+        d = res.deltas
+        d[(model, "predictions")] += len(new_pred_rows)
+        d[(model, "labels")] += n_labels
+        d[(model, "duplicates")] += dups
+        d[(model, "joined")] += len(joined_eids)
+        joined_set = set(joined_eids)
+        store.executemany(conn, _INSERT, list(fresh.values()))   # rows are lists: both drivers take them
+        store.executemany(conn, _UPDATE, [
+            (st.pred_ts, st.version, st.payload, st.label_ts, st.label, now if eid in joined_set else None,
+             model, eid) for eid, st in state.items() if st.changed])
+        if vp and new_pred_rows:
+            res.new_predictions[model] = (vp if len(new_pred_rows) == len(vp.events)
+                                          else vp.take(np.asarray(new_pred_rows, dtype=np.int64)))
+        if joined_eids:
+            res.joined[model] = _joined_columns(cfg, model, joined_eids, state, fresh, vp, pred_row_of)
+    return res
+
+
+def _joined_columns(cfg: Config, model: str, eids: list[str], state: dict[str, _Row], fresh: dict[str, list],
+                    vp: ValidPredictions | None, pred_row_of: dict[str, int]) -> Joined:
+    in_batch = [e for e in eids if e in pred_row_of]
+    from_db = [e for e in eids if e not in pred_row_of]
+    parts: list[ValidPredictions] = []
+    order: list[str] = []
+    if in_batch and vp is not None:
+        parts.append(vp.take(np.asarray([pred_row_of[e] for e in in_batch], dtype=np.int64)))
+        order += in_batch
+    if from_db:
+        events = [_pred_dec.decode(state[e].payload) for e in from_db]
+        valid, _errors = validate_predictions(events, cfg, now_ms=2**62)
+        if model in valid:
+            parts.append(valid[model])
+            order += [ev.event_id for ev in valid[model].events]
+    merged = parts[0] if len(parts) == 1 else _concat(parts)
+    label_values = [_label_dec.decode(state[e].label if e in state else fresh[e][6]) for e in order]
+    if cfg.models[model].task == "classification":
+        label = np.empty(len(order), dtype=object)
+        label[:] = label_values
+    else:
+        label = np.asarray(label_values, dtype=np.float64)
+    label_ts = np.asarray([state[e].label_ts if e in state else fresh[e][5] for e in order], dtype=np.int64)
+    return Joined(merged, label, label_ts)
+
+
+def _concat(parts: list[ValidPredictions]) -> ValidPredictions:
+    classes = list(dict.fromkeys(c for p in parts for c in p.classes))
+    scores = None
+    if classes:
+        blocks = []
+        for p in parts:
+            block = np.full((len(p.ts), len(classes)), np.nan)
+            if p.scores is not None:
+                for j, c in enumerate(p.classes):
+                    block[:, classes.index(c)] = p.scores[:, j]
+            blocks.append(block)
+        scores = np.vstack(blocks)
+    return ValidPredictions(
+        parts[0].model, [e for p in parts for e in p.events], np.concatenate([p.index for p in parts]),
+        np.concatenate([p.ts for p in parts]),
+        {k: np.concatenate([p.features[k] for p in parts]) for k in parts[0].features},
+        np.concatenate([p.prediction for p in parts]), scores, classes)
+
+
+def expire_pending(conn: Connection, now: int, prediction_ttl_ms: int, label_ttl_ms: int,
+                   joined_retention_ms: int = 0) -> Counter:
+    """Drop halves that waited longer than their TTL, and joined examples older than the
+    retention (0: kept forever); return ``(model, counter) -> n``.
+
+    A dropped row no longer stops a late duplicate of its event: the dedupe horizon of an event
+    is the TTL of its half, or the retention once joined.
+    """
+    out: Counter = Counter()
+    conds = [
+        ("expired_predictions", sa.and_(examples.c.label_ts.is_(None),
+                                        examples.c.created_at < now - prediction_ttl_ms)),
+        ("expired_labels", sa.and_(examples.c.pred_ts.is_(None), examples.c.created_at < now - label_ttl_ms)),
+    ]
+    if joined_retention_ms > 0:
+        conds.append(("pruned_joined", sa.and_(examples.c.pred_ts.is_not(None), examples.c.label_ts.is_not(None),
+                                               examples.c.created_at < now - joined_retention_ms)))
+    for name, cond in conds:
+        for model, n in conn.execute(sa.select(examples.c.model, sa.func.count()).where(cond)
+                                     .group_by(examples.c.model)):
+            out[(model, name)] += int(n)
+        conn.execute(examples.delete().where(cond))
+    return out

@@ -1,0 +1,127 @@
+"""Shared shapes for every detector: the :class:`Detection` they emit and the
+:class:`StreamDetector` base of the streaming (concept-drift) detectors.
+
+Everything in ``detectors/`` is pure computation: numpy, scipy and scikit-learn, no Kafka,
+no store, no I/O. State is plain data, so :meth:`Snapshotable.snapshot` /
+:meth:`Snapshotable.restore` round-trip it exactly through :mod:`detectors.state`.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+
+from detectors import state as _state
+
+__all__ = ["Window", "Detection", "Snapshotable", "StreamDetector", "KINDS", "SEVERITIES"]
+
+KINDS = (
+    "data_drift",
+    "prediction_drift",
+    "concept_drift",
+    "performance",
+    "multivariate_drift",
+    "stale_stream",
+)
+SEVERITIES = ("warning", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The data a decision was made on: event-time range (epoch ms) and size."""
+
+    start_ts: int | None
+    end_ts: int | None
+    n: int
+
+
+@dataclass(slots=True)
+class Detection:
+    """One decision of one detector, with the evidence an alert carries (see the contract).
+
+    ``firing`` is True when the detector finds a problem and False when a problem it reported
+    before has cleared (the resolution). ``statistic``/``p_value``/``threshold`` are the
+    numbers the decision rests on; ``p_value`` is None for tests without one.
+    """
+
+    kind: str
+    detector: str
+    feature: str | None
+    statistic: float
+    p_value: float | None
+    threshold: float
+    window: Window
+    firing: bool = True
+    severity: Literal["warning", "critical"] = "warning"
+    effect_size: float | None = None
+    summary: str = ""
+    model: str | None = None
+    model_version: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown detection kind {self.kind!r}; expected one of {KINDS}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {self.severity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Snapshotable:
+    """Exact snapshot/restore and cloning for objects whose state is plain data.
+
+    Subclasses keep their state in instance attributes holding numbers, strings, lists,
+    tuples, dicts and numpy arrays; ``_params`` names the constructor arguments so that
+    :meth:`clone` can build a fresh, unfitted twin.
+    """
+
+    _params: ClassVar[tuple[str, ...]] = ()
+
+    def snapshot(self) -> bytes:
+        """All state as bytes; :meth:`restore` continues exactly where this left off."""
+        return _state.dumps({"cls": type(self).__qualname__, "state": self.__dict__})
+
+    @classmethod
+    def restore(cls, blob: bytes) -> Self:
+        data = _state.loads(blob)
+        if data["cls"] != cls.__qualname__:
+            raise ValueError(f"snapshot is of {data['cls']}, not {cls.__qualname__}")
+        obj = cls.__new__(cls)
+        obj.__dict__.update(data["state"])
+        return obj
+
+    def params(self) -> dict[str, Any]:
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._params}
+
+    def clone(self) -> Self:
+        """A new instance with the same parameters and no state."""
+        return type(self)(**self.params())
+
+
+class StreamDetector(Snapshotable):
+    """Base of streaming change detectors fed one value or a batch at a time (River's shape).
+
+    ``update(x)`` feeds one value and returns ``self``; ``drift_detected`` tells whether that
+    value completed a detection. ``update_many(xs)`` feeds a batch (the fast path) and returns
+    the positions in the batch at which drift was detected. After a detection the detector
+    resets itself, so each position is one detection.
+    """
+
+    def __init__(self) -> None:
+        self._drift_detected = False
+
+    @property
+    def drift_detected(self) -> bool:
+        return self._drift_detected
+
+    def update(self, x: float) -> Self:
+        hits = self.update_many(np.asarray([x], dtype=np.float64))
+        self._drift_detected = bool(len(hits))
+        return self
+
+    def update_many(self, xs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,128 @@
+"""Request bodies of each sink format, rendered from the alert message (pure functions).
+
+* :func:`webhook` — the message itself (the ``driftloop.alerts`` format);
+* :func:`slack` — Slack incoming-webhook JSON (``text`` + Block Kit ``blocks``);
+* :func:`alertmanager` — Prometheus Alertmanager API v2 (``POST /api/v2/alerts``): a list of
+  alerts with ``labels``, ``annotations``, ``startsAt`` and ``endsAt``;
+* :func:`pagerduty` — PagerDuty Events API v2: ``trigger`` / ``resolve`` with
+  ``dedup_key`` = ``alert_id``.
+
+>>> msg = {"alert_id": "a1", "status": "firing", "model": "fraud", "model_version": "3",
+...        "kind": "data_drift", "detector": "psi", "feature": "amount", "severity": "critical",
+...        "summary": "fraud v3: feature `amount` drifted", "detected_at": "2024-01-01T00:00:00.000Z",
+...        "started_at": "2024-01-01T00:00:00.000Z", "resolved_at": None, "sequence": 1,
+...        "idempotency_key": "a1:firing:1", "previous_severity": None, "statistic": 0.31,
+...        "p_value": 1e-9, "threshold": 0.1, "window": {"start_ts": 0, "end_ts": 1, "n": 5000},
+...        "evidence": {}, "reason": "fired"}
+>>> [a["labels"]["severity"] for a in alertmanager(msg, now_ms=0, resend_every_s=300)]
+['critical']
+>>> alertmanager(msg, now_ms=0, resend_every_s=300)[0]["endsAt"]
+'1970-01-01T00:20:00.000Z'
+>>> pd = pagerduty(msg, "R0UT1NG")
+>>> pd["event_action"], pd["dedup_key"], pd["payload"]["severity"], pd["payload"]["source"]
+('trigger', 'a1', 'critical', 'driftloop/fraud')
+>>> slack(msg)["text"]
+':rotating_light: [CRITICAL] fraud v3: feature `amount` drifted'
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from driftloop.alerts.messages import rfc3339
+
+__all__ = ["webhook", "slack", "alertmanager", "pagerduty", "FORMATS"]
+
+
+def webhook(message: dict[str, Any]) -> dict[str, Any]:
+    return message
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack(message: dict[str, Any]) -> dict[str, Any]:
+    """Slack incoming webhook: a fallback ``text`` and two blocks (the sentence, then the ids)."""
+    firing = message["status"] == "firing"
+    if not firing:
+        icon, tag = ":white_check_mark:", "RESOLVED"
+    elif message["severity"] == "critical":
+        icon, tag = ":rotating_light:", "CRITICAL"
+    else:
+        icon, tag = ":warning:", "WARNING"
+    text = _slack_escape(f"{icon} [{tag}] {message['summary']}")
+    context = " · ".join(str(x) for x in (
+        f"alert `{message['alert_id']}`", message["kind"], message["detector"],
+        message.get("feature") and f"feature `{message['feature']}`", f"seq {message['sequence']}",
+        message.get("detected_at")) if x)
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(context)}]},
+        ],
+    }
+
+
+def _labels(message: dict[str, Any], severity: str) -> dict[str, str]:
+    labels = {
+        "alertname": f"driftloop_{message['kind']}",
+        "alert_id": message["alert_id"],
+        "model": message["model"],
+        "kind": message["kind"],
+        "detector": message["detector"],
+        "severity": severity,
+    }
+    if message.get("feature") is not None:
+        labels["feature"] = str(message["feature"])
+    return labels
+
+
+def alertmanager(message: dict[str, Any], *, now_ms: int, resend_every_s: float) -> list[dict[str, Any]]:
+    """Alertmanager v2 alerts. Firing: ``endsAt`` four resend intervals ahead (re-sent while
+    firing, as Prometheus does), none when ``resend_every_s`` is 0. Resolved: ``endsAt`` = the
+    resolution time. An escalation also ends the alert of the previous severity (a different
+    label set, hence a different alert for Alertmanager)."""
+    firing = message["status"] == "firing"
+    annotations = {"summary": message["summary"], "idempotency_key": message["idempotency_key"]}
+    if message.get("model_version"):
+        annotations["model_version"] = str(message["model_version"])
+    alert: dict[str, Any] = {"labels": _labels(message, message["severity"]), "annotations": annotations,
+                             "startsAt": message.get("started_at") or message["detected_at"]}
+    if not firing:
+        alert["endsAt"] = message.get("resolved_at") or rfc3339(now_ms)
+    elif resend_every_s > 0:
+        alert["endsAt"] = rfc3339(now_ms + int(4 * resend_every_s * 1000))
+    out = [alert]
+    prev = message.get("previous_severity")
+    if firing and prev and prev != message["severity"]:
+        out.append({"labels": _labels(message, prev), "annotations": annotations,
+                    "startsAt": alert["startsAt"], "endsAt": rfc3339(now_ms)})
+    return out
+
+
+def pagerduty(message: dict[str, Any], routing_key: str) -> dict[str, Any]:
+    """PagerDuty Events API v2 event; the alert id is the ``dedup_key``, so a trigger for an
+    open incident updates it and the resolve closes it."""
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger" if message["status"] == "firing" else "resolve",
+        "dedup_key": message["alert_id"],
+    }
+    if message["status"] == "firing":
+        body["payload"] = {
+            "summary": message["summary"][:1024],
+            "source": f"driftloop/{message['model']}",
+            "severity": message["severity"] if message["severity"] in ("critical", "warning") else "warning",
+            "timestamp": message.get("detected_at"),
+            "component": message["model"],
+            "group": message["kind"],
+            "class": message["detector"],
+            "custom_details": {k: message.get(k) for k in (
+                "model_version", "feature", "statistic", "p_value", "threshold", "window", "idempotency_key",
+                "sequence")},
+        }
+    return body
+
+
+FORMATS = ("webhook", "slack", "alertmanager", "pagerduty")

@@ -1,0 +1,302 @@
+"""Read-only queries over the store for the API, the dashboard and ``/metrics``.
+
+Everything reads tables, never a live object, so a separate ``driftloop`` process sees what the
+monitor committed. The alert tables (:mod:`driftloop.alerts.tables`) and the registry's
+(:mod:`retrain.tables`) belong to other packages: they are looked up by name on the shared
+metadata and a query over a table that is missing (package not installed, schema not created
+yet) gives an empty answer instead of an error (:func:`safe`).
+
+Times are epoch milliseconds throughout.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from driftloop.store import Store, metadata
+
+__all__ = [
+    "safe",
+    "reader",
+    "read_counters",
+    "table",
+    "alerts_list",
+    "alert_brief",
+    "alert_detail",
+    "alert_events",
+    "alert_timeline",
+    "alert_counts",
+    "firing_counts",
+    "versions",
+    "champion_history",
+    "champions",
+    "retrain_jobs",
+    "retrain_job_counts",
+    "outbox_pending",
+    "ACTIVE_STATUSES",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ACTIVE_STATUSES = ("firing", "resolving")
+"""Alert statuses that count as firing: announced and not resolved yet (``resolving`` is a
+cleared alert within its hold-down, still open for the people paged)."""
+
+_OWNERS = {"alerts": "driftloop.alerts.tables", "alert_events": "driftloop.alerts.tables",
+           "model_versions": "retrain.tables", "champion_history": "retrain.tables",
+           "retrain_jobs": "retrain.tables"}
+
+
+def table(name: str) -> sa.Table | None:
+    """A table of the shared metadata, importing the package that defines it; None if absent."""
+    if name not in metadata.tables and name in _OWNERS:
+        try:
+            importlib.import_module(_OWNERS[name])
+        except Exception as exc:  # noqa: BLE001 - another team's package, maybe half-built
+            log.debug("cannot import %s: %s", _OWNERS[name], exc)
+    return metadata.tables.get(name)
+
+
+_READERS: weakref.WeakKeyDictionary[Store, sa.engine.Engine] = weakref.WeakKeyDictionary()
+
+
+def reader(store: Store) -> sa.engine.Engine:
+    """The engine the API reads with.
+
+    On SQLite the store's engine starts every transaction with ``BEGIN IMMEDIATE`` (the write
+    lock), reads included; the API's reads must neither wait for the monitor's batch nor hold
+    it up, so they go through a second engine in autocommit mode: each statement reads a
+    consistent WAL snapshot and takes no lock. On PostgreSQL the store's engine is used.
+    """
+    if not store.is_sqlite or store.engine.url.database in (None, "", ":memory:"):
+        return store.engine   # PostgreSQL (MVCC), or an in-memory database only its engine sees
+    eng = _READERS.get(store)
+    if eng is None:
+        eng = sa.create_engine(store.url, connect_args={"timeout": 30, "isolation_level": None})
+        _READERS[store] = eng
+    return eng
+
+
+def read_counters(store: Store) -> dict[str, dict[str, int]]:
+    """``Store.read_counters`` through :func:`reader`."""
+    with reader(store).connect() as conn:
+        return store.read_counters(conn)
+
+
+def safe(store: Store, fn: Callable[[Connection], T], default: T) -> T:
+    """``fn(conn)`` on a fresh reading connection (:func:`reader`); ``default`` when a table is
+    missing or unreadable.
+
+    A fresh connection per call: on PostgreSQL one failed statement aborts its transaction.
+    """
+    try:
+        with reader(store).connect() as conn:
+            return fn(conn)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError, LookupError) as exc:
+        log.debug("query skipped: %s", exc)
+        return default
+
+
+def _need(name: str) -> sa.Table:
+    t = table(name)
+    if t is None:
+        raise LookupError(f"table {name} is not defined (package not installed?)")
+    return t
+
+
+def _json(raw: Any) -> Any:
+    if raw is None:
+        return None
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return orjson.loads(bytes(raw))
+    return raw
+
+
+# -- alerts -------------------------------------------------------------------------------------
+def _alert_row(r: Any) -> dict[str, Any]:
+    st = _json(r.state) or {}
+    det = st.get("detection") or {}
+    return {
+        "alert_id": r.alert_id, "model": r.model, "kind": r.kind, "detector": r.detector, "feature": r.feature,
+        "status": r.status, "severity": r.severity, "model_version": r.model_version, "seq": r.seq,
+        "group_id": r.group_id, "members": st.get("members"), "started_at": r.started_at,
+        "fired_at": st.get("fired_at"), "resolved_at": st.get("resolved_at"), "updated_at": r.updated_at,
+        "resolve_reason": st.get("resolve_reason"), "summary": r.summary,
+        "statistic": det.get("statistic"), "p_value": det.get("p_value"), "threshold": det.get("threshold"),
+        "window": det.get("window"),
+    }
+
+
+def alerts_list(conn: Connection, *, model: str | None = None, status: str | None = None,
+                limit: int = 200) -> list[dict[str, Any]]:
+    """Current alerts, most recently changed first. ``status``: one of the lifecycle's
+    (``pending``, ``firing``, ``resolving``, ``resolved``) or ``active`` (firing or resolving)."""
+    a = _need("alerts")
+    q = sa.select(a).order_by(a.c.updated_at.desc(), a.c.alert_id).limit(limit)
+    if model is not None:
+        q = q.where(a.c.model == model)
+    if status == "active":
+        q = q.where(a.c.status.in_(ACTIVE_STATUSES))
+    elif status is not None:
+        q = q.where(a.c.status == status)
+    return [_alert_row(r) for r in conn.execute(q)]
+
+
+def alert_brief(conn: Connection, alert_id: str) -> dict[str, Any] | None:
+    """``{"alert_id", "model", "status"}`` of one alert; None if unknown."""
+    a = _need("alerts")
+    row = conn.execute(sa.select(a.c.alert_id, a.c.model, a.c.status).where(a.c.alert_id == alert_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def alert_detail(conn: Connection, alert_id: str) -> dict[str, Any] | None:
+    """One alert with its whole announced history (oldest first); None if unknown."""
+    a = _need("alerts")
+    row = conn.execute(sa.select(a).where(a.c.alert_id == alert_id)).first()
+    if row is None:
+        return None
+    out = _alert_row(row)
+    out["state"] = _json(row.state)
+    out["events"] = alert_events(conn, alert_id=alert_id, limit=10_000, messages=True)
+    return out
+
+
+def alert_events(conn: Connection, *, model: str | None = None, alert_id: str | None = None,
+                 since: int | None = None, limit: int = 1000, messages: bool = False) -> list[dict[str, Any]]:
+    """Announced alert changes (the ``driftloop.alerts`` messages), oldest first: the newest
+    ``limit`` matching ones."""
+    e = _need("alert_events")
+    q = sa.select(e).order_by(e.c.id.desc()).limit(limit)
+    if model is not None:
+        q = q.where(e.c.model == model)
+    if alert_id is not None:
+        q = q.where(e.c.alert_id == alert_id)
+    if since is not None:
+        q = q.where(e.c.created_at >= since)
+    out = []
+    for r in conn.execute(q):
+        msg = _json(r.message) or {}
+        item = {"alert_id": r.alert_id, "seq": r.seq, "status": r.status, "model": r.model,
+                "severity": r.severity, "reason": r.reason, "at": r.created_at, "kind": msg.get("kind"),
+                "detector": msg.get("detector"), "feature": msg.get("feature"), "summary": msg.get("summary")}
+        if messages:
+            item["message"] = msg
+        out.append(item)
+    return out[::-1]
+
+
+def alert_timeline(conn: Connection, *, model: str | None = None, since: int | None = None,
+                   limit: int = 5000) -> list[dict[str, Any]]:
+    """Firing episodes from the announced changes: ``start`` (fired), ``end`` (resolved, or
+    None while open), the highest severity reached, the first and last summaries.
+
+    An episode is a ``firing`` change up to the next ``resolved`` one of the same alert;
+    escalations (another ``firing``) stay in the episode and raise its severity.
+    """
+    episodes: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}
+    for ev in alert_events(conn, model=model, since=since, limit=limit):
+        cur = open_.get(ev["alert_id"])
+        if ev["status"] == "firing":
+            if cur is None:
+                cur = {k: ev[k] for k in ("alert_id", "model", "kind", "detector", "feature", "severity", "summary")}
+                cur.update(start=ev["at"], end=None, resolve_reason=None)
+                open_[ev["alert_id"]] = cur
+                episodes.append(cur)
+            elif ev["severity"] == "critical":
+                cur["severity"] = "critical"
+        elif ev["status"] == "resolved" and cur is not None:
+            cur["end"] = ev["at"]
+            cur["resolve_reason"] = ev["reason"]
+            del open_[ev["alert_id"]]
+    return episodes
+
+
+def alert_counts(conn: Connection) -> list[tuple[str, str, str, str, int]]:
+    """``(model, kind, severity, status, count)`` over the current alerts."""
+    a = _need("alerts")
+    q = (sa.select(a.c.model, a.c.kind, a.c.severity, a.c.status, sa.func.count())
+         .group_by(a.c.model, a.c.kind, a.c.severity, a.c.status))
+    return [(m, k, s, st, int(n)) for m, k, s, st, n in conn.execute(q)]
+
+
+def firing_counts(conn: Connection) -> dict[str, int]:
+    """Firing alerts per model (see :data:`ACTIVE_STATUSES`); a group alert and each of its
+    members count once each, as rows of the ``alerts`` table."""
+    out: dict[str, int] = {}
+    for model, _k, _s, status, n in alert_counts(conn):
+        if status in ACTIVE_STATUSES:
+            out[model] = out.get(model, 0) + n
+    return out
+
+
+# -- registry -----------------------------------------------------------------------------------
+_VERSION_COLS = ("model", "version", "status", "source", "job_id", "created_at", "task", "classes",
+                 "estimator", "params", "metrics", "data_window", "reference_rows", "holdout_rows",
+                 "code_version", "note")
+
+
+def versions(conn: Connection, model: str | None = None) -> list[dict[str, Any]]:
+    """Registered versions (artifact paths and hashes left out), by model and version."""
+    v = _need("model_versions")
+    cols = [v.c[c] for c in _VERSION_COLS if c in v.c]
+    q = sa.select(*cols).order_by(v.c.model, v.c.version)
+    if model is not None:
+        q = q.where(v.c.model == model)
+    return [{k: _json(val) if k in ("params", "metrics", "data_window", "classes") else val
+             for k, val in r._mapping.items()} for r in conn.execute(q)]
+
+
+def champion_history(conn: Connection, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """The registry's audit trail (registered, promoted, rejected, rolled_back), oldest first."""
+    h = _need("champion_history")
+    q = sa.select(h).order_by(h.c.id.desc()).limit(limit)
+    if model is not None:
+        q = q.where(h.c.model == model)
+    return [{k: _json(val) if k == "details" else val for k, val in r._mapping.items()}
+            for r in conn.execute(q)][::-1]
+
+
+def champions(conn: Connection) -> dict[str, int]:
+    """The champion version of each model that has one."""
+    v = _need("model_versions")
+    q = sa.select(v.c.model, v.c.version).where(v.c.status == "champion")
+    return {m: int(ver) for m, ver in conn.execute(q)}
+
+
+# -- retraining ---------------------------------------------------------------------------------
+_JOB_COLS = ("job_id", "model", "trigger", "reason", "status", "decision", "version", "requested_at",
+             "started_at", "finished_at", "attempts", "worker", "error")
+
+
+def retrain_jobs(conn: Connection, model: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Retraining jobs, newest first."""
+    j = _need("retrain_jobs")
+    q = sa.select(*[j.c[c] for c in _JOB_COLS if c in j.c]).order_by(j.c.requested_at.desc()).limit(limit)
+    if model is not None:
+        q = q.where(j.c.model == model)
+    return [{k: _json(val) if k == "reason" else val for k, val in r._mapping.items()} for r in conn.execute(q)]
+
+
+def retrain_job_counts(conn: Connection) -> list[tuple[str, str, str, int]]:
+    """``(model, status, decision or "", count)`` over every job."""
+    j = _need("retrain_jobs")
+    q = sa.select(j.c.model, j.c.status, j.c.decision, sa.func.count()).group_by(j.c.model, j.c.status, j.c.decision)
+    return [(m, s, d or "", int(n)) for m, s, d, n in conn.execute(q)]
+
+
+def outbox_pending(conn: Connection) -> dict[str, int]:
+    """Outbox rows not published yet, per topic."""
+    from driftloop.store import outbox
+
+    q = sa.select(outbox.c.topic, sa.func.count()).where(outbox.c.sent_at.is_(None)).group_by(outbox.c.topic)
+    return {t: int(n) for t, n in conn.execute(q)}

@@ -1,0 +1,202 @@
+"""The read-only JSON endpoints under ``/api/`` (all GET; times are epoch milliseconds)."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from driftloop.api import history, queries, schemas
+from driftloop.api.context import JSON, Context
+from driftloop.api.live import monitor_snapshot
+from driftloop.stats import collect_stats
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", default_response_class=JSON)
+
+Limit = Annotated[int, Query(ge=1, le=100_000, description="at most this many rows (the newest)")]
+Since = Annotated[int | None, Query(ge=0, description="only rows at or after this time (epoch ms)")]
+Until = Annotated[int | None, Query(ge=0, description="only rows at or before this time (epoch ms)")]
+NOT_FOUND = {404: {"model": schemas.Problem, "description": "unknown model or alert"}}
+
+
+def _ctx(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def _known_models(ctx: Context) -> list[str]:
+    names = set(ctx.cfg.models)
+    names |= {m for m in queries.read_counters(ctx.store) if not m.startswith("_")}
+    return sorted(names)
+
+
+def _check_model(ctx: Context, model: str) -> None:
+    if model not in ctx.cfg.models and model not in _known_models(ctx):
+        raise HTTPException(404, f"unknown model {model!r}")
+
+
+class _Counts:
+    """What :func:`collect_stats` reads of a store, through the API's non-locking reader."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def read_counters(self) -> dict[str, dict[str, int]]:
+        return queries.read_counters(self.store)
+
+
+def _stats(ctx: Context, firing: dict[str, int]) -> dict[str, Any]:
+    return collect_stats(ctx.cfg, _Counts(ctx.store), firing)  # type: ignore[arg-type]
+
+
+def _summary(ctx: Context, name: str, stats: dict[str, Any], champs: dict[str, int],
+             last_judged: dict[str, int]) -> dict[str, Any]:
+    mcfg = ctx.cfg.models.get(name)
+    row = dict(stats["models"].get(name, {}))
+    firing = row.pop("firing_alerts", 0)
+    row.pop("configured", None)
+    status, _ = (ctx.model_status(name) if ctx.analyser is not None else (None, "none"))
+    return {"name": name, "task": getattr(mcfg, "task", None),
+            "features": dict(getattr(mcfg, "features", {}) or {}), "configured": mcfg is not None,
+            "champion_version": champs.get(name), "counts": row, "firing_alerts": firing,
+            "windows_judged": (status or {}).get("windows_judged"), "last_judged_at": last_judged.get(name)}
+
+
+def _last_judged(conn: Any) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    t = history.detector_history
+    return {m: int(ts) for m, ts in conn.execute(sa.select(t.c.model, sa.func.max(t.c.ts)).group_by(t.c.model))}
+
+
+def _all_summaries(ctx: Context) -> list[dict[str, Any]]:
+    firing = queries.safe(ctx.store, queries.firing_counts, {})
+    stats = _stats(ctx, firing)
+    champs = queries.safe(ctx.store, queries.champions, {})
+    judged = queries.safe(ctx.store, _last_judged, {})
+    return [_summary(ctx, name, stats, champs, judged) for name in sorted(stats["models"])]
+
+
+@router.get("/models", response_model=schemas.ModelList, summary="Models: counts, champion, firing alerts")
+def list_models(request: Request) -> JSON:
+    return JSON({"models": _all_summaries(_ctx(request))})
+
+
+@router.get("/models/{model}", response_model=schemas.ModelDetail, responses=NOT_FOUND,
+            summary="One model: counts, versions, registry history, current alerts")
+def get_model(request: Request, model: str) -> JSON:
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    summary = next((s for s in _all_summaries(ctx) if s["name"] == model), None)
+    if summary is None:
+        raise HTTPException(404, f"unknown model {model!r}")
+    summary["versions"] = queries.safe(ctx.store, lambda c: queries.versions(c, model), [])
+    summary["history"] = queries.safe(ctx.store, lambda c: queries.champion_history(c, model), [])
+    summary["alerts"] = queries.safe(ctx.store, lambda c: queries.alerts_list(c, model=model, status="active"), [])
+    return JSON(summary)
+
+
+@router.get("/models/{model}/versions", response_model=schemas.Versions, responses=NOT_FOUND,
+            summary="The model's registered versions and its promotions, rejections and rollbacks")
+def get_versions(request: Request, model: str) -> JSON:
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    versions = queries.safe(ctx.store, lambda c: queries.versions(c, model), [])
+    champ = next((v["version"] for v in versions if v["status"] == "champion"), None)
+    return JSON({"model": model, "champion_version": champ, "versions": versions,
+                 "history": queries.safe(ctx.store, lambda c: queries.champion_history(c, model), [])})
+
+
+@router.get("/models/{model}/drift", response_model=schemas.DriftHistory, responses=NOT_FOUND,
+            summary="Drift statistics per feature over time, with thresholds")
+def get_drift(request: Request, model: str,
+              feature: Annotated[list[str] | None, Query(description="only these features (repeatable)")] = None,
+              kind: Annotated[list[str] | None, Query(
+                  description="data_drift, prediction_drift, multivariate_drift (repeatable)")] = None,
+              since: Since = None, until: Until = None, limit: Limit = 20_000,
+              details: Annotated[bool, Query(description="add every statistic of each window")] = False) -> JSON:
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    points = queries.safe(ctx.store, lambda c: history.read_drift_history(
+        c, model, features=feature, kinds=kind, since=since, until=until, limit=limit, details=details), [])
+    status, _ = ctx.model_status(model)
+    return JSON({"model": model, "thresholds": (status or {}).get("thresholds") or {}, "points": points})
+
+
+@router.get("/models/{model}/performance", response_model=schemas.PerformanceHistory, responses=NOT_FOUND,
+            summary="Performance over time: realised (labels) and estimated (CBPE)")
+def get_performance(request: Request, model: str,
+                    metric: Annotated[list[str] | None, Query(description="only these metrics (repeatable)")] = None,
+                    source: Annotated[str | None, Query(pattern="^(realised|estimated)$")] = None,
+                    since: Since = None, until: Until = None, limit: Limit = 20_000) -> JSON:
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    points = queries.safe(ctx.store, lambda c: history.read_performance_history(
+        c, model, metrics=metric, source=source, since=since, until=until, limit=limit), [])
+    return JSON({"model": model, "points": points})
+
+
+@router.get("/models/{model}/status", responses=NOT_FOUND,
+            summary="The detectors' last statistics (ModelMonitor.status()), live or as last committed")
+def get_status(request: Request, model: str) -> JSON:
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    status, source = ctx.model_status(model)
+    if status is None:
+        raise HTTPException(404, f"model {model!r} has no detector state yet")
+    return JSON({"model": model, "source": source, "status": status})
+
+
+@router.get("/alerts", response_model=schemas.AlertList, summary="Current alerts, most recently changed first")
+def list_alerts(request: Request, model: str | None = None,
+                status: Annotated[str | None, Query(
+                    pattern="^(pending|firing|resolving|resolved|active)$",
+                    description="active: firing or resolving")] = None,
+                limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> JSON:
+    ctx = _ctx(request)
+    return JSON({"alerts": queries.safe(ctx.store, lambda c: queries.alerts_list(
+        c, model=model, status=status, limit=limit), [])})
+
+
+@router.get("/alerts/events", response_model=schemas.AlertEvents,
+            summary="Announced alert changes (what went to driftloop.alerts), oldest first")
+def list_alert_events(request: Request, model: str | None = None, since: Since = None, limit: Limit = 1000) -> JSON:
+    ctx = _ctx(request)
+    return JSON({"events": queries.safe(ctx.store, lambda c: queries.alert_events(
+        c, model=model, since=since, limit=limit), [])})
+
+
+@router.get("/alerts/timeline", response_model=schemas.Timeline,
+            summary="Firing episodes (fired -> resolved) for the alerts timeline")
+def alert_timeline(request: Request, model: str | None = None, since: Since = None, limit: Limit = 5000) -> JSON:
+    ctx = _ctx(request)
+    return JSON({"episodes": queries.safe(ctx.store, lambda c: queries.alert_timeline(
+        c, model=model, since=since, limit=limit), [])})
+
+
+@router.get("/alerts/{alert_id}", responses=NOT_FOUND, summary="One alert, its evidence and its history")
+def get_alert(request: Request, alert_id: str) -> JSON:
+    ctx = _ctx(request)
+    item = queries.safe(ctx.store, lambda c: queries.alert_detail(c, alert_id), None)
+    if item is None:
+        raise HTTPException(404, f"unknown alert {alert_id!r}")
+    return JSON(item)
+
+
+@router.get("/retrain/jobs", response_model=schemas.RetrainJobs, summary="Retraining jobs, newest first")
+def list_jobs(request: Request, model: str | None = None,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> JSON:
+    ctx = _ctx(request)
+    return JSON({"jobs": queries.safe(ctx.store, lambda c: queries.retrain_jobs(c, model, limit), [])})
+
+
+@router.get("/stats", summary="driftloop stats --json: per-model counts, unattributed invalid events, totals")
+def get_stats(request: Request) -> JSON:
+    ctx = _ctx(request)
+    return JSON(_stats(ctx, queries.safe(ctx.store, queries.firing_counts, {})))
+
+
+@router.get("/monitor", summary="This process's consumer: batches, timings, assigned partitions, lag")
+def get_monitor(request: Request) -> JSON:
+    ctx = _ctx(request)
+    return JSON({"in_process": ctx.monitor is not None, **monitor_snapshot(ctx.monitor)})

@@ -1,0 +1,196 @@
+"""Request bodies and response shapes, for validation and the OpenAPI document.
+
+Responses are encoded straight from the store's rows (:class:`driftloop.api.context.JSON`);
+these models describe them. ``extra="allow"``: a response may carry more fields than listed
+(new optional fields are how the contract grows).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Health", "Ready", "Check", "PromoteBody", "RollbackBody", "ResolveBody", "ActionResult", "ModelSummary",
+    "ModelList", "ModelDetail", "Versions", "DriftPoint", "DriftHistory", "PerformancePoint", "PerformanceHistory",
+    "Alert", "AlertList", "AlertEvent", "AlertEvents", "AlertEpisode", "Timeline", "RetrainJobs", "Problem",
+]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Problem(BaseModel):
+    """An error: what is wrong, for a person."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    ok: bool | None = Field(description="null: not applicable here (skipped)")
+    detail: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    checks: dict[str, Check]
+
+
+class PromoteBody(BaseModel):
+    """Make a registered version the champion."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, description="the version to promote")
+    reason: str = Field("promoted through the API", max_length=1000)
+    actor: str | None = Field(None, max_length=200, description="who asks (recorded in the audit trail)")
+
+
+class RollbackBody(BaseModel):
+    """Restore the previous champion, or a named version."""
+
+    model_config = ConfigDict(extra="forbid")
+    to_version: int | None = Field(None, ge=1, description="default: the champion before the current one")
+    reason: str = Field("rolled back through the API", max_length=1000)
+    actor: str | None = Field(None, max_length=200)
+
+
+class ResolveBody(BaseModel):
+    """Resolve an alert now (no hold-down)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("resolved through the API", max_length=1000)
+    actor: str | None = Field(None, max_length=200)
+
+
+class ActionResult(_Open):
+    ok: bool
+    action: Literal["promoted", "rolled_back", "resolved"]
+    model: str | None = None
+    event: dict[str, Any] | None = Field(None, description="the driftloop.models event (promote, rollback)")
+    changes: list[dict[str, Any]] | None = Field(None, description="the announced alert changes (resolve)")
+
+
+class ModelSummary(_Open):
+    name: str
+    task: str | None
+    features: dict[str, str]
+    configured: bool
+    champion_version: int | None
+    counts: dict[str, int]
+    firing_alerts: int
+    windows_judged: dict[str, int] | None
+    last_judged_at: int | None = Field(description="epoch ms of the newest drift statistics")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    versions: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+
+class Versions(BaseModel):
+    model: str
+    champion_version: int | None
+    versions: list[dict[str, Any]]
+    history: list[dict[str, Any]] = Field(description="registered, promoted, rejected, rolled_back; oldest first")
+
+
+class DriftPoint(_Open):
+    ts: int = Field(description="when the window was judged (epoch ms)")
+    window_start: int | None
+    window_end: int | None = Field(description="event time of the window's last prediction, when known")
+    n: int | None
+    kind: str
+    detector: str
+    feature: str
+    statistic: float | None
+    threshold: float | None
+    p_value: float | None
+    drifting: bool
+    model_version: str | None
+    seq: int
+
+
+class DriftHistory(BaseModel):
+    model: str
+    thresholds: dict[str, float] = Field(description="the effect-size threshold in force per feature (live)")
+    points: list[DriftPoint]
+
+
+class PerformancePoint(_Open):
+    ts: int
+    window_start: int | None
+    window_end: int | None
+    n: int | None
+    source: Literal["realised", "estimated"]
+    metric: str
+    value: float | None
+    baseline: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    threshold: float | None
+    degraded: bool
+    model_version: str | None
+    seq: int
+
+
+class PerformanceHistory(BaseModel):
+    model: str
+    points: list[PerformancePoint]
+
+
+class Alert(_Open):
+    alert_id: str
+    model: str
+    kind: str
+    detector: str
+    feature: str | None
+    status: str
+    severity: str
+    summary: str | None
+    updated_at: int
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]
+
+
+class AlertEvent(_Open):
+    alert_id: str
+    seq: int
+    status: str
+    model: str
+    severity: str
+    reason: str
+    at: int
+    summary: str | None
+
+
+class AlertEvents(BaseModel):
+    events: list[AlertEvent]
+
+
+class AlertEpisode(_Open):
+    alert_id: str
+    model: str
+    start: int
+    end: int | None = Field(description="null while firing")
+    severity: str
+
+
+class Timeline(BaseModel):
+    episodes: list[AlertEpisode]
+
+
+class RetrainJobs(BaseModel):
+    jobs: list[dict[str, Any]]

@@ -1,0 +1,336 @@
+/* driftloop dashboard: plain JavaScript over the JSON API, charts by uPlot (vendored). */
+"use strict";
+
+const COLORS = { stat: "#2563eb", thr: "#dc2626", drift: "#dc2626", realised: "#059669", est: "#7c3aed",
+                 base: "#6b7280", band: "rgba(5,150,105,0.12)", promo: "#059669", crit: "#dc2626", warn: "#d97706" };
+const state = { model: null, models: [], charts: [], timer: null };
+
+const $ = (sel) => document.querySelector(sel);
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+const fmt = (x, d = 3) => (x == null || !isFinite(x) ? "–" : Number.isInteger(x) || Math.abs(x) >= 1000 ? Math.round(x).toLocaleString() : (+x).toPrecision(d));
+const when = (ms) => (ms == null ? "–" : new Date(ms).toLocaleString());
+function ago(ms) {
+  if (ms == null) return "never";
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+async function api(path) {
+  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+function showError(msg) {
+  const e = $("#error");
+  e.hidden = !msg;
+  e.textContent = msg || "";
+}
+
+/* -- charts ---------------------------------------------------------------------------------- */
+function markers(times) {
+  // vertical lines at promotions / rollbacks (times in seconds), labelled with the version
+  return {
+    hooks: {
+      draw: [(u) => {
+        const { ctx, bbox } = u;
+        ctx.save();
+        for (const m of times) {
+          const x = u.valToPos(m.t, "x", true);
+          if (x < bbox.left || x > bbox.left + bbox.width) continue;
+          ctx.strokeStyle = COLORS.promo; ctx.lineWidth = 1.5 * devicePixelRatio;
+          ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+          ctx.beginPath(); ctx.moveTo(x, bbox.top); ctx.lineTo(x, bbox.top + bbox.height); ctx.stroke();
+          ctx.setLineDash([]); ctx.fillStyle = COLORS.promo;
+          ctx.font = `${10 * devicePixelRatio}px system-ui`;
+          ctx.fillText(m.label, x + 3 * devicePixelRatio, bbox.top + 10 * devicePixelRatio);
+        }
+        ctx.restore();
+      }],
+    },
+  };
+}
+
+function panel(parent, title, now, bad) {
+  const chart = el("div", { class: "chart" });
+  const p = el("div", { class: "panel" }, el("h3", {}, el("span", { text: title }), el("span", { class: "now" + (bad ? " bad" : ""), text: now || "" })), chart);
+  parent.append(p);
+  return chart;
+}
+
+function legend(container, series) {
+  const items = series.filter((s) => s.label && !s.noLegend).map((s) => {
+    const sw = el("i", { class: "swatch" + (s.dash ? " dashed" : "") });
+    sw.style.borderColor = s.swatch || s.stroke;  // CSSOM, allowed by the CSP (no inline style attributes)
+    return el("span", {}, sw, s.label);
+  });
+  container.after(el("div", { class: "legend" }, ...items));
+}
+
+function plot(container, series, data, { promos = [], bands, yRange, xRange } = {}) {
+  const width = Math.max(300, container.clientWidth || 380);
+  legend(container, series);
+  const opts = {
+    width, height: 180, series: [{}].concat(series), legend: { show: false },
+    scales: { x: { time: true, ...(xRange ? { range: () => xRange } : {}) }, y: yRange ? { range: yRange } : {} },
+    axes: [{ stroke: "#6b7280", grid: { stroke: "#f0f1f3" } }, { stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, size: 50 }],
+    cursor: { drag: { x: true, y: false } }, plugins: [markers(promos)],
+  };
+  if (bands) opts.bands = bands;
+  const u = new uPlot(opts, data, container);
+  state.charts.push({ u, container });
+  return u;
+}
+
+/* every chart shares one time axis: from the first point of the range to now (seconds) */
+function xRange() { return state.extent; }
+function extent(drift, perf, episodes, promos) {
+  const ts = drift.map((p) => p.ts).concat(perf.map((p) => p.window_end ?? p.ts), episodes.map((e) => e.start));
+  const now = Date.now();
+  const range = +$("#range").value;
+  let t0 = ts.length ? Math.min(...ts) : now - (range || 3600000);
+  if (range) t0 = Math.max(t0, now - range);
+  for (const m of promos) if (m.t * 1000 < t0 && (!range || m.t * 1000 >= now - range)) t0 = m.t * 1000;
+  const pad = Math.max(60000, (now - t0) * 0.02);
+  return [(t0 - pad) / 1000, (now + pad / 4) / 1000];
+}
+
+/* series from points: one x array (seconds), values aligned by index */
+function columns(points, fields) {
+  const x = points.map((p) => p.t / 1000);
+  return [x].concat(fields.map((f) => points.map((p) => (p[f] == null ? null : p[f]))));
+}
+
+function driftPanels(target, points, promos, kinds) {
+  target.replaceChildren();
+  const groups = new Map();
+  for (const p of points) {
+    if (!kinds.includes(p.kind)) continue;  // rows come oldest first
+    const key = `${p.kind}|${p.feature}|${p.detector}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push({ ...p, t: p.ts });
+  }
+  // the missing-rate test gets a panel only when it ever fired
+  const keys = [...groups.keys()].filter((k) => !k.endsWith("|missing_rate") || groups.get(k).some((p) => p.drifting));
+  if (!keys.length) { target.append(el("div", { class: "empty", text: "No judged windows in this range yet." })); return 0; }
+  for (const key of keys) {
+    const pts = groups.get(key);
+    const [kind, feature, detector] = key.split("|");
+    const last = pts[pts.length - 1];
+    const name = kind === "multivariate_drift" ? `multivariate · ${detector.replace("_", " ")}` : `${feature} · ${detector.replace("_", " ")}`;
+    const chart = panel(target, name, `last ${fmt(last.statistic)} / ${fmt(last.threshold)}`, last.drifting);
+    const rows = pts.map((p) => ({ ...p, flagged: p.drifting ? p.statistic : null }));
+    const thrLabel = kind === "multivariate_drift" && detector === "pca_reconstruction" ? "reference" : "threshold";
+    plot(chart, [
+      { label: "statistic", stroke: COLORS.stat, width: 1.5, points: { show: pts.length < 60 } },
+      { label: thrLabel, stroke: COLORS.thr, dash: [6, 4], width: 1, points: { show: false } },
+      { label: "drift", stroke: COLORS.drift, fill: COLORS.drift, paths: () => null, points: { show: true, size: 7, fill: COLORS.drift }, swatch: COLORS.drift },
+    ], columns(rows, ["statistic", "threshold", "flagged"]), { promos, xRange: xRange() });
+  }
+  return keys.length;
+}
+
+function performancePanels(target, points, promos) {
+  target.replaceChildren();
+  const metrics = [...new Set(points.map((p) => p.metric))];
+  metrics.sort((a, b) => (a === "accuracy" ? -1 : b === "accuracy" ? 1 : a.localeCompare(b)));
+  if (!metrics.length) { target.append(el("div", { class: "empty", text: "No labelled or estimated windows in this range yet." })); return 0; }
+  for (const metric of metrics) {
+    const pts = points.filter((p) => p.metric === metric).map((p) => ({ ...p, t: p.window_end ?? p.ts }));
+    const times = [...new Set(pts.map((p) => p.t))].sort((a, b) => a - b);
+    const idx = new Map(times.map((t, i) => [t, i]));
+    const blank = () => times.map(() => null);
+    const cols = { value: blank(), hi: blank(), lo: blank(), est: blank(), base: blank() };
+    for (const p of pts) {
+      const i = idx.get(p.t);
+      if (p.source === "realised") { cols.value[i] = p.value; cols.hi[i] = p.ci_high; cols.lo[i] = p.ci_low; }
+      else { cols.est[i] = p.value; }
+      if (p.baseline != null && p.source === "realised") cols.base[i] = p.baseline;
+      else if (p.baseline != null && cols.base[i] == null) cols.base[i] = p.baseline;
+    }
+    const lastReal = pts.filter((p) => p.source === "realised").pop();
+    const lastEst = pts.filter((p) => p.source === "estimated").pop();
+    const bad = (lastReal && lastReal.degraded) || (lastEst && lastEst.degraded);
+    const now = [lastReal ? `realised ${fmt(lastReal.value)}` : null, lastEst ? `estimated ${fmt(lastEst.value)}` : null].filter(Boolean).join(" · ");
+    const chart = panel(target, metric.replace("_", " "), now, bad);
+    const series = [
+      { label: "realised", stroke: COLORS.realised, width: 1.5, spanGaps: true, points: { show: times.length < 60 } },
+      { label: "CI high", stroke: "transparent", points: { show: false }, spanGaps: true, noLegend: true },
+      { label: "CI low", stroke: "transparent", points: { show: false }, spanGaps: true, noLegend: true },
+      { label: "estimated", stroke: COLORS.est, width: 1.5, dash: [2, 2], spanGaps: true, points: { show: false } },
+      { label: "baseline", stroke: COLORS.base, dash: [6, 4], width: 1, spanGaps: true, points: { show: false } },
+    ];
+    const data = [times.map((t) => t / 1000), cols.value, cols.hi, cols.lo, cols.est, cols.base];
+    plot(chart, series, data, { promos, bands: [{ series: [2, 3], fill: COLORS.band }], xRange: xRange() });
+  }
+  return metrics.length;
+}
+
+/* -- alerts timeline (SVG, one row per alert) ------------------------------------------------ */
+function timeline(target, episodes, promos) {
+  target.replaceChildren();
+  if (!episodes.length) { target.append(el("div", { class: "empty", text: "No alert fired in this range." })); return; }
+  const rows = [...new Map(episodes.map((e) => [e.alert_id, e])).values()];
+  const labelW = 260, rowH = 20, width = Math.max(600, target.clientWidth - 10), height = rows.length * rowH + 28;
+  const [t0, t1] = xRange().map((t) => t * 1000);
+  const sx = (t) => labelW + ((Math.max(t0, Math.min(t1, t)) - t0) / Math.max(1, t1 - t0)) * (width - labelW - 10);
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("width", width); svg.setAttribute("height", height);
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text != null) n.textContent = text;
+    svg.append(n); return n;
+  };
+  rows.forEach((row, i) => {
+    const y = i * rowH + 4;
+    const name = [row.kind.replace("_", " "), row.detector === "group" ? "(group)" : row.detector, row.feature].filter(Boolean).join(" · ");
+    add("text", { x: 4, y: y + 13 }, name.length > 42 ? name.slice(0, 41) + "…" : name);
+    add("line", { x1: labelW, x2: width - 10, y1: y + rowH - 2, y2: y + rowH - 2, stroke: "#f0f1f3" });
+    for (const ep of episodes.filter((e) => e.alert_id === row.alert_id)) {
+      const x1 = sx(ep.start), x2 = sx(ep.end ?? Date.now());
+      const bar = add("rect", { x: x1, y: y + 3, width: Math.max(3, x2 - x1), height: rowH - 8, rx: 2,
+                                fill: ep.severity === "critical" ? COLORS.crit : COLORS.warn, opacity: ep.end ? 0.6 : 1 });
+      const tip = document.createElementNS(NS, "title");
+      tip.textContent = `${when(ep.start)} → ${ep.end ? when(ep.end) : "firing"}\n${ep.summary || ""}`;
+      bar.append(tip);
+    }
+  });
+  for (const m of promos) {
+    const x = sx(m.t * 1000);
+    add("line", { x1: x, x2: x, y1: 0, y2: height - 24, stroke: COLORS.promo, "stroke-dasharray": "4 3" });
+    add("text", { x: x + 3, y: height - 26, fill: COLORS.promo }, m.label);
+  }
+  const ticks = 6;
+  for (let k = 0; k <= ticks; k++) {
+    const t = t0 + ((t1 - t0) * k) / ticks;
+    add("text", { x: sx(t) - 20, y: height - 6, class: "axis" }, new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  }
+  target.append(svg);
+}
+
+function alertsTable(target, alerts) {
+  target.replaceChildren(el("tr", {}, ...["status", "severity", "alert", "since", "summary"].map((h) => el("th", { text: h }))));
+  if (!alerts.length) { target.append(el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No active alerts." }))); return; }
+  for (const a of alerts) {
+    target.append(el("tr", {},
+      el("td", {}, el("span", { class: `badge ${a.status}`, text: a.status })),
+      el("td", {}, el("span", { class: `badge ${a.severity}`, text: a.severity })),
+      el("td", { text: [a.kind, a.detector, a.feature].filter(Boolean).join(" · ") }),
+      el("td", { text: ago(a.fired_at ?? a.started_at) }),
+      el("td", { text: a.summary || "" })));
+  }
+}
+
+function versionsTable(target, list, versions) {
+  target.replaceChildren(el("tr", {}, ...["version", "status", "created", "metrics", "note"].map((h) => el("th", { text: h }))));
+  for (const v of [...versions].reverse()) {
+    const metrics = Object.entries(v.metrics || {}).filter(([, x]) => typeof x === "number").slice(0, 4).map(([k, x]) => `${k} ${fmt(x)}`).join(", ");
+    target.append(el("tr", {}, el("td", { text: `v${v.version}` }),
+      el("td", {}, el("span", { class: `badge ${v.status}`, text: v.status })),
+      el("td", { text: when(v.created_at) }), el("td", { text: metrics || "–" }), el("td", { text: v.note || "" })));
+  }
+  list.replaceChildren();
+  for (const h of [...versionsHistory].reverse()) {
+    const text = `${when(h.decided_at)} — ${h.event.replace("_", " ")} v${h.version}` +
+      (h.champion_version != null ? ` (champion v${h.champion_version})` : "") + ` by ${h.actor}: ${h.reason}`;
+    list.append(el("li", { text }));
+  }
+}
+let versionsHistory = [];
+
+function cards(target, m, perf) {
+  const lastReal = perf.filter((p) => p.source === "realised" && p.metric === "accuracy").pop();
+  const lastEst = perf.filter((p) => p.source === "estimated").pop();
+  const c = m.counts || {};
+  const items = [
+    ["champion", m.champion_version != null ? `v${m.champion_version}` : "–"],
+    ["predictions", fmt(c.predictions, 6)], ["labels joined", fmt(c.joined, 6)],
+    ["invalid", fmt(c.invalid, 6), c.invalid > 0 ? "bad" : ""],
+    ["firing alerts", String(m.firing_alerts ?? 0), m.firing_alerts ? "bad" : "good"],
+    ["accuracy (realised)", lastReal ? fmt(lastReal.value) : "–", lastReal && lastReal.degraded ? "bad" : ""],
+    ["accuracy (estimated)", lastEst ? fmt(lastEst.value) : "–", lastEst && lastEst.degraded ? "bad" : ""],
+    ["last window", ago(m.last_judged_at)],
+  ];
+  target.replaceChildren(...items.map(([label, value, cls]) => el("div", { class: `card ${cls || ""}` },
+    el("div", { class: "label", text: label }), el("div", { class: "value", text: value }))));
+}
+
+/* -- loading --------------------------------------------------------------------------------- */
+async function loadModels() {
+  const { models } = await api("/api/models");
+  state.models = models;
+  const nav = $("#models");
+  nav.replaceChildren(...models.map((m) => {
+    const b = el("button", { type: "button", text: m.name + (m.firing_alerts ? ` (${m.firing_alerts})` : "") });
+    if (m.name === state.model) b.classList.add("active");
+    b.addEventListener("click", () => { state.model = m.name; location.hash = encodeURIComponent(m.name); render(); });
+    return b;
+  }));
+  if (!state.model || !models.some((m) => m.name === state.model)) {
+    const fromHash = decodeURIComponent(location.hash.slice(1));
+    state.model = models.some((m) => m.name === fromHash) ? fromHash : models.length ? models[0].name : null;
+  }
+}
+
+async function render() {
+  try {
+    document.body.dataset.ready = "0";
+    await loadModels();
+    for (const b of $("#models").children) b.classList.toggle("active", b.textContent.split(" (")[0] === state.model);
+    if (!state.model) { showError("No model is configured."); return; }
+    const m = encodeURIComponent(state.model);
+    const range = +$("#range").value;
+    const since = range ? `since=${Date.now() - range}` : "";
+    const [drift, perf, tl, active, versions] = await Promise.all([
+      api(`/api/models/${m}/drift?${since}`), api(`/api/models/${m}/performance?${since}`),
+      api(`/api/alerts/timeline?model=${m}&${since}`), api(`/api/alerts?model=${m}&status=active`),
+      api(`/api/models/${m}/versions`),
+    ]);
+    for (const c of state.charts) c.u.destroy();
+    state.charts = [];
+    const promos = versions.history.filter((h) => h.event === "promoted" || h.event === "rolled_back")
+      .map((h) => ({ t: h.decided_at / 1000, label: `v${h.champion_version}` }));
+    state.extent = extent(drift.points, perf.points, tl.episodes, promos);
+    const summary = state.models.find((x) => x.name === state.model) || {};
+    cards($("#cards"), summary, perf.points);
+    const n1 = driftPanels($("#data-drift"), drift.points, promos, ["data_drift"]);
+    const n2 = driftPanels($("#prediction-drift"), drift.points, promos, ["prediction_drift", "multivariate_drift"]);
+    const n3 = performancePanels($("#performance"), perf.points, promos);
+    timeline($("#timeline"), tl.episodes, promos);
+    alertsTable($("#alerts"), active.alerts);
+    versionsHistory = versions.history;
+    versionsTable($("#versions"), $("#history"), versions.versions);
+    $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    showError("");
+    document.body.dataset.charts = String(n1 + n2 + n3);
+    document.body.dataset.ready = "1";
+  } catch (err) {
+    showError(`Cannot load the dashboard data: ${err.message}`);
+    document.body.dataset.ready = "error";
+  }
+}
+
+function schedule() {
+  clearInterval(state.timer);
+  if ($("#auto").checked) state.timer = setInterval(render, 30000);
+}
+
+window.addEventListener("resize", () => {
+  for (const { u, container } of state.charts) u.setSize({ width: Math.max(300, container.clientWidth), height: 180 });
+});
+$("#range").addEventListener("change", render);
+$("#auto").addEventListener("change", schedule);
+render();
+schedule();

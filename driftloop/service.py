@@ -1,0 +1,160 @@
+"""Assembles the monitor process: consumers, detectors, alerts (and, as configured, the
+retraining policy and the HTTP API). ``driftloop monitor`` and ``driftloop demo`` both run this.
+
+Inside each batch transaction: the consumers write the batch, the detectors run on it
+(:class:`consumers.analysis.DriftAnalyser`), their detections become alert state changes
+(:class:`driftloop.alerts.AlertService`) and, by policy, retraining jobs; everything commits
+together with the offsets. Beside the consumer loop: the alert dispatcher (one worker per sink)
+and the scheduled checks (stale streams, periodic retraining).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+import retrain  # noqa: F401  - registers the registry's tables on the shared metadata
+from consumers.analysis import DriftAnalyser
+from consumers.champion_switch import ChampionSwitcher, RegistryReferences
+from consumers.monitor import Monitor
+from driftloop.alerts import AlertService
+from driftloop.config import Config
+from driftloop.logsetup import log_failure
+from driftloop.store import Store
+
+__all__ = ["MonitorService"]
+
+log = logging.getLogger(__name__)
+
+
+class MonitorService:
+    """The monitor with everything that runs beside it; ``run()`` blocks until stopped."""
+
+    def __init__(self, cfg: Config, store: Store | None = None, *, references: dict[str, Any] | None = None,
+                 alert_sinks: list[Any] | None = None, on_alert_changes: Any = None) -> None:
+        from retrain.policy import RetrainScheduler
+
+        self.cfg = cfg
+        self.store = store or Store.from_config(cfg.store)
+        self.store.create_schema()
+        self.alerts = AlertService(cfg, self.store, sinks=alert_sinks)
+        self.retrain = RetrainScheduler(cfg, self.store)
+        self.on_alert_changes = on_alert_changes
+        self.analyser = DriftAnalyser(cfg, self.store, on_detections=self._on_detections,
+                                      reference_source=RegistryReferences(cfg, self.store, references))
+        self.switcher = ChampionSwitcher(cfg, self.store, self.analyser, self.alerts)
+        self.monitor = Monitor(cfg, self.store, analyser=self.analyser, on_idle=self._idle)
+        self.catch_up_every_s = 30.0
+        self._last_catch_up = time.monotonic()
+        self.alerts.manager.add_change_hook(self._on_alert_changes)
+        self.api: Any = None
+        self.broker_wait_s = 120.0   # how long ``run()`` waits for the broker at start
+
+    def _on_detections(self, conn: Connection, model: str, detections: list[Any], now: int) -> None:
+        self.alerts.on_detections(conn, model, detections, now)
+
+    def _on_alert_changes(self, conn: Connection, changes: list[Any], now: int) -> None:
+        """Announced alert changes, in their transaction: the retraining policy may enqueue a job
+        (written to the outbox, so exactly as durable as the alert)."""
+        by_model: dict[str, list[Any]] = {}
+        for ch in changes:
+            by_model.setdefault(ch.state.model, []).append(ch)
+        for model, model_changes in by_model.items():
+            if model in self.cfg.models:
+                self.retrain.on_alerts(conn, model, model_changes, now)
+            if self.on_alert_changes is not None:
+                self.on_alert_changes(conn, model, model_changes, now)
+
+    def _idle(self) -> None:
+        """After every poll, in the monitor's thread: live champion switches, and every
+        ``catch_up_every_s`` a check that the stored detectors follow the registry's champion."""
+        self.switcher.poll()
+        if time.monotonic() - self._last_catch_up >= self.catch_up_every_s:
+            self._last_catch_up = time.monotonic()
+            try:
+                self.catch_up_champions()
+            except Exception as exc:  # noqa: BLE001 - the next check retries
+                log_failure(log, "checking that the detectors follow the champion", exc)
+
+    def catch_up_champions(self) -> list[str]:
+        """Apply the champion changes the stored detectors have not followed; returns the models.
+
+        At start: the switcher follows ``driftloop.models`` from its end, so a
+        promotion decided while the monitor was down (or killed) would otherwise only rebuild
+        the detectors on the new reference and leave the alerts of the old one, and the ones the
+        retraining answered, firing for ever. While running (every ``catch_up_every_s``):
+        a ``promoted`` event whose switch failed on a store error (the
+        record is consumed; the store kept the old reference). Either way the detectors stored
+        for the old reference are restored and switched exactly as a live ``promoted`` event
+        does (:meth:`ChampionSwitcher.apply`): same detector state, same resolutions.
+        """
+        from detectors.model_monitor import ModelMonitor
+        from retrain.registry import Registry
+
+        registry = Registry(self.cfg, self.store)
+        done = []
+        for model, mcfg in self.cfg.models.items():
+            current = self.analyser.source.current_version(model)
+            if current is None:
+                continue
+            stored, stored_version = self.store.detector_reference_version(model)
+            if not stored or stored_version == current:
+                continue
+            row = self.store.detector_state_row(model)
+            if row is None:
+                continue
+            blob, generation, stored_version = row
+            try:
+                mon = ModelMonitor.restore(blob)
+            except Exception as exc:  # noqa: BLE001 - a state of another code version: start over
+                log.warning("model %s: cannot restore the detectors of v%s (%s); starting over", model,
+                            stored_version, exc)
+                continue
+            if mon.task != mcfg.task or mon.feature_types != dict(mcfg.features):
+                continue
+            entry = next((h for h in reversed(registry.history(model)) if h.event in ("promoted", "rolled_back")
+                          and str(h.champion_version) == current), None)
+            resolves = [str(a) for a in (entry.details.get("alert_ids") or [])] if entry is not None else []
+            self.analyser.monitors[model] = mon
+            self.analyser.generation[model] = generation
+            self.analyser.reference_version[model] = stored_version
+            why = f"{entry.event if entry is not None else 'champion changed'}: {model} v{current}"
+            log.info("model %s: v%s became champion while no monitor ran; switching from v%s now (%s)",
+                     model, current, stored_version, why)
+            self.switcher.apply(model, current, resolves, why)
+            done.append(model)
+        return done
+
+    def install_signal_handlers(self) -> None:
+        self.monitor.install_signal_handlers()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+
+    def run(self, *, max_seconds: float | None = None) -> Any:
+        from consumers.kafka_clients import wait_for_broker
+        from driftloop.api.runner import start_api
+
+        # before anything makes a Kafka client: a broker that is not up yet gives one clear
+        # line every few seconds and a retry, not a stack trace from the first client
+        if not wait_for_broker(self.cfg.kafka, timeout_s=self.broker_wait_s, stop=self.monitor.stop_event):
+            return self.monitor.stats      # SIGTERM while waiting
+        self.catch_up_champions()
+        self.alerts.start()
+        self.retrain.start_cron()
+        api = None
+        try:
+            self.switcher.start()
+            api = start_api(self.cfg, self.store, monitor=self.monitor, analyser=self.analyser, alerts=self.alerts)
+            if api is not None:
+                log.info("HTTP API and dashboard on %s", api.url)
+            self.api = api
+            return self.monitor.run(max_seconds=max_seconds)
+        finally:
+            if api is not None:
+                api.stop()
+            self.switcher.close()
+            self.retrain.stop_cron()
+            self.alerts.stop()

@@ -1,0 +1,25 @@
+"""Retraining: jobs on Kafka, champion vs challenger, a registry with history.
+
+The path of a retrain, module by module:
+
+* :mod:`retrain.config` - the ``registry`` section and each model's ``retrain`` policy/recipe;
+* :mod:`retrain.policy` - :class:`RetrainScheduler`: alerts (in the monitor's transaction), a
+  cron schedule, or ``driftloop retrain MODEL`` enqueue a job (``retrain_jobs`` + outbox);
+* :mod:`retrain.events` - the ``driftloop.retrain`` and ``driftloop.models`` messages, and
+  :func:`switch_target` for the monitor;
+* :mod:`retrain.worker` - ``driftloop retrain-worker``: the consumer group running the jobs;
+* :mod:`retrain.training` - one job: :mod:`retrain.dataset` (the window's labelled examples,
+  time-ordered, newest part held out), :mod:`retrain.recipe` (the unfitted challenger),
+  :mod:`retrain.evaluate` (metrics, McNemar, paired bootstrap, the promotion rule);
+* :mod:`retrain.registry` - versions, champion, audit history, :func:`load_reference`;
+  :mod:`retrain.artifacts` - skops model files and JSON samples, SHA-256 checked;
+* :mod:`retrain.tables` - the tables, on the store's shared metadata (importing this package
+  registers them, so ``Store.create_schema()`` creates them);
+* :mod:`retrain.cli` - ``retrain-worker``, ``retrain``, ``models ...`` commands.
+"""
+from retrain import tables as _tables  # noqa: F401  (registers the tables on the store's metadata)
+from retrain.events import ModelEvent, RetrainJob, Switch, switch_target
+from retrain.policy import RetrainScheduler
+from retrain.registry import Registry, load_reference
+
+__all__ = ["RetrainScheduler", "RetrainJob", "ModelEvent", "Switch", "switch_target", "Registry", "load_reference"]

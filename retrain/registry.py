@@ -1,0 +1,522 @@
+"""The model registry: versions, their files, the champion, and the audit history.
+
+It lives in the state store (tables in :mod:`retrain.tables`; SQLite by default, PostgreSQL
+the same way) plus an artifact folder (``registry.artifact_dir``) for the model files and
+samples, each recorded with its SHA-256 and checked on every load.
+
+Every change of the champion, and every rejection and registration, is one transaction that
+writes the version rows, one ``champion_history`` row and the ``driftloop.models`` event (as an
+outbox row, so the event goes out if and only if the change committed). The history answers
+"which version was champion when, and why" (:meth:`Registry.champion_at`,
+:meth:`Registry.history`) - the audit trail MLflow's registry lacks (mlflow/mlflow#2169).
+
+The monitor needs two things from here: :func:`load_reference` (a version's reference sample
+as a DataFrame) and, for events, :func:`retrain.events.switch_target`.
+"""
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import platform
+import socket
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from driftloop.config import Config
+from driftloop.store import Store, now_ms
+from retrain.artifacts import FileInfo, load_frame, load_model, safe_name
+from retrain.config import RegistryConfig, registry_config
+from retrain.events import ModelEvent, encode, rfc3339
+from retrain.tables import champion_history, model_versions
+
+__all__ = [
+    "Registry",
+    "RegistryError",
+    "ChampionChanged",
+    "VersionInfo",
+    "HistoryEntry",
+    "load_reference",
+    "code_version",
+    "library_versions",
+    "cli_actor",
+]
+
+
+class RegistryError(RuntimeError):
+    """A registry operation is not possible (unknown version, nothing to roll back to, ...)."""
+
+
+class ChampionChanged(RuntimeError):
+    """The champion changed between a comparison and its recording: compare again."""
+
+    def __init__(self, model: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(f"champion of {model} changed from {expected} to {actual} during the evaluation")
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One row of ``model_versions``."""
+
+    model: str
+    version: int
+    status: str
+    source: str
+    job_id: str | None
+    created_at: int
+    task: str
+    features: dict[str, str]
+    classes: list[str] | None
+    artifact_path: str
+    artifact_sha256: str
+    artifact_format: str
+    trusted_types: list[str]
+    reference_path: str
+    reference_sha256: str
+    reference_rows: int
+    holdout_path: str | None
+    holdout_sha256: str | None
+    holdout_rows: int | None
+    estimator: str | None
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    data_window: dict[str, Any]
+    code_version: str | None
+    library_versions: dict[str, str]
+    note: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One row of ``champion_history``."""
+
+    id: int
+    model: str
+    event: str
+    version: int
+    champion_version: int | None
+    previous_champion: int | None
+    decided_at: int
+    actor: str
+    job_id: str | None
+    reason: str
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__} | {"decided_at_rfc3339": rfc3339(self.decided_at)}
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str | None:
+    """``DRIFTLOOP_CODE_VERSION``, else the git commit of this checkout (``-dirty`` if modified)."""
+    env = os.environ.get("DRIFTLOOP_CODE_VERSION")
+    if env:
+        return env[:64]
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=40"],
+                             capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()[:64] or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def library_versions(estimator_module: str | None = None) -> dict[str, str]:
+    """Versions of Python and the libraries a model file depends on."""
+    from importlib import metadata as md
+
+    names = ["numpy", "scipy", "pandas", "scikit-learn", "skops", "driftloop"]
+    if estimator_module:
+        root = estimator_module.split(".")[0]
+        if root not in ("sklearn", "numpy", "scipy", "pandas", "retrain", "__main__"):
+            names.append(root)
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def cli_actor() -> str:
+    """Who runs a command: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _version_of(row: Any) -> VersionInfo:
+    return VersionInfo(**{c.name: getattr(row, c.name) for c in model_versions.columns})
+
+
+def _history_of(row: Any) -> HistoryEntry:
+    return HistoryEntry(**{c.name: getattr(row, c.name) for c in champion_history.columns})
+
+
+def _str(v: int | None) -> str | None:
+    return None if v is None else str(v)
+
+
+class Registry:
+    """Read and change the registry. Write methods taking ``conn`` run inside the caller's
+    transaction (and publish nothing themselves: their events are outbox rows)."""
+
+    def __init__(self, cfg: Config, store: Store, reg: RegistryConfig | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.reg = reg or registry_config(cfg)
+        self.root = self.reg.artifact_path
+
+    # -- files -------------------------------------------------------------------------------
+    def new_artifact_dir(self, model: str, tag: str | None = None) -> Path:
+        """A fresh folder for one version's files (named before the version number exists)."""
+        name = safe_name(tag) if tag else uuid.uuid4().hex
+        d = self.root / safe_name(model) / f"{name}-{uuid.uuid4().hex[:8]}"
+        d.mkdir(parents=True, exist_ok=False)
+        return d
+
+    def relative(self, path: Path) -> str:
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    # -- reads -------------------------------------------------------------------------------
+    def _c(self, conn: Connection | None) -> Any:
+        return self.store._conn(conn)
+
+    def champion(self, model: str, conn: Connection | None = None) -> VersionInfo | None:
+        with self._c(conn) as c:
+            row = c.execute(sa.select(model_versions).where(model_versions.c.model == model,
+                                                            model_versions.c.status == "champion")).first()
+        return None if row is None else _version_of(row)
+
+    def get(self, model: str, version: int | str, conn: Connection | None = None) -> VersionInfo:
+        try:
+            v = int(version)
+        except (TypeError, ValueError):
+            raise RegistryError(f"version must be a number, got {version!r}") from None
+        with self._c(conn) as c:
+            row = c.execute(sa.select(model_versions).where(model_versions.c.model == model,
+                                                            model_versions.c.version == v)).first()
+        if row is None:
+            raise RegistryError(f"model {model!r} has no version {v}")
+        return _version_of(row)
+
+    def versions(self, model: str | None = None, conn: Connection | None = None) -> list[VersionInfo]:
+        q = sa.select(model_versions).order_by(model_versions.c.model, model_versions.c.version)
+        if model is not None:
+            q = q.where(model_versions.c.model == model)
+        with self._c(conn) as c:
+            return [_version_of(r) for r in c.execute(q)]
+
+    def version_for_job(self, job_id: str, conn: Connection | None = None) -> VersionInfo | None:
+        with self._c(conn) as c:
+            row = c.execute(sa.select(model_versions).where(model_versions.c.job_id == job_id)).first()
+        return None if row is None else _version_of(row)
+
+    def history(self, model: str | None = None, *, limit: int | None = None,
+                conn: Connection | None = None) -> list[HistoryEntry]:
+        """Audit rows, oldest first (the last ``limit`` ones if given)."""
+        q = sa.select(champion_history).order_by(champion_history.c.id.desc())
+        if model is not None:
+            q = q.where(champion_history.c.model == model)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._c(conn) as c:
+            rows = [_history_of(r) for r in c.execute(q)]
+        return rows[::-1]
+
+    def champion_at(self, model: str, ts_ms: int) -> int | None:
+        """The version that was champion at ``ts_ms`` (None if there was none)."""
+        q = (sa.select(champion_history.c.champion_version)
+             .where(champion_history.c.model == model, champion_history.c.decided_at <= ts_ms)
+             .order_by(champion_history.c.id.desc()).limit(1))
+        with self.store.engine.connect() as c:
+            row = c.execute(q).first()
+        return None if row is None else row[0]
+
+    # -- files of a version ------------------------------------------------------------------
+    def load_model(self, model: str, version: int | str) -> Any:
+        """The fitted estimator of a version (SHA-256 checked, skops-loaded)."""
+        v = self.get(model, version)
+        return load_model(self.path(v.artifact_path), v.artifact_sha256,
+                          tuple(v.trusted_types) + tuple(self.reg.trusted_types))
+
+    def load_reference(self, model: str, version: int | str,
+                       sample: Literal["training", "holdout"] = "training",
+                       conn: Connection | None = None) -> pd.DataFrame:
+        """A version's sample as a DataFrame (see :func:`load_reference`)."""
+        v = self.get(model, version, conn)
+        if sample == "training":
+            return load_frame(self.path(v.reference_path), v.reference_sha256)
+        if sample == "holdout":
+            if v.holdout_path is None or v.holdout_sha256 is None:
+                raise RegistryError(f"{model} version {v.version} has no held-out sample "
+                                    "(it was registered, not trained by driftloop)")
+            return load_frame(self.path(v.holdout_path), v.holdout_sha256)
+        raise ValueError(f"sample must be 'training' or 'holdout', not {sample!r}")
+
+    # -- writes (inside the caller's transaction) --------------------------------------------
+    def _next_version(self, conn: Connection, model: str) -> int:
+        cur = conn.execute(sa.select(sa.func.max(model_versions.c.version))
+                           .where(model_versions.c.model == model)).scalar()
+        return int(cur or 0) + 1
+
+    def add_version(self, conn: Connection, *, model: str, status: str, source: str, task: str,
+                    features: dict[str, str], classes: list[str] | None, artifact: FileInfo,
+                    reference: FileInfo, holdout: FileInfo | None, estimator: str | None,
+                    params: dict[str, Any], metrics: dict[str, Any], data_window: dict[str, Any],
+                    job_id: str | None, note: str | None, now: int, lib_versions: dict[str, str]) -> int:
+        """Insert a version row; returns its number (the model's previous maximum + 1)."""
+        self.store.lock_models(conn, [model])
+        version = self._next_version(conn, model)
+        conn.execute(model_versions.insert().values(
+            model=model, version=version, status=status, source=source, job_id=job_id, created_at=now,
+            task=task, features=dict(features), classes=classes,
+            artifact_path=self.relative(artifact.path), artifact_sha256=artifact.sha256, artifact_format="skops",
+            trusted_types=list(artifact.trusted_types),
+            reference_path=self.relative(reference.path), reference_sha256=reference.sha256,
+            reference_rows=int(reference.rows or 0),
+            holdout_path=None if holdout is None else self.relative(holdout.path),
+            holdout_sha256=None if holdout is None else holdout.sha256,
+            holdout_rows=None if holdout is None else holdout.rows,
+            estimator=estimator, params=_jsonable(params), metrics=_jsonable(metrics),
+            data_window=_jsonable(data_window), code_version=code_version(), library_versions=lib_versions,
+            note=note))
+        return version
+
+    def _set_status(self, conn: Connection, model: str, version: int, status: str) -> None:
+        conn.execute(model_versions.update().where(model_versions.c.model == model,
+                                                   model_versions.c.version == version).values(status=status))
+
+    def make_champion(self, conn: Connection, model: str, version: int) -> int | None:
+        """Archive the current champion and crown ``version``; returns the previous champion."""
+        self.store.lock_models(conn, [model])
+        current = self.champion(model, conn)
+        if current is not None:
+            if current.version == version:
+                return version
+            self._set_status(conn, model, current.version, "archived")
+        self._set_status(conn, model, version, "champion")
+        return None if current is None else current.version
+
+    def record_event(self, conn: Connection, *, model: str, event: str, version: int,
+                     champion_version: int | None, previous_champion: int | None, actor: str,
+                     reason: str, now: int, job_id: str | None = None, trigger: str | None = None,
+                     alert_ids: list[str] | None = None, metrics: dict[str, Any] | None = None,
+                     decision: dict[str, Any] | None = None, note: str | None = None,
+                     timings: dict[str, float] | None = None) -> ModelEvent:
+        """Append the audit row and queue the ``driftloop.models`` event (outbox)."""
+        details = {"metrics": metrics, "decision": decision, "trigger": trigger, "alert_ids": alert_ids or []}
+        if timings:
+            details["timings_s"] = timings
+        res = conn.execute(champion_history.insert().values(
+            model=model, event=event, version=version, champion_version=champion_version,
+            previous_champion=previous_champion, decided_at=now, actor=actor[:255], job_id=job_id,
+            reason=reason, details=_jsonable(details)))
+        history_id = int(res.inserted_primary_key[0])
+        ref = None
+        if champion_version is not None:
+            v = self.get(model, champion_version, conn)
+            ref = {"path": v.reference_path, "sha256": v.reference_sha256, "rows": v.reference_rows,
+                   "holdout_path": v.holdout_path, "holdout_sha256": v.holdout_sha256}
+        ev = ModelEvent(event=event, model=model, version=str(version), champion_version=_str(champion_version),
+                        previous_champion=_str(previous_champion), decided_at=rfc3339(now),
+                        metrics=_jsonable(metrics), decision=_jsonable(decision), job_id=job_id, trigger=trigger,
+                        reason=list(alert_ids or []), note=note or reason, history_id=history_id, reference=ref)
+        self.store.add_outbox(conn, self.cfg.topics.models, [(model.encode(), encode(ev))], now)
+        return ev
+
+    # -- operator actions (own transaction each) ---------------------------------------------
+    def promote(self, model: str, version: int | str, *, actor: str, reason: str = "manual promotion",
+                now: int | None = None) -> ModelEvent:
+        """Make ``version`` the champion by hand (``driftloop models promote``)."""
+        now = now_ms() if now is None else now
+        with self.store.transaction() as conn:
+            v = self.get(model, version, conn)
+            current = self.champion(model, conn)
+            if current is not None and current.version == v.version:
+                raise RegistryError(f"{model} version {v.version} is already the champion")
+            previous = self.make_champion(conn, model, v.version)
+            return self.record_event(conn, model=model, event="promoted", version=v.version,
+                                     champion_version=v.version, previous_champion=previous, actor=actor,
+                                     reason=reason, now=now, metrics=v.metrics or None)
+
+    def rollback(self, model: str, *, to_version: int | str | None = None, actor: str,
+                 reason: str = "manual rollback", now: int | None = None) -> ModelEvent:
+        """Restore the previous champion (or ``to_version``); the current one is archived."""
+        now = now_ms() if now is None else now
+        with self.store.transaction() as conn:
+            current = self.champion(model, conn)
+            if current is None:
+                raise RegistryError(f"{model} has no champion to roll back")
+            if to_version is None:
+                target = self._previous_champion(conn, model, current.version)
+                if target is None:
+                    raise RegistryError(f"{model}: no earlier champion than version {current.version} "
+                                        "to roll back to; name one with --to VERSION")
+            else:
+                target = self.get(model, to_version, conn).version
+                if target == current.version:
+                    raise RegistryError(f"{model} version {target} is already the champion")
+            self.make_champion(conn, model, target)
+            return self.record_event(conn, model=model, event="rolled_back", version=current.version,
+                                     champion_version=target, previous_champion=current.version, actor=actor,
+                                     reason=reason, now=now)
+
+    def register(self, model: str, artifact_file: str | os.PathLike[str], reference: pd.DataFrame, *,
+                 actor: str, trust: list[str] | tuple[str, ...] = (), params: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, note: str | None = None, promote: bool = False,
+                 now: int | None = None) -> tuple[int, list[ModelEvent]]:
+        """Bring in an externally trained model (a ``.skops`` file) with its reference sample.
+
+        The file must hold only types skops trusts by default, plus those in ``trust`` or
+        ``registry.trusted_types`` (pickle files are refused: they run code when loaded). The
+        model must predict on the reference's feature columns. The reference needs the
+        model's feature columns and ``label``; ``prediction``/``score_<class>`` columns are
+        kept if present. ``promote`` also makes it the champion (a second event).
+        """
+        from retrain.artifacts import UntrustedArtifactError, save_frame, untrusted_types
+        from retrain.dataset import DatasetError, frame_to_data
+        from retrain.evaluate import model_outputs
+
+        if model not in self.cfg.models:
+            raise RegistryError(f"unknown model {model!r} (configured: {', '.join(sorted(self.cfg.models))})")
+        mcfg = self.cfg.models[model]
+        src = Path(artifact_file)
+        try:
+            data = src.read_bytes()
+        except OSError as exc:
+            raise RegistryError(f"cannot read {src}: {exc.strerror}") from None
+        needed = untrusted_types(data)
+        allowed = set(trust) | set(self.reg.trusted_types)
+        unknown = sorted(set(needed) - allowed)
+        if unknown:
+            raise UntrustedArtifactError(
+                f"{src} holds types skops does not trust by default: {unknown}. If you trust the file's "
+                "origin and these types, pass them with --trust TYPE (or list them in registry.trusted_types)")
+        import skops.io as sio
+
+        try:
+            est = sio.loads(data, trusted=list(needed) or None)
+        except Exception as exc:  # noqa: BLE001
+            raise RegistryError(f"cannot load {src} with skops: {type(exc).__name__}: {exc}") from None
+        try:
+            rows = frame_to_data(reference, mcfg.features, mcfg.task)
+        except DatasetError as exc:
+            raise RegistryError(str(exc)) from None
+        if rows.n == 0:
+            raise RegistryError("the reference sample has no usable rows (features + label)")
+        try:
+            out = model_outputs(est, rows.X, mcfg.task)
+        except Exception as exc:  # noqa: BLE001
+            raise RegistryError(f"the model cannot predict on the reference's feature columns "
+                                f"{list(mcfg.features)}: {type(exc).__name__}: {exc}") from None
+        sample = rows.frame()
+        extra = [c for c in reference.columns if c == "prediction" or (isinstance(c, str) and c.startswith("score_"))]
+        if extra and len(reference) == rows.n:
+            for c in extra:
+                sample[c] = reference[c].to_numpy()
+        folder = self.new_artifact_dir(model, "register")
+        artifact = _write_bytes(folder / "model.skops", data, tuple(needed))
+        ref = save_frame(sample, folder / "reference.json.gz")
+        now = now_ms() if now is None else now
+        events: list[ModelEvent] = []
+        with self.store.transaction() as conn:
+            version = self.add_version(
+                conn, model=model, status="registered", source="register", task=mcfg.task,
+                features=dict(mcfg.features), classes=out.classes or None, artifact=artifact, reference=ref,
+                holdout=None, estimator=f"{type(est).__module__}.{type(est).__qualname__}",
+                params=params or _safe_params(est), metrics=metrics or {}, data_window={"source": "external"},
+                job_id=None, note=note, now=now, lib_versions=library_versions(type(est).__module__))
+            current = self.champion(model, conn)
+            cur_v = None if current is None else current.version
+            events.append(self.record_event(
+                conn, model=model, event="registered", version=version, champion_version=cur_v,
+                previous_champion=cur_v, actor=actor, reason=note or f"registered from {src.name}", now=now,
+                metrics=metrics))
+            if promote:
+                previous = self.make_champion(conn, model, version)
+                events.append(self.record_event(
+                    conn, model=model, event="promoted", version=version, champion_version=version,
+                    previous_champion=previous, actor=actor, reason=f"promoted at registration ({note or src.name})",
+                    now=now, metrics=metrics))
+        return version, events
+
+    def _previous_champion(self, conn: Connection, model: str, current: int) -> int | None:
+        q = (sa.select(champion_history.c.previous_champion)
+             .where(champion_history.c.model == model, champion_history.c.champion_version == current,
+                    champion_history.c.event.in_(("promoted", "rolled_back")),
+                    champion_history.c.previous_champion.is_not(None),
+                    champion_history.c.previous_champion != current)
+             .order_by(champion_history.c.id.desc()).limit(1))
+        row = conn.execute(q).first()
+        return None if row is None else int(row[0])
+
+
+def _write_bytes(path: Path, data: bytes, trusted: tuple[str, ...]) -> FileInfo:
+    import hashlib
+
+    from retrain.artifacts import _write_atomic
+
+    _write_atomic(path, data)
+    return FileInfo(path, hashlib.sha256(data).hexdigest(), len(data), trusted)
+
+
+def _safe_params(est: Any) -> dict[str, Any]:
+    try:
+        params = est.get_params(deep=False)
+    except Exception:  # noqa: BLE001
+        return {}
+    return {k: v for k, v in params.items() if v is None or isinstance(v, (bool, int, float, str))}
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types (numpy scalars and NaN turned into numbers and None)."""
+    import math
+
+    import numpy as np
+
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
+    return str(obj)
+
+
+def load_reference(cfg: Config, store: Store, model: str, version: int | str,
+                   sample: Literal["training", "holdout"] = "training") -> pd.DataFrame:
+    """A registry version's reference sample, for the monitor's detectors.
+
+    ``training`` (default): the rows the version was trained on, the feature columns (numeric
+    ``float64``, categorical strings, ``NaN`` for missing) and ``label``. ``holdout``: the
+    held-out rows (newest data of the job's window, unseen in training) with ``label`` AND the
+    version's own outputs on them (``prediction`` and one ``score_<class>`` column per class):
+    out-of-sample outputs, the honest baseline for prediction drift and performance (in-sample
+    outputs of a forest are near-perfect). SHA-256 checked: raises
+    :class:`retrain.artifacts.ArtifactIntegrityError` if the file was changed.
+    """
+    return Registry(cfg, store).load_reference(model, version, sample)

@@ -1,0 +1,487 @@
+"""``driftloop retrain-worker``: a consumer group on ``driftloop.retrain`` that runs the jobs.
+
+Several workers share the topic's partitions (jobs are keyed by model, so one model's jobs stay
+in order on one partition). Each worker runs one job at a time in a background thread while
+its main thread keeps polling with the partitions paused: the group stays healthy, and a
+rebalance completes in seconds even while a model trains for minutes.
+
+Where a partition resumes is the store's ``offsets`` table (group ``registry.worker_group_id``),
+never Kafka's committed offsets (written too, for lag tooling only). A job's decision, its
+registry rows, the audit row, the ``driftloop.models`` event (outbox) and the job's next offset
+commit in ONE transaction, with the fencing of :mod:`consumers.offsets`.
+
+What happens if the worker dies (SIGKILL, OOM, power) between two steps of a job:
+
+1. after the poll, before ``running`` is written: nothing changed; the job is delivered again
+   (to this worker after a restart, or to another once the group notices, ~session timeout);
+2. after ``running`` (``attempts`` + 1), during loading/training/scoring: nothing of the
+   decision exists; the job is redone from scratch on the same rows (the window has an
+   ``as_of``) with the same seeds, so it reaches the same decision. After
+   ``registry.max_attempts`` starts the job is marked ``failed`` instead (a job that kills its
+   worker, e.g. by running out of memory, must not do so forever);
+3. after the files are written, before the decision commits: the folder is orphaned (never
+   referenced by the registry; safe to delete) and the job is redone as in 2;
+4. after the decision commits, before the event is published: the event is an outbox row and
+   goes out when this or another process next publishes the outbox (at-least-once);
+5. after publishing, before the outbox row is marked sent: the event goes out again with the
+   same ``driftloop-id`` header and the same ``history_id``;
+
+and so a job is decided exactly once: the decision commits with the job's offset, fenced
+against other workers, and ``model_versions.job_id`` is unique. A repeated delivery of a job id
+already decided (the enqueuing outbox is at-least-once too) is skipped. Two workers can train
+the same job after a rebalance; only the first to commit records a decision, the other one is
+fenced and drops its result.
+
+Failures that are not crashes: a job that cannot succeed (too little data, a broken recipe,
+an incumbent artifact that fails its SHA-256 check, ...) is marked ``failed`` with the error and
+its offset advances; the store or the disk being unavailable is retried (the job stays,
+the worker backs off and resumes from the stored offset). A message that is not a job goes
+to the dead-letter topic.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+import sqlalchemy.exc
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from consumers.dead_letters import dead_letter
+from consumers.kafka_clients import make_consumer, make_producer, wait_for_broker
+from consumers.monitor import KAFKA_RESILIENCE
+from consumers.offsets import Fenced, TopicPartitionKey, advance_offsets, seek_to_stored
+from consumers.polling import retry_kafka, run_polling
+from consumers.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
+from driftloop.config import Config
+from driftloop.outbox import OutboxPublisher
+from driftloop.store import Store, now_ms
+from driftloop.topics import create_topics
+from retrain.config import registry_config, retrain_policies
+from retrain.events import ModelEvent, RetrainJob, decode_job
+from retrain.registry import ChampionChanged, Registry
+from retrain.tables import retrain_jobs
+from retrain.training import compare, incumbent_outputs, record_decision, train_challenger
+
+__all__ = ["RetrainWorker", "WorkerStats", "JobOutcome"]
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
+
+
+@dataclass
+class WorkerStats:
+    jobs: int = 0
+    promoted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    skipped: int = 0
+    fenced: int = 0
+    invalid: int = 0
+    retried: int = 0
+    last_job_s: float = 0.0
+
+
+@dataclass
+class JobOutcome:
+    """What became of one delivered job message."""
+
+    status: str                         # done | failed | skipped | fenced | retry
+    job_id: str | None = None
+    event: ModelEvent | None = None
+    version: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: RetrainWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self.worker.expected.pop((tp.topic, tp.partition), None)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.worker.seek_to_stored(assigned)
+        if self.worker.busy.is_set() and assigned:
+            self.worker.consumer.pause(*assigned)
+
+
+class RetrainWorker(GuardedConsumer):
+    """Consumes and runs retraining jobs; see the module docstring for the failure modes.
+
+    ``train_hook(job)`` runs after each fit (tests slow or observe training with it).
+    """
+
+    def __init__(self, cfg: Config, store: Store, *, worker_id: str | None = None,
+                 train_hook: Callable[[RetrainJob], None] | None = None,
+                 on_outcome: Callable[[JobOutcome], None] | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.reg = registry_config(cfg)
+        self.policies = retrain_policies(cfg)
+        self.registry = Registry(cfg, store, self.reg)
+        self.group = self.reg.worker_group_id
+        self.worker_id = worker_id or f"retrain-worker@{socket.gethostname()}:{os.getpid()}"
+        self.train_hook = train_hook
+        self.on_outcome = on_outcome
+        self.expected: dict[TopicPartitionKey, int | None] = {}
+        self.stats = WorkerStats()
+        self.busy = threading.Event()
+        self._stop = threading.Event()
+        self.consumer: Any = None
+        self.producer: Any = None
+        self.outbox: OutboxPublisher | None = None
+        self._last_publish = 0.0
+        self.watchdog = CallWatchdog(self.worker_id)
+        self.stall = StallCheck(self.worker_id)
+        self.consumers_replaced = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def start(self) -> None:
+        _warm_imports()
+        if not wait_for_broker(self.cfg.kafka, timeout_s=120, stop=self._stop):
+            return   # stopped while waiting: no clients were made
+        self.store.create_schema()
+        if not retry_kafka(lambda: create_topics(self.cfg), self._stop, f"{self.worker_id} creating topics"):
+            return
+        self.reg.artifact_path.mkdir(parents=True, exist_ok=True)
+        self.producer = self._make_producer()
+        t = self.cfg.topics
+        self.outbox = OutboxPublisher(self.store, self.producer, [t.retrain, t.models, t.dlq],
+                                     new_producer=self._make_producer)
+        if not self._subscribe():
+            return
+        self._publish(force=True)
+        log.info("%s consuming %s as group %s", self.worker_id, self.cfg.topics.retrain, self.group)
+
+    def _make_producer(self) -> Any:
+        return make_producer(self.cfg.kafka, max_block_ms=5_000, **KAFKA_RESILIENCE)
+
+    def _subscribe(self) -> bool:
+        """A new consumer joins the group; retried while the broker is away (False: stopped)."""
+        def attempt() -> None:
+            consumer = make_consumer(self.cfg.kafka, group_id=self.group, max_poll_records=1,
+                                     max_message_bytes=self.cfg.ingest.max_message_bytes, **KAFKA_RESILIENCE)
+            try:
+                # Load the topic's metadata before joining: a group leader that assigns before it knows
+                # the partitions gives everyone nothing and may not rebalance again (dpkp/kafka-python#2377).
+                consumer.partitions_for_topic(self.cfg.topics.retrain)
+                self.consumer = consumer
+                consumer.subscribe([self.cfg.topics.retrain], listener=_Listener(self))
+            except Exception:
+                self.consumer = None
+                abandon_consumer(consumer, self.worker_id)
+                raise
+        return retry_kafka(attempt, self._stop, f"{self.worker_id} joining {self.group}")
+
+    def close(self) -> None:
+        self.watchdog.close()
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+        self._publish(force=True)
+        # the outbox may have replaced the producer (a broker-side refusal breaks it)
+        producer = self.outbox.producer if self.outbox is not None else self.producer
+        if producer is not None:
+            producer.close(timeout=10)
+
+    def run(self, *, until: Callable[[], bool] | None = None, max_seconds: float | None = None) -> WorkerStats:
+        """Consume until stopped (SIGTERM/SIGINT, ``stop()``, ``until()`` or ``max_seconds``).
+
+        A stop during a job abandons it (another worker, or the next start, redoes it).
+        """
+        self.start()
+        try:
+            if self.consumer is not None:
+                run_polling(self.poll_once, self._stop, until=until, max_seconds=max_seconds)
+        finally:
+            self.close()
+        return self.stats
+
+    # -- consumer ----------------------------------------------------------------------------
+    def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
+        found = seek_to_stored(self.consumer, self.store, self.group, assigned)
+        self.expected.update(found)
+        log.info("%s assigned %s; resuming from stored offsets %s", self.worker_id, list(found),
+                 {k: v for k, v in found.items() if v is not None})
+
+    def poll_once(self) -> JobOutcome | None:
+        polled = self._poll_guarded(timeout_ms=self.reg.poll_timeout_ms, max_records=1)
+        if polled is None:      # the consumer was replaced
+            return None
+        records = [r for batch in polled.values() for r in batch if (r.topic, r.partition) in self.expected]
+        outcome = None
+        if records:
+            rec = records[0]
+            for other in records[1:]:   # max_records=1, but never lose one
+                self.consumer.seek(TopicPartition(other.topic, other.partition), other.offset)
+            outcome = self._run_in_background(rec)
+        self._publish()
+        return outcome
+
+    def _run_in_background(self, rec: Any) -> JobOutcome:
+        """Run the job in a thread; keep polling (paused) so the group membership stays alive."""
+        key = (rec.topic, rec.partition)
+        result: list[JobOutcome] = []
+        expected = self.expected.get(key)
+
+        def target() -> None:
+            try:
+                result.append(self.handle(rec, expected))
+            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+                result.append(JobOutcome("retry", error=f"{type(exc).__name__}: {exc}"))
+                log.exception("job at %s offset %d: unexpected error; will retry", key, rec.offset)
+
+        self.busy.set()
+        thread = threading.Thread(target=target, name=f"retrain-job-{rec.offset}", daemon=True)
+        paused = list(self.consumer.assignment())
+        self.consumer.pause(*paused)
+        thread.start()
+        stuck: ConsumerStuck | None = None
+        try:
+            while thread.is_alive():
+                if self._stop.is_set():
+                    log.warning("stopping in the middle of the job at %s offset %d; it will be redone",
+                                key, rec.offset)
+                    return JobOutcome("retry", error="worker stopped")
+                if stuck is None:
+                    try:
+                        stray = self._poll(timeout_ms=200)
+                    except ConsumerStuck as exc:   # the job goes on; the consumer is replaced after it
+                        stuck, stray = exc, {}
+                    for tp, recs in stray.items():      # a partition assigned and fetched mid-job
+                        self.consumer.seek(tp, min(r.offset for r in recs))
+                thread.join(0.05 if stuck is None else 0.5)
+        finally:
+            self.busy.clear()
+            if stuck is None:
+                self.consumer.resume(*self.consumer.paused())
+        outcome = result[0] if result else JobOutcome("retry", error="no result")
+        self.stall.saw_records()
+        if stuck is not None:
+            self._replace_consumer(stuck)
+        tp = TopicPartition(rec.topic, rec.partition)
+        if outcome.status in ("done", "failed", "skipped"):
+            if key in self.expected:
+                self.expected[key] = rec.offset + 1
+            try:
+                if stuck is None:
+                    self.consumer.commit_async({tp: OffsetAndMetadata(rec.offset + 1, "", -1)})
+            except Exception as exc:  # noqa: BLE001 - informational only
+                log.debug("informational offset commit failed: %s", exc)
+        elif outcome.status == "fenced":
+            self.stats.fenced += 1
+            if key in self.expected:
+                self.seek_to_stored([tp])
+        else:   # retry: back off, then consume the same job again
+            self.stats.retried += 1
+            if key in self.expected:
+                self.consumer.seek(tp, rec.offset)
+            self._stop.wait(min(30.0, 2.0 * (1 + self.stats.retried % 5)))
+        self._count(outcome)
+        self._publish(force=True)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def _count(self, o: JobOutcome) -> None:
+        s = self.stats
+        if o.status == "done":
+            s.jobs += 1
+            s.last_job_s = o.seconds
+            if o.event is not None and o.event.event == "promoted":
+                s.promoted += 1
+            else:
+                s.rejected += 1
+        elif o.status == "failed":
+            s.failed += 1
+        elif o.status == "skipped":
+            s.skipped += 1
+
+    def _publish(self, force: bool = False) -> None:
+        if self.outbox is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_publish < 5.0:
+            return
+        self._last_publish = now
+        try:
+            self.outbox.publish_pending()
+        except Exception as exc:  # noqa: BLE001 - rows stay unsent and go out on a later try
+            log.warning("outbox not published yet: %s", exc)
+
+    # -- one job (runs in the background thread; no consumer calls here) ---------------------
+    def handle(self, rec: Any, expected: int | None) -> JobOutcome:
+        """Run the job in ``rec`` to its recorded outcome; see the module docstring."""
+        if self.reg.threads is None:
+            return self._handle(rec, expected)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.reg.threads):
+            return self._handle(rec, expected)
+
+    def _handle(self, rec: Any, expected: int | None) -> JobOutcome:
+        t0 = time.perf_counter()
+        key = (rec.topic, rec.partition)
+        new = {key: rec.offset + 1}
+        try:
+            job = decode_job(rec.value)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, TypeError) as exc:
+            return self._invalid(rec, key, expected, f"not a retraining job: {exc}")
+        if job.model not in self.policies:
+            return self._invalid(rec, key, expected, f"job {job.job_id}: unknown model {job.model!r}", job.model)
+        # step 1: claim the job (running, attempts + 1), or skip a repeat / a job that keeps dying
+        now = now_ms()
+        with self.store.transaction() as conn:
+            self.store.lock_models(conn, [job.model])
+            row = conn.execute(sa.select(retrain_jobs.c.status, retrain_jobs.c.attempts)
+                               .where(retrain_jobs.c.job_id == job.job_id)).first()
+            decided = row is not None and row.status in ("done", "failed", "skipped")
+            exhausted = row is not None and not decided and row.attempts >= self.reg.max_attempts
+            if not decided and not exhausted:
+                self._claim(conn, job, row is None, now)
+        if decided:
+            msg = f"job {job.job_id} was already {row.status}; repeated delivery skipped"
+            log.info(msg)
+            return self._finish_offsets(key, expected, new, JobOutcome("skipped", job.job_id, error=msg))
+        if exhausted:
+            return self._fail(job, key, expected, new,
+                              f"gave up after {row.attempts} attempts (the worker died or hit transient errors "
+                              "during each one; see its logs)", t0)
+        # step 2: data, challenger, files (no store writes)
+        policy = self.policies[job.model]
+        try:
+            trained = train_challenger(self.cfg, self.store, self.registry, job, policy, hook=self.train_hook)
+        except _TRANSIENT as exc:
+            log.warning("job %s: transient failure, will retry: %s", job.job_id, exc)
+            return JobOutcome("retry", job.job_id, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the job cannot succeed: record why
+            log.warning("job %s failed: %s: %s", job.job_id, type(exc).__name__, exc)
+            return self._fail(job, key, expected, new, f"{type(exc).__name__}: {exc}", t0)
+        # step 3: compare with the champion and record, all in one transaction (retried if the
+        # champion changed meanwhile, e.g. a manual promotion)
+        for _ in range(3):
+            champion = self.registry.champion(job.model)
+            try:
+                tc = time.perf_counter()
+                incumbent = incumbent_outputs(self.registry, trained, champion)
+                decision = compare(trained, incumbent, policy)
+                trained.timings["compare_s"] = time.perf_counter() - tc
+            except _TRANSIENT as exc:
+                return JobOutcome("retry", job.job_id, error=str(exc))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("job %s: comparison failed: %s: %s", job.job_id, type(exc).__name__, exc)
+                return self._fail(job, key, expected, new, f"{type(exc).__name__}: {exc}", t0)
+            now = now_ms()
+            try:
+                with self.store.transaction() as conn:
+                    advance_offsets(self.store, conn, self.group, {key: expected}, new, now)
+                    status = conn.execute(sa.select(retrain_jobs.c.status)
+                                          .where(retrain_jobs.c.job_id == job.job_id)).scalar()
+                    if status in ("done", "failed", "skipped"):
+                        raise _AlreadyDecided(status)
+                    version, event = record_decision(conn, self.registry, trained, incumbent, decision,
+                                                     actor=self.worker_id, now=now)
+                    conn.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job.job_id).values(
+                        status="done", decision=event.event, version=version, finished_at=now, error=None))
+            except ChampionChanged as exc:
+                log.info("job %s: %s; comparing again", job.job_id, exc)
+                continue
+            except Fenced as exc:
+                log.warning("job %s: %s; another worker recorded it, dropping this result", job.job_id, exc)
+                return JobOutcome("fenced", job.job_id, error=str(exc))
+            except _AlreadyDecided as exc:
+                return self._finish_offsets(key, expected, new,
+                                            JobOutcome("skipped", job.job_id, error=f"already {exc}"))
+            except _TRANSIENT as exc:
+                return JobOutcome("retry", job.job_id, error=str(exc))
+            seconds = time.perf_counter() - t0
+            log.info("job %s: %s -> %s version %s in %.1fs", job.job_id, decision.reason, event.event, version,
+                     seconds)
+            return JobOutcome("done", job.job_id, event, version, seconds=seconds)
+        return self._fail(job, key, expected, new, "the champion kept changing during the evaluation", t0)
+
+    def _claim(self, conn: Any, job: RetrainJob, missing: bool, now: int) -> None:
+        if missing:   # published by something other than the scheduler: adopt it
+            from retrain.events import encode, parse_rfc3339
+
+            try:
+                requested = parse_rfc3339(job.requested_at)
+            except ValueError:
+                requested = now
+            conn.execute(retrain_jobs.insert().values(
+                job_id=job.job_id, model=job.model, trigger=job.trigger, reason=list(job.reason), status="running",
+                requested_at=requested, started_at=now, attempts=1, worker=self.worker_id, payload=encode(job)))
+        else:
+            conn.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job.job_id).values(
+                status="running", started_at=now, attempts=retrain_jobs.c.attempts + 1, worker=self.worker_id))
+
+    def _finish_offsets(self, key: TopicPartitionKey, expected: int | None, new: dict[TopicPartitionKey, int],
+                        outcome: JobOutcome, extra: Callable[[Any], None] | None = None) -> JobOutcome:
+        try:
+            with self.store.transaction() as conn:
+                advance_offsets(self.store, conn, self.group, {key: expected}, new, now_ms())
+                if extra is not None:
+                    extra(conn)
+        except Fenced as exc:
+            return JobOutcome("fenced", outcome.job_id, error=str(exc))
+        except _TRANSIENT as exc:
+            return JobOutcome("retry", outcome.job_id, error=str(exc))
+        return outcome
+
+    def _fail(self, job: RetrainJob, key: TopicPartitionKey, expected: int | None,
+              new: dict[TopicPartitionKey, int], error: str, t0: float) -> JobOutcome:
+        def mark(conn: Any) -> None:
+            conn.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job.job_id,
+                                                     retrain_jobs.c.status.in_(("queued", "running"))).values(
+                status="failed", finished_at=now_ms(), error=error[:4000]))
+
+        return self._finish_offsets(key, expected, new,
+                                    JobOutcome("failed", job.job_id, error=error, seconds=time.perf_counter() - t0),
+                                    mark)
+
+    def _invalid(self, rec: Any, key: TopicPartitionKey, expected: int | None, error: str,
+                 model: str | None = None) -> JobOutcome:
+        log.warning("%s (partition %d offset %d): sent to the dead-letter topic", error, rec.partition, rec.offset)
+        self.stats.invalid += 1
+        now = now_ms()
+
+        def dlq(conn: Any) -> None:
+            self.store.add_outbox(conn, self.cfg.topics.dlq, [(
+                model.encode() if model else None,
+                dead_letter(error, rec.topic, rec.partition, rec.offset, rec.value or b"", now, model))], now)
+
+        return self._finish_offsets(key, expected, {key: rec.offset + 1}, JobOutcome("skipped", error=error), dlq)
+
+
+class _AlreadyDecided(RuntimeError):
+    pass
+
+
+def _warm_imports() -> None:
+    """Import the heavy libraries up front, not inside the first job (seconds on a busy host)."""
+    import scipy.stats  # noqa: F401
+    import skops.io  # noqa: F401
+    import sklearn.compose  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.impute  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401

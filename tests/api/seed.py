@@ -1,0 +1,187 @@
+"""A store full of realistic history for the API and dashboard tests (no broker needed).
+
+:func:`seed` streams a drifting classification model through the real detectors
+(:class:`detectors.model_monitor.ModelMonitor`), the real alert manager and the real
+registry, with a simulated clock, calling :func:`driftloop.api.history.record_detector_statistics`
+as the monitor's batch transaction does. What happens, window by window (15 simulated minutes
+each, ending now):
+
+* windows 0-9: the stream looks like the reference;
+* from window 10: ``amount`` shifts up (data drift, then prediction drift and a performance
+  drop: the label now depends on the shifted amount);
+* window 18: version 2 is registered and promoted (its sample - the drifted data - becomes the
+  reference); the alerts about version 1 resolve;
+* window 22 on: ``country`` changes mix (a smaller drift).
+
+Run it as a script to serve the dashboard by hand: ``python -m tests.api.seed [PORT]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from consumers.analysis import labelled_batch  # noqa: F401  (same shapes as the monitor)
+from detectors.batch import LabelledBatch, PredictionBatch
+from detectors.model_monitor import ModelMonitor
+from driftloop.api.history import record_detector_statistics
+from driftloop.config import Config, load_config_dict
+from driftloop.store import Store
+
+WINDOW = 1000
+STEP_MS = 15 * 60 * 1000
+FEATURES = {"amount": "numeric", "age": "numeric", "country": "categorical"}
+SETTINGS = {"window_size": WINDOW, "warmup": WINDOW, "calibration_draws": 20, "bootstrap": 40,
+            "multivariate_methods": ["pca"], "min_window": 200}
+
+
+@dataclasses.dataclass
+class Seeded:
+    cfg: Config
+    store: Store
+    monitor: ModelMonitor
+    start_ms: int
+    end_ms: int
+    windows: int
+    alert_ids: list[str]
+
+
+def _frame(rng: np.random.Generator, n: int, shift: float = 0.0, mix: float = 0.5) -> pd.DataFrame:
+    amount = rng.lognormal(3.0 + shift, 0.8, n)
+    age = rng.normal(40, 12, n)
+    country = np.where(rng.uniform(size=n) < mix, "DE", np.where(rng.uniform(size=n) < 0.5, "FR", "IT"))
+    # the truth: fraud when amount is large for the age (a shift in amount changes the base rate)
+    logit = (np.log(amount) - 3.4) * 2.5 - (age - 40) / 30
+    p1 = 1 / (1 + np.exp(-logit))
+    label = (rng.uniform(size=n) < p1).astype(int).astype(str)
+    return pd.DataFrame({"amount": amount, "age": age, "country": country, "label": label, "_p1": p1})
+
+
+def _model_scores(df: pd.DataFrame, rng: np.random.Generator, stale: bool) -> np.ndarray:
+    """Version 1 learned the old relation; after the shift it is overconfident on large amounts."""
+    logit = (np.log(df["amount"].to_numpy()) - 3.4) * 2.5 - (df["age"].to_numpy() - 40) / 30
+    if stale:
+        logit = logit - 2.0
+    p1 = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.3, len(df)))))
+    return np.c_[1 - p1, p1]
+
+
+def _reference(df: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    ref = df[["amount", "age", "country", "label"]].copy()
+    ref["prediction"] = np.where(scores[:, 1] >= 0.5, "1", "0")
+    ref["score_0"], ref["score_1"] = scores[:, 0], scores[:, 1]
+    return ref
+
+
+def make_config(tmp: Path, *, store_url: str | None = None) -> Config:
+    return load_config_dict({
+        "store": {"url": store_url or f"sqlite:///{tmp}/driftloop.db"},
+        "models": {"fraud": {"task": "classification", "features": FEATURES}},
+        "alerts": {"hold_down_s": 600, "group_window_s": 0, "cooldown_s": 600},
+        "registry": {"artifact_dir": str(tmp / "artifacts")},
+    }, base_dir=tmp)
+
+
+def _register(conn: Any, registry: Any, version_note: str, now: int, metrics: dict[str, Any]) -> int:
+    from retrain.artifacts import FileInfo
+
+    fake = FileInfo(path=registry.root / "fraud" / f"{version_note}.skops", sha256=hashlib.sha256(
+        version_note.encode()).hexdigest(), size=0, rows=4000)
+    version = registry.add_version(
+        conn, model="fraud", status="registered", source="retrain", task="classification", features=FEATURES,
+        classes=["0", "1"], artifact=fake, reference=fake, holdout=None,
+        estimator="sklearn.ensemble.HistGradientBoostingClassifier", params={"max_iter": 100}, metrics=metrics,
+        data_window={"start_ts": now - 4 * STEP_MS, "end_ts": now}, job_id=f"job-{version_note}", note=version_note,
+        now=now, lib_versions={"python": "3"})
+    registry.record_event(conn, model="fraud", event="registered", version=version, champion_version=None,
+                          previous_champion=None, actor="seed", reason="trained", now=now)
+    return version
+
+
+def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = None,
+         store_url: str | None = None) -> Seeded:
+    """Fill a fresh store (SQLite under ``tmp``, or ``store_url``); returns what the tests need."""
+    from driftloop.alerts.manager import AlertManager
+    from retrain.registry import Registry
+
+    rng = np.random.default_rng(seed)
+    cfg = make_config(tmp, store_url=store_url)
+    store = Store(cfg.store.url)
+    store.create_schema()
+    end_ms = int(time.time() * 1000) if end_ms is None else end_ms
+    start_ms = end_ms - windows * STEP_MS
+    ref_df = _frame(rng, 4000)
+    mon = ModelMonitor("fraud", "classification", FEATURES, _reference(ref_df, _model_scores(ref_df, rng, False)),
+                       SETTINGS)
+    alerts = AlertManager(cfg, store)
+    registry = Registry(cfg, store)
+    with store.transaction() as conn:
+        v1 = _register(conn, registry, "v1", start_ms - STEP_MS, {"accuracy": 0.81, "roc_auc": 0.88})
+        registry.make_champion(conn, "fraud", v1)
+        registry.record_event(conn, model="fraud", event="promoted", version=v1, champion_version=v1,
+                              previous_champion=None, actor="seed", reason="first version", now=start_ms - STEP_MS)
+    version, pending = str(v1), None
+    for w in range(windows):
+        now = start_ms + (w + 1) * STEP_MS
+        shift = 0.6 if w >= 10 else 0.0
+        mix = 0.25 if w >= 22 else 0.5
+        df = _frame(rng, WINDOW, shift, mix)
+        scores = _model_scores(df, rng, stale=(w >= 10 and int(version) == v1))
+        pred = np.where(scores[:, 1] >= 0.5, "1", "0").astype(object)
+        ts = np.linspace(now - STEP_MS, now - 1, WINDOW).astype(np.int64)
+        with store.transaction() as conn:
+            if w == 18:  # retrained on the drifted data: promote version 2, new reference
+                v2 = _register(conn, registry, "v2", now, {"accuracy": 0.84, "roc_auc": 0.9})
+                prev = registry.make_champion(conn, "fraud", v2)
+                registry.record_event(conn, model="fraud", event="promoted", version=v2, champion_version=v2,
+                                      previous_champion=prev, actor="seed", reason="challenger beat the champion",
+                                      now=now,
+                                      metrics={"challenger": {"accuracy": 0.84}, "champion": {"accuracy": 0.71}})
+                version = str(v2)
+                new_ref = _frame(rng, 4000, shift, mix)
+                dets = mon.set_reference(_reference(new_ref, _model_scores(new_ref, rng, False)))
+                alerts.process(conn, "fraud", version, dets, now)
+                pending = None
+            batch = PredictionBatch(ts=ts, features={"amount": df["amount"].to_numpy(), "age": df["age"].to_numpy(),
+                                                     "country": df["country"].to_numpy().astype(object)},
+                                    prediction=pred, scores=scores, classes=["0", "1"], model_version=version)
+            dets = mon.update_predictions(batch)
+            if pending is not None:  # labels arrive one window late
+                dets += mon.update_labelled(pending)
+            pending = LabelledBatch(ts=ts, prediction=pred, label=df["label"].to_numpy().astype(object),
+                                    scores=scores, classes=["0", "1"], features={}, model_version=version)
+            alerts.process(conn, "fraud", version, dets, now)
+            alerts.tick(conn, now)
+            record_detector_statistics(conn, "fraud", mon.status(), now)
+            store.add_counters(conn, {("fraud", "predictions"): WINDOW, ("fraud", "labels"): WINDOW if w else 0,
+                                      ("fraud", "joined"): WINDOW if w else 0, ("fraud", "invalid"): 3,
+                                      ("fraud", "duplicates"): 1})
+            store.save_detector_state(conn, "fraud", mon.snapshot(), now)
+    with store.engine.connect() as c:
+        from driftloop.api import queries
+
+        ids = [a["alert_id"] for a in queries.alerts_list(c, limit=1000)]
+    return Seeded(cfg, store, mon, start_ms, end_ms, windows, ids)
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    import sys
+    import tempfile
+
+    from driftloop.api import create_app, serve_in_thread
+
+    d = Path(tempfile.mkdtemp())
+    s = seed(d)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8321
+    h = serve_in_thread(create_app(s.cfg, s.store, token="dev"), "127.0.0.1", port)
+    print(h.url, "token: dev")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        h.stop()

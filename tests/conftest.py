@@ -1,0 +1,162 @@
+"""Shared fixtures: the real local Kafka broker, isolated topics per test, temporary stores."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from driftloop.config import Config, load_config
+
+BOOTSTRAP = os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def _broker_up(bootstrap: str) -> str | None:
+    return _answers(bootstrap_servers=bootstrap.split(","))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    err = _broker_up(BOOTSTRAP)
+    if err is not None:
+        msg = f"no Kafka broker at {BOOTSTRAP} ({err}); start it with `scripts/kafka.sh start`"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " - in CI the broker must run, these tests may not be skipped")
+        pytest.skip(msg + " (CI starts it and fails instead of skipping)")
+    return BOOTSTRAP
+
+
+def _broker_missing(msg: str) -> None:
+    """A listener the tests need is not there: fail in CI, skip (with the reason) elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(msg + " - CI starts it; these tests may not be skipped there")
+    pytest.skip(msg + " (make test and CI start it)")
+
+
+def _listener(var: str, port_var: str, port: int) -> str:
+    """A listener's address: DRIFTLOOP_TEST_..., else 127.0.0.1 and the port scripts/kafka.sh was given."""
+    return os.environ.get(var) or f"127.0.0.1:{os.environ.get(port_var) or port}"
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """The local broker's SASL and TLS listeners (scripts/kafka.sh with KAFKA_SASL=1 KAFKA_TLS=1) and credentials."""
+
+    sasl: str                 # SASL_PLAINTEXT: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    tls: str                  # SSL (a client certificate is optional)
+    sasl_ssl: str             # SASL_SSL: the same mechanisms
+    user: str
+    password: str
+    tls_dir: Path             # ca.pem, client.pem, client.key (encrypted with key_password)
+    key_password: str
+
+    @property
+    def ca(self) -> str:
+        return str(self.tls_dir / "ca.pem")
+
+
+SECURE = SecureListeners(
+    sasl=_listener("DRIFTLOOP_TEST_SASL_BOOTSTRAP", "KAFKA_SASL_PORT", 9094),
+    tls=_listener("DRIFTLOOP_TEST_TLS_BOOTSTRAP", "KAFKA_TLS_PORT", 9095),
+    sasl_ssl=_listener("DRIFTLOOP_TEST_SASL_SSL_BOOTSTRAP", "KAFKA_SASL_SSL_PORT", 9096),
+    user=os.environ.get("KAFKA_SASL_USER") or "driftloop",
+    password=os.environ.get("KAFKA_SASL_PASSWORD") or "driftloop-secret",
+    tls_dir=Path(os.environ.get("DRIFTLOOP_TEST_TLS_DIR")
+                 or Path(os.environ.get("KAFKA_DIR") or Path(__file__).resolve().parents[1] / ".kafka") / "tls"),
+    key_password=os.environ.get("KAFKA_TLS_PASSWORD") or "driftloop-tls",
+)
+
+
+def _answers(**client: object) -> str | None:
+    """None if a metadata request through these client settings succeeds, else why not."""
+    from kafka import KafkaAdminClient
+    try:
+        admin = KafkaAdminClient(request_timeout_ms=5000, bootstrap_timeout_ms=5000, **client)
+        admin.list_topics()
+        admin.close()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka_bootstrap) -> SecureListeners:
+    """The SASL_PLAINTEXT listener (checked with SCRAM-SHA-512, so SCRAM credentials are there too)."""
+    err = _answers(bootstrap_servers=[SECURE.sasl], security_protocol="SASL_PLAINTEXT",
+                   sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=SECURE.user, sasl_plain_password=SECURE.password)
+    if err is not None:
+        _broker_missing(f"no SASL/SCRAM listener at {SECURE.sasl} ({err}); "
+                        "start the broker with KAFKA_SASL=1 scripts/kafka.sh start")
+    return SECURE
+
+
+@pytest.fixture(scope="session")
+def kafka_tls(kafka_bootstrap) -> SecureListeners:
+    """The SSL and SASL_SSL listeners and the dev CA that signed the broker's certificate."""
+    if not (SECURE.tls_dir / "ca.pem").is_file():
+        _broker_missing(f"no dev CA at {SECURE.tls_dir}/ca.pem; start the broker with KAFKA_TLS=1 scripts/kafka.sh start")
+    for addr, client in ((SECURE.tls, {"security_protocol": "SSL"}),
+                         (SECURE.sasl_ssl, {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
+                                            "sasl_plain_username": SECURE.user, "sasl_plain_password": SECURE.password})):
+        err = _answers(bootstrap_servers=[addr], ssl_cafile=SECURE.ca, **client)
+        if err is not None:
+            _broker_missing(f"no {client['security_protocol']} listener at {addr} ({err}); "
+                            "start the broker with KAFKA_SASL=1 KAFKA_TLS=1 scripts/kafka.sh start")
+    return SECURE
+
+
+MODELS = {
+    "fraud": {"task": "classification", "features": {"amount": "numeric", "age": "numeric", "country": "categorical"}},
+    "price": {"task": "regression", "features": {"x": "numeric"}},
+}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    """Write a config with unique topics/group for one test; returns (path, Config)."""
+
+    def make(bootstrap: str = BOOTSTRAP, store_url: str | None = None, **overrides) -> tuple[Path, Config]:
+        tag = uuid.uuid4().hex[:10]
+        data = {
+            "kafka": {"bootstrap_servers": bootstrap, "group_id": f"test-{tag}",
+                      "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+            "topics": {name: f"t{tag}.{name}" for name in ("predictions", "labels", "alerts", "retrain", "models", "dlq")}
+            | {"partitions": 3},
+            "store": {"url": store_url or f"sqlite:///{tmp_path}/driftloop-{tag}.db"},
+            "ingest": {"poll_timeout_ms": 200, "max_poll_records": 2000},
+            "api": {"enabled": False},
+            "models": MODELS,
+        }
+        for key, value in overrides.items():
+            section, _, name = key.partition("__")
+            data.setdefault(section, {})[name] = value
+        path = tmp_path / f"config-{tag}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path, load_config(path, environ={})
+
+    return make
+
+
+PG_URL = os.environ.get("DRIFTLOOP_TEST_PG", "postgresql://driftloop@127.0.0.1:55432/driftloop")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty database on the local PostgreSQL server (scripts/postgres.sh start)."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is in the test extras")
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        msg = f"no PostgreSQL at {PG_URL} ({exc}); start it with `scripts/postgres.sh start`"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " - in CI the server must run")
+        pytest.skip(msg + " (CI starts it and fails instead of skipping)")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

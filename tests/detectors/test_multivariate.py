@@ -1,0 +1,101 @@
+"""Multivariate drift: what univariate tests miss, the features that matter, false alarms."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from detectors.base import Window
+from detectors.drift import UnivariateDrift
+from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift, auc_pvalue
+from detectors.reference import Reference
+from tests.detectors.contract import check_all
+
+TYPES = {"a": "numeric", "b": "numeric", "c": "numeric", "d": "numeric", "k": "categorical"}
+
+
+def _data(rng, n, corr=0.9, shift_d=0.0):
+    z = rng.normal(size=n)
+    a = z
+    b = corr * z + np.sqrt(1 - corr**2) * rng.normal(size=n)
+    return {"a": a, "b": b, "c": rng.normal(size=n), "d": rng.exponential(size=n) + shift_d,
+            "k": rng.choice(["x", "y", "z"], n).astype(object)}
+
+
+def _ref(rng, n=4000):
+    return Reference(_data(rng, n), TYPES, task="regression")
+
+
+def test_pca_sees_a_broken_correlation_that_univariate_tests_miss():
+    rng = np.random.default_rng(0)
+    ref = _ref(rng)
+    pca = PCAReconstructionDrift(ref)
+    uni = UnivariateDrift(ref, calibration_n=2000, calibration_draws=20)
+    cur = _data(rng, 2000, corr=-0.9)  # same marginals, correlation reversed
+    assert uni.update(Window(0, 1, 2000), cur) == []
+    out = pca.update(Window(0, 1, 2000), cur)
+    assert [d.detector for d in out] == ["pca_reconstruction"]
+    d = out[0]
+    assert d.kind == "multivariate_drift" and d.firing and d.p_value < 1e-6
+    assert set(d.evidence["top_features"][:2]) == {"a", "b"}
+    assert "`a`" in d.summary and "`b`" in d.summary
+
+
+def test_pca_no_false_alarm_on_stationary_windows():
+    rng = np.random.default_rng(1)
+    pca = PCAReconstructionDrift(_ref(rng, 10000))
+    fired = sum(d.firing for _ in range(40) for d in pca.update(Window(0, 1, 2000), _data(rng, 2000)))
+    assert fired == 0
+
+
+def test_domain_classifier_detects_and_names_the_feature():
+    rng = np.random.default_rng(2)
+    dc = DomainClassifierDrift(_ref(rng), max_rows=800, max_iter=30)
+    assert dc.update(Window(0, 1, 1500), _data(rng, 1500)) == []
+    out = dc.update(Window(1, 2, 1500), _data(rng, 1500, shift_d=0.7))
+    assert [d.detector for d in out] == ["domain_classifier"]
+    d = out[0]
+    assert d.statistic >= 0.55 and d.evidence["top_features"][0] == "d"
+    assert "domain-classifier AUC" in d.summary and "`d`" in d.summary
+
+
+def test_auc_pvalue_matches_mann_whitney():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=400), rng.normal(0.2, size=300)
+    u = stats.mannwhitneyu(y, x, alternative="greater", method="asymptotic", use_continuity=False)
+    auc = u.statistic / (len(x) * len(y))
+    assert auc_pvalue(auc, len(x), len(y)) == pytest.approx(u.pvalue, rel=1e-9)
+
+
+def test_contract_pca():
+    ref = _ref(np.random.default_rng(4), 1500)
+
+    def feed(det, rng):
+        return det.update(Window(0, 1, 300), _data(rng, 300, corr=rng.choice([0.9, -0.5])))
+
+    check_all(lambda: PCAReconstructionDrift(ref), feed)
+
+
+def test_contract_domain_classifier():
+    ref = _ref(np.random.default_rng(5), 600)
+
+    def feed(det, rng):
+        return det.update(Window(0, 1, 200), _data(rng, 200, shift_d=rng.choice([0.0, 1.5])))
+
+    check_all(lambda: DomainClassifierDrift(ref, max_rows=120, max_iter=5, folds=2), feed)
+
+
+def test_one_thread_limits_scikit_learns_openmp_too():
+    """The limit must reach the OpenMP runtime HistGradientBoosting uses, even in a fresh process
+    where no scikit-learn estimator ran before (else its first fits spin on every core)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from threadpoolctl import threadpool_info\n"
+            "from detectors._threads import one_thread\n"
+            "with one_thread():\n"
+            "    print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'openmp'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[1]", out

@@ -1,0 +1,425 @@
+"""Process faults: SIGKILL of the monitor and of the retrain worker at random points, compared
+with an uninterrupted run of the same events; SIGTERM drains within a bound.
+
+The kill test runs two pipelines side by side on the SAME predictions and labels topics, each
+with its own store, consumer groups, retrain/models/alerts topics and registry folder:
+
+* ``reference``: one ``driftloop monitor`` and one ``driftloop retrain-worker``, never touched;
+* ``chaos``: the same two commands, each SIGKILLed again and again (a random time after it came
+  up) and restarted at once, at least 20 kills in all, some in the middle of the retraining job.
+
+The stream (River's Agrawal generator, served by a champion v1): 1,500 events of the concept v1
+was trained on, then the concept changes; labelled windows of 500 show the accuracy fall, a
+critical ``performance`` alert fires and (policy ``on_kinds: [performance]``) enqueues a
+retraining job; the worker trains a challenger, it is promoted, both monitors switch their
+reference to v2 and resolve the alert; then 1,500 more events served by v2.
+
+The publisher gates the stream the way a real one cannot, so that "equal" can be exact:
+
+* chunks of 500 events (one labelled window), each published once both pipelines counted the
+  previous one; within a chunk the batch cuts (``max_poll_records`` 300, plus every kill) fall
+  anywhere. A model's predictions are on one partition and its labels on another, both in
+  event order, so an example joins when the later of its two halves is consumed and the joined
+  stream is in event order whatever the cuts: the detectors see the same sequences;
+* the job fires on the last event of a chunk (a labelled window completes there), and the next
+  chunk is published only after both pipelines switched to the new champion: the switch
+  happens at the same point of the stream in both, and the job trains on the same rows.
+
+What is compared, and why that is "equal":
+
+* counts (``driftloop stats``): exact, and exactly what was published;
+* detector state: the stored snapshot of the model's detectors, decoded, is identical value for
+  value, and so is its reference version. Not the raw bytes: a few statistic dicts are filled
+  from sets, so their key order follows the process's hash seed. The ``generation`` counter is
+  not compared: it counts saves, i.e. batches;
+* alerts: the same set of (alert_id, kind, detector, feature, status, severity, seq), and the
+  same announced changes (idempotency keys ``alert_id:status:seq``); times differ (wall clock);
+* registry: the same decisions in the same order (event, version, champion, the job's trigger
+  and alert ids, the challenger's and champion's metrics: same rows, same seeds); job ids and
+  times differ (a job id carries the wall-clock time it was enqueued at); a killed worker
+  redoes the job, so ``attempts`` differ and are only checked to be >= 1.
+"""
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import skops.io as sio
+import sqlalchemy as sa
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+
+import retrain  # noqa: F401 - the registry's tables
+from detectors.state import loads
+from driftloop.alerts import tables as at
+from driftloop.config import Config, load_config
+from driftloop.stats import collect_stats
+from driftloop.store import Store, detector_state, offsets
+from driftloop.topics import create_topics
+from retrain.registry import Registry
+from retrain.tables import retrain_jobs
+from retrain.training import SLOW_ENV
+from tests.fault_helpers import spawn, stop_process, wait_until
+from tests.integration.test_pipeline_kafka import WANT, scenario
+from tests.kafka_helpers import produce, wait_for_counts
+from tests.retrain.helpers import AGRAWAL, FAST_RECIPE, agrawal, fitted_model, frame
+
+pytestmark = pytest.mark.kafka
+
+MODEL = "agr"
+CHUNK = 500
+DETECTORS = {"window_size": CHUNK, "performance_window_size": CHUNK, "warmup": 0, "min_window": 200,
+             "calibration_draws": 20, "multivariate": False, "cbpe": False}
+MIN_KILLS = 20
+
+
+# -- the two pipelines -------------------------------------------------------------------------
+def pipeline_config(tmp: Path, name: str, bootstrap: str, shared: str) -> tuple[Path, Config]:
+    tag = uuid.uuid4().hex[:8]
+    data: dict[str, Any] = {
+        # a killed member leaves the group after the session timeout: shorter for the chaos run
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{name}-{tag}",
+                  "session_timeout_ms": 4000 if name == "chaos" else 6000, "heartbeat_interval_ms": 1000},
+        "topics": {"predictions": f"t{shared}.predictions", "labels": f"t{shared}.labels", "partitions": 3}
+        | {t: f"t{shared}.{name}.{t}" for t in ("alerts", "retrain", "models", "dlq")},
+        "store": {"url": f"sqlite:///{tmp}/{name}.db"},
+        "ingest": {"poll_timeout_ms": 200, "max_poll_records": 300},
+        "api": {"enabled": False},
+        "registry": {"artifact_dir": str(tmp / f"{name}-artifacts"), "worker_group_id": f"{name}-retrain-{tag}",
+                     "poll_timeout_ms": 200, "max_attempts": 1000},
+        "alerts": {"group_window_s": 0, "group_min": 1000, "hold_down_s": 3600, "cooldown_s": 3600,
+                   "tick_every_s": 1, "stale": {"enabled": False}},
+        "models": {MODEL: {"task": "classification", "features": AGRAWAL, "detectors": DETECTORS,
+                           "retrain": {"on_kinds": ["performance"], "min_severity": "critical", "min_examples": 500,
+                                       "max_examples": CHUNK, "cooldown_s": 0, "holdout_fraction": 0.25,
+                                       "recipe": FAST_RECIPE}}},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, load_config(path, environ={})
+
+
+@dataclass
+class Pipeline:
+    """One monitor and one retrain worker on one store; ``chaos`` ones are killed at random."""
+
+    name: str
+    path: Path
+    cfg: Config
+    tmp: Path
+    store: Store = field(init=False)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    kills: dict[str, int] = field(default_factory=lambda: {"monitor": 0, "retrain-worker": 0})
+
+    def __post_init__(self) -> None:
+        self.store = Store.from_config(self.cfg.store)
+        self.store.create_schema()
+
+    def log(self, cmd: str) -> Path:
+        return self.tmp / f"{self.name}-{cmd}.log"
+
+    def start(self, cmd: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.procs[cmd] = spawn(cmd, "-c", str(self.path), log=self.log(cmd), env=env)
+        return self.procs[cmd]
+
+    def joined(self) -> int:
+        return int(collect_stats(self.cfg, self.store)["models"][MODEL]["joined"])
+
+    def reference_version(self) -> str | None:
+        row = self.store.detector_state_row(MODEL)
+        return None if row is None else row[2]
+
+    def job_rows(self) -> list[Any]:
+        with self.store.engine.connect() as c:
+            return list(c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.model == MODEL)
+                                  .order_by(retrain_jobs.c.requested_at)))
+
+    def stop_all(self) -> None:
+        try:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in self.procs.values():
+                stop_process(proc)
+        finally:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+            self.store.dispose()
+
+
+class Killer(threading.Thread):
+    """Kills ``cmd`` of a pipeline with SIGKILL a random time after each start, and restarts it."""
+
+    def __init__(self, pipe: Pipeline, cmd: str, ready: str, max_life_s: float, rng: random.Random,
+                 env: dict[str, str] | None = None, busy: Callable[[], bool] | None = None,
+                 busy_kills: int = 0, hold: Callable[[], bool] | None = None) -> None:
+        super().__init__(daemon=True, name=f"kill-{cmd}")
+        self.pipe, self.cmd, self.ready, self.max_life_s, self.rng, self.env = pipe, cmd, ready, max_life_s, rng, env
+        self.busy, self.busy_kills = busy, busy_kills    # the first ``busy_kills`` times busy(): kill soon
+        self.hold = hold        # the first time hold() is true after a kill: stay down while it is
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def _life(self, low: float, high: float) -> bool:
+        """Wait a random life; True if stopped meanwhile."""
+        end = time.monotonic() + self.rng.uniform(low, high)
+        while time.monotonic() < end:
+            if self.busy_kills and self.busy is not None and self.busy():
+                self.busy_kills -= 1        # in the middle of the work: a random point of it
+                end = min(end, time.monotonic() + self.rng.uniform(0.1, 0.8))
+            if self.stop.wait(0.1):
+                return True
+        return False
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                log = self.pipe.log(self.cmd)
+                seen = log.read_text().count(self.ready) if log.exists() else 0
+                proc = self.pipe.start(self.cmd, self.env)
+                # every other life on average: a random point after it came up (so that it makes
+                # progress); else a random point from its start (imports, schema, group join, ...)
+                after_ready = self.rng.random() < 0.5
+                deadline = time.monotonic() + 60
+                while (after_ready and log.read_text().count(self.ready) <= seen
+                       and proc.poll() is None and time.monotonic() < deadline and not self.stop.is_set()):
+                    time.sleep(0.05)
+                if self._life(0.0 if after_ready else 0.5, self.max_life_s if after_ready else 5.0):
+                    return                  # the last one keeps running
+                if proc.poll() is not None:
+                    raise AssertionError(f"{self.cmd} exited by itself with {proc.returncode}")
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                self.pipe.kills[self.cmd] += 1
+                if self.hold is not None and self.hold():
+                    while self.hold() and not self.stop.wait(0.2):
+                        pass
+                    self.hold = None
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+# -- the stream --------------------------------------------------------------------------------
+def chunk_messages(cfg: Config, rows: list[tuple[dict[str, Any], int]], est: Any, version: str,
+                   start: int, t0: int) -> list[tuple[str, bytes, bytes]]:
+    """Predictions served by ``est`` and their labels; each prediction before its label."""
+    X = frame(rows)[list(AGRAWAL)]
+    preds, proba = est.predict(X), est.predict_proba(X)
+    out: list[tuple[str, bytes, bytes]] = []
+    for i, ((x, y), p, pr) in enumerate(zip(rows, preds, proba)):
+        eid = f"p{start + i}"
+        out.append((cfg.topics.predictions, MODEL.encode(), orjson.dumps({
+            "event_id": eid, "model": MODEL, "ts": t0 + start + i, "features": x, "prediction": str(p),
+            "model_version": version, "scores": {"0": float(pr[0]), "1": float(pr[1])}})))
+        out.append((cfg.topics.labels, MODEL.encode(), orjson.dumps({
+            "event_id": eid, "model": MODEL, "ts": t0 + start + i + 500, "label": y})))
+    return out
+
+
+def wait_all(pipes: list[Pipeline], n: int, killers: list[Killer], what: str, timeout_s: float = 90) -> None:
+    def done() -> bool:
+        for k in killers:
+            if k.error is not None:
+                raise k.error
+        return all(p.joined() >= n for p in pipes)
+    wait_until(done, timeout_s, what, every_s=0.3)
+
+
+# -- what is compared --------------------------------------------------------------------------
+def canonical(obj: Any) -> Any:
+    """A detector snapshot as comparable plain data: dict keys sorted, arrays as (dtype, shape,
+    bytes). Key order is left out because some statistic dicts are built from sets, whose order
+    depends on the process's hash seed; the values are compared exactly."""
+    if isinstance(obj, dict):
+        return tuple(sorted((str(k), canonical(v)) for k, v in obj.items()))
+    if isinstance(obj, (list, tuple)):
+        return tuple(canonical(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return ("ndarray", obj.dtype.str, obj.shape,
+                canonical(obj.tolist()) if obj.dtype.kind == "O" else obj.tobytes())
+    if isinstance(obj, np.generic):
+        return ("scalar", obj.dtype.str, obj.tobytes())
+    return obj
+
+
+def outcome(pipe: Pipeline) -> dict[str, Any]:
+    """What must equal between the pipelines (see the module docstring for what is left out)."""
+    s = pipe.store
+    with s.engine.connect() as c:
+        state = c.execute(sa.select(detector_state.c.state, detector_state.c.reference_version)
+                          .where(detector_state.c.model == MODEL)).first()
+        alerts = sorted(tuple(r) for r in c.execute(sa.select(
+            at.alerts.c.alert_id, at.alerts.c.kind, at.alerts.c.detector, at.alerts.c.feature, at.alerts.c.status,
+            at.alerts.c.severity, at.alerts.c.seq)))
+        announced = sorted(tuple(r) for r in c.execute(sa.select(
+            at.alert_events.c.idempotency_key, at.alert_events.c.status, at.alert_events.c.severity)))
+    counts = collect_stats(pipe.cfg, s)["models"][MODEL]
+    reg = Registry(pipe.cfg, s)
+    history = [(h.event, h.version, h.champion_version, h.previous_champion, h.reason,
+                h.details.get("trigger"), h.details.get("alert_ids"), h.details.get("metrics"))
+               for h in reg.history(MODEL)]
+    jobs = [(j.trigger, list(j.reason or []), j.status, j.decision, j.version) for j in pipe.job_rows()]
+    return {"counts": {k: counts[k] for k in ("predictions", "labels", "joined", "invalid", "duplicates",
+                                                "pending_labels")},
+            "detector_state": (canonical(loads(bytes(state[0]))), state[1]) if state else None, "alerts": alerts,
+            "announced": announced, "registry": history, "jobs": jobs}
+
+
+def test_random_sigkills_of_monitor_and_worker_equal_an_uninterrupted_run(kafka_bootstrap, tmp_path):
+    """At least 20 SIGKILLs of the monitor and the retrain worker; the outcome equals the
+    uninterrupted run's (see the module docstring for what "equal" means for each part)."""
+    rng = random.Random(20261125)
+    shared = uuid.uuid4().hex[:8]
+    pipes = [Pipeline(name, *pipeline_config(tmp_path, name, kafka_bootstrap, shared), tmp=tmp_path)
+             for name in ("reference", "chaos")]
+    ref, chaos = pipes
+    for p in pipes:
+        create_topics(p.cfg)
+    # champion v1, trained on concept 0, registered in both registries
+    v1 = fitted_model(agrawal(2000, function=0, seed=1))
+    sio.dump(v1, tmp_path / "v1.skops")
+    for p in pipes:
+        Registry(p.cfg, p.store).register(MODEL, tmp_path / "v1.skops", frame(agrawal(2000, function=0, seed=5)),
+                                          actor="test", promote=True,
+                                          trust=sio.get_untrusted_types(file=tmp_path / "v1.skops"))
+    t0 = int(time.time() * 1000) - 3_600_000
+    cfg = ref.cfg
+    ref.start("monitor")
+    ref.start("retrain-worker")
+    def job_in_flight() -> bool:
+        return any(j.status in ("queued", "running") for j in chaos.job_rows())
+
+    # the monitor stays down once while the job runs: the promotion happens with no monitor up
+    killers = [Killer(chaos, "monitor", "assigned [", 2.5, rng, hold=job_in_flight),
+               Killer(chaos, "retrain-worker", "consuming", 5.0, rng, env={SLOW_ENV: "0.5"},
+                      busy=lambda: any(j.status == "running" for j in chaos.job_rows()), busy_kills=2)]
+    for k in killers:
+        k.start()
+    t_start = time.monotonic()
+    try:
+        # phase 1: concept 0 for three windows, then concept 2 until the job fires
+        published = 0
+        pre, post = agrawal(1500, function=0, seed=11), agrawal(4000, function=2, seed=12)
+        stream = pre + post
+        while not (ref.job_rows() or chaos.job_rows()):
+            assert published < len(stream), "no retraining job within the drifted stream"
+            produce(kafka_bootstrap, chunk_messages(cfg, stream[published:published + CHUNK], v1, "1", published, t0))
+            published += CHUNK
+            wait_all(pipes, published, killers, f"both pipelines joined {published}")
+        assert len(ref.job_rows()) == len(chaos.job_rows()) == 1, "the job fires at the same chunk in both"
+        fired_at = published
+        # the decision, and both monitors on the new champion, before the stream goes on
+        wait_until(lambda: all(j.status in ("done", "failed") for p in pipes for j in p.job_rows()), 150,
+                   "the job decided in both pipelines", every_s=0.5)
+        assert [j.decision for p in pipes for j in p.job_rows()] == ["promoted", "promoted"]
+        wait_until(lambda: all(p.reference_version() == "2" for p in pipes), 150,
+                   "both monitors switched to the promoted v2", every_s=0.5)
+        v2 = Registry(ref.cfg, ref.store).load_model(MODEL, 2)
+        for i in range(3):   # phase 2: concept 2 served by v2
+            rows = agrawal(CHUNK, function=2, seed=100 + i)
+            produce(kafka_bootstrap, chunk_messages(cfg, rows, v2, "2", published, t0))
+            published += CHUNK
+            wait_all(pipes, published, killers, f"both pipelines joined {published}")
+        while sum(chaos.kills.values()) < MIN_KILLS:   # top up: kills while idle are faults too
+            assert time.monotonic() - t_start < 240, f"too few kills: {chaos.kills}"
+            time.sleep(0.5)
+        for k in killers:
+            k.stop.set()
+        for k in killers:
+            k.join(30)
+            if k.error is not None:
+                raise k.error
+        wait_all(pipes, published, [], "final counts")
+        time.sleep(2.0)   # the last batch's state and the alert ticks settle
+        got = {p.name: outcome(p) for p in pipes}
+    finally:
+        for k in killers:
+            k.stop.set()
+        for k in killers:
+            k.join(30)
+        for p in pipes:      # the last processes: SIGTERM (every other one was SIGKILLed)
+            p.stop_all()
+    total_kills = sum(chaos.kills.values())
+    print(f"\nkills: {chaos.kills} in {time.monotonic() - t_start:.0f}s; job fired after {fired_at} events; "
+          f"chaos job attempts {[j.attempts for j in chaos.job_rows()]}")
+    assert total_kills >= MIN_KILLS and all(chaos.kills.values()), chaos.kills
+    want = {"predictions": published, "labels": published, "joined": published, "invalid": 0, "duplicates": 0,
+            "pending_labels": 0}
+    assert got["reference"]["counts"] == want
+    assert got["chaos"]["counts"] == want
+    assert got["chaos"]["registry"] == got["reference"]["registry"]
+    assert [h[0] for h in got["reference"]["registry"]] == ["registered", "promoted", "promoted"]
+    assert got["chaos"]["jobs"] == got["reference"]["jobs"]
+    assert got["chaos"]["alerts"] == got["reference"]["alerts"]
+    assert got["chaos"]["announced"] == got["reference"]["announced"]
+    assert any(a[1] == "performance" and a[4] == "resolved" for a in got["reference"]["alerts"])
+    assert got["chaos"]["detector_state"] == got["reference"]["detector_state"]
+    assert "became champion while no monitor ran" in chaos.log("monitor").read_text()
+    assert [j.attempts >= 2 for j in chaos.job_rows()] == [True], "the worker was killed mid-job and redid it"
+
+
+# -- SIGTERM -----------------------------------------------------------------------------------
+def kafka_committed(cfg: Config, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+    cons = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap_servers.split(","), group_id=cfg.kafka.group_id,
+                         enable_auto_commit=False)
+    try:
+        return {(t, p): cons.committed(TopicPartition(t, p)) for t, p in keys}
+    finally:
+        cons.close()
+
+
+def stored_offsets(store: Store, group: str) -> dict[tuple[str, int], int]:
+    with store.engine.connect() as c:
+        return {(r.topic, r.partition): int(r.next_offset)
+                for r in c.execute(sa.select(offsets).where(offsets.c.group_id == group))}
+
+
+def records_of_run(log_text: str) -> list[int]:
+    return [int(m) for m in re.findall(r"monitor stopped after \d+ batches, (\d+) records", log_text)]
+
+
+def test_sigterm_drains_commits_and_nothing_is_processed_twice(kafka_bootstrap, make_config, tmp_path):
+    """SIGTERM mid-stream: the monitor finishes the batch in hand, commits it (the store's
+    offsets, and Kafka's for lag tools, equal) and exits within 10 s; restarted, it resumes
+    exactly there: the records the two runs processed add up to what was published."""
+    path, cfg = make_config(ingest__max_poll_records=500)
+    msgs = scenario(cfg, n=20_000, n_invalid=200)
+    produce(kafka_bootstrap, msgs)
+    log = tmp_path / "monitor.log"
+    proc = spawn("monitor", "-c", str(path), log=log)
+    store = Store.from_config(cfg.store)
+    store.create_schema()
+    try:
+        wait_until(lambda: sum(stored_offsets(store, cfg.kafka.group_id).values()) > 8000, 120,
+                   "the monitor mid-stream", proc=proc, log=log)
+        drain_s = stop_process(proc, timeout_s=30)
+        assert proc.returncode == 0, log.read_text()[-3000:]
+        stored = stored_offsets(store, cfg.kafka.group_id)
+        assert 0 < sum(stored.values()) < len(msgs), "stopped mid-stream"
+        assert kafka_committed(cfg, list(stored)) == stored, "the last batch is committed, in Kafka too"
+        first = records_of_run(log.read_text())
+        assert first and sum(stored.values()) == first[0]
+        proc = spawn("monitor", "-c", str(path), log=log)
+        wait_for_counts(cfg, WANT, timeout_s=120, proc=proc)
+        stop_process(proc)
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)
+        store.dispose()
+    runs = records_of_run(log.read_text())
+    assert len(runs) == 2 and sum(runs) == len(msgs), f"records per run {runs}, published {len(msgs)}"
+    print(f"\nSIGTERM drain: exited in {drain_s:.1f}s after {first[0]} of {len(msgs)} records")
+    assert drain_s < 10.0

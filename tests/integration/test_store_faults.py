@@ -1,0 +1,190 @@
+"""Store faults under a running ``driftloop monitor`` (a real process on the real broker):
+the SQLite file locked by another process, the disk holding it full, PostgreSQL restarted.
+
+What each test proves, for its fault:
+
+* a clear error: the monitor's log names the problem (``store unavailable: OperationalError:
+  database is locked ...`` / ``... disk is full`` / ``... connection ...``) and ``/readyz``
+  answers 503 while it lasts;
+* back-pressure, not loss: the monitor stays up, commits nothing while the store fails (the
+  stored counts stay where they were: no batch is skipped, no offset is advanced past
+  uncommitted data) and retries the batch with backoff;
+* recovery: once the fault clears, the counts reach exactly what was published (nothing lost,
+  nothing counted twice) and ``/readyz`` answers 200 again.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from driftloop.stats import collect_stats
+from driftloop.store import Store
+from tests.fault_helpers import DedicatedPostgres, free_port, in_ci, readyz, spawn, stop_process, wait_until
+from tests.kafka_helpers import label, prediction, produce, wait_for_counts
+
+pytestmark = pytest.mark.kafka
+
+N = 1000   # events per side and phase: before the fault, and while it lasts
+
+
+@dataclass
+class FaultFigures:
+    detected_s: float        # fault on -> the monitor logged it
+    recovered_s: float       # fault off -> exact counts
+    attempts: int            # failed commit attempts logged
+    sigterm_s: float         # SIGTERM -> exit, at the end
+
+
+def events(cfg, start: int, n: int) -> list[tuple[str, bytes, bytes]]:
+    P, L = cfg.topics.predictions, cfg.topics.labels
+    return ([(P, b"fraud", orjson.dumps(prediction(i))) for i in range(start, start + n)]
+            + [(L, b"fraud", orjson.dumps(label(i))) for i in range(start, start + n)])
+
+
+def want(n: int) -> dict[str, int]:
+    return {"predictions": n, "labels": n, "joined": n, "duplicates": 0, "invalid": 0}
+
+
+def counts(cfg) -> dict[str, int] | None:
+    """The stored counts, or None while the store cannot be read."""
+    store = Store.from_config(cfg.store)
+    try:
+        return dict(collect_stats(cfg, store)["models"]["fraud"])
+    except Exception:  # noqa: BLE001 - the store is the thing that fails here
+        return None
+    finally:
+        store.dispose()
+
+
+def run_fault(kafka_bootstrap: str, path: Path, cfg, api_port: int, log: Path,
+              fault_on: Callable[[], None], fault_off: Callable[[], None], error_text: str,
+              *, hold_s: float = 6.0) -> FaultFigures:
+    """Phase 1 counted; fault on; phase 2 published; check back-pressure; fault off; exact counts."""
+    proc = spawn("monitor", "-c", str(path), log=log)
+    try:
+        produce(kafka_bootstrap, events(cfg, 0, N))
+        wait_for_counts(cfg, want(N), timeout_s=90, proc=proc)
+        assert readyz(api_port) is not None and readyz(api_port)[0] == 200, readyz(api_port)
+        before = log.read_text().count("store unavailable:")
+        t_on = time.monotonic()
+        fault_on()
+        produce(kafka_bootstrap, events(cfg, N, N))
+        wait_until(lambda: error_text in log.read_text(), 60, f"the monitor logs {error_text!r}", proc=proc, log=log)
+        detected = time.monotonic() - t_on
+        wait_until(lambda: (r := readyz(api_port)) is not None and r[0] == 503, 30, "/readyz 503 during the fault",
+                   proc=proc, log=log)
+        time.sleep(hold_s)                                   # a few retries with backoff
+        assert proc.poll() is None, f"the monitor died:\n{log.read_text()[-3000:]}"
+        during = counts(cfg)
+        assert during is None or during["predictions"] == N, f"committed while the store failed? {during}"
+        t_off = time.monotonic()
+        fault_off()
+        wait_for_counts(cfg, want(2 * N), timeout_s=90, proc=proc)
+        recovered = time.monotonic() - t_off
+        wait_until(lambda: (r := readyz(api_port)) is not None and r[0] == 200, 30, "/readyz 200 again",
+                   proc=proc, log=log)
+        text = log.read_text()
+        attempts = text.count("store unavailable:") - before
+        assert attempts >= 2, "the batch must have been retried with backoff"
+        assert "the batch committed" in text
+    finally:
+        sigterm = stop_process(proc)
+    print(f"\n{error_text}: detected in {detected:.1f}s, {attempts} failed attempts, recovered "
+          f"{recovered:.1f}s after the fault cleared, SIGTERM exit {sigterm:.1f}s")
+    return FaultFigures(detected, recovered, attempts, sigterm)
+
+
+def test_sqlite_locked_by_another_process(kafka_bootstrap, make_config, tmp_path):
+    """Another connection holds ``BEGIN EXCLUSIVE`` for 8 s (longer than ``busy_timeout_ms``)."""
+    api_port = free_port()
+    path, cfg = make_config(store__busy_timeout_ms=1000, api__enabled=True, api__port=api_port)
+    db = cfg.store.url.removeprefix("sqlite:///")
+    locker: list[sqlite3.Connection] = []
+
+    def lock() -> None:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+        conn.execute("BEGIN EXCLUSIVE")
+        locker.append(conn)
+
+    def unlock() -> None:
+        locker.pop().execute("ROLLBACK")
+
+    run_fault(kafka_bootstrap, path, cfg, api_port, tmp_path / "monitor.log", lock, unlock, "database is locked")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted for the test (we are root in CI); unmounted afterwards."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        msg = f"cannot mount a tmpfs ({res.stderr.strip()}): the disk-full test needs root"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full(kafka_bootstrap, make_config, tmp_path, small_disk):
+    """The store lives on a 4 MiB tmpfs; a filler file takes every free byte, then is removed."""
+    api_port = free_port()
+    path, cfg = make_config(store_url=f"sqlite:///{small_disk}/driftloop.db", api__enabled=True, api__port=api_port)
+    filler = small_disk / "filler"
+
+    def fill() -> None:
+        db = sqlite3.connect(str(small_disk / "driftloop.db"), timeout=30)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")   # the next write must grow the WAL file
+        db.close()
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for size in (65536, 4096, 512, 1):     # every free byte, down to the last one
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+        finally:
+            os.close(fd)
+
+    def free() -> None:
+        os.unlink(filler)
+
+    run_fault(kafka_bootstrap, path, cfg, api_port, tmp_path / "monitor.log", fill, free, "disk is full")
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[DedicatedPostgres]:
+    """A PostgreSQL server for this module only: restarting it disturbs no other test."""
+    pytest.importorskip("psycopg", reason="psycopg is in the test extras")
+    pg = DedicatedPostgres()
+    try:
+        pg.start()
+    except (RuntimeError, OSError) as exc:
+        pg.close()
+        if in_ci():
+            pytest.fail(f"dedicated PostgreSQL did not start: {exc}")
+        pytest.skip(f"dedicated PostgreSQL did not start: {exc}")
+    yield pg
+    pg.close()
+
+
+@pytest.mark.postgres
+def test_postgres_restarted(kafka_bootstrap, make_config, tmp_path, own_postgres):
+    """PostgreSQL stopped (fast shutdown: open connections are cut) for a while, then started again."""
+    api_port = free_port()
+    path, cfg = make_config(store_url=own_postgres.url, api__enabled=True, api__port=api_port)
+    run_fault(kafka_bootstrap, path, cfg, api_port, tmp_path / "monitor.log", own_postgres.stop, own_postgres.start,
+              "database server is unreachable or restarting")

@@ -1,0 +1,130 @@
+"""Helpers for tests that talk to the real broker: publish, read a topic, run the monitor."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from driftloop.config import Config
+from driftloop.stats import collect_stats
+from driftloop.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW_MS = int(time.time() * 1000)
+
+
+def prediction(i: int, model: str = "fraud") -> dict[str, Any]:
+    rnd = random.Random(i)
+    return {"event_id": f"p{i}", "model": model, "ts": NOW_MS - 3_600_000 + i,
+            "features": {"amount": round(rnd.lognormvariate(3, 1), 2), "age": rnd.randint(18, 90),
+                         "country": rnd.choice(["DE", "FR", "US", None])},
+            "prediction": i % 2, "scores": {"0": 0.3, "1": 0.7} if i % 2 else {"0": 0.8, "1": 0.2}}
+
+
+def label(i: int, model: str = "fraud") -> dict[str, Any]:
+    return {"event_id": f"p{i}", "model": model, "ts": NOW_MS - 1_000_000 + i, "label": (i // 3) % 2}
+
+
+def invalid_messages(n: int = 200) -> list[tuple[str, bytes]]:
+    """``n`` invalid messages of many kinds: (side, raw value)."""
+    kinds = [
+        ("p", lambda i: b"not json at all %d" % i),
+        ("p", lambda i: b'{"event_id": "bad%d", "model": "fraud"' % i),                 # truncated
+        ("p", lambda i: orjson.dumps(prediction(10**6 + i) | {"prediction": [1]})),       # wrong type
+        ("p", lambda i: orjson.dumps({k: v for k, v in prediction(10**6 + i).items() if k != "features"})),
+        ("p", lambda i: b'{"event_id":"n%d","model":"fraud","ts":1,"features":{"amount":NaN},"prediction":1}' % i),
+        ("p", lambda i: b'{"event_id":"i%d","model":"fraud","ts":1,"features":{"amount":1e999},"prediction":1}' % i),
+        ("p", lambda i: orjson.dumps(prediction(10**6 + i, model="unknown-model"))),
+        ("p", lambda i: b"[" + b",".join([orjson.dumps(prediction(10**7 + i))] * 1) + b"]" + b" " * 1_100_000),
+        ("p", lambda i: b'{"event_id":"\xff\xfe%d","model":"fraud"}' % i),                 # not UTF-8
+        ("p", lambda i: orjson.dumps(prediction(10**6 + i) | {"features": {"amount": "12"}})),
+        ("p", lambda i: orjson.dumps(prediction(10**6 + i) | {"ts": "yesterday-ish"})),
+        ("l", lambda i: orjson.dumps({"event_id": f"x{i}", "model": "fraud", "ts": NOW_MS})),  # no label
+        ("l", lambda i: orjson.dumps({"event_id": f"x{i}", "model": "fraud", "ts": NOW_MS, "label": {"a": 1}})),
+        ("l", lambda i: b"\x00\x01\x02binary%d" % i),
+    ]
+    out = []
+    for i in range(n):
+        side, make = kinds[i % len(kinds)]
+        out.append((side, make(i)))
+    return out
+
+
+def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]], *, spread: int = 0) -> None:
+    """Publish (topic, key, value) with kafka-python, acks=all, and wait.
+
+    ``spread=k`` sends message i to partition ``i % k`` instead of by key: one model's events
+    then cross partitions, and so monitor instances.
+    """
+    prod = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=20,
+                         max_request_size=16 * 1024 * 1024, batch_size=256 * 1024)
+    for i, (topic, key, value) in enumerate(messages):
+        prod.send(topic, key=key, value=value, partition=(i % spread) if spread else None)
+    prod.flush(60)
+    prod.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Any]:
+    """Every record of a topic, from the beginning to the current end."""
+    cons = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+                         consumer_timeout_ms=2000)
+    parts = cons.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in parts]
+    cons.assign(tps)
+    cons.seek_to_beginning(*tps)
+    end = cons.end_offsets(tps)
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while any(cons.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
+        for recs in cons.poll(timeout_ms=500).values():
+            out.extend(recs)
+    cons.close()
+    return out
+
+
+def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0, model: str = "fraud",
+                    proc: subprocess.Popen | None = None) -> dict[str, Any]:
+    store = Store.from_config(cfg.store)
+    store.create_schema()
+    deadline = time.monotonic() + timeout_s
+    stats: dict[str, Any] = {}
+    try:
+        while time.monotonic() < deadline:
+            stats = collect_stats(cfg, store)
+            got = {k: (stats["totals"][k] if k == "invalid" else stats["models"][model][k]) for k in want}
+            if got == want:
+                return stats
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"monitor exited with {proc.returncode}; last stats {json.dumps(stats)}")
+            time.sleep(0.3)
+    finally:
+        store.dispose()
+    raise AssertionError(f"counts not reached in {timeout_s}s: want {want}, have {json.dumps(stats)}")
+
+
+def start_monitor(config_path: Path, *extra: str, log_path: Path | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "driftloop.cli", "monitor", "-c", str(config_path), *extra],
+                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def publish_outbox(cfg: Config, store: Store, topics: list[str] | None = None) -> int:
+    """Publish the store's unsent outbox rows (only ``topics``' if given) with a producer of its
+    own, as the monitor or the worker would; returns how many were acknowledged."""
+    from consumers.kafka_clients import make_producer
+    from driftloop.outbox import OutboxPublisher
+
+    producer = make_producer(cfg.kafka)
+    try:
+        return OutboxPublisher(store, producer, topics).publish_pending()
+    finally:
+        producer.close(timeout=10)
