@@ -8,10 +8,11 @@ the detections can be compared as well (``same`` column); driftloop's calibrated
 timed too. River's KSWIN runs at ~4k updates/s, so it (and only it) is timed on the first
 20,000 events. One run each; numbers vary with the machine's load.
 
-Run: ``python bench/detectors.py`` (about a minute).
+Run: ``python bench/detectors.py [--batch 1000]`` (about a minute).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -51,12 +52,12 @@ def stream() -> np.ndarray:
     return (rng.random(N) < p).astype(np.float64)
 
 
-def run_ours(name: str, params: dict, x: np.ndarray) -> tuple[float, list[int]]:
+def run_ours(name: str, params: dict, x: np.ndarray, batch: int = BATCH) -> tuple[float, list[int]]:
     det = make_detector(name, **params)
     hits: list[int] = []
     t = time.perf_counter()
-    for k in range(0, len(x), BATCH):
-        h = det.update_many(x[k : k + BATCH])
+    for k in range(0, len(x), batch):
+        h = det.update_many(x[k : k + batch])
         if len(h):
             hits.extend((k + h).tolist())
     return len(x) / (time.perf_counter() - t), hits
@@ -75,6 +76,10 @@ def run_river(factory, x: np.ndarray) -> tuple[float, list[int]]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=BATCH,
+                    help="values per update_many call (the monitor feeds up to ingest.max_poll_records = 5000)")
+    batch = ap.parse_args().batch
     x = stream()
     head = f"{'detector':<13} {'events':>9} {'River/s':>10} {'ours/s':>11} {'ratio':>7} {'same':>5} {'ours default/s':>15} {'ratio':>7}"
     print(head)
@@ -83,15 +88,15 @@ def main() -> None:
     for name, (params, factory, n) in PAIRS.items():
         xs = x[:n]
         river_rate, river_hits = run_river(factory, xs)
-        ours_rate, ours_hits = run_ours(name, params, xs)
+        ours_rate, ours_hits = run_ours(name, params, xs, batch)
         dflt_n = min(n, 100_000) if name == "kswin" else n
-        dflt_rate, _ = run_ours(name, {}, x[:dflt_n])
+        dflt_rate, _ = run_ours(name, {}, x[:dflt_n], batch)
         print(
             f"{name:<13} {n:>9,} {river_rate:>10,.0f} {ours_rate:>11,.0f} {ours_rate / river_rate:>6.1f}x "
             f"{'yes' if ours_hits == river_hits else 'NO':>5} {dflt_rate:>15,.0f} {dflt_rate / river_rate:>6.1f}x",
             flush=True,
         )
-    print(f"# total {time.perf_counter() - t0:.0f}s; batches of {BATCH}; 'same' = identical detection positions")
+    print(f"# total {time.perf_counter() - t0:.0f}s; batches of {batch}; 'same' = identical detection positions")
 
 
 if __name__ == "__main__":
