@@ -64,8 +64,15 @@ def check_no_shared_state(make: Callable[[], Snapshotable], feed: Feed, chunks: 
 
 
 def check_deterministic(make: Callable[[], Snapshotable], feed: Feed, chunks: int = 4) -> None:
-    """Same seed, same data, same outputs."""
+    """Same seed, same data, same outputs: with the default seed, and, for a detector that takes
+    a ``seed``, with an explicit one (built through ``params()``, as :meth:`clone` does)."""
     assert _outputs(make(), feed, 13, chunks) == _outputs(make(), feed, 13, chunks)
+    proto = make()
+    if "seed" in proto.params():
+        def seeded() -> Snapshotable:
+            return type(proto)(**{**proto.params(), "seed": 20261203})
+        assert seeded().params()["seed"] == 20261203
+        assert _outputs(seeded(), feed, 13, chunks) == _outputs(seeded(), feed, 13, chunks)
 
 
 def check_documented(cls: type) -> None:
