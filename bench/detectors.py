@@ -8,7 +8,11 @@ the detections can be compared as well (``same`` column); driftloop's calibrated
 timed too. River's KSWIN runs at ~4k updates/s, so it (and only it) is timed on the first
 20,000 events. One run each; numbers vary with the machine's load.
 
-Run: ``python bench/detectors.py [--batch 1000]`` (about a minute).
+Then, in the same run, the time of one full 20-feature window test beside Evidently's
+``DataDriftPreset`` report and a scipy KS loop (``bench/window_tests.py``; ``--no-window`` skips
+it, ``--no-evidently`` skips Evidently).
+
+Run: ``python bench/detectors.py [--batch 1000]`` (about two minutes).
 """
 from __future__ import annotations
 
@@ -79,7 +83,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=BATCH,
                     help="values per update_many call (the monitor feeds up to ingest.max_poll_records = 5000)")
-    batch = ap.parse_args().batch
+    ap.add_argument("--no-window", action="store_true", help="skip the 20-feature window test")
+    ap.add_argument("--no-evidently", action="store_true", help="window test without Evidently")
+    args = ap.parse_args()
+    batch = args.batch
     x = stream()
     head = f"{'detector':<13} {'events':>9} {'River/s':>10} {'ours/s':>11} {'ratio':>7} {'same':>5} {'ours default/s':>15} {'ratio':>7}"
     print(head)
@@ -97,6 +104,12 @@ def main() -> None:
             flush=True,
         )
     print(f"# total {time.perf_counter() - t0:.0f}s; batches of {batch}; 'same' = identical detection positions")
+    if not args.no_window:
+        print()
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import window_tests
+
+        window_tests.main(["--no-evidently"] if args.no_evidently else [])
 
 
 if __name__ == "__main__":
