@@ -57,6 +57,10 @@ class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 _SECRETS = ("sasl_plain_password", "ssl_password")
 _SSL_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+# keys of the ``alerts`` and ``api`` sections (kept as plain mappings in Config) whose values are
+# secret: sink URLs (a Slack or webhook URL is itself a token), HMAC secrets, PagerDuty routing
+# keys, extra HTTP headers (e.g. Authorization), the API token. ``repr`` hides them at any depth.
+_SECTION_SECRETS = frozenset({"url", "secret", "routing_key", "headers", "token"})
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -258,9 +262,30 @@ class Config(_Base):
     api: dict[str, Any] = msgspec.field(default_factory=dict)        # validated by driftloop.api
     base_dir: str = "."
 
+    def __repr__(self) -> str:   # never print a secret (the kafka section hides its own)
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__()) + ")"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(f, _hide_secrets(getattr(self, f)) if f in ("alerts", "api") else getattr(self, f))
+                for f in self.__struct_fields__]
+
     def resolve(self, path: str) -> Path:
         p = Path(path)
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _hide_secrets(value: Any) -> Any:
+    """A copy of a section's data for ``repr``, with every :data:`_SECTION_SECRETS` value hidden.
+
+    >>> _hide_secrets({"sinks": [{"type": "slack", "url": "https://hooks.slack.com/T/B/x", "secret": None}]})
+    {'sinks': [{'type': 'slack', 'url': '<hidden>', 'secret': None}]}
+    """
+    if isinstance(value, dict):
+        return {k: "<hidden>" if k in _SECTION_SECRETS and v not in (None, {}) else _hide_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide_secrets(v) for v in value]
+    return value
 
 
 _MAX_DEPTH = 32          # no configuration nests deeper; YAML can, and recursive parsers then fail

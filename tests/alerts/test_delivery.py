@@ -162,6 +162,7 @@ def test_a_failing_sink_is_retried_with_the_same_key_and_order_per_alert_holds(s
     rows = delivery_rows(sqlite_store)
     assert rows[(fire.idempotency_key, "pagerduty")].attempts == 4
     assert "HTTP 500" in caplog.text and "RK-123" not in caplog.text and receiver.base not in caplog.text
+    assert SECRET not in caplog.text                   # the HMAC secret of the failing sink neither
 
 
 def test_gives_up_after_max_attempts_when_configured(sqlite_store, receiver):

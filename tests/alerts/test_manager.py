@@ -2,15 +2,22 @@
 transaction; routing; grouping; hold-down via tick; resolve on request; stale streams."""
 from __future__ import annotations
 
+import logging
+
 import orjson
 import pytest
 import sqlalchemy as sa
+import yaml
 
-from driftloop.alerts import AlertManager, AlertsConfig
+from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig
 from driftloop.alerts import tables as t
 from driftloop.alerts.lifecycle import fingerprint, group_fingerprint
+from driftloop.alerts.sinks import build_sinks, verify_signature
 from driftloop.alerts.stale import StaleChecker
-from tests.alerts.helpers import det
+from driftloop.api.config import ApiConfig
+from driftloop.config import load_config
+from driftloop.store import now_ms
+from tests.alerts.helpers import Behaviour, det
 
 S = 1000
 SINKS = [
@@ -160,9 +167,46 @@ def test_config_errors_are_clear():
             AlertsConfig.from_dict(bad, environ={})
 
 
-def test_secrets_never_appear_in_repr_or_logs(caplog):
+def test_secrets_never_appear_in_repr_or_logs(tmp_path, sqlite_store, receiver, caplog):
+    token, secret, routing_key, api_token = "TOKENXYZ", "hunter2", "ROUTINGKEY", "APITOKEN42"
     cfg = AlertsConfig.from_dict({"sinks": [
         {"type": "slack", "url": "https://hooks.slack.com/services/T0/B0/TOKENXYZ", "secret": "hunter2"},
         {"type": "pagerduty", "routing_key_env": "PD_KEY"}]}, environ={"PD_KEY": "ROUTINGKEY"})
     text = repr(cfg) + str(cfg.sinks)
     assert "TOKENXYZ" not in text and "hunter2" not in text and "ROUTINGKEY" not in text
+    # the whole configuration, loaded from a file with the secrets inline
+    slack_path = f"/services/T0/B0/{token}"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "alerts": {"group_window_s": 0, "sinks": [
+            {"name": "slack", "type": "slack", "url": receiver.base + slack_path, "secret": secret, "timeout_s": 5,
+             "headers": {"Authorization": f"Bearer {api_token}"}},
+            {"name": "pd", "type": "pagerduty", "url": receiver.base + "/pd", "routing_key": routing_key,
+             "secret": secret, "timeout_s": 5}],
+            "dispatch": {"poll_interval_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.1}},
+        "api": {"token": api_token}}))
+    config = load_config(path, environ={})
+    acfg = AlertsConfig.from_dict(config.alerts)
+    secrets = (token, secret, routing_key, api_token, receiver.base)
+    for text in (repr(config), str(config), repr(acfg), repr(ApiConfig.from_dict(config.api))):
+        assert "<hidden>" in text
+        assert [s for s in secrets if s in text] == []
+    # the logs, at every level, of deliveries that fail (HTTP 500) and are retried
+    receiver.behaviour[slack_path] = Behaviour(fail=2, fail_status=500)
+    receiver.behaviour["/pd"] = Behaviour(fail=2, fail_status=500)
+    caplog.set_level(logging.DEBUG)
+    m = AlertManager(acfg, sqlite_store)
+    d = AlertDispatcher(sqlite_store, acfg, build_sinks(config, acfg, kafka=False))
+    m.add_listener(d.wake)
+    d.start()
+    try:
+        with sqlite_store.transaction() as conn:
+            [fire] = m.process(conn, "fraud", "3", [det("amount")], now_ms())
+        got = receiver.wait_for(slack_path, 1) + receiver.wait_for("/pd", 1)
+    finally:
+        d.stop()
+    assert [r.key for r in got] == [fire.idempotency_key] * 2
+    assert all(verify_signature(secret.encode(), r.body, r.headers) for r in got)   # the secret was in use
+    assert got[1].json()["routing_key"] == routing_key                              # and so was the key
+    assert caplog.text.count("HTTP 500") >= 4 and "retrying in" in caplog.text      # the failures were logged
+    assert [s for s in secrets if s in caplog.text] == []
