@@ -213,6 +213,22 @@ class StoreConfig(_Base):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     busy_timeout_ms: int = 10_000   # a locked SQLite file fails the batch after this; the monitor backs off and retries
 
+    def __repr__(self) -> str:   # a PostgreSQL URL may carry the password
+        """
+        >>> StoreConfig(url="postgresql://app:s3cret@db:5432/drift")
+        StoreConfig(url='postgresql://app:***@db:5432/drift', sqlite_synchronous='NORMAL', busy_timeout_ms=10000)
+        """
+        return "StoreConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__()) + ")"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        from sqlalchemy.engine import make_url
+
+        try:
+            url = make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001  (not a URL SQLAlchemy reads: validated elsewhere)
+            url = "<hidden>"
+        return [(f, url if f == "url" else getattr(self, f)) for f in self.__struct_fields__]
+
 
 class IngestConfig(_Base):
     """Limits and behaviour of the monitor's consumers."""

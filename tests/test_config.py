@@ -69,6 +69,14 @@ def test_kafka_password_is_not_printed():
     assert "hunter2" not in repr(cfg) and "hunter2" not in repr(cfg.kafka) and "<hidden>" in repr(cfg.kafka)
 
 
+def test_store_password_is_not_printed():
+    cfg = load_config_dict(MINIMAL, environ={"DRIFTLOOP__STORE__URL": "postgresql://app:hunter2@db:5432/drift"})
+    assert cfg.store.url.endswith(":hunter2@db:5432/drift")   # still used as given
+    for text in (repr(cfg), str(cfg), repr(cfg.store)):
+        assert "hunter2" not in text
+        assert "postgresql://app:***@db:5432/drift" in text
+
+
 def test_relative_tls_files_resolve_against_the_config_folder(tmp_path):
     import subprocess
     (tmp_path / "tls").mkdir()
