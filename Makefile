@@ -13,7 +13,7 @@ export KAFKA_TLS ?= 1
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,demo]"   # demo: River, for `driftloop demo`'s data
 	touch $(STAMP)
 
 setup: $(STAMP)

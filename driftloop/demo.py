@@ -29,9 +29,25 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["run_demo", "DemoResult"]
+__all__ = ["run_demo", "DemoResult", "DemoDependencyMissing", "require_demo_dependencies"]
 
 MODEL = "loans"
+INSTALL_HINT = "pip install 'driftloop[demo]'"
+
+
+class DemoDependencyMissing(RuntimeError):
+    """A package only the demo needs (River, for its data) is not installed."""
+
+
+def require_demo_dependencies() -> None:
+    """The demo's data come from River's Agrawal generator; River is the ``demo`` extra (not a
+    dependency of the monitor or the worker), so say how to get it before anything starts."""
+    import importlib.util
+
+    if importlib.util.find_spec("river") is None:
+        raise DemoDependencyMissing(
+            "`driftloop demo` generates its data with River's Agrawal generator, and the `river` package "
+            f"is not installed; install the demo's extra: {INSTALL_HINT}")
 
 
 @dataclass
@@ -43,6 +59,25 @@ class DemoResult:
     stats: dict[str, Any] = field(default_factory=dict)
     champion: str | None = None
     workdir: Path | None = None
+
+    def missing_steps(self) -> list[str]:
+        """What of the loop the topics did not show: an alert fired, a challenger (a version
+        other than the first champion) was promoted, and the alerts it answered resolved.
+        Empty when the loop closed."""
+        missing = []
+        if not any(a["status"] == "firing" for a in self.alerts):
+            missing.append("no alert fired")
+        first = next((str(d["version"]) for d in self.decisions if d["event"] == "promoted"), None)
+        promotions = [d for d in self.decisions if d["event"] == "promoted" and str(d["version"]) != first]
+        if not promotions:
+            missing.append("no challenger was promoted")
+        resolved = {a["alert_id"] for a in self.alerts if a["status"] == "resolved"}
+        answered = {i for d in promotions for i in d.get("reason") or []}
+        if promotions and not answered:
+            missing.append("the promotion answered no alert")
+        if answered - resolved:
+            missing.append(f"{len(answered - resolved)} alert(s) the promotion answered did not resolve")
+        return missing
 
 
 @dataclass(frozen=True)
@@ -60,6 +95,25 @@ FULL = _Sizes(train=12_000, reference=5_000, before=10_000, after=15_000, window
               retrain_rows=4_000)
 FAST = _Sizes(train=4_000, reference=3_000, before=4_000, after=6_000, window=1_000, label_lag=100,
               retrain_rows=1_500)
+
+# Event time: one event every 100 ms, all in the past, and the world changes after a one-hour pause
+# (the events after the change are an hour later than those before it). The retraining window
+# (``window_s``) reaches back past the first changed event but not into the pause, so the
+# challenger learns the new world only, however fast or slow this machine publishes.
+STEP_MS = 100
+PAUSE_MS = 3_600_000
+
+
+def _event_ts(i: int, n: int, drift_at: int, t0_ms: int) -> int:
+    """Prediction ``i``'s event time: ``t0_ms - (2n - i) * STEP_MS``, minus the pause before the change."""
+    return t0_ms - (2 * n - i) * STEP_MS - (PAUSE_MS if i < drift_at else 0)
+
+
+def _retrain_window_s(sizes: _Sizes) -> float:
+    """From a job requested while the demo runs (its first half hour), back to half-way into the
+    pause: every changed event, no event from before the change."""
+    n = sizes.before + sizes.after
+    return ((2 * n - sizes.before) * STEP_MS + PAUSE_MS // 2) / 1000
 
 
 def _config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
@@ -85,6 +139,7 @@ def _config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
             "detectors": {"window_size": sizes.window, "warmup": sizes.window // 2, "domain_classifier_rows": 1000},
             "retrain": {"on_kinds": ["performance", "concept_drift"], "min_severity": "warning",
                         "min_examples": sizes.retrain_rows // 2, "max_examples": sizes.retrain_rows,
+                        "window_s": _retrain_window_s(sizes),
                         "cooldown_s": 120, "metric": "accuracy", "min_delta": 0.01,
                         "recipe": {"factory": "driftloop.demo_data:make_estimator", "params": {"max_iter": 100},
                                    "preprocess": "none"}},
@@ -180,6 +235,7 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     from retrain.registry import Registry
     from retrain.worker import RetrainWorker
 
+    require_demo_dependencies()
     console = console or Console()
     sizes = FAST if fast else FULL
     t_start = time.monotonic()
@@ -228,7 +284,7 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     stream_y = np.concatenate([yb, ya])
     n, drift_at = len(stream_y), sizes.before
     cols = list(stream_X.columns)
-    base_ts = int(time.time() * 1000) - 2 * n * 100
+    t0_ms = int(time.time() * 1000)
     serving = {"version": "1", "model": model}
 
     def champion_model() -> None:
@@ -264,10 +320,10 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
                     feats = {c: (v if isinstance(v, str) else float(v)) for c, v in rows[k].items() if c in cols}
                     pub.prediction(MODEL, f"ev-{i}", feats, prediction=int(classes[proba[k].argmax()]),
                                    scores={str(c): float(p) for c, p in zip(classes, proba[k])},
-                                   model_version=serving["version"], ts=base_ts + i * 100)
+                                   model_version=serving["version"], ts=_event_ts(i, n, drift_at, t0_ms))
             for j in range(max(0, start - sizes.label_lag), max(0, min(start + chunk, n + sizes.label_lag)
                                                                     - sizes.label_lag)):
-                pub.label(MODEL, f"ev-{j}", int(stream_y[j]), ts=base_ts + j * 100 + 50)
+                pub.label(MODEL, f"ev-{j}", int(stream_y[j]), ts=_event_ts(j, n, drift_at, t0_ms) + STEP_MS // 2)
             pub.flush(wait=False)
             narrator.poll(live.console)
             live.update(view(min(stop, n)))

@@ -1,63 +1,102 @@
-"""The whole loop, as `driftloop demo --fast` runs it on the real broker (issue 5 and 6 end to end):
-drift -> alert -> retraining job -> challenger promoted -> monitor switches reference -> alert
-resolved; then a second job, on data of the same concept, is rejected and the champion stays."""
+"""The whole loop, as CI runs `driftloop demo --fast --keep` on the real broker (issues 5 and 6 end to
+end): drift -> alert -> retraining job -> challenger promoted -> monitor switches reference -> the
+alerts the promotion answered resolve; then a second job, on data of the same concept, is rejected
+and the champion stays.
+
+The demo runs as the real command, in a subprocess (its exit code and printed summary are checked);
+its kept work folder (store, registry, config) and its topics are then read back."""
 from __future__ import annotations
 
-import io
-import shutil
+import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 import pytest
-from rich.console import Console
 
 from driftloop.config import load_config
-from driftloop.demo import MODEL, run_demo
+from driftloop.demo import MODEL
 from driftloop.store import Store
 from retrain.registry import Registry
 from retrain.worker import RetrainWorker
 from tests.kafka_helpers import ROOT, read_topic
 
-pytestmark = pytest.mark.kafka
+
+@dataclass(frozen=True)
+class DemoRun:
+    config_path: Path
+    stdout: str
+    stderr: str
+    returncode: int
+    seconds: float
 
 
 @pytest.fixture(scope="module")
-def demo(kafka_bootstrap):
-    out = io.StringIO()
-    result = run_demo(bootstrap=kafka_bootstrap, fast=True, keep=True, console=Console(file=out, width=120))
-    yield result, out.getvalue()
-    shutil.rmtree(result.workdir, ignore_errors=True)
+def demo(kafka_bootstrap, tmp_path_factory):
+    # the demo's work folder goes to TMPDIR (tempfile.mkdtemp): a folder of this test's, found below
+    tmp = tmp_path_factory.mktemp("demo")
+    env = dict(os.environ, TMPDIR=str(tmp), COLUMNS="200", PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "driftloop.cli", "demo", "--fast", "--keep",
+                           "--bootstrap", kafka_bootstrap], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=400)
+    seconds = time.monotonic() - t0
+    configs = sorted(tmp.glob("driftloop-demo-*/driftloop.yaml"))
+    assert len(configs) == 1, (configs, proc.stdout[-3000:], proc.stderr[-3000:])
+    yield DemoRun(configs[0], proc.stdout, proc.stderr, proc.returncode, seconds)
 
 
+@pytest.mark.kafka
 def test_demo_fires_retrains_promotes_and_resolves(demo, kafka_bootstrap):
-    result, printed = demo
-    cfg = load_config(result.config_path, environ={})
-    # from the alerts topic itself: an alert fired and the same alert_id resolved
+    # the command: exit code 0 (the loop closed) and the summary it prints
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    out = demo.stdout
+    assert "REGISTRY PROMOTED loans v2" in out
+    assert "the service now serves champion v2" in out
+    summary = re.search(r"alerts: (\d+) fired \(([^)]*)\), (\d+) resolved; retraining jobs: (\d+); "
+                        r"registry: ([^;]*); champion now v(\w+)", out)
+    assert summary, out[-3000:]
+    n_fired, kinds, n_resolved, n_jobs, registry_events, champion = summary.groups()
+    assert int(n_fired) >= 1 and int(n_resolved) >= 1 and int(n_jobs) >= 1
+    assert "promoted v2" in registry_events and champion == "2"
+    assert f"config: {demo.config_path}" in out.replace("\n", "")
+    cfg = load_config(demo.config_path, environ={})
+    # from the alerts topic itself
     alerts = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, cfg.topics.alerts)]
-    fired = {a["alert_id"] for a in alerts if a["status"] == "firing"}
-    resolved = {a["alert_id"] for a in alerts if a["status"] == "resolved"}
-    assert fired and fired & resolved
-    # from the registry: v2 is champion, promoted by a job whose reason names a fired alert
+    firing = [a for a in alerts if a["status"] == "firing"]        # escalations are announced again
+    fired = {a["alert_id"] for a in firing}
+    resolved = {a["alert_id"]: a for a in alerts if a["status"] == "resolved"}
+    assert fired and len(firing) == int(n_fired)
+    assert len(resolved) == int(n_resolved)
+    # from the registry: v2 is champion, promoted by a job whose reason names fired alerts
     store = Store.from_config(cfg.store)
     reg = Registry(cfg, store)
     assert reg.champion(MODEL).version == 2
     promoted = [h for h in reg.history(MODEL) if h.event == "promoted" and h.version == 2]
-    assert len(promoted) == 1 and set(promoted[0].details["alert_ids"]) & fired
+    assert len(promoted) == 1
+    answered = set(promoted[0].details["alert_ids"])
+    assert answered and answered <= fired
+    # ... and exactly those alerts were resolved by the promotion (not merely "some alert resolved")
+    assert answered <= set(resolved), (answered, set(resolved))
+    for alert_id in answered:
+        reason = resolved[alert_id]["evidence"]["resolution"]["reason"]
+        assert reason == f"retrained: promoted: {MODEL} v2", (alert_id, reason)
     metrics = promoted[0].details["metrics"]
     assert metrics["challenger"]["accuracy"] > metrics["champion"]["accuracy"]
     # the monitor switched its reference to v2
     row = store.detector_state_row(MODEL)
     assert row is not None and row[2] == "2"
     store.dispose()
-    assert "REGISTRY PROMOTED loans v2" in printed
 
 
+@pytest.mark.kafka
 def test_second_job_without_improvement_is_rejected(demo, kafka_bootstrap):
-    result, _ = demo
-    cfg = load_config(result.config_path, environ={})
-    enq = subprocess.run([sys.executable, "-m", "driftloop.cli", "retrain", "-c", str(result.config_path), MODEL,
+    cfg = load_config(demo.config_path, environ={})
+    enq = subprocess.run([sys.executable, "-m", "driftloop.cli", "retrain", "-c", str(demo.config_path), MODEL,
                           "--reason", "manual-check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert enq.returncode == 0, enq.stderr
     store = Store.from_config(cfg.store)
@@ -71,3 +110,13 @@ def test_second_job_without_improvement_is_rejected(demo, kafka_bootstrap):
     events = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, cfg.topics.models)]
     assert [e["event"] for e in events if str(e["version"]) == str(rejected[0].version)] == ["rejected"], events
     store.dispose()
+
+
+def test_demo_without_river_names_the_extra():
+    """River is the `demo` extra, not a dependency: without it the command says what to install
+    (exit code 2) before it touches a broker or trains anything."""
+    hide = "import sys; sys.modules['river'] = None; from driftloop.cli import main; sys.exit(main(['demo', '--fast']))"
+    proc = subprocess.run([sys.executable, "-c", hide], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "pip install 'driftloop[demo]'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "driftloop demo" not in proc.stdout
