@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +37,31 @@ def server(seeded: Seeded):
     handle.stop()
 
 
+@contextmanager
+def open_dashboard(url: str, profile: Path, problems: list[str]) -> Iterator[tuple[Any, Any]]:
+    """Headless Chromium on ``url``'s dashboard, ready (``data-ready`` = 1): yields the browser
+    and the page; console errors and warnings, page errors and failed requests go to
+    ``problems``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 900}, timeout=60_000)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
+            page.goto(url.rstrip("/") + "/", wait_until="load")
+            page.wait_for_selector("body[data-ready='1'], body[data-ready='error']", state="attached", timeout=30_000)
+            assert page.get_attribute("body", "data-ready") == "1", page.inner_text("#error")
+            assert page.locator("#error").is_hidden()
+            yield browser, page
+        finally:
+            browser.close()
+
+
 def _nonblank(png: bytes) -> int:
     """Distinct byte values in a PNG's compressed data: a blank canvas compresses to very few."""
     return len(set(png[64:]))
@@ -53,49 +81,33 @@ def empty_server(tmp_path: Path):
 
 
 def test_dashboard_shows_charts_with_data(server, empty_server, seeded: Seeded, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     shot = tmp_path / "dashboard.png"
     problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 900}, timeout=60_000)
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
-            page.goto(server.url + "/", wait_until="load")
-            page.wait_for_selector("body[data-ready='1'], body[data-ready='error']", state="attached", timeout=30_000)
-            assert page.get_attribute("body", "data-ready") == "1", page.inner_text("#error")
-            # 3 features + 3 prediction/multivariate panels + 6 performance metrics, each a uPlot canvas
-            charts = int(page.get_attribute("body", "data-charts"))
-            assert charts >= 12
-            assert page.locator(".panel canvas").count() == charts
-            assert page.locator(".empty").count() == 0                   # no section without data
-            assert page.locator("#error").is_hidden()
-            # the cards, the timeline and the tables carry the seeded story
-            assert page.inner_text("#cards").count("v2") == 1
-            assert page.locator("#timeline svg rect").count() >= 5
-            assert "country" in page.inner_text("#alerts")
-            assert page.locator("#versions tr").count() == 3
-            assert "promoted v2" in page.inner_text("#history")
-            # the charts are drawn: each canvas holds more than a blank background
-            for canvas in page.locator(".panel canvas").all()[:3]:
-                assert _nonblank(canvas.screenshot()) > 200
-            page.screenshot(path=str(shot), full_page=True)
-            # a fresh store (nothing consumed yet): empty sections say so, nothing breaks
-            empty_page = browser.new_page()
-            empty_page.on("pageerror", lambda e: problems.append(str(e)))
-            empty_page.goto(empty_server.url + "/", wait_until="load")
-            empty_page.wait_for_selector("body[data-ready='1'], body[data-ready='error']", state="attached",
-                                         timeout=30_000)
-            assert empty_page.get_attribute("body", "data-ready") == "1", empty_page.inner_text("#error")
-            assert empty_page.locator(".empty").count() == 4     # data, prediction, performance, timeline
-            assert "No active alerts" in empty_page.inner_text("#alerts")
-        finally:
-            browser.close()
+    with open_dashboard(server.url, tmp_path / "profile", problems) as (browser, page):
+        # 3 features + 3 prediction/multivariate panels + 6 performance metrics, each a uPlot canvas
+        charts = int(page.get_attribute("body", "data-charts"))
+        assert charts >= 12
+        assert page.locator(".panel canvas").count() == charts
+        assert page.locator(".empty").count() == 0                   # no section without data
+        # the cards, the timeline and the tables carry the seeded story
+        assert page.inner_text("#cards").count("v2") == 1
+        assert page.locator("#timeline svg rect").count() >= 5
+        assert "country" in page.inner_text("#alerts")
+        assert page.locator("#versions tr").count() == 3
+        assert "promoted v2" in page.inner_text("#history")
+        # the charts are drawn: each canvas holds more than a blank background
+        for canvas in page.locator(".panel canvas").all()[:3]:
+            assert _nonblank(canvas.screenshot()) > 200
+        page.screenshot(path=str(shot), full_page=True)
+        # a fresh store (nothing consumed yet): empty sections say so, nothing breaks
+        empty_page = browser.new_page()
+        empty_page.on("pageerror", lambda e: problems.append(str(e)))
+        empty_page.goto(empty_server.url + "/", wait_until="load")
+        empty_page.wait_for_selector("body[data-ready='1'], body[data-ready='error']", state="attached",
+                                     timeout=30_000)
+        assert empty_page.get_attribute("body", "data-ready") == "1", empty_page.inner_text("#error")
+        assert empty_page.locator(".empty").count() == 4     # data, prediction, performance, timeline
+        assert "No active alerts" in empty_page.inner_text("#alerts")
     assert not problems, problems
     assert shot.stat().st_size > 50_000
     keep = os.environ.get("DRIFTLOOP_DASHBOARD_SCREENSHOT")

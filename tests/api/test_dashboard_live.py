@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.api.test_dashboard_browser import CHROMIUM, FLAGS, _nonblank
+from tests.api.test_dashboard_browser import CHROMIUM, _nonblank, open_dashboard
 from tests.fault_helpers import free_port, readyz, spawn, stop_process, wait_until
 from tests.kafka_helpers import produce
 
@@ -103,8 +103,6 @@ def get(port: int, path: str) -> Any:
 
 
 def test_dashboard_against_a_running_monitor(kafka_bootstrap, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     port = free_port()
     path = write_config(tmp_path, kafka_bootstrap, port)
     topics = yaml.safe_load(path.read_text())["topics"]
@@ -134,38 +132,23 @@ def test_dashboard_against_a_running_monitor(kafka_bootstrap, tmp_path: Path) ->
                    30, "an alert episode on the timeline", proc=monitor, log=log)
         wait_until(lambda: (readyz(port) or (0,))[0] == 200, 30, "/readyz 200", proc=monitor, log=log)
 
-        with sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1400, "height": 900}, timeout=60_000)
-            try:
-                page = browser.new_page()
-                page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-                page.on("pageerror", lambda e: problems.append(str(e)))
-                page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
-                page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
-                page.wait_for_selector("body[data-ready='1'], body[data-ready='error']", state="attached",
-                                       timeout=30_000)
-                assert page.get_attribute("body", "data-ready") == "1", page.inner_text("#error")
-                assert page.locator("#error").is_hidden()
-                charts = int(page.get_attribute("body", "data-charts"))
-                assert page.locator(".panel canvas").count() == charts
-                # every feature drawn; prediction / multivariate and performance panels present
-                drift_canvases = page.locator("#data-drift .panel canvas")
-                assert drift_canvases.count() >= len(FEATURES)
-                assert page.locator("#prediction-drift .panel canvas").count() >= 1
-                perf_canvases = page.locator("#performance .panel canvas")
-                assert perf_canvases.count() >= 1
-                assert page.locator(".empty").count() == 0, page.inner_text("main")
-                # the charts are drawn: each canvas holds more than a blank background
-                for canvas in drift_canvases.all() + perf_canvases.all()[:3]:
-                    assert _nonblank(canvas.screenshot()) > 200
-                assert "amount" in page.inner_text("#alerts"), page.inner_text("#alerts")
-                assert page.locator("#timeline svg rect").count() >= 1
-                assert "fraud" in page.inner_text("#models")
-                page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-            finally:
-                browser.close()
+        with open_dashboard(f"http://127.0.0.1:{port}", tmp_path / "profile", problems) as (_browser, page):
+            charts = int(page.get_attribute("body", "data-charts"))
+            assert page.locator(".panel canvas").count() == charts
+            # every feature drawn; prediction / multivariate and performance panels present
+            drift_canvases = page.locator("#data-drift .panel canvas")
+            assert drift_canvases.count() >= len(FEATURES)
+            assert page.locator("#prediction-drift .panel canvas").count() >= 1
+            perf_canvases = page.locator("#performance .panel canvas")
+            assert perf_canvases.count() >= 1
+            assert page.locator(".empty").count() == 0, page.inner_text("main")
+            # the charts are drawn: each canvas holds more than a blank background
+            for canvas in drift_canvases.all() + perf_canvases.all()[:3]:
+                assert _nonblank(canvas.screenshot()) > 200
+            assert "amount" in page.inner_text("#alerts"), page.inner_text("#alerts")
+            assert page.locator("#timeline svg rect").count() >= 1
+            assert "fraud" in page.inner_text("#models")
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     finally:
         stop_process(monitor)
     assert monitor.returncode == 0, log.read_text()[-4000:]
