@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from driftloop.config import Config, load_config
+from tests.kafka_helpers import isolated_kafka
 
 BOOTSTRAP = os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092")
 
@@ -121,10 +122,7 @@ def make_config(tmp_path: Path):
     def make(bootstrap: str = BOOTSTRAP, store_url: str | None = None, **overrides) -> tuple[Path, Config]:
         tag = uuid.uuid4().hex[:10]
         data = {
-            "kafka": {"bootstrap_servers": bootstrap, "group_id": f"test-{tag}",
-                      "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-            "topics": {name: f"t{tag}.{name}" for name in ("predictions", "labels", "alerts", "retrain", "models", "dlq")}
-            | {"partitions": 3},
+            **isolated_kafka(bootstrap, tag),
             "store": {"url": store_url or f"sqlite:///{tmp_path}/driftloop-{tag}.db"},
             "ingest": {"poll_timeout_ms": 200, "max_poll_records": 2000},
             "api": {"enabled": False},

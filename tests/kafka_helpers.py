@@ -21,6 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 NOW_MS = int(time.time() * 1000)
 
 
+TOPIC_KEYS = ("predictions", "labels", "alerts", "retrain", "models", "dlq")
+
+
+def isolated_kafka(bootstrap: str, tag: str) -> dict[str, Any]:
+    """The ``kafka`` and ``topics`` sections of one test's config: a consumer group and topics of
+    its own (named after ``tag``), 3 partitions, and a 6 s session (kafka-python 3's default of
+    45 s would make every rebalance in a test wait that long)."""
+    return {
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"test-{tag}", "session_timeout_ms": 6000,
+                  "heartbeat_interval_ms": 1000},
+        "topics": {name: f"t{tag}.{name}" for name in TOPIC_KEYS} | {"partitions": 3},
+    }
+
+
 def prediction(i: int, model: str = "fraud") -> dict[str, Any]:
     rnd = random.Random(i)
     return {"event_id": f"p{i}", "model": model, "ts": NOW_MS - 3_600_000 + i,

@@ -23,7 +23,7 @@ import yaml
 
 from tests.api.test_dashboard_browser import CHROMIUM, _nonblank, open_dashboard
 from tests.fault_helpers import free_port, readyz, spawn, stop_process, wait_until
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import isolated_kafka, produce
 
 pytestmark = [
     pytest.mark.kafka,
@@ -59,10 +59,7 @@ def write_config(tmp_path: Path, bootstrap: str, api_port: int) -> Path:
     ref.to_csv(tmp_path / "ref.csv", index=False)
     tag = uuid.uuid4().hex[:10]
     data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"test-{tag}", "session_timeout_ms": 6000,
-                  "heartbeat_interval_ms": 1000},
-        "topics": {name: f"t{tag}.{name}" for name in ("predictions", "labels", "alerts", "retrain", "models", "dlq")}
-        | {"partitions": 3},
+        **isolated_kafka(bootstrap, tag),
         "store": {"url": f"sqlite:///{tmp_path}/driftloop.db"},
         # at most one window per batch: the history records every window (driftloop.api.history)
         "ingest": {"poll_timeout_ms": 200, "max_poll_records": WINDOW},

@@ -35,7 +35,7 @@ from driftloop.store import Store
 from retrain.tables import retrain_jobs
 from tests.alerts.test_monitor_kafka import DETECTORS, events, reference
 from tests.fault_helpers import DedicatedBroker, free_port, in_ci, readyz, spawn, stop_process, wait_until
-from tests.kafka_helpers import produce, read_topic, wait_for_counts
+from tests.kafka_helpers import isolated_kafka, produce, read_topic, wait_for_counts
 from tests.retrain.helpers import FAST_RECIPE
 
 pytestmark = pytest.mark.kafka
@@ -74,10 +74,7 @@ def write_config(tmp_path: Path, bootstrap: str, api_port: int) -> tuple[Path, C
     reference(tmp_path / "ref.csv")
     tag = uuid.uuid4().hex[:10]
     data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"test-{tag}", "session_timeout_ms": 6000,
-                  "heartbeat_interval_ms": 1000},
-        "topics": {name: f"t{tag}.{name}" for name in ("predictions", "labels", "alerts", "retrain", "models", "dlq")}
-        | {"partitions": 3},
+        **isolated_kafka(bootstrap, tag),
         "store": {"url": f"sqlite:///{tmp_path}/driftloop.db"},
         "ingest": {"poll_timeout_ms": 200, "max_poll_records": 500},
         "api": {"enabled": True, "port": api_port},

@@ -13,6 +13,7 @@ import yaml
 
 from driftloop.config import Config, load_config
 from driftloop.store import Store
+from tests.kafka_helpers import isolated_kafka
 
 AGRAWAL = {"salary": "numeric", "commission": "numeric", "age": "numeric", "elevel": "categorical",
            "car": "categorical", "zipcode": "categorical", "hvalue": "numeric", "hyears": "numeric",
@@ -31,10 +32,7 @@ def config_data(tmp_path: Path, *, store_url: str | None = None, bootstrap: str 
     policy = {"min_examples": 500, "cooldown_s": 0, "holdout_fraction": 0.25, "recipe": FAST_RECIPE}
     policy.update(retrain or {})
     return {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"test-{tag}",
-                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "topics": {name: f"t{tag}.{name}" for name in ("predictions", "labels", "alerts", "retrain", "models", "dlq")}
-        | {"partitions": 3},
+        **isolated_kafka(bootstrap, tag),
         "store": {"url": store_url or f"sqlite:///{tmp_path}/driftloop-{tag}.db"},
         "ingest": {"poll_timeout_ms": 200, "max_poll_records": 2000},
         "registry": {"artifact_dir": str(tmp_path / f"artifacts-{tag}"), "worker_group_id": f"retrain-{tag}",
