@@ -73,7 +73,10 @@ def run_fault(kafka_bootstrap: str, path: Path, cfg, api_port: int, log: Path,
     try:
         produce(kafka_bootstrap, events(cfg, 0, N))
         wait_for_counts(cfg, want(N), timeout_s=90, proc=proc)
-        assert readyz(api_port) is not None and readyz(api_port)[0] == 200, readyz(api_port)
+        # (ready once the group has settled: a rebalance right after the counts, e.g. when the topics the
+        # first produce created reach the consumer's metadata, answers 503 "no partitions assigned" briefly)
+        wait_until(lambda: (r := readyz(api_port)) is not None and r[0] == 200, 30, "/readyz 200 before the fault",
+                   proc=proc, log=log)
         before = log.read_text().count("store unavailable:")
         t_on = time.monotonic()
         fault_on()
