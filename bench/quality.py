@@ -19,7 +19,7 @@ stationary streams plus the pre-drift parts of the drift streams).
 Run: ``python bench/quality.py`` (about two minutes on 2 cores). Prints one table.
 ``--scale K`` multiplies the number of streams per generator (K=4: 60 abrupt drifts, enough for
 a recall lower bound near 0.95); ``--contenders`` picks rows by the start of their labels.
-The last lines give exact (Clopper-Pearson) 95% bounds for the default set: the lower bound
+The last lines give one-sided 95% bounds for the default set: the lower (Clopper-Pearson) bound
 of its recall on abrupt drifts and the upper bound of its false alarms per 40k events.
 """
 from __future__ import annotations

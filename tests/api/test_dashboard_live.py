@@ -107,15 +107,15 @@ def test_dashboard_against_a_running_monitor(kafka_bootstrap, tmp_path: Path) ->
     monitor = spawn("monitor", "-c", str(path), log=log)
     problems: list[str] = []
     try:
-        wait_until(lambda: readyz(port), 60, "/readyz answers", proc=monitor, log=log)
+        wait_until(lambda: readyz(port), 120, "/readyz answers", proc=monitor, log=log)
         ts0 = int(time.time() * 1000) - 60_000         # 3,000 events 10 ms apart: the last minute
         produce(kafka_bootstrap, messages(topics, 0, N_OK, False, ts0) + messages(topics, N_OK, N_DRIFT, True, ts0))
         wait_until(lambda: (get(port, "/api/stats") or {}).get("models", {}).get("fraud", {}).get("joined")
-                   == N_OK + N_DRIFT, 60, "every prediction joined with its label", proc=monitor, log=log)
+                   == N_OK + N_DRIFT, 120, "every prediction joined with its label", proc=monitor, log=log)
         windows = (N_OK + N_DRIFT) // WINDOW
-        drift = wait_until(lambda: [p for p in (get(port, "/api/models/fraud/drift?kind=data_drift&feature=amount")
-                                                or {}).get("points", []) if p["detector"] == "wasserstein"],
-                           30, "drift history of amount", proc=monitor, log=log)
+        drift = wait_until(lambda: (lambda pts: pts if len(pts) >= windows else None)(
+            [p for p in (get(port, "/api/models/fraud/drift?kind=data_drift&feature=amount") or {}).get("points", [])
+             if p["detector"] == "wasserstein"]), 30, "drift history of amount, every window", proc=monitor, log=log)
         assert [p["seq"] for p in drift] == list(range(1, windows + 1)), drift    # every judged window
         assert [p["drifting"] for p in drift] == [False] * 3 + [True] * 3, drift
         perf = wait_until(lambda: (lambda pts: pts if len(pts) == 2 * windows else None)(
@@ -123,8 +123,9 @@ def test_dashboard_against_a_running_monitor(kafka_bootstrap, tmp_path: Path) ->
             30, "realised and estimated accuracy of every window", proc=monitor, log=log)
         assert sorted({p["source"] for p in perf}) == ["estimated", "realised"], perf
         assert [p["degraded"] for p in perf if p["source"] == "realised"][-1], perf
-        alerts = wait_until(lambda: (get(port, "/api/alerts?model=fraud&status=active") or {}).get("alerts"),
-                            30, "an active alert", proc=monitor, log=log)
+        alerts = wait_until(lambda: (lambda a: a if "amount" in json.dumps(a) else None)(
+            (get(port, "/api/alerts?model=fraud&status=active") or {}).get("alerts") or []),
+            30, "an active alert on amount", proc=monitor, log=log)
         wait_until(lambda: (get(port, "/api/alerts/timeline?model=fraud") or {}).get("episodes"),
                    30, "an alert episode on the timeline", proc=monitor, log=log)
         wait_until(lambda: (readyz(port) or (0,))[0] == 200, 30, "/readyz 200", proc=monitor, log=log)

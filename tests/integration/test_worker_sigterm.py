@@ -31,7 +31,7 @@ pytestmark = pytest.mark.kafka
 
 T0 = int(time.time() * 1000) - 3_600_000
 ROWS = 4000
-# a real fit of several seconds (3,000 training rows, 1,000 trees: ~8 s on the 2-core machine)
+# a real fit of several seconds (3,000 training rows, 1,000 trees: 5-8 s on the 2-core machine)
 SLOW_RECIPE = {"estimator": "sklearn.ensemble.RandomForestClassifier",
                "params": {"n_estimators": 1000, "min_samples_leaf": 1, "n_jobs": 1}}
 INTO_TRAINING_S = 2.0     # after the job is claimed: its rows are loaded (< 1 s) and the fit is under way
