@@ -36,7 +36,7 @@ from retrain.tables import retrain_jobs
 from tests.alerts.test_monitor_kafka import DETECTORS, events, reference
 from tests.fault_helpers import DedicatedBroker, free_port, in_ci, readyz, spawn, stop_process, wait_until
 from tests.kafka_helpers import isolated_kafka, produce, read_topic, wait_for_counts
-from tests.retrain.helpers import FAST_RECIPE
+from tests.retrain.helpers import FAST_RECIPE, job_row
 
 pytestmark = pytest.mark.kafka
 
@@ -243,9 +243,7 @@ def test_broker_stopped_30s_mid_stream(running_broker, tmp_path):
         m = re.search(r"enqueued (\S+) for fraud", out)
         assert m, out
         job_id = m.group(1)
-        with store.engine.connect() as c:
-            assert c.execute(sa.select(retrain_jobs.c.status).where(retrain_jobs.c.job_id == job_id)
-                             ).scalar() == "queued"
+        assert job_row(store, job_id).status == "queued"
         counted_down = counted(cfg, store)        # all the monitor could count: the broker is away
         sent_at_up = stream.sent
         in_flight = 2 * N + sent_at_up - counted_down
@@ -273,14 +271,10 @@ def test_broker_stopped_30s_mid_stream(running_broker, tmp_path):
         alert_s = time.monotonic() - t_up
 
         # the worker: the job enqueued during the outage is published after it, consumed and decided
-        def decided() -> bool:
-            with store.engine.connect() as c:
-                return c.execute(sa.select(retrain_jobs.c.status).where(retrain_jobs.c.job_id == job_id)
-                                 ).scalar() in ("done", "failed")
-        wait_until(decided, 180, "the retraining job decided by the worker", proc=worker, log=wlog)
+        wait_until(lambda: job_row(store, job_id).status in ("done", "failed"), 180, "the retraining job decided by the worker", proc=worker, log=wlog)
         job_s = time.monotonic() - t_up
+        job = job_row(store, job_id)
         with store.engine.connect() as c:
-            job = c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job_id)).one()
             assert c.execute(sa.select(sa.func.count()).select_from(retrain_jobs)).scalar() == 1
         # every alert change (including the resolutions the new champion brings) reaches the topic
         wait_until(lambda: event_keys(store) <= topic_keys(broker.bootstrap, cfg.topics.alerts), 90,

@@ -9,7 +9,6 @@ import time
 
 import orjson
 import pytest
-import sqlalchemy as sa
 from kafka.future import Future
 
 from consumers.monitor import Monitor
@@ -17,10 +16,9 @@ from consumers.stuck_calls import CallWatchdog, StallCheck
 from driftloop.store import Store
 from driftloop.topics import create_topics
 from retrain.policy import RetrainScheduler
-from retrain.tables import retrain_jobs
 from retrain.worker import RetrainWorker
 from tests.kafka_helpers import produce, publish_outbox, wait_for_counts
-from tests.retrain.helpers import agrawal, config_data, insert_examples, write_config
+from tests.retrain.helpers import agrawal, config_data, insert_examples, job_row, write_config
 
 pytestmark = pytest.mark.kafka
 
@@ -119,8 +117,7 @@ def test_worker_replaces_a_broken_consumer_and_decides_the_next_job(kafka_bootst
         publish_outbox(cfg, store, [cfg.topics.retrain])
 
         def status():
-            with store.engine.connect() as c:
-                return c.execute(sa.select(retrain_jobs.c.status).where(retrain_jobs.c.job_id == job.job_id)).scalar()
+            return job_row(store, job.job_id).status
 
         deadline = time.monotonic() + 60
         while status() not in ("done", "failed") and time.monotonic() < deadline:

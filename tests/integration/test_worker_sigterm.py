@@ -22,10 +22,10 @@ from driftloop.topics import create_topics
 from retrain.events import decode_model_event
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
-from retrain.tables import champion_history, model_versions, retrain_jobs
+from retrain.tables import champion_history, model_versions
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.kafka_helpers import publish_outbox, read_topic
-from tests.retrain.helpers import agrawal, config_data, insert_examples, write_config
+from tests.retrain.helpers import agrawal, config_data, insert_examples, job_row, write_config
 
 pytestmark = pytest.mark.kafka
 
@@ -49,8 +49,7 @@ def test_sigterm_mid_training_exits_within_bound_and_the_job_is_decided_once(kaf
     publish_outbox(cfg, store)
 
     def row():
-        with store.engine.connect() as c:
-            return c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job.job_id)).first()
+        return job_row(store, job.job_id)
 
     def count(table, *where) -> int:
         with store.engine.connect() as c:

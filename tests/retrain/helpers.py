@@ -9,10 +9,12 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 import yaml
 
 from driftloop.config import Config, load_config
 from driftloop.store import Store
+from retrain.tables import retrain_jobs
 from tests.kafka_helpers import isolated_kafka
 
 AGRAWAL = {"salary": "numeric", "commission": "numeric", "age": "numeric", "elevel": "categorical",
@@ -103,3 +105,9 @@ class Alert(msgspec.Struct):
 
 def predict(est: Any, rows: list[tuple[dict[str, Any], Any]]) -> np.ndarray:
     return est.predict(frame(rows)[list(AGRAWAL)])
+
+
+def job_row(store: Store, job_id: str) -> Any:
+    """The ``retrain_jobs`` row of a job (None if there is none)."""
+    with store.engine.connect() as c:
+        return c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job_id)).first()

@@ -23,12 +23,12 @@ from driftloop.topics import create_topics
 from retrain.events import decode_model_event, switch_target
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry, load_reference
-from retrain.tables import champion_history, model_versions, retrain_jobs
+from retrain.tables import champion_history, model_versions
 from retrain.training import SLOW_ENV
 from retrain.worker import RetrainWorker
 from tests.kafka_helpers import produce, publish_outbox, read_topic, wait_for_counts
 from tests.retrain.helpers import (
-    AGRAWAL, Alert, agrawal, config_data, fitted_model, frame, insert_examples, predict, write_config,
+    AGRAWAL, Alert, agrawal, config_data, fitted_model, frame, insert_examples, job_row, predict, write_config,
 )
 
 pytestmark = pytest.mark.kafka
@@ -151,8 +151,7 @@ def test_worker_killed_mid_job_the_job_is_redone_and_decided_once(kafka_bootstra
     publish_outbox(cfg, store)
 
     def row():
-        with store.engine.connect() as c:
-            return c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job.job_id)).first()
+        return job_row(store, job.job_id)
 
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
     a = _start_worker(path, log_a, **{SLOW_ENV: "120"})

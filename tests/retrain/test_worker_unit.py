@@ -17,7 +17,8 @@ from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
 from retrain.tables import champion_history, model_versions, retrain_jobs
 from retrain.worker import RetrainWorker
-from tests.retrain.helpers import Alert, agrawal, config_data, fitted_model, frame, insert_examples, write_config
+from tests.retrain.helpers import (Alert, agrawal, config_data, fitted_model, frame, insert_examples, job_row,
+                                   write_config)
 
 NOW = int(time.time() * 1000)
 PRE = agrawal(1500, function=0, seed=1)
@@ -55,11 +56,6 @@ def alert_job(store, sched, alert="a1", now=NOW):
     with store.transaction() as conn:
         (job,) = sched.on_alerts(conn, "agr", [Alert(alert)], now)
     return job
-
-
-def job_row(store, job_id):
-    with store.engine.connect() as c:
-        return c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job_id)).first()
 
 
 def events(store):
