@@ -52,7 +52,10 @@ def _is_file(path: Path) -> bool:
 
 
 class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+    def __repr__(self) -> str:
+        """msgspec's repr, built from ``__rich_repr__``: a section that holds secrets overrides only
+        that, and ``repr``, ``str`` and rich's pretty-printing all hide them."""
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__()) + ")"
 
 
 _SECRETS = ("sasl_plain_password", "ssl_password")
@@ -166,10 +169,7 @@ class KafkaConfig(_Base):
             return [f"kafka.ssl_certfile: cannot load the client certificate and key ({hint} {exc})"]
         return []
 
-    def __repr__(self) -> str:   # never print a secret
-        return "KafkaConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__()) + ")"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]  # msgspec's shows every field
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]  # never print a secret
         return [(f, "<hidden>" if f in _SECRETS and getattr(self, f) else getattr(self, f))
                 for f in self.__struct_fields__]
 
@@ -213,14 +213,12 @@ class StoreConfig(_Base):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     busy_timeout_ms: int = 10_000   # a locked SQLite file fails the batch after this; the monitor backs off and retries
 
-    def __repr__(self) -> str:   # a PostgreSQL URL may carry the password
-        """
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        """A PostgreSQL URL may carry the password:
+
         >>> StoreConfig(url="postgresql://app:s3cret@db:5432/drift")
         StoreConfig(url='postgresql://app:***@db:5432/drift', sqlite_synchronous='NORMAL', busy_timeout_ms=10000)
         """
-        return "StoreConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__()) + ")"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]
         from sqlalchemy.engine import make_url
 
         try:
@@ -278,10 +276,7 @@ class Config(_Base):
     api: dict[str, Any] = msgspec.field(default_factory=dict)        # validated by driftloop.api
     base_dir: str = "."
 
-    def __repr__(self) -> str:   # never print a secret (the kafka section hides its own)
-        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__()) + ")"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]  # kafka and store hide their own
         return [(f, _hide_secrets(getattr(self, f)) if f in ("alerts", "api") else getattr(self, f))
                 for f in self.__struct_fields__]
 
