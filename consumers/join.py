@@ -3,8 +3,7 @@
 Every (model, event_id) has one row in ``examples`` holding its prediction half, its label
 half, or both. Per batch and model, one query reads the rows the batch touches; the outcome of
 each event (new, duplicate, completes a join) is then known in Python, and the writes go out as
-one statement on SQLite (an upsert over ``json_each``) or two ``executemany`` calls on
-PostgreSQL (inserts of new rows, updates of existing ones). Labels may arrive
+two ``executemany`` calls (inserts of new rows, updates of existing ones). Labels may arrive
 first: they wait as label-only rows until their prediction comes or their TTL runs out.
 """
 from __future__ import annotations
@@ -153,52 +152,16 @@ def apply_batch(store: Store, conn: Connection, cfg: Config, preds: dict[str, Va
         d[(model, "duplicates")] += dups
         d[(model, "joined")] += len(joined_eids)
         joined_set = set(joined_eids)
-        changed = [(eid, st) for eid, st in state.items() if st.changed]
-        if store.is_sqlite:
-            _upsert_sqlite(conn, model, now, fresh, changed, joined_set)
-        else:
-            store.executemany(conn, _INSERT, list(fresh.values()))   # rows are lists: psycopg takes them
-            store.executemany(conn, _UPDATE, [
-                (st.pred_ts, st.version, st.payload, st.label_ts, st.label, now if eid in joined_set else None,
-                 model, eid) for eid, st in changed])
+        store.executemany(conn, _INSERT, list(fresh.values()))   # rows are lists: both drivers take them
+        store.executemany(conn, _UPDATE, [
+            (st.pred_ts, st.version, st.payload, st.label_ts, st.label, now if eid in joined_set else None,
+             model, eid) for eid, st in state.items() if st.changed])
         if vp and new_pred_rows:
             res.new_predictions[model] = (vp if len(new_pred_rows) == len(vp.events)
                                           else vp.take(np.asarray(new_pred_rows, dtype=np.int64)))
         if joined_eids:
             res.joined[model] = _joined_columns(cfg, model, joined_eids, state, fresh, vp, pred_row_of)
     return res
-
-
-# SQLite: a batch's new and changed rows of one model in ONE statement. json_each expands the rows
-# in C, so the whole write is one sqlite3_step: no per-row parameter binding, and the GIL is free
-# for its whole length (the monitor polls and decodes the next batch meanwhile, see
-# consumers/monitor.py). The bytes columns travel as JSON strings (validated UTF-8 JSON) and are
-# cast back to BLOB; a changed row (always stored already) takes the ON CONFLICT branch.
-_UPSERT_SQLITE = (
-    "INSERT INTO examples (model, event_id, pred_ts, model_version, payload, label_ts, label, created_at, joined_at) "
-    "SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
-    "CAST(json_extract(value, '$[3]') AS BLOB), json_extract(value, '$[4]'), "
-    "CAST(json_extract(value, '$[5]') AS BLOB), ?2, json_extract(value, '$[6]') FROM json_each(?3) WHERE true "
-    "ON CONFLICT (model, event_id) DO UPDATE SET pred_ts = excluded.pred_ts, model_version = excluded.model_version, "
-    "payload = excluded.payload, label_ts = excluded.label_ts, label = excluded.label, joined_at = excluded.joined_at")
-
-
-def _text(b: bytes | None) -> str | None:
-    return None if b is None else b.decode()
-
-
-def _upsert_sqlite(conn: Connection, model: str, now: int, fresh: dict[str, list],
-                   changed: list[tuple[str, _Row]], joined: set[str]) -> None:
-    rows = [[r[1], r[2], r[3], _text(r[4]), r[5], _text(r[6]), r[8]] for r in fresh.values()]
-    rows += [[eid, st.pred_ts, st.version, _text(st.payload), st.label_ts, _text(st.label),
-              now if eid in joined else None] for eid, st in changed]
-    if not rows:
-        return
-    cur = conn.connection.driver_connection.cursor()
-    try:
-        cur.execute(_UPSERT_SQLITE, (model, now, orjson.dumps(rows)))
-    finally:
-        cur.close()
 
 
 def _joined_columns(cfg: Config, model: str, eids: list[str], state: dict[str, _Row], fresh: dict[str, list],

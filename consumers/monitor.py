@@ -2,14 +2,6 @@
 
 Per poll: :func:`consumers.ingest.prepare` (decode, validate) then
 :func:`consumers.ingest.commit` (state + offsets, one transaction), then the outbox goes out.
-
-Pipelined commits (``ingest.pipeline_commits``, on by default): a batch's commit runs in a
-committer thread while this thread polls and prepares the next batch. SQLite's writes run
-without the GIL (the examples upsert is one statement, :mod:`consumers.join`), so the two
-overlap on two cores. Only poll + prepare overlap a commit: the in-flight commit is waited for
-(:meth:`Monitor._drain`) before anything else touches the store, the detectors or the positions
-(the idle step, housekeeping, a rebalance, shutdown), and before the next commit, whose expected
-offsets are the previous batch's. A commit that fails rewinds the batch read past it too.
 Offsets live in the store: on every partition assignment the consumer seeks to what is stored,
 so Kafka's own committed offsets (also written, best effort, for lag tooling) never decide where
 processing resumes. SIGTERM finishes the batch in hand, commits it and leaves the group.
@@ -30,11 +22,9 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +32,8 @@ import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers.ingest import BatchAnalyser, PreparedBatch, commit, prepare
+from consumers import lean_records
+from consumers.ingest import BatchAnalyser, commit, prepare
 from consumers.join import expire_pending
 from consumers.kafka_clients import make_consumer, make_producer, wait_for_broker
 from consumers.offsets import Fenced, TopicPartitionKey, seek_to_stored
@@ -98,24 +89,8 @@ class MonitorStats:
     last_batch_ms: float = 0.0
     poll_s: float = 0.0       # time inside consumer.poll (Kafka fetch + record parsing)
     prepare_s: float = 0.0    # decode + validate
-    commit_s: float = 0.0     # join + counters + offsets, one transaction (in the committer thread)
-    commit_wait_s: float = 0.0  # time the loop waited for a commit (all of commit_s when not pipelined)
+    commit_s: float = 0.0     # join + counters + offsets, one transaction
     outbox_s: float = 0.0
-
-
-@dataclass(slots=True)
-class _InFlight:
-    """A prepared batch whose commit was handed to the committer."""
-
-    future: Future
-    batch: PreparedBatch
-    records: list[Any]
-    t0: float                 # when its prepare started
-
-
-# while a commit thread runs, the loop thread hands the GIL over within 0.5 ms (CPython's default
-# 5 ms would hold the committer back that long at each of its SQL statements)
-PIPELINE_SWITCH_INTERVAL_S = 0.0005
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -125,12 +100,10 @@ class _SeekToStored(ConsumerRebalanceListener):
         self.monitor = monitor
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.monitor._drain()     # the batch in flight commits (or fails) before its partitions go
         for tp in revoked:
             self.monitor.expected.pop((tp.topic, tp.partition), None)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.monitor._drain()     # the stored offsets read next must include it
         self.monitor.seek_to_stored(assigned)
 
 
@@ -167,11 +140,6 @@ class Monitor(GuardedConsumer):
         self.watchdog = CallWatchdog(f"monitor[{self.group}]")
         self.stall = StallCheck(self.watchdog.owner)
         self.consumers_replaced = 0
-        self._inflight: _InFlight | None = None
-        self._committer: ThreadPoolExecutor | None = None
-        if cfg.ingest.pipeline_commits:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="monitor-commit")
-            sys.setswitchinterval(min(sys.getswitchinterval(), PIPELINE_SWITCH_INTERVAL_S))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -210,6 +178,7 @@ class Monitor(GuardedConsumer):
             self.consumer = make_consumer(self.cfg.kafka, group_id=self.group,
                                           max_poll_records=self.cfg.ingest.max_poll_records,
                                           max_message_bytes=self.cfg.ingest.max_message_bytes, **KAFKA_RESILIENCE)
+            lean_records.install(self.consumer)     # the same records, half kafka-python's unpacking cost
             try:
                 topics = [self.cfg.topics.predictions, self.cfg.topics.labels]
                 self._await_topic_metadata(topics)
@@ -232,11 +201,6 @@ class Monitor(GuardedConsumer):
                 time.sleep(0.2)
 
     def close(self) -> None:
-        try:
-            self._drain()                 # the batch in flight commits before the offsets below
-        finally:
-            if self._committer is not None:
-                self._committer.shutdown(wait=True)
         self.watchdog.close()
         if self.consumer is not None:
             self._commit_kafka_offsets()
@@ -285,17 +249,16 @@ class Monitor(GuardedConsumer):
         if self._retry_at is not None and not self._ready_to_retry():
             return 0
         t0 = time.perf_counter()
-        polled = self._poll_guarded(timeout_ms=self._poll_timeout_ms(),
+        polled = self._poll_guarded(timeout_ms=self.cfg.ingest.poll_timeout_ms,
                                     max_records=self.cfg.ingest.max_poll_records)
         if polled is None:      # the consumer was replaced
             return 0
         self.stats.poll_s += time.perf_counter() - t0
         records = [r for batch in polled.values() for r in batch
                    if (r.topic, r.partition) in self.expected]
-        pending = self._prepare(records) if records else None
-        if not self._drain(read_past=records) or self.consumer is None:
-            pending = None              # rewound: consumed again once the failure is handled
-        self.lag = partition_lag(self.consumer, self.expected) if self.consumer is not None else {}
+        if records:
+            self._process(records)
+        self.lag = partition_lag(self.consumer, self.expected)
         if self.on_idle is not None and self._retry_at is None:
             try:
                 self.on_idle()
@@ -303,13 +266,7 @@ class Monitor(GuardedConsumer):
                 log.error("store unavailable in the idle step (%s); trying again after the next poll",
                           describe_store_error(exc))
         self._housekeeping()
-        if pending is not None and self._retry_at is None:
-            self._submit(*pending, records)
         return len(records)
-
-    def _poll_timeout_ms(self) -> int:
-        # a commit in flight: take what is fetched already, and wait for the commit if nothing is
-        return 0 if self._inflight is not None else self.cfg.ingest.poll_timeout_ms
 
     # -- store faults: back-pressure ---------------------------------------------------------
     def _store_failed(self, exc: BaseException, records: list[Any]) -> None:
@@ -317,7 +274,12 @@ class Monitor(GuardedConsumer):
         self.store_failures += 1
         self.store_error = describe_store_error(exc)
         delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (self.store_failures - 1))
-        first = self._rewind(records)       # not one offset past what is committed
+        first: dict[TopicPartitionKey, int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            first[key] = min(first.get(key, r.offset), r.offset)
+        for (t, p), off in first.items():   # not one offset past what is committed
+            self.consumer.seek(TopicPartition(t, p), off)
         self.consumer.pause(*self.consumer.assignment())
         self._retry_at = time.monotonic() + delay
         self._analyser_stale = self.analyser is not None and hasattr(self.analyser, "rollback")
@@ -383,73 +345,37 @@ class Monitor(GuardedConsumer):
             text = describe_store_error(exc) if isinstance(exc, STORE_ERRORS) else f"{type(exc).__name__}: {exc}"
             log.warning("%s: %s; will retry", what, text)
 
-    def _prepare(self, records: list[Any]) -> tuple[PreparedBatch, int, float]:
+    def _process(self, records: list[Any]) -> None:
         t0 = time.perf_counter()
         now = now_ms()
         batch = prepare(records, self.cfg, now)
-        self.stats.prepare_s += time.perf_counter() - t0
-        return batch, now, t0
-
-    def _commit(self, batch: PreparedBatch, expected: dict[TopicPartitionKey, int | None], now: int) -> Any:
-        t = time.perf_counter()
+        t1 = time.perf_counter()
+        self.stats.prepare_s += t1 - t0
         try:
-            return commit(self.store, self.cfg, batch, group=self.group, expected=expected, now=now,
-                          analyser=self.analyser)
-        finally:
-            self.stats.commit_s += time.perf_counter() - t
-
-    def _submit(self, batch: PreparedBatch, now: int, t0: float, records: list[Any]) -> None:
-        """Commit a prepared batch: in the committer thread, or here and now when not pipelined."""
-        expected = {k: self.expected.get(k) for k in batch.next_offsets}
-        if self._committer is not None:
-            self._inflight = _InFlight(self._committer.submit(self._commit, batch, expected, now), batch, records, t0)
-            return
-        fut: Future = Future()
-        try:
-            fut.set_result(self._commit(batch, expected, now))
-        except Exception as exc:  # noqa: BLE001 - handled by _drain like a pipelined failure
-            fut.set_exception(exc)
-        self._inflight = _InFlight(fut, batch, records, t0)
-        self._drain()
-
-    def _drain(self, read_past: list[Any] | None = None) -> bool:
-        """Wait for the batch in flight and act on its outcome; False if it did not commit.
-
-        ``read_past``: records polled after it. When it fails they are rewound first, so the
-        failure's own repositioning (stored offsets, or the batch's first offsets) wins where
-        both touch a partition; nothing read past a failed batch is skipped.
-        """
-        inf, self._inflight = self._inflight, None
-        if inf is None:
-            return True
-        t = time.perf_counter()
-        try:
-            result = inf.future.result()
+            result = commit(self.store, self.cfg, batch, group=self.group,
+                            expected={k: self.expected.get(k) for k in batch.next_offsets},
+                            now=now, analyser=self.analyser)
         except Fenced as exc:
-            self._rewind(read_past)
             self.stats.fenced += 1
             log.warning("%s; rolling back the batch and resuming from stored offsets", exc)
             self._rollback_analyser()
             # every partition of the batch goes back: the rollback undid its records too
-            self.seek_to_stored([TopicPartition(t, p) for t, p in inf.batch.next_offsets
+            self.seek_to_stored([TopicPartition(t, p) for t, p in batch.next_offsets
                                  if (t, p) in self.expected])
-            return False
+            return
         except STORE_ERRORS as exc:
-            self._rewind(read_past)
-            self._store_failed(exc, inf.records)
-            return False
+            self._store_failed(exc, records)
+            return
         except Exception:
             self._rollback_analyser()
             raise
-        finally:
-            self.stats.commit_wait_s += time.perf_counter() - t
-        batch = inf.batch
         self._store_recovered()
         self.expected.update(batch.next_offsets)
         t2 = time.perf_counter()
+        self.stats.commit_s += t2 - t1
         self.stats.batches += 1
         self.stats.records += batch.records
-        self.stats.last_batch_ms = (t2 - inf.t0) * 1000
+        self.stats.last_batch_ms = (t2 - t0) * 1000
         try:
             self.consumer.commit_async({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                                         for (t, p), o in batch.next_offsets.items()})
@@ -460,25 +386,6 @@ class Monitor(GuardedConsumer):
             self.stats.outbox_s += time.perf_counter() - t2
         if self.on_batch is not None:
             self.on_batch(result)
-        return True
-
-    def _rewind(self, records: list[Any] | None) -> dict[TopicPartitionKey, int]:
-        """Seek each partition of ``records`` (polled, not committed) back to its first one;
-        return those first offsets."""
-        first: dict[TopicPartitionKey, int] = {}
-        for r in records or ():
-            key = (r.topic, r.partition)
-            first[key] = min(first.get(key, r.offset), r.offset)
-        assigned = self.consumer.assignment() if self.consumer is not None else set()
-        for (t, p), off in first.items():
-            tp = TopicPartition(t, p)
-            if tp in assigned:
-                self.consumer.seek(tp, off)
-        return first
-
-    def _replace_consumer(self, why: Any) -> None:
-        self._drain()                 # a commit in flight finishes before the positions are reset
-        super()._replace_consumer(why)
 
     def _rollback_analyser(self) -> None:
         """The batch did not commit: detectors go back to their stored state."""

@@ -226,7 +226,11 @@ def _categorical_column(name: str, col: list[Any], rej: _Rejects, max_chars: int
 
 def _classes(values: list[Any], rej: _Rejects, field_name: str, max_chars: int) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
-    arr[:] = [v if type(v) is _STR else label_key(v) for v in values]
+    kinds = set(map(type, values))
+    if kinds <= {_STR, int}:     # the usual classes: str() in C is label_key's text for both
+        arr[:] = list(map(str, values))
+    else:
+        arr[:] = [v if type(v) is _STR else label_key(v) for v in values]
     long_rows = [i for i, v in enumerate(arr) if len(v) > max_chars]
     rej.mark(long_rows, f"{field_name}: class label longer than {max_chars} characters")
     empty = [i for i, v in enumerate(arr) if v == ""]

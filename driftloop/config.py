@@ -243,7 +243,6 @@ class IngestConfig(_Base):
     joined_retention_s: float = 30 * 86_400.0   # joined examples older than this are pruned; 0 = never
     expire_every_s: float = 60.0
     start_from: Literal["earliest", "latest"] = "earliest"
-    pipeline_commits: bool = True     # commit a batch in a thread while the next is polled and decoded
 
 
 class ModelConfig(_Base):

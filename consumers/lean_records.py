@@ -1,0 +1,205 @@
+"""A leaner unpacking of fetched record batches for the monitor's consumer.
+
+kafka-python turns every fetched record into a ``DefaultRecord`` and then a ``ConsumerRecord``,
+through a dozen property calls per record: about 16 us per record, a third of the monitor's
+ingest time (``bench/ingest.py``). :class:`LeanPartitionRecords` reads the same bytes straight
+into the same ``ConsumerRecord`` tuples (topic, partition, leader epoch, offset, timestamp and its
+type, key, value, headers and the serialized sizes), for the common fetch only:
+
+* every batch in the fetch is a v2 (magic 2) data batch: no control batch (transactions), no
+  legacy v0/v1 message set;
+* no key or value deserializer is set (the monitor reads bytes);
+* read-uncommitted, or no batch written by a transactional or idempotent producer id.
+
+Anything else is left to kafka-python's own code, decided per fetch. The batch CRC is checked as
+kafka-python does (``check_crcs``), and a record whose lengths do not add up raises
+``CorruptRecordError`` like kafka-python. It relies on kafka-python 3.0's ``Fetcher`` internals
+(``PartitionRecords`` and ``DefaultRecordBatch``'s buffer), checked by :func:`install`: on any
+other layout the consumer keeps kafka-python's unpacking and one log line says so.
+``tests/consumers/test_lean_records.py`` compares both on real fetches (gzip, headers, null keys
+and values, transactions).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import kafka.errors as Errors
+from kafka.record import MemoryRecords
+
+try:
+    from kafka.consumer.fetcher import ConsumerRecord, Fetcher
+    from kafka.record.default_records import DefaultRecordBatch
+    from kafka.consumer.fetcher import IsolationLevel  # type: ignore[attr-defined]
+except ImportError:     # pragma: no cover - another kafka-python layout: install() says so
+    Fetcher = None      # type: ignore[assignment,misc]
+
+__all__ = ["install", "LeanPartitionRecords"]
+
+log = logging.getLogger(__name__)
+
+_LOG_APPEND_TIME = 1
+
+
+def _varint(buf: bytearray, pos: int) -> tuple[int, int]:
+    """A zigzag varint (Kafka's record fields) at ``pos``: (value, next position)."""
+    b = buf[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    result = b & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        b = buf[pos]
+        result |= (b & 0x7F) << shift
+        pos += 1
+        if b < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift >= 64:
+            raise ValueError("varint out of int64 range")
+
+
+def _simple(data: Any, isolation_level: Any) -> bool:
+    """True if every batch of a fetch is a v2 data batch the lean path may read."""
+    peek = MemoryRecords(data)
+    batch = peek.next_batch()
+    while batch is not None:
+        if not isinstance(batch, DefaultRecordBatch) or batch.is_control_batch:
+            return False
+        if isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
+            return False
+        batch = peek.next_batch()
+    return True
+
+
+if Fetcher is not None:
+    class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc,name-defined]
+        """kafka-python's ``PartitionRecords`` with a lean record loop for simple fetches."""
+
+        def __init__(self, fetch_offset: int, tp: Any, records: Any, key_deserializer: Any = None,
+                     value_deserializer: Any = None, check_crcs: bool = True, isolation_level: Any = None,
+                     **kw: Any) -> None:
+            kwargs = {"key_deserializer": key_deserializer, "value_deserializer": value_deserializer,
+                      "check_crcs": check_crcs, **kw}
+            if isolation_level is not None:
+                kwargs["isolation_level"] = isolation_level
+            super().__init__(fetch_offset, tp, records, **kwargs)
+            if (key_deserializer is None and value_deserializer is None
+                    and _simple(records._buffer, self.isolation_level)):
+                self.record_iterator = itertools.dropwhile(self._maybe_skip_record, self._lean(tp, records))
+
+        def _lean(self, tp: Any, records: Any) -> Any:
+            topic, partition = tp.topic, tp.partition
+            varint = _varint
+            batch = records.next_batch()
+            last = None
+            while batch is not None:
+                last = batch
+                if self.check_crcs and not batch.validate_crc():
+                    raise Errors.CorruptRecordError(
+                        f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check")
+                self.leader_epoch = epoch = batch.leader_epoch
+                batch._maybe_uncompress()
+                buf, pos = bytes(batch._buffer), batch._pos     # bytes: a slice is one copy
+                base = batch.base_offset
+                ts_type = batch.timestamp_type
+                log_append = ts_type == _LOG_APPEND_TIME
+                ts0 = batch.max_timestamp if log_append else batch.first_timestamp
+                for _ in range(batch.records_count):
+                    # the one-byte varints (most fields of most records) are read inline
+                    rec_start = pos
+                    try:
+                        length, pos = varint(buf, pos)
+                        start = pos
+                        b = buf[pos + 1]                          # pos: attributes (unused)
+                        if b < 0x80:
+                            ts_delta, pos = (b >> 1) ^ -(b & 1), pos + 2
+                        else:
+                            ts_delta, pos = varint(buf, pos + 1)
+                        b = buf[pos]
+                        if b < 0x80:
+                            offset_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
+                        else:
+                            offset_delta, pos = varint(buf, pos)
+                        b = buf[pos]
+                        if b < 0x80:
+                            key_len, pos = (b >> 1) ^ -(b & 1), pos + 1
+                        else:
+                            key_len, pos = varint(buf, pos)
+                        if key_len >= 0:
+                            key = buf[pos:pos + key_len]
+                            pos += key_len
+                        else:
+                            key = None
+                        value_len, pos = varint(buf, pos)
+                        if value_len >= 0:
+                            value = buf[pos:pos + value_len]
+                            pos += value_len
+                        else:
+                            value = None
+                        b = buf[pos]
+                        pos += 1
+                        headers = []
+                        header_size = -1
+                        if b:
+                            n_headers, pos = varint(buf, pos - 1)
+                            if n_headers < 0:
+                                raise Errors.CorruptRecordError(f"Found invalid number of record headers {n_headers}")
+                            header_size = 0
+                            for _h in range(n_headers):
+                                hk_len, pos = varint(buf, pos)
+                                if hk_len < 0:
+                                    raise Errors.CorruptRecordError(f"Invalid negative header key size {hk_len}")
+                                h_key = buf[pos:pos + hk_len].decode("utf-8")
+                                pos += hk_len
+                                hv_len, pos = varint(buf, pos)
+                                if hv_len >= 0:
+                                    h_value = buf[pos:pos + hv_len]
+                                    pos += hv_len
+                                else:
+                                    h_value = None
+                                headers.append((h_key, h_value))
+                                header_size += hk_len + (hv_len if hv_len > 0 else 0)
+                    except (ValueError, IndexError) as err:
+                        raise Errors.CorruptRecordError(f"Found invalid record structure: {err!r}") from err
+                    if pos - start != length or pos > len(buf):
+                        raise Errors.CorruptRecordError(
+                            f"Invalid record size: expected to read {length} bytes in record payload, "
+                            f"but instead read {pos - start}")
+                    offset = base + offset_delta
+                    self.records_read += 1
+                    self.bytes_read += pos - rec_start
+                    self.next_fetch_offset = offset + 1
+                    yield ConsumerRecord(topic, partition, epoch, offset, ts0 if log_append else ts0 + ts_delta,
+                                         ts_type, key, value, headers, None,
+                                         -1 if key is None else key_len, -1 if value is None else value_len,
+                                         header_size)
+                if pos != len(buf):
+                    raise Errors.CorruptRecordError(f"{len(buf) - pos} unconsumed bytes after all records consumed")
+                batch = records.next_batch()
+            if last is not None:
+                self.next_fetch_offset = last.next_offset
+            self.drain()
+else:   # pragma: no cover
+    LeanPartitionRecords = None  # type: ignore[assignment,misc]
+
+
+def install(consumer: Any) -> bool:
+    """Make ``consumer`` (a kafka-python ``KafkaConsumer``) unpack simple fetches the lean way.
+
+    False, with one log line, when this kafka-python does not have the layout this relies on:
+    the consumer then keeps kafka-python's own unpacking (slower, same records).
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    ok = (LeanPartitionRecords is not None and fetcher is not None
+          and hasattr(fetcher, "PartitionRecords") and hasattr(DefaultRecordBatch, "_maybe_uncompress")
+          and "_buffer" in getattr(DefaultRecordBatch, "__slots__", ()) and hasattr(MemoryRecords, "__slots__")
+          and "_buffer" in MemoryRecords.__slots__)
+    if not ok:
+        log.warning("kafka-python's fetcher layout is not the one consumers.lean_records knows: "
+                    "records are unpacked by kafka-python (slower, same records)")
+        return False
+    fetcher.PartitionRecords = LeanPartitionRecords
+    return True
