@@ -126,6 +126,7 @@ def train_challenger(cfg: Config, store: Store, registry: Registry, job: Retrain
     if mcfg.task == "classification" and len(set(train.y.tolist())) < 2:
         raise DatasetError(f"the training rows hold a single class {sorted(set(train.y.tolist()))}: nothing to learn")
     est = build_estimator(policy.recipe, mcfg.task, mcfg.features)
+    log.info("job %s: fitting %s on %d rows", job.job_id, estimator_name(est), len(train.y))
     t1 = time.perf_counter()
     est.fit(train.X, train.y)
     fit_s = time.perf_counter() - t1

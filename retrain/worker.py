@@ -18,7 +18,8 @@ What happens if the worker dies (SIGKILL, OOM, power) between two steps of a job
    decision exists; the job is redone from scratch on the same rows (the window has an
    ``as_of``) with the same seeds, so it reaches the same decision. After
    ``registry.max_attempts`` starts the job is marked ``failed`` instead (a job that kills its
-   worker, e.g. by running out of memory, must not do so forever);
+   worker, e.g. by running out of memory, must not do so forever). A graceful stop (SIGTERM)
+   in this step gives its attempt back, so rolling restarts do not use them up;
 3. after the files are written, before the decision commits: the folder is orphaned (never
    referenced by the registry; safe to delete) and the job is redone as in 2;
 4. after the decision commits, before the event is published: the event is an outbox row and
@@ -139,6 +140,7 @@ class RetrainWorker(GuardedConsumer):
         self.expected: dict[TopicPartitionKey, int | None] = {}
         self.stats = WorkerStats()
         self.busy = threading.Event()
+        self._claimed: str | None = None      # the job id this worker holds as ``running`` right now
         self._stop = threading.Event()
         self.consumer: Any = None
         self.producer: Any = None
@@ -261,6 +263,7 @@ class RetrainWorker(GuardedConsumer):
                 if self._stop.is_set():
                     log.warning("stopping in the middle of the job at %s offset %d; it will be redone",
                                 key, rec.offset)
+                    self._give_back_attempt()
                     return JobOutcome("retry", error="worker stopped")
                 if stuck is None:
                     try:
@@ -272,6 +275,7 @@ class RetrainWorker(GuardedConsumer):
                 thread.join(0.05 if stuck is None else 0.5)
         finally:
             self.busy.clear()
+            self._claimed = None
             if stuck is None:
                 self.consumer.resume(*self.consumer.paused())
         outcome = result[0] if result else JobOutcome("retry", error="no result")
@@ -358,6 +362,8 @@ class RetrainWorker(GuardedConsumer):
             exhausted = row is not None and not decided and row.attempts >= self.reg.max_attempts
             if not decided and not exhausted:
                 self._claim(conn, job, row is None, now)
+        if not decided and not exhausted:
+            self._claimed = job.job_id
         if decided:
             msg = f"job {job.job_id} was already {row.status}; repeated delivery skipped"
             log.info(msg)
@@ -418,6 +424,23 @@ class RetrainWorker(GuardedConsumer):
                      seconds)
             return JobOutcome("done", job.job_id, event, version, seconds=seconds)
         return self._fail(job, key, expected, new, "the champion kept changing during the evaluation", t0)
+
+    def _give_back_attempt(self) -> None:
+        """A graceful stop (SIGTERM) in the middle of a job is not one of its attempts: a rolling
+        restart must not use up ``registry.max_attempts``. Only a death (SIGKILL, OOM) counts.
+        Best effort: the job's decision may commit meanwhile (then nothing changes here)."""
+        job_id = self._claimed
+        if job_id is None:
+            return
+        try:
+            with self.store.transaction() as conn:
+                conn.execute(retrain_jobs.update().where(
+                    retrain_jobs.c.job_id == job_id, retrain_jobs.c.status == "running",
+                    retrain_jobs.c.worker == self.worker_id, retrain_jobs.c.attempts > 0,
+                ).values(attempts=retrain_jobs.c.attempts - 1))
+        except Exception as exc:  # noqa: BLE001 - the attempt then counts; nothing else is at stake
+            log.warning("job %s: the interrupted attempt could not be given back (%s: %s); it counts towards "
+                        "registry.max_attempts", job_id, type(exc).__name__, exc)
 
     def _claim(self, conn: Any, job: RetrainJob, missing: bool, now: int) -> None:
         if missing:   # published by something other than the scheduler: adopt it

@@ -1,6 +1,7 @@
 """Shared fixtures: the real local Kafka broker, isolated topics per test, temporary stores."""
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ def make_config(tmp_path: Path):
             "store": {"url": store_url or f"sqlite:///{tmp_path}/driftloop-{tag}.db"},
             "ingest": {"poll_timeout_ms": 200, "max_poll_records": 2000},
             "api": {"enabled": False},
-            "models": MODELS,
+            "models": copy.deepcopy(MODELS),   # an override of models__NAME must not leak into the next test
         }
         for key, value in overrides.items():
             section, _, name = key.partition("__")
