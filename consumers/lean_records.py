@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 _LOG_APPEND_TIME = 1
 
 
-def _varint(buf: bytearray, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     """A zigzag varint (Kafka's record fields) at ``pos``: (value, next position)."""
     b = buf[pos]
     if b < 0x80:
@@ -59,6 +59,14 @@ def _varint(buf: bytearray, pos: int) -> tuple[int, int]:
         shift += 7
         if shift >= 64:
             raise ValueError("varint out of int64 range")
+
+
+def _nullable(buf: bytes, pos: int) -> tuple[int, bytes | None, int]:
+    """Kafka's nullable bytes at ``pos`` (a varint length, -1 for null): (length, bytes, next position)."""
+    n, pos = _varint(buf, pos)
+    if n < 0:
+        return n, None, pos
+    return n, buf[pos:pos + n], pos + n
 
 
 def _simple(data: Any, isolation_level: Any) -> bool:
@@ -92,7 +100,7 @@ if Fetcher is not None:
 
         def _lean(self, tp: Any, records: Any) -> Any:
             topic, partition = tp.topic, tp.partition
-            varint = _varint
+            varint, nullable = _varint, _nullable
             batch = records.next_batch()
             last = None
             while batch is not None:
@@ -108,43 +116,18 @@ if Fetcher is not None:
                 log_append = ts_type == _LOG_APPEND_TIME
                 ts0 = batch.max_timestamp if log_append else batch.first_timestamp
                 for _ in range(batch.records_count):
-                    # the one-byte varints (most fields of most records) are read inline
                     rec_start = pos
                     try:
                         length, pos = varint(buf, pos)
                         start = pos
-                        b = buf[pos + 1]                          # pos: attributes (unused)
-                        if b < 0x80:
-                            ts_delta, pos = (b >> 1) ^ -(b & 1), pos + 2
-                        else:
-                            ts_delta, pos = varint(buf, pos + 1)
-                        b = buf[pos]
-                        if b < 0x80:
-                            offset_delta, pos = (b >> 1) ^ -(b & 1), pos + 1
-                        else:
-                            offset_delta, pos = varint(buf, pos)
-                        b = buf[pos]
-                        if b < 0x80:
-                            key_len, pos = (b >> 1) ^ -(b & 1), pos + 1
-                        else:
-                            key_len, pos = varint(buf, pos)
-                        if key_len >= 0:
-                            key = buf[pos:pos + key_len]
-                            pos += key_len
-                        else:
-                            key = None
-                        value_len, pos = varint(buf, pos)
-                        if value_len >= 0:
-                            value = buf[pos:pos + value_len]
-                            pos += value_len
-                        else:
-                            value = None
-                        b = buf[pos]
-                        pos += 1
+                        ts_delta, pos = varint(buf, pos + 1)      # pos: attributes (unused)
+                        offset_delta, pos = varint(buf, pos)
+                        key_len, key, pos = nullable(buf, pos)
+                        value_len, value, pos = nullable(buf, pos)
+                        n_headers, pos = varint(buf, pos)
                         headers = []
                         header_size = -1
-                        if b:
-                            n_headers, pos = varint(buf, pos - 1)
+                        if n_headers:
                             if n_headers < 0:
                                 raise Errors.CorruptRecordError(f"Found invalid number of record headers {n_headers}")
                             header_size = 0
@@ -154,12 +137,7 @@ if Fetcher is not None:
                                     raise Errors.CorruptRecordError(f"Invalid negative header key size {hk_len}")
                                 h_key = buf[pos:pos + hk_len].decode("utf-8")
                                 pos += hk_len
-                                hv_len, pos = varint(buf, pos)
-                                if hv_len >= 0:
-                                    h_value = buf[pos:pos + hv_len]
-                                    pos += hv_len
-                                else:
-                                    h_value = None
+                                hv_len, h_value, pos = nullable(buf, pos)
                                 headers.append((h_key, h_value))
                                 header_size += hk_len + (hv_len if hv_len > 0 else 0)
                     except (ValueError, IndexError) as err:

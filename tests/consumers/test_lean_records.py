@@ -8,6 +8,9 @@ import uuid
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import Fetcher
+from kafka.errors import CorruptRecordError
+from kafka.record import MemoryRecords, MemoryRecordsBuilder
 from kafka.record.util import decode_varint, encode_varint
 
 from consumers import lean_records
@@ -23,6 +26,51 @@ def test_varint_matches_kafka_python():
         encode_varint(v, buf.append)
         data = bytes(b"\x07" + buf + b"\x09")
         assert _varint(data, 1) == decode_varint(data, 1) == (v, 1 + len(buf))
+
+
+def _batch(records: list[tuple], compression: int = 0, offset: int = 0) -> bytes:
+    b = MemoryRecordsBuilder(magic=2, compression_type=compression, batch_size=1 << 24, offset=offset)
+    for ts, key, value, headers in records:
+        b.append(ts, key, value, headers)
+    b.close()
+    return bytes(b.buffer())
+
+
+def _unpack(cls, data: bytes, fetch_offset: int = 0) -> list:
+    pr = cls(fetch_offset, TopicPartition("t", 0), MemoryRecords(data), check_crcs=True)
+    return pr.take()
+
+
+def test_same_records_as_kafka_python_on_built_batches():
+    rnd = random.Random(5)
+    recs = [(1_700_000_000_000 + rnd.randint(-10**6, 10**6), None if i % 4 == 0 else f"k{i}".encode(),
+             None if i % 9 == 0 else bytes(rnd.getrandbits(8) for _ in range(rnd.choice([0, 5, 200, 9000]))),
+             [("h", b"v"), ("ümlaut", None)] if i % 6 == 0 else [])
+            for i in range(300)]
+    for compression in (0, 1):                               # none, gzip
+        data = _batch(recs[:150], compression) + _batch(recs[150:], compression, offset=150)
+        for start in (0, 7, 151):
+            stock = _unpack(Fetcher.PartitionRecords, data, start)
+            lean = _unpack(lean_records.LeanPartitionRecords, data, start)
+            assert len(stock) == 300 - start and lean == stock
+
+
+def test_corrupt_records_raise_like_kafka_python():
+    good = bytearray(_batch([(1_700_000_000_000, b"k", b"value-%d" % i, []) for i in range(5)]))
+    # the batch header is 61 bytes; the first record's length varint, its value's length; the last
+    # record's header count (a header that is not there)
+    for at, byte in ((61, 0x7E), (67, 0x7E), (len(good) - 1, 0x02)):
+        bad = bytearray(good)
+        bad[at] = byte
+        for cls in (Fetcher.PartitionRecords, lean_records.LeanPartitionRecords):
+            pr = cls(0, TopicPartition("t", 0), MemoryRecords(bytes(bad)), check_crcs=False)
+            with pytest.raises(CorruptRecordError):
+                while pr:
+                    pr.take(2)
+    bad = bytearray(good)
+    bad[-1] ^= 0xFF                                          # the batch CRC no longer matches
+    with pytest.raises(CorruptRecordError, match="crc"):
+        _unpack(lean_records.LeanPartitionRecords, bytes(bad))
 
 
 def test_installs_on_the_pinned_kafka_python():
