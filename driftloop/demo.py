@@ -289,9 +289,15 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     serving = {"version": "1", "model": model}
 
     def champion_model() -> None:
-        """The service serves whatever the registry's champion is (checked every chunk)."""
+        """The service serves the registry's champion (checked every chunk) once the monitor has
+        switched its reference to it. The switch resolves the alerts the promotion answered, in
+        the same transaction. A service that switched first would improve the metrics under the
+        old reference, and on a loaded machine a performance alert could then clear by itself
+        (after the 5 s hold-down) before the monitor read the promotion."""
         champ = registry.champion(MODEL)
         if champ is not None and str(champ.version) != serving["version"]:
+            if store.detector_reference_version(MODEL)[1] != str(champ.version):
+                return
             serving["model"] = registry.load_model(MODEL, champ.version)
             serving["version"] = str(champ.version)
             console.print(f"[bold]the service now serves champion v{champ.version}[/]")
