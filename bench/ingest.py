@@ -255,7 +255,7 @@ def main() -> None:
     print("where the monitor's time goes:")
     for name, v in (("consumer.poll (Kafka fetch + record parsing)", st.poll_s),
                     ("decode + validate (msgspec, numpy columns)", st.prepare_s),
-                    ("join + counters + offsets (one SQLite txn/batch)", st.commit_s),
+                    ("join + counters + offsets (one store txn/batch)", st.commit_s),
                     ("outbox publish", st.outbox_s)):
         print(f"  {name:<52}{v:>7.2f}s {100 * v / total:>5.1f}%  {1e6 * v / n:>6.2f} us/event")
     print(f"  batches: {st.batches}, mean batch {1000 * (st.prepare_s + st.commit_s) / max(1, st.batches):.1f} ms "
