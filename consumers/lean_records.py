@@ -29,9 +29,8 @@ import kafka.errors as Errors
 from kafka.record import MemoryRecords
 
 try:
-    from kafka.consumer.fetcher import ConsumerRecord, Fetcher
+    from kafka.consumer.fetcher import ConsumerRecord, Fetcher, IsolationLevel  # type: ignore[attr-defined]
     from kafka.record.default_records import DefaultRecordBatch
-    from kafka.consumer.fetcher import IsolationLevel  # type: ignore[attr-defined]
 except ImportError:     # pragma: no cover - another kafka-python layout: install() says so
     Fetcher = None      # type: ignore[assignment,misc]
 
@@ -69,17 +68,20 @@ def _nullable(buf: bytes, pos: int) -> tuple[int, bytes | None, int]:
     return n, buf[pos:pos + n], pos + n
 
 
-def _simple(data: Any, isolation_level: Any) -> bool:
-    """True if every batch of a fetch is a v2 data batch the lean path may read."""
+def _simple_batches(data: Any, isolation_level: Any) -> list[Any] | None:
+    """A fetch's batches if every one is a v2 data batch the lean path may read, else None
+    (the fetch is then read by kafka-python from its own, untouched ``MemoryRecords``)."""
     peek = MemoryRecords(data)
+    batches = []
     batch = peek.next_batch()
     while batch is not None:
         if not isinstance(batch, DefaultRecordBatch) or batch.is_control_batch:
-            return False
+            return None
         if isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
-            return False
+            return None
+        batches.append(batch)
         batch = peek.next_batch()
-    return True
+    return batches
 
 
 if Fetcher is not None:
@@ -87,23 +89,21 @@ if Fetcher is not None:
         """kafka-python's ``PartitionRecords`` with a lean record loop for simple fetches."""
 
         def __init__(self, fetch_offset: int, tp: Any, records: Any, key_deserializer: Any = None,
-                     value_deserializer: Any = None, check_crcs: bool = True, isolation_level: Any = None,
-                     **kw: Any) -> None:
-            kwargs = {"key_deserializer": key_deserializer, "value_deserializer": value_deserializer,
-                      "check_crcs": check_crcs, **kw}
-            if isolation_level is not None:
-                kwargs["isolation_level"] = isolation_level
-            super().__init__(fetch_offset, tp, records, **kwargs)
-            if (key_deserializer is None and value_deserializer is None
-                    and _simple(records._buffer, self.isolation_level)):
-                self.record_iterator = itertools.dropwhile(self._maybe_skip_record, self._lean(tp, records))
+                     value_deserializer: Any = None, check_crcs: bool = True,
+                     isolation_level: Any = IsolationLevel.READ_UNCOMMITTED, **kw: Any) -> None:
+            super().__init__(fetch_offset, tp, records, key_deserializer=key_deserializer,
+                             value_deserializer=value_deserializer, check_crcs=check_crcs,
+                             isolation_level=isolation_level, **kw)
+            if key_deserializer is None and value_deserializer is None:
+                batches = _simple_batches(records._buffer, isolation_level)
+                if batches is not None:
+                    self.record_iterator = itertools.dropwhile(self._maybe_skip_record, self._lean(tp, batches))
 
-        def _lean(self, tp: Any, records: Any) -> Any:
+        def _lean(self, tp: Any, batches: list[Any]) -> Any:
             topic, partition = tp.topic, tp.partition
             varint, nullable = _varint, _nullable
-            batch = records.next_batch()
             last = None
-            while batch is not None:
+            for batch in batches:
                 last = batch
                 if self.check_crcs and not batch.validate_crc():
                     raise Errors.CorruptRecordError(
@@ -156,7 +156,6 @@ if Fetcher is not None:
                                          header_size)
                 if pos != len(buf):
                     raise Errors.CorruptRecordError(f"{len(buf) - pos} unconsumed bytes after all records consumed")
-                batch = records.next_batch()
             if last is not None:
                 self.next_fetch_offset = last.next_offset
             self.drain()

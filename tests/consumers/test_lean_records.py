@@ -146,7 +146,7 @@ def test_same_records_as_kafka_python_on_real_fetches(kafka_bootstrap, monkeypat
     lean_fetches = []
     original = lean_records.LeanPartitionRecords._lean
     monkeypatch.setattr(lean_records.LeanPartitionRecords, "_lean",
-                        lambda self, tp, records: (lean_fetches.append(tp), original(self, tp, records))[1])
+                        lambda self, tp, batches: (lean_fetches.append(tp), original(self, tp, batches))[1])
     # read uncommitted: also what the aborted transaction wrote (what of it reached the broker)
     stock = _read_all(kafka_bootstrap, topic, sent - 3, lean=False)
     lean = _read_all(kafka_bootstrap, topic, sent - 3, lean=True)

@@ -271,7 +271,8 @@ def test_broker_stopped_30s_mid_stream(running_broker, tmp_path):
         alert_s = time.monotonic() - t_up
 
         # the worker: the job enqueued during the outage is published after it, consumed and decided
-        wait_until(lambda: job_row(store, job_id).status in ("done", "failed"), 180, "the retraining job decided by the worker", proc=worker, log=wlog)
+        wait_until(lambda: job_row(store, job_id).status in ("done", "failed"), 180,
+                   "the retraining job decided by the worker", proc=worker, log=wlog)
         job_s = time.monotonic() - t_up
         job = job_row(store, job_id)
         with store.engine.connect() as c:
