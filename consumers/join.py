@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from consumers.validation import ValidLabels, ValidPredictions, validate_predictions
 from driftloop.config import Config
 from driftloop.events import PredictionEvent
-from driftloop.store import Store, examples
+from driftloop.store import Store, examples, lock_models
 
 __all__ = ["JoinResult", "Joined", "apply_batch", "expire_pending"]
 
@@ -216,19 +216,52 @@ def expire_pending(conn: Connection, now: int, prediction_ttl_ms: int, label_ttl
 
     A dropped row no longer stops a late duplicate of its event: the dedupe horizon of an event
     is the TTL of its half, or the retention once joined.
+
+    Guarantee with several monitors on PostgreSQL: a half is never deleted while a batch holds
+    it between :func:`apply_batch`'s read and its update. The models that have rows to drop are
+    locked first (the same transaction-scoped advisory locks, in the same sorted order, that
+    :func:`consumers.ingest.commit` takes before the join), and only rows of the locked models
+    are counted and deleted, after the locks are held: a batch of the model that started first
+    commits first and its joined row is no longer pending; one that starts later reads after
+    the deletion and stores its half as new. A model whose rows became due between the first
+    read and the locks waits for the next run. On SQLite the transaction is already the only
+    writer. Without the locks the join's update found no row: the batch counted the label and
+    the join and stored neither (tests/integration/test_expire_locks.py).
+
+    >>> import sqlalchemy as sa
+    >>> from driftloop.store import metadata
+    >>> engine = sa.create_engine("sqlite://")
+    >>> metadata.create_all(engine)
+    >>> with engine.begin() as conn:
+    ...     _ = conn.execute(examples.insert(), [{"model": "m", "event_id": "e1", "label_ts": 1, "label": b"1",
+    ...                                           "created_at": 0}])
+    ...     dict(expire_pending(conn, now=10_000, prediction_ttl_ms=5_000, label_ttl_ms=5_000))
+    {('m', 'expired_labels'): 1}
     """
+    conds = _expiry_conditions(now, prediction_ttl_ms, label_ttl_ms, joined_retention_ms)
+    models = sorted(m for (m,) in conn.execute(sa.select(examples.c.model).distinct().where(sa.or_(*conds.values()))))
     out: Counter = Counter()
-    conds = [
-        ("expired_predictions", sa.and_(examples.c.label_ts.is_(None),
-                                        examples.c.created_at < now - prediction_ttl_ms)),
-        ("expired_labels", sa.and_(examples.c.pred_ts.is_(None), examples.c.created_at < now - label_ttl_ms)),
-    ]
-    if joined_retention_ms > 0:
-        conds.append(("pruned_joined", sa.and_(examples.c.pred_ts.is_not(None), examples.c.label_ts.is_not(None),
-                                               examples.c.created_at < now - joined_retention_ms)))
-    for name, cond in conds:
+    if not models:
+        return out
+    lock_models(conn, models)
+    locked = examples.c.model.in_(models)
+    for name, cond in conds.items():
+        cond = sa.and_(locked, cond)
         for model, n in conn.execute(sa.select(examples.c.model, sa.func.count()).where(cond)
                                      .group_by(examples.c.model)):
             out[(model, name)] += int(n)
         conn.execute(examples.delete().where(cond))
     return out
+
+
+def _expiry_conditions(now: int, prediction_ttl_ms: int, label_ttl_ms: int,
+                       joined_retention_ms: int) -> dict[str, sa.ColumnElement[bool]]:
+    """Counter name -> which rows it drops."""
+    conds = {
+        "expired_predictions": sa.and_(examples.c.label_ts.is_(None), examples.c.created_at < now - prediction_ttl_ms),
+        "expired_labels": sa.and_(examples.c.pred_ts.is_(None), examples.c.created_at < now - label_ttl_ms),
+    }
+    if joined_retention_ms > 0:
+        conds["pruned_joined"] = sa.and_(examples.c.pred_ts.is_not(None), examples.c.label_ts.is_not(None),
+                                         examples.c.created_at < now - joined_retention_ms)
+    return conds

@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["Store", "metadata", "offsets", "examples", "counters", "outbox", "detector_state", "now_ms"]
+__all__ = ["Store", "metadata", "offsets", "examples", "counters", "outbox", "detector_state", "now_ms",
+           "lock_models"]
 
 metadata = sa.MetaData()
 
@@ -90,6 +91,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def lock_models(conn: Connection, models: Iterable[str]) -> None:
+    """Take the per-model write locks in ``conn``'s transaction: PostgreSQL transaction-scoped
+    advisory locks, in sorted order (so no deadlock); nothing on SQLite (one writer at a time).
+    For code that has a connection but no :class:`Store` (``consumers.join.expire_pending``)."""
+    if conn.dialect.name == "sqlite":
+        return
+    for model in sorted(set(models)):
+        key = int.from_bytes(hashlib.blake2b(model.encode(), digest_size=8).digest(), "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def _normalise_url(url: str) -> str:
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
@@ -151,11 +163,8 @@ class Store:
     # -- locking -----------------------------------------------------------------------------
     def lock_models(self, conn: Connection, models: Iterable[str]) -> None:
         """Serialise writers per model on PostgreSQL (SQLite already has one writer)."""
-        if self.is_sqlite:
-            return
-        for model in sorted(set(models)):
-            key = int.from_bytes(hashlib.blake2b(model.encode(), digest_size=8).digest(), "big", signed=True)
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        if not self.is_sqlite:
+            lock_models(conn, models)
 
     # -- counters ----------------------------------------------------------------------------
     def add_counters(self, conn: Connection, deltas: dict[tuple[str, str], int]) -> None:
