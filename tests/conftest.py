@@ -1,4 +1,7 @@
-"""Shared fixtures: the real local Kafka broker, isolated topics per test, temporary stores."""
+"""Shared fixtures: the real local Kafka broker, isolated topics per test, temporary stores.
+
+A missing dependency skips locally and fails under ``CI`` (tests/deps.py, whose hooks are
+registered here: under ``CI`` no skip goes through)."""
 from __future__ import annotations
 
 import copy
@@ -11,6 +14,8 @@ import pytest
 import yaml
 
 from driftloop.config import Config, load_config
+from tests.deps import missing, require_module
+from tests.deps import pytest_configure, pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks
 from tests.kafka_helpers import isolated_kafka
 
 BOOTSTRAP = os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092")
@@ -24,18 +29,14 @@ def _broker_up(bootstrap: str) -> str | None:
 def kafka_bootstrap() -> str:
     err = _broker_up(BOOTSTRAP)
     if err is not None:
-        msg = f"no Kafka broker at {BOOTSTRAP} ({err}); start it with `scripts/kafka.sh start`"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " - in CI the broker must run, these tests may not be skipped")
-        pytest.skip(msg + " (CI starts it and fails instead of skipping)")
+        missing(f"no Kafka broker at {BOOTSTRAP} ({err}); start it with `scripts/kafka.sh start` "
+                "(make test and .ci/run start it)")
     return BOOTSTRAP
 
 
 def _broker_missing(msg: str) -> None:
     """A listener the tests need is not there: fail in CI, skip (with the reason) elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(msg + " - CI starts it; these tests may not be skipped there")
-    pytest.skip(msg + " (make test and CI start it)")
+    missing(msg + " (make test and .ci/run start it)")
 
 
 def _listener(var: str, port_var: str, port: int) -> str:
@@ -145,14 +146,12 @@ PG_URL = os.environ.get("DRIFTLOOP_TEST_PG", "postgresql://driftloop@127.0.0.1:5
 @pytest.fixture
 def postgres_url() -> str:
     """A fresh, empty database on the local PostgreSQL server (scripts/postgres.sh start)."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is in the test extras")
+    psycopg = require_module("psycopg")
     try:
         admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        msg = f"no PostgreSQL at {PG_URL} ({exc}); start it with `scripts/postgres.sh start`"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " - in CI the server must run")
-        pytest.skip(msg + " (CI starts it and fails instead of skipping)")
+        missing(f"no PostgreSQL at {PG_URL} ({exc}); start it with `scripts/postgres.sh start` "
+                "(make test and .ci/run start it)")
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_URL.rsplit("/", 1)[0]
