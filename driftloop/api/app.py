@@ -4,11 +4,15 @@
 ``GET /``                                 the dashboard (static files, no build step)
 ``GET /healthz``                          the process answers (liveness)
 ``GET /readyz``                           broker reachable, store writable, consumer assigned
-``GET /metrics``                          Prometheus text format (:mod:`driftloop.api.metrics`)
+``GET /metrics``                          Prometheus text format (:mod:`driftloop.api.metrics`) (*)
 ``GET /openapi.json``                     the OpenAPI 3.1 document of everything below
-``GET /api/...``                          JSON: models, versions, alerts, drift history, stats
+``GET /api/...``                          JSON: models, versions, alerts, drift history, stats (*)
 ``POST /api/...``                         promote, rollback, resolve: bearer token required
 ========================================  ===================================================
+
+(*) bearer token required when ``api.read_token_env`` is set (the read token or the change token;
+see :mod:`driftloop.api.config`). Prometheus sends one with ``authorization: {credentials_file:
+...}`` in its scrape config.
 
 Everything is read from the store, so the app works in a process of its own as well as inside
 the monitor; the in-process ``monitor`` adds live consumer figures (lag, batch timings,
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,6 +34,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, Response
 
 from driftloop.api import actions, history, live, queries, routes, schemas  # noqa: F401  (history, live: tables)
+from driftloop.api.auth import Unauthorized, check_read_token
 from driftloop.api.config import ApiConfig
 from driftloop.api.context import JSON, Context
 from driftloop.api.live import Readiness
@@ -75,6 +80,7 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
         queries.table(name)  # other packages' tables: imported so create_schema knows them
     store.create_schema()  # the history and heartbeat tables, if the monitor has not made them yet
     ctx = Context(cfg=cfg, store=store, api=api, token=token if token is not None else api.resolved_token(),
+                  read_token=api.resolved_read_token(),
                   monitor=monitor, analyser=analyser, alerts=alerts, registry=registry, on_change=on_change,
                   readiness=Readiness(cfg, store, monitor, timeout_s=api.readiness_timeout_s))
     app = FastAPI(title="driftloop", version=_version(), docs_url=None, redoc_url=None,
@@ -111,10 +117,10 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
     @app.get("/metrics", tags=["health"], response_class=Response, summary="Prometheus metrics (text format)",
              responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
                               "description": "Prometheus text exposition format 0.0.4"}})
-    def metrics() -> Response:
+    def metrics(_: None = Depends(require_read_token)) -> Response:
         return Response(generate_latest(app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(routes.router, tags=["read"])
+    app.include_router(routes.router, tags=["read"], dependencies=[Depends(require_read_token)])
     app.include_router(actions.router, tags=["change"])
 
     static = STATIC_DIR
@@ -126,6 +132,16 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+def require_read_token(request: Request) -> None:
+    """The dependency of every read endpoint and /metrics: 401 unless reading is open or the
+    request carries the read (or the change) token."""
+    ctx: Context = request.app.state.ctx
+    try:
+        check_read_token(ctx.read_token, ctx.token, request.headers.get("authorization"))
+    except Unauthorized as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
 def _handlers(app: FastAPI) -> None:

@@ -36,6 +36,7 @@ class Context:
     store: Store
     api: ApiConfig
     token: str | None = None
+    read_token: str | None = None     # None: reads are open (api.read_token_env unset)
     monitor: Any = None
     analyser: Any = None
     alerts: Any = None

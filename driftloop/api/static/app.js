@@ -25,9 +25,31 @@ function ago(ms) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
-async function api(path) {
-  const r = await fetch(path, { headers: { Accept: "application/json" } });
-  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+/* The read token (api.read_token_env): from the address (/#token=...; a fragment never reaches the
+   server), else asked for on the first 401; kept for this tab only (sessionStorage). */
+const TOKEN_KEY = "driftloop.readToken";
+(function takeTokenFromAddress() {
+  const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (!m) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+  history.replaceState(null, "", location.pathname + location.search);   // out of the address bar and history
+})();
+let asking = null;
+function askToken() {
+  if (!asking) {
+    asking = Promise.resolve(window.prompt("This driftloop needs a read token (api.read_token_env):") || "")
+      .then((t) => { if (t) sessionStorage.setItem(TOKEN_KEY, t); asking = null; return t; });
+  }
+  return asking;
+}
+
+async function api(path, retried = false) {
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(path, { headers });
+  if (r.status === 401 && !retried && (await askToken())) return api(path, true);
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}${r.status === 401 ? " (a read token is required: open /#token=<token>)" : ""}`);
   return r.json();
 }
 
