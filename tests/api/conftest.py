@@ -9,12 +9,22 @@ from fastapi.testclient import TestClient
 
 from driftloop.api import create_app
 from tests.api.seed import Seeded, seed
+from tests.deps import require_binary, require_module
 
 TOKEN = "test-token-3f9a"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives headless Chromium (/usr/bin/chromium) with Playwright")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium the browser tests drive, and Playwright to drive it: a missing one skips
+    them here and fails them under CI (.ci/run installs Debian's chromium; Playwright is a test
+    extra)."""
+    require_module("playwright.sync_api")
+    return require_binary("chromium", "/usr/bin/chromium")    # the path test_dashboard_browser.CHROMIUM finds
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
 """The dashboard in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): it
 loads from the running app, draws every chart with data and shows no error.
 
+Without Chromium or Playwright these tests skip, and fail under ``CI`` (the ``chromium``
+fixture, tests/api/conftest.py).
+
 Set ``DRIFTLOOP_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to keep the screenshot (that is how
 ``docs/dashboard.png`` is made); otherwise it goes to the test's temporary folder.
 """
@@ -17,16 +20,17 @@ import pytest
 
 from driftloop.api import create_app, serve_in_thread
 from tests.api.seed import Seeded
+from tests.deps import find_binary
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium (what .ci/run installs): on PATH, else where Debian puts it
+CHROMIUM = find_binary("chromium", "/usr/bin/chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage"]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} is absent (apt-get install -y chromium); CI installs it"),
+    pytest.mark.usefixtures("chromium"),    # absent: skipped here, a failure under CI (tests/deps.py)
 ]
 
 
