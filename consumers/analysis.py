@@ -15,16 +15,47 @@ detectors are reloaded from the store first. The check runs under the model's lo
 
 Detections go to ``on_detections(conn, model, detections, now)`` (the alert manager), still in
 the transaction.
+
+A broken model never stops the others (quarantine). When a model's detectors raise anything
+but a store error (``sqlalchemy.exc.SQLAlchemyError``: that is the monitor's back-pressure's
+business) while updating on a batch, while being rebuilt from the store (at start, after a
+batch that did not commit, when another process moved the model on) or while switching to a
+new champion's sample, the model is quarantined, and only that model:
+
+* its events are still validated, joined, counted and stored in the batch's transaction; only
+  its detector analysis is skipped. The other models' detectors run and save as usual;
+* its in-memory detectors are dropped (they may have seen half a batch) and its stored state
+  is not written: the store keeps the state of the last batch its detectors did analyse;
+* its detectors are rebuilt from the store (stored state as it is, or fresh on the reference
+  if there is none) on the next start, or after a back-off: ``ingest.quarantine_retry_s``
+  after the first failure, doubling with each consecutive failure up to
+  ``ingest.quarantine_max_retry_s``. The rebuild is tried by the first batch of that model
+  after the back-off, or by :meth:`DriftAnalyser.tend` (the monitor's idle step) for a model
+  that gets no events. A rebuild that fails again keeps the model quarantined;
+* a ``detector_failure`` alert (:mod:`driftloop.alerts.failures`, detector ``detectors``) says
+  which model, what failed (stage ``update``/``rebuild``/``champion_switch``, the exception's
+  class and message) and since when. It is written in the transaction that saw the failure
+  (or, for a failure outside one, in the next transaction that holds the model's lock) and
+  clears once the detectors work again: a batch analysed after the rebuild, or the rebuild
+  itself when that is what had failed.
+
+What the quarantined model's windows hold afterwards: the stored state as of the last
+analysed batch. The events that arrived during the quarantine are in the store (counters,
+joined examples) but the detectors never see them: after the rebuild their windows continue
+from where the stored state left off, as if those events had not been served. The quarantine
+lives in memory only: a restart rebuilds every model from the store, exactly like a back-off.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
 from consumers.join import Joined, JoinResult
@@ -32,15 +63,36 @@ from consumers.validation import ValidPredictions
 from detectors.base import Detection
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
+from driftloop.alerts.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
+from driftloop.alerts.messages import rfc3339
 from driftloop.api.history import record_detector_statistics
 from driftloop.config import Config
-from driftloop.store import Store
+from driftloop.store import Store, now_ms
 
-__all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "prediction_batch", "labelled_batch"]
+__all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "Failure", "prediction_batch",
+           "labelled_batch", "STORE_FAILURES"]
 
 log = logging.getLogger(__name__)
 
 OnDetections = Callable[[Connection, str, list[Detection], int], Any]
+
+STORE_FAILURES = (sqlalchemy.exc.SQLAlchemyError,)
+"""Errors that are the store's, never a model's: they propagate (the batch is retried)."""
+
+
+@dataclass
+class Failure:
+    """One model's failure episode: a quarantine (``active`` while its detectors are off), or a
+    champion sample that could not be used. Times are epoch ms."""
+
+    stage: str                  # update | rebuild | champion_switch
+    error: str                  # "ExceptionClass: message"
+    since: int                  # the episode's first failure
+    failures: int = 1           # consecutive failures
+    retry_at: int | None = None  # next rebuild (quarantine only)
+    active: bool = True         # False: rebuilt, waiting for the detectors to prove they work
+    announced: bool = False     # its firing detection was written in a committed-or-open transaction
+    version: str | None = None  # the champion version whose sample failed (champion_sample only)
 
 
 class ReferenceSource(Protocol):
@@ -91,7 +143,14 @@ def labelled_batch(j: Joined) -> LabelledBatch:
 
 
 class DriftAnalyser:
-    """One :class:`ModelMonitor` per configured model that has a reference sample."""
+    """One :class:`ModelMonitor` per configured model that has a reference sample; a model whose
+    detectors fail is quarantined (see the module docstring) and never stops the others.
+
+    >>> # analyser = DriftAnalyser(cfg, store, on_detections=alerts.on_detections)
+    >>> # analyser.analyse(conn, join_result, now)   # inside the batch's transaction
+    >>> # analyser.quarantined_models                 # ['fraud'] while fraud's detectors are off
+    >>> # analyser.tend()                             # idle step: announce failures, rebuild when due
+    """
 
     def __init__(self, cfg: Config, store: Store, *, on_detections: OnDetections | None = None,
                  references: dict[str, pd.DataFrame] | None = None,
@@ -104,7 +163,15 @@ class DriftAnalyser:
         self.generation: dict[str, int] = {}
         self.reference_version: dict[str, str | None] = {}
         self.detections = Counter()
+        self.quarantined: dict[str, Failure] = {}       # model -> its quarantine episode
+        self.switch_failures: dict[str, Failure] = {}   # model -> a champion sample that could not be used
+        self._cleared: dict[str, Failure] = {}          # quarantines ended in the open transaction
         self.load()
+
+    @property
+    def quarantined_models(self) -> list[str]:
+        """The models whose detectors are off right now."""
+        return sorted(m for m, q in list(self.quarantined.items()) if q.active)
 
     # -- state -------------------------------------------------------------------------------
     def _fresh(self, model: str, version: str | None, conn: Connection | None = None) -> ModelMonitor | None:
@@ -147,19 +214,43 @@ class DriftAnalyser:
         else:
             self.monitors[model] = mon
 
+    def _load_or_quarantine(self, model: str, conn: Connection | None = None, *, follow_champion: bool,
+                            now: int | None = None) -> bool:
+        """:meth:`_load_model`; a failure that is not the store's quarantines the model (False)."""
+        try:
+            self._load_model(model, conn, follow_champion=follow_champion)
+        except STORE_FAILURES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one model's broken state must not stop the others
+            self.quarantine(model, "rebuild", exc, now_ms() if now is None else now, conn)
+            return False
+        return True
+
     def load(self) -> None:
-        """(Re)build every model's detectors from the store, or fresh from the reference."""
+        """(Re)build every model's detectors from the store, or fresh from the reference; a model
+        that cannot be rebuilt starts quarantined."""
         self.store.create_schema()
         self.monitors = {}
         for model in self.cfg.models:
-            self._load_model(model)
+            self._load_or_quarantine(model, follow_champion=True)
 
     def rollback(self) -> None:
         """A batch did not commit: every model's detectors go back to their stored state, as
-        stored (a champion switch that failed with it is redone by the service's catch-up)."""
+        stored (a champion switch that failed with it is redone by the service's catch-up).
+        Quarantined models stay quarantined (their back-off decides when they are rebuilt); the
+        alerts written in the failed transaction are written again by the next one."""
         self.monitors = {}
+        for model, q in self._cleared.items():     # their clearing did not commit
+            q.active, q.announced = False, True
+            self.quarantined.setdefault(model, q)
+        self._cleared = {}
+        for failure in (*self.quarantined.values(), *self.switch_failures.values()):
+            failure.announced = False
         for model in self.cfg.models:
-            self._load_model(model, follow_champion=False)
+            q = self.quarantined.get(model)
+            if q is not None and q.active:
+                continue
+            self._load_or_quarantine(model, follow_champion=False)
 
     def _save(self, conn: Connection, model: str, now: int) -> None:
         mon = self.monitors[model]
@@ -179,7 +270,10 @@ class DriftAnalyser:
 
     def set_reference(self, conn: Connection, model: str, version: str | None, reference: pd.DataFrame,
                       now: int) -> list[Detection]:
-        """A new champion: its sample becomes the reference; alerts about the old one resolve."""
+        """A new champion: its sample becomes the reference; alerts about the old one resolve.
+        Raises what the detectors raise (the caller quarantines the model, stage
+        ``champion_switch``); a quarantined model starts over on the new sample."""
+        self._cleared = {}
         mon = self._current(conn, model)
         if mon is not None and self.reference_version.get(model) == version:
             return []   # another monitor process switched it already (found on reloading)
@@ -193,23 +287,149 @@ class DriftAnalyser:
         self.reference_version[model] = version
         self._emit(conn, model, dets, now)
         self._save(conn, model, now)
+        self._recovered(conn, model, now)
         return dets
 
     # -- the batch hook ----------------------------------------------------------------------
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None:
-        touched = set()
-        for model, vp in result.new_predictions.items():
+        """Run each model's detectors on what the batch added (in the batch's transaction)."""
+        self._cleared = {}     # the previous transaction's fate is known (rollback() ran if it failed)
+        for model in sorted(set(result.new_predictions) | set(result.joined)):
+            self._analyse_model(conn, model, result, now)
+
+    def _analyse_model(self, conn: Connection, model: str, result: JoinResult, now: int) -> None:
+        if model in self.quarantined and not self._try_rebuild(conn, model, now):
+            return                              # events stored and counted; analysis skipped
+        try:
             mon = self._current(conn, model)
-            if mon is not None:
-                self._emit(conn, model, mon.update_predictions(prediction_batch(vp)), now)
-                touched.add(model)
-        for model, joined in result.joined.items():
-            mon = self._current(conn, model) if model not in touched else self.monitors.get(model)
-            if mon is not None:
-                self._emit(conn, model, mon.update_labelled(labelled_batch(joined)), now)
-                touched.add(model)
-        for model in sorted(touched):
-            self._save(conn, model, now)
+        except STORE_FAILURES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reload from the store failed
+            self.quarantine(model, "rebuild", exc, now, conn)
+            return
+        if mon is None:
+            return
+        try:
+            found = _update(mon, result.new_predictions.get(model), result.joined.get(model))
+        except STORE_FAILURES:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken model never stops the others
+            self.quarantine(model, "update", exc, now, conn)
+            return
+        for dets in found:
+            self._emit(conn, model, dets, now)
+        self._save(conn, model, now)
+        self._recovered(conn, model, now)
+
+    # -- quarantine --------------------------------------------------------------------------
+    def _backoff_ms(self, failures: int) -> int:
+        ing = self.cfg.ingest
+        return int(min(ing.quarantine_max_retry_s, ing.quarantine_retry_s * 2.0 ** min(failures - 1, 60)) * 1000)
+
+    def quarantine(self, model: str, stage: str, exc: BaseException, now: int, conn: Connection | None = None) -> None:
+        """Turn ``model``'s detectors off after ``stage`` raised ``exc``; with ``conn`` (holding
+        the model's lock) the alert is written there, otherwise by the next transaction."""
+        cls, msg = describe_error(exc)
+        q = self.quarantined.get(model) or self._cleared.pop(model, None)
+        if q is None:
+            q = self.quarantined[model] = Failure(stage, f"{cls}: {msg}", since=now, failures=0)
+        self.quarantined[model] = q
+        q.stage, q.error, q.failures, q.active = stage, f"{cls}: {msg}", q.failures + 1, True
+        q.retry_at = now + self._backoff_ms(q.failures)
+        q.announced = False
+        self.monitors.pop(model, None)
+        log.error("model %s: detectors QUARANTINED (%s failed, %d in a row since %s): %s: %s; its events are still "
+                  "counted and stored, the other models go on; rebuild from the store in %.0f s", model, stage,
+                  q.failures, rfc3339(q.since), cls, msg, (q.retry_at - now) / 1000, exc_info=exc)
+        if conn is not None:
+            self._announce(conn, model, now)
+
+    def _announce(self, conn: Connection, model: str, now: int) -> None:
+        q = self.quarantined[model]
+        q.announced = True
+        self._emit(conn, model, [failure_detection(model, QUARANTINE, stage=q.stage, error=q.error, since=q.since,
+                                                   now=now, failures=q.failures, next_retry_at=q.retry_at)], now)
+
+    def _try_rebuild(self, conn: Connection, model: str, now: int) -> bool:
+        """A quarantined model (lock held): rebuild its detectors if the back-off is over. True
+        when the model has detectors again."""
+        q = self.quarantined[model]
+        if not q.active:
+            return True
+        if q.retry_at is not None and now < q.retry_at:
+            if not q.announced:
+                self._announce(conn, model, now)
+            return False
+        if not self._load_or_quarantine(model, conn, follow_champion=False, now=now):
+            return False                        # still broken: announced again, longer back-off
+        q.active = False
+        log.warning("model %s: detectors rebuilt from the store after %d failure(s) since %s", model, q.failures,
+                    rfc3339(q.since))
+        if q.stage == "rebuild":                # what failed works now
+            self._recovered(conn, model, now)
+        return True
+
+    def _recovered(self, conn: Connection, model: str, now: int) -> None:
+        """The model's detectors worked: its quarantine alert clears (in this transaction)."""
+        q = self.quarantined.pop(model, None)
+        if q is None:
+            return
+        self._cleared[model] = q
+        log.warning("model %s: detectors work again (quarantined since %s, %d failure(s))", model,
+                    rfc3339(q.since), q.failures)
+        self._emit(conn, model, [failure_detection(model, QUARANTINE, stage=q.stage, error=q.error, since=q.since,
+                                                   now=now, failures=q.failures, firing=False)], now)
+
+    def champion_sample_failed(self, model: str, version: str, exc: BaseException, now: int) -> None:
+        """The sample of champion ``version`` cannot be used: the detectors keep their reference;
+        the alert goes out with the next :meth:`tend`."""
+        cls, msg = describe_error(exc)
+        f = self.switch_failures.get(model)
+        if f is None:
+            f = self.switch_failures[model] = Failure("champion_switch", "", since=now, failures=0)
+        f.error, f.failures, f.version, f.announced = f"{cls}: {msg}", f.failures + 1, version, False
+        log.error("model %s: the sample of champion v%s cannot be used (%s: %s); the detectors keep the reference "
+                  "v%s", model, version, cls, msg, self.reference_version.get(model))
+
+    def champion_followed(self, conn: Connection, model: str, now: int) -> None:
+        """The detectors follow the champion (a switch committed in ``conn``, or none needed): an
+        open ``champion_sample`` alert clears. The caller forgets the failure once ``conn`` commits."""
+        f = self.switch_failures.get(model)
+        if f is not None:
+            self._emit(conn, model, [failure_detection(model, CHAMPION_SAMPLE, stage=f.stage, error=f.error,
+                                                       since=f.since, now=now, failures=f.failures, firing=False,
+                                                       version=f.version)], now)
+
+    def tend(self, now: int | None = None) -> None:
+        """The idle step (the monitor's loop, between batches): write the alerts of failures seen
+        outside a transaction, and rebuild the quarantined models whose back-off is over (one
+        short transaction per model, under its lock). Cheap when nothing is quarantined."""
+        if not self.quarantined and not self.switch_failures:
+            return
+        now = now_ms() if now is None else now
+        due = {m for m, q in self.quarantined.items()
+               if q.active and (not q.announced or q.retry_at is None or q.retry_at <= now)}
+        due |= {m for m, f in self.switch_failures.items() if not f.announced}
+        for model in sorted(due):
+            self._cleared = {}
+            try:
+                with self.store.transaction() as conn:
+                    self.store.lock_models(conn, [model])
+                    self._tend_model(conn, model, now)
+            except BaseException:
+                self.rollback()
+                raise
+            self._cleared = {}
+
+    def _tend_model(self, conn: Connection, model: str, now: int) -> None:
+        if model in self.quarantined and self.quarantined[model].active:
+            self._try_rebuild(conn, model, now)
+        f = self.switch_failures.get(model)
+        if f is not None and not f.announced:
+            f.announced = True
+            self._emit(conn, model, [failure_detection(model, CHAMPION_SAMPLE, stage=f.stage, error=f.error,
+                                                       since=f.since, now=now, failures=f.failures,
+                                                       version=f.version)], now)
 
     def _emit(self, conn: Connection, model: str, detections: list[Detection], now: int) -> None:
         if not detections:
@@ -219,3 +439,13 @@ class DriftAnalyser:
             log.info("%s %s: %s", "FIRING" if d.firing else "resolved", model, d.summary)
         if self.on_detections is not None:
             self.on_detections(conn, model, detections, now)
+
+
+def _update(mon: ModelMonitor, vp: ValidPredictions | None, joined: Joined | None) -> list[list[Detection]]:
+    """One model's detectors on a batch: the predictions, then the joined labels."""
+    found = []
+    if vp is not None:
+        found.append(mon.update_predictions(prediction_batch(vp)))
+    if joined is not None:
+        found.append(mon.update_labelled(labelled_batch(joined)))
+    return found

@@ -24,6 +24,7 @@ KINDS = (
     "performance",
     "multivariate_drift",
     "stale_stream",
+    "detector_failure",   # raised by the monitor (consumers.analysis), not by a detector
 )
 SEVERITIES = ("warning", "critical")
 

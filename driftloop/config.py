@@ -243,6 +243,8 @@ class IngestConfig(_Base):
     joined_retention_s: float = 30 * 86_400.0   # joined examples older than this are pruned; 0 = never
     expire_every_s: float = 60.0
     start_from: Literal["earliest", "latest"] = "earliest"
+    quarantine_retry_s: float = 30.0         # a model whose detectors failed: first rebuild after this
+    quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (consumers.analysis)
 
 
 class ModelConfig(_Base):
@@ -412,6 +414,11 @@ def _check_numbers(cfg: Config) -> None:
             raise ConfigError(f"ingest.{key}: must be positive")
     if cfg.ingest.max_future_skew_s > 10 * 365 * 86_400:
         raise ConfigError("ingest.max_future_skew_s: at most ten years (315360000 s)")
+    for key in ("quarantine_retry_s", "quarantine_max_retry_s"):
+        if getattr(cfg.ingest, key) <= 0:
+            raise ConfigError(f"ingest.{key}: must be positive")
+    if cfg.ingest.quarantine_max_retry_s < cfg.ingest.quarantine_retry_s:
+        raise ConfigError("ingest.quarantine_max_retry_s: must be >= ingest.quarantine_retry_s")
 
 
 def _check_detectors(name: str, settings: dict[str, Any]) -> None:

@@ -48,7 +48,8 @@ __all__ = ["AlertsConfig", "SinkConfig", "RouteConfig", "StaleConfig", "StaleMod
            "DispatchConfig", "SEVERITY_RANK", "KAFKA_SINK"]
 
 SEVERITY_RANK = {"warning": 0, "critical": 1}
-KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance", "multivariate_drift", "stale_stream")
+KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance", "multivariate_drift", "stale_stream",
+         "detector_failure")
 KAFKA_SINK = "kafka"
 """Name of the implicit sink that publishes every alert change to the ``driftloop.alerts`` topic."""
 

@@ -34,6 +34,7 @@ DETECTOR_LABELS = {
     "jensenshannon": "Jensen–Shannon", "missing_rate": "missing rate", "adwin": "ADWIN", "ddm": "DDM",
     "eddm": "EDDM", "hddm_a": "HDDM-A", "hddm_w": "HDDM-W", "page_hinkley": "Page–Hinkley",
     "kswin": "KSWIN", "accuracy": "accuracy", "no_predictions": "no predictions", "no_labels": "no labels",
+    "detectors": "detectors", "champion_sample": "champion sample",
 }
 
 _GROUP_NOUNS = {   # kind -> (one, many, verb)
@@ -43,6 +44,7 @@ _GROUP_NOUNS = {   # kind -> (one, many, verb)
     "performance": ("performance metric", "performance metrics", "degraded"),
     "multivariate_drift": ("multivariate test", "multivariate tests", "fired"),
     "stale_stream": ("stream", "streams", "went quiet"),
+    "detector_failure": ("failure", "failures", "happened"),
 }
 _LIST_MAX = 5
 
