@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import skops.io as sio
 
 import retrain  # noqa: F401
+import retrain.registry as registry_module
 from driftloop.store import Store
 from retrain.artifacts import ArtifactError, ArtifactIntegrityError, UntrustedArtifactError, load_model, save_model
 from driftloop.cli import main as cli
 from retrain.events import decode_model_event, switch_target
-from retrain.registry import Registry, RegistryError, load_reference
+from retrain.registry import Registry, RegistryError, code_version, load_reference
 from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, predict, write_config
 
 ROWS = agrawal(600, function=0, seed=1)
@@ -56,7 +60,57 @@ def test_changed_model_bytes_fail_with_a_clear_error(tmp_path, model_file):
         load_model(info.path, info.sha256, info.trusted_types)
 
 
-def test_register_external_model_then_tamper(env, model_file):
+@pytest.fixture
+def fresh_code_version(monkeypatch):
+    """``code_version()`` computed anew in the test (it is cached per process), and again after it."""
+    monkeypatch.delenv("DRIFTLOOP_CODE_VERSION", raising=False)
+    code_version.cache_clear()
+    yield monkeypatch
+    code_version.cache_clear()
+
+
+def _git(*args: str) -> str | None:
+    root = Path(registry_module.__file__).resolve().parent
+    res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def test_code_version_is_the_git_commit_of_the_checkout(fresh_code_version):
+    """The commit the code was checked out at, ``-dirty`` if a tracked file is modified; None
+    outside a git checkout (an installed wheel, a tarball)."""
+    head_before = _git("rev-parse", "HEAD")
+    got = code_version()
+    head_after = _git("rev-parse", "HEAD")   # (other work may commit meanwhile: either is right)
+    if head_before is None:
+        assert got is None
+        return
+    assert got is not None
+    commit, dirty = re.fullmatch(r"(.+?)(-dirty)?", got).groups()
+    tags = (_git("tag", "--points-at", "HEAD") or "").split()
+    assert commit.endswith((head_before, head_after)) or commit in tags, (got, head_before, tags)
+    assert re.search(r"[0-9a-f]{40}$", commit) or commit in tags
+    # (``-dirty`` is not checked: the tree may be edited while the suite runs)
+
+
+def test_code_version_outside_git_and_without_git_is_none(fresh_code_version, tmp_path):
+    outside = tmp_path / "site-packages" / "retrain"
+    outside.mkdir(parents=True)
+    fresh_code_version.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    fresh_code_version.setattr(registry_module, "__file__", str(outside / "registry.py"))
+    assert code_version() is None
+    code_version.cache_clear()
+    fresh_code_version.setattr(registry_module, "__file__", registry_module.__spec__.origin)
+    fresh_code_version.setenv("PATH", str(tmp_path))      # in the checkout, but no git program at all
+    assert code_version() is None
+
+
+def test_code_version_from_the_environment_wins(fresh_code_version):
+    fresh_code_version.setenv("DRIFTLOOP_CODE_VERSION", "release-2026.12-" + "x" * 80)
+    assert code_version() == ("release-2026.12-" + "x" * 80)[:64]
+
+
+def test_register_external_model_then_tamper(env, model_file, fresh_code_version):
+    fresh_code_version.setenv("DRIFTLOOP_CODE_VERSION", "build-7f3c")   # what the registry must record
     path, cfg, store, reg = env
     version, events = reg.register("agr", model_file[0], frame(ROWS), actor="tester", trust=model_file_types(model_file),
                                    note="trained offline", promote=True)
@@ -64,7 +118,7 @@ def test_register_external_model_then_tamper(env, model_file):
     assert switch_target(events[1]).version == "1"
     v = reg.champion("agr")
     assert v.status == "champion" and v.source == "register" and v.reference_rows == 600
-    assert v.library_versions["scikit-learn"] and v.artifact_sha256 and v.code_version is not False
+    assert v.library_versions["scikit-learn"] and v.artifact_sha256 and v.code_version == "build-7f3c"
     est = reg.load_model("agr", 1)
     assert (predict(est, ROWS[:50]) == predict(model_file[1], ROWS[:50])).all()
     ref = load_reference(cfg, store, "agr", 1)
