@@ -10,6 +10,21 @@ The registry, not the topic, is the truth: on start the analyser already builds 
 detectors on the registry's champion (:class:`RegistryReferences`), and an event only triggers
 a switch when the champion it names differs from the reference in use, so repeats (the topic is
 at-least-once) and events already applied before a restart are no-ops.
+
+A switch that fails for another reason than the store never stops the monitor:
+
+* the new champion's sample cannot be read or is tampered with (``retrain.artifacts.ArtifactError``,
+  or anything else loading it raises): the detectors keep the previous reference and keep
+  working, the alerts the retraining answered stay open, and a ``detector_failure`` alert
+  (detector ``champion_sample``) names the model, the version and the error. The service's
+  periodic catch-up tries the switch again; once a switch succeeds (or the champion is back to
+  the reference in use) the alert clears;
+* the detectors raise while switching to the sample: the switch's transaction rolls back and the
+  model is quarantined (stage ``champion_switch``, see :mod:`consumers.analysis`); the catch-up
+  or the back-off rebuilds it.
+
+Store errors still propagate (the detectors go back to the stored state; the catch-up redoes the
+switch once the store answers).
 """
 from __future__ import annotations
 
@@ -20,7 +35,7 @@ import pandas as pd
 from kafka import TopicPartition
 from sqlalchemy.engine import Connection
 
-from consumers.analysis import ConfigReferences, DriftAnalyser
+from consumers.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser
 from consumers.kafka_clients import make_consumer
 from driftloop.config import Config
 from driftloop.store import Store, now_ms
@@ -74,10 +89,15 @@ class ChampionSwitcher:
             self.consumer.close()
 
     def poll(self) -> int:
+        """Apply the switches the topic announced; then the analyser's idle step (failure
+        alerts, rebuilds of quarantined models whose back-off is over). Returns the switches."""
+        applied = self._poll_events() if self.consumer is not None else 0
+        self.analyser.tend()
+        return applied
+
+    def _poll_events(self) -> int:
         from retrain.events import switch_target
 
-        if self.consumer is None:
-            return 0
         applied = 0
         for recs in self.consumer.poll(timeout_ms=0).values():
             for rec in recs:
@@ -89,23 +109,42 @@ class ChampionSwitcher:
         return applied
 
     def apply(self, model: str, version: str, resolves: list[str], why: str) -> None:
-        """Switch ``model`` to ``version`` (if not already) and resolve ``resolves``."""
+        """Switch ``model`` to ``version`` (if not already) and resolve ``resolves``.
+
+        Raises only store errors; a sample that cannot be used or detectors that raise are
+        contained (see the module docstring) and show as a ``detector_failure`` alert."""
         now = now_ms()
         frame = None
         if self.analyser.reference_version.get(model) != version:
-            frame = self.analyser.source.frame(model, version)
+            try:
+                frame = self.analyser.source.frame(model, version)
+            except STORE_FAILURES:
+                raise
+            except Exception as exc:  # noqa: BLE001 - unreadable or tampered sample: keep the old reference
+                self.analyser.champion_sample_failed(model, version, exc, now)
+                return
         try:
-            with self.store.transaction() as conn:
-                self.store.lock_models(conn, [model])
-                if frame is not None:
-                    self.analyser.set_reference(conn, model, version, frame, now)
-                if resolves and self.alerts is not None:
-                    self.alerts.resolve(conn, resolves, f"retrained: {why}", now)
-        except Exception:
+            self._switch(model, version, frame, resolves, why, now)
+        except STORE_FAILURES:
             # the detectors go back to what the store holds (the old reference); the service's
             # periodic catch-up redoes the switch with its resolutions once the store answers
             self.analyser.rollback()
             raise
+        except Exception as exc:  # noqa: BLE001 - the detectors raised on the new sample
+            self.analyser.rollback()
+            self.analyser.quarantine(model, "champion_switch", exc, now)
+            return
+        self.analyser.switch_failures.pop(model, None)    # its clearing committed with the switch
         if frame is not None:
             self.switched.append((model, version))
             log.info("%s: the detectors now use v%s's sample as the reference", model, version)
+
+    def _switch(self, model: str, version: str, frame: pd.DataFrame | None, resolves: list[str], why: str,
+                now: int) -> None:
+        with self.store.transaction() as conn:
+            self.store.lock_models(conn, [model])
+            if frame is not None:
+                self.analyser.set_reference(conn, model, version, frame, now)
+            self.analyser.champion_followed(conn, model, now)
+            if resolves and self.alerts is not None:
+                self.alerts.resolve(conn, resolves, f"retrained: {why}", now)
