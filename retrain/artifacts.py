@@ -1,9 +1,13 @@
 """Model files and data samples on disk, in formats that do not run code when loaded.
 
 * Models: `skops <https://skops.readthedocs.io>`_ (``.skops``), never pickle. Loading refuses
-  any type that is neither in skops' default trusted set nor in the list recorded with the
-  version (the types the file held when driftloop wrote it, or that an operator trusted
-  explicitly when registering it).
+  any type that is not in skops' default trusted set, in :data:`BUILTIN_TRUSTED` (the three
+  types scikit-learn's own tree models and numpy dtypes need, which skops does not trust by
+  default) or in the configuration's ``registry.trusted_types``. The types recorded with a
+  version in the database are NOT trusted: whoever can write the database must not be able to
+  make a process import and build arbitrary types.
+* Paths: a registry file's path, as recorded in the database, is resolved (symlinks, ``..``)
+  and refused unless it lies inside ``registry.artifact_dir`` (:func:`resolve_inside`).
 * Samples (reference and held-out rows): gzip'd column-oriented JSON (``.json.gz``): plain
   numbers, strings and nulls, read back as a pandas ``DataFrame``.
 
@@ -49,9 +53,17 @@ __all__ = [
     "save_frame",
     "load_frame",
     "safe_name",
+    "resolve_inside",
+    "BUILTIN_TRUSTED",
 ]
 
 FRAME_FORMAT = "driftloop.frame/1"
+
+#: Trusted on load besides skops' defaults and ``registry.trusted_types``: what the default
+#: recipes' fitted models hold (HistGradientBoosting's predictors, forests' trees, dtypes).
+#: Plain array containers, rebuilt from arrays by scikit-learn's own code.
+BUILTIN_TRUSTED = ("numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+                   "sklearn.tree._tree.Tree")
 
 
 class ArtifactError(RuntimeError):
@@ -85,6 +97,26 @@ def safe_name(text: str) -> str:
     if clean == text:
         return clean
     return f"{clean}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def resolve_inside(root: str | os.PathLike[str], recorded: str) -> Path:
+    """``root / recorded`` with symlinks and ``..`` resolved; :class:`ArtifactError` unless it
+    lies inside ``root`` (itself resolved). ``recorded`` comes from the database, so it is
+    not trusted to stay in the artifact folder.
+
+    >>> resolve_inside("/srv/art", "fraud/v1/model.skops").as_posix()
+    '/srv/art/fraud/v1/model.skops'
+    >>> resolve_inside("/srv/art", "../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    retrain.artifacts.ArtifactError: registry file '../../etc/passwd' resolves to /etc/passwd, outside registry.artifact_dir /srv/art; refusing it
+    """
+    base = Path(root).resolve()
+    path = (base / recorded).resolve()
+    if path != base and base not in path.parents:
+        raise ArtifactError(f"registry file {recorded!r} resolves to {path}, outside registry.artifact_dir "
+                            f"{base}; refusing it")
+    return path
 
 
 def _sha256(data: bytes) -> str:
@@ -151,7 +183,9 @@ def save_model(estimator: Any, path: str | os.PathLike[str]) -> FileInfo:
 
 
 def load_model(path: str | os.PathLike[str], sha256: str, trusted_types: list[str] | tuple[str, ...] = ()) -> Any:
-    """Load a skops model after checking its SHA-256; refuse types not trusted for it."""
+    """Load a skops model after checking its SHA-256; refuse types that are neither skops'
+    defaults nor in ``trusted_types`` (the registry passes :data:`BUILTIN_TRUSTED` and
+    ``registry.trusted_types``: the configuration's trust, never the database's)."""
     import skops.io as sio
 
     data = _read_checked(path, sha256)
@@ -159,7 +193,8 @@ def load_model(path: str | os.PathLike[str], sha256: str, trusted_types: list[st
     unknown = sorted(set(needed) - set(trusted_types))
     if unknown:
         raise UntrustedArtifactError(
-            f"model file {path} holds types that are not trusted for this version: {unknown}")
+            f"model file {path} holds types that are not trusted: {unknown}; if you trust them, list them in "
+            "registry.trusted_types (the types recorded with a version in the database are not trusted)")
     try:
         return sio.loads(data, trusted=list(needed) or None)
     except Exception as exc:  # noqa: BLE001

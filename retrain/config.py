@@ -32,6 +32,7 @@ driftloop.config.ConfigError: models.price.retrain.min_delta: must be >= 0, got 
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ ALERT_KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance",
                "stale_stream")
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+_TYPE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
     "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
@@ -281,8 +283,12 @@ class RegistryConfig(_Base):
     ``artifact_dir`` [``artifacts``]: where model files and reference samples are written,
     relative to the configuration file; on PostgreSQL with workers on several hosts it must
     be a shared folder. ``worker_group_id`` [``driftloop-retrain``]: the workers' consumer
-    group (also the key of their offsets in the store). ``trusted_types`` [none]: extra
-    skops types trusted when registering an externally trained model. ``max_attempts`` [3]:
+    group (also the key of their offsets in the store). ``trusted_types`` [none]: skops types
+    (``module.Name``) trusted when loading a model, besides skops' defaults and
+    :data:`retrain.artifacts.BUILTIN_TRUSTED`; the types recorded with a version in the
+    database are never trusted. A recipe whose fitted model needs other types fails its job
+    with the list to add here; ``models register --trust`` vouches for an external file but
+    cannot go beyond this list. ``max_attempts`` [3]:
     a job whose worker died this many times is marked failed instead of retried.
     ``job_timeout_s`` [6 h]: a queued or running job older than this no longer blocks new
     jobs of its model. ``poll_timeout_ms`` [1000] of the worker's consumer. ``threads`` [none:
@@ -314,6 +320,10 @@ class RegistryConfig(_Base):
             raise ConfigError(f"{where}.job_timeout_s: must be positive, got {reg.job_timeout_s}")
         if not reg.worker_group_id:
             raise ConfigError(f"{where}.worker_group_id: must not be empty")
+        for i, name in enumerate(reg.trusted_types):
+            if not _TYPE_NAME.fullmatch(name):
+                raise ConfigError(f"{where}.trusted_types[{i}]: {name!r} is not a type's import path "
+                                  "(module.Name, as skops.io.get_untrusted_types lists it)")
         return reg
 
     @property

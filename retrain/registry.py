@@ -32,7 +32,8 @@ from sqlalchemy.engine import Connection
 
 from driftloop.config import Config
 from driftloop.store import Store, now_ms
-from retrain.artifacts import FileInfo, load_frame, load_model, safe_name
+from retrain.artifacts import (BUILTIN_TRUSTED, FileInfo, UntrustedArtifactError, load_frame, load_model,
+                               resolve_inside, safe_name)
 from retrain.config import RegistryConfig, registry_config
 from retrain.events import ModelEvent, encode, rfc3339
 from retrain.tables import champion_history, model_versions
@@ -194,7 +195,23 @@ class Registry:
         return Path(os.path.relpath(path, self.root)).as_posix()
 
     def path(self, rel: str) -> Path:
-        return self.root / rel
+        """The file a recorded path names, resolved; :class:`~retrain.artifacts.ArtifactError`
+        if it lies outside ``registry.artifact_dir`` (``..``, an absolute path, a symlink)."""
+        return resolve_inside(self.root, rel)
+
+    @property
+    def trusted_types(self) -> tuple[str, ...]:
+        """The skops types loading trusts besides skops' defaults (configuration only)."""
+        return BUILTIN_TRUSTED + tuple(self.reg.trusted_types)
+
+    def check_loadable(self, types: list[str] | tuple[str, ...], origin: Any) -> None:
+        """Raise :class:`~retrain.artifacts.UntrustedArtifactError` if a model file holding
+        ``types`` (beyond skops' defaults) could not be loaded later: refused before it is recorded."""
+        unknown = sorted(set(types) - set(self.trusted_types))
+        if unknown:
+            raise UntrustedArtifactError(
+                f"{origin} holds types that loading does not trust: {unknown}; list them in registry.trusted_types "
+                "if you trust them (the registry never trusts the types recorded in the database)")
 
     # -- reads -------------------------------------------------------------------------------
     def _c(self, conn: Connection | None) -> Any:
@@ -255,8 +272,7 @@ class Registry:
     def load_model(self, model: str, version: int | str) -> Any:
         """The fitted estimator of a version (SHA-256 checked, skops-loaded)."""
         v = self.get(model, version)
-        return load_model(self.path(v.artifact_path), v.artifact_sha256,
-                          tuple(v.trusted_types) + tuple(self.reg.trusted_types))
+        return load_model(self.path(v.artifact_path), v.artifact_sha256, self.trusted_types)
 
     def load_reference(self, model: str, version: int | str,
                        sample: Literal["training", "holdout"] = "training",
@@ -392,7 +408,7 @@ class Registry:
         model's feature columns and ``label``; ``prediction``/``score_<class>`` columns are
         kept if present. ``promote`` also makes it the champion (a second event).
         """
-        from retrain.artifacts import UntrustedArtifactError, save_frame, untrusted_types
+        from retrain.artifacts import save_frame, untrusted_types
         from retrain.dataset import DatasetError, frame_to_data
         from retrain.evaluate import model_outputs
 
@@ -411,6 +427,7 @@ class Registry:
             raise UntrustedArtifactError(
                 f"{src} holds types skops does not trust by default: {unknown}. If you trust the file's "
                 "origin and these types, pass them with --trust TYPE (or list them in registry.trusted_types)")
+        self.check_loadable(needed, src)
         import skops.io as sio
 
         try:

@@ -59,8 +59,8 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.dead_letters import dead_letter
 from consumers.kafka_clients import make_consumer, make_producer, wait_for_broker
-from consumers.monitor import KAFKA_RESILIENCE
-from consumers.offsets import Fenced, TopicPartitionKey, advance_offsets, seek_to_stored
+from consumers.monitor import KAFKA_RESILIENCE, describe_store_error
+from consumers.offsets import Fenced, Positioner, TopicPartitionKey, advance_offsets
 from consumers.polling import retry_kafka, run_polling
 from consumers.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
 from driftloop.config import Config
@@ -106,17 +106,31 @@ class JobOutcome:
 
 
 class _Listener(ConsumerRebalanceListener):
+    """Seeks assigned partitions to their stored offsets, and never raises (kafka-python would
+    turn that into a ``KafkaError`` out of ``poll`` and end the worker).
+
+    A partition assigned while its stored offset cannot be read (the store is down during the
+    rebalance) is paused and unpositioned (:class:`consumers.offsets.Positioner`): it has no
+    ``expected`` offset, so no job of it is run and no offset is committed for it; the poll loop
+    tries the store again with backoff before each poll, then seeks and resumes it.
+    """
+
     def __init__(self, worker: RetrainWorker) -> None:
         self.worker = worker
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self.worker.expected.pop((tp.topic, tp.partition), None)
+        try:
+            self.worker.positioner.revoke(revoked, self.worker.expected)
+        except Exception:  # noqa: BLE001 - must not raise; the next assignment replaces the state
+            log.exception("%s: on_partitions_revoked(%s)", self.worker.worker_id, revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.worker.seek_to_stored(assigned)
-        if self.worker.busy.is_set() and assigned:
-            self.worker.consumer.pause(*assigned)
+        try:
+            positioned = self.worker.seek_to_stored(assigned)
+            if self.worker.busy.is_set() and positioned:     # a job runs: consumed after it
+                self.worker.consumer.pause(*positioned)
+        except Exception:  # noqa: BLE001 - seek_to_stored does not raise; belt and braces
+            log.exception("%s: on_partitions_assigned(%s)", self.worker.worker_id, assigned)
 
 
 class RetrainWorker(GuardedConsumer):
@@ -138,6 +152,7 @@ class RetrainWorker(GuardedConsumer):
         self.train_hook = train_hook
         self.on_outcome = on_outcome
         self.expected: dict[TopicPartitionKey, int | None] = {}
+        self.positioner = Positioner.for_store(store, self.group, owner=self.worker_id, describe=describe_store_error)
         self.stats = WorkerStats()
         self.busy = threading.Event()
         self._claimed: str | None = None      # the job id this worker holds as ``running`` right now
@@ -219,16 +234,24 @@ class RetrainWorker(GuardedConsumer):
         return self.stats
 
     # -- consumer ----------------------------------------------------------------------------
-    def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
-        found = seek_to_stored(self.consumer, self.store, self.group, assigned)
-        self.expected.update(found)
-        log.info("%s assigned %s; resuming from stored offsets %s", self.worker_id, list(found),
-                 {k: v for k, v in found.items() if v is not None})
+    def seek_to_stored(self, assigned: list[TopicPartition]) -> list[TopicPartition]:
+        """Seek to the stored offsets; never raises. Returns the partitions positioned: the
+        others are paused and unpositioned until :meth:`position_pending` succeeds."""
+        return self.positioner.assign(self.consumer, assigned, self.expected)
+
+    def position_pending(self) -> None:
+        """Before each poll: position (with backoff) and resume the partitions whose stored
+        offsets could not be read when they were assigned."""
+        done = self.positioner.retry(self.consumer, self.expected)
+        if done and not self.busy.is_set():
+            self.consumer.resume(*done)
 
     def poll_once(self) -> JobOutcome | None:
+        self.position_pending()
         polled = self._poll_guarded(timeout_ms=self.reg.poll_timeout_ms, max_records=1)
         if polled is None:      # the consumer was replaced
             return None
+        self.positioner.hold(self.consumer, polled)
         records = [r for batch in polled.values() for r in batch if (r.topic, r.partition) in self.expected]
         outcome = None
         if records:
@@ -376,6 +399,8 @@ class RetrainWorker(GuardedConsumer):
         policy = self.policies[job.model]
         try:
             trained = train_challenger(self.cfg, self.store, self.registry, job, policy, hook=self.train_hook)
+            # a champion that could not be loaded would fail every later job of its model
+            self.registry.check_loadable(trained.artifact.trusted_types, f"the challenger {trained.artifact.path}")
         except _TRANSIENT as exc:
             log.warning("job %s: transient failure, will retry: %s", job.job_id, exc)
             return JobOutcome("retry", job.job_id, error=str(exc))
