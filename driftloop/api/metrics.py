@@ -35,6 +35,7 @@ Metric names (labels in braces):
 ``driftloop_batch_duration_seconds``        summary  {}: prepare + commit of each batch (_count, _sum)
 ``driftloop_batch_phase_seconds_total``     counter  {phase}: poll, prepare, commit, outbox
 ``driftloop_batch_last_duration_seconds``   gauge    {}
+``driftloop_model_quarantined``             gauge    {model}: 1 while its detectors are quarantined (in-process monitor)
 ``driftloop_scrape_errors_total``           counter  {part}: parts of a scrape that failed
 ==========================================  =======  ==============================================
 """
@@ -216,6 +217,12 @@ class DriftloopCollector(Collector):
         yield phases
         yield GaugeMetricFamily("driftloop_batch_last_duration_seconds", "The last batch's duration.",
                                 value=s.get("last_batch_ms", 0.0) / 1000.0)
+        quarantined = list(getattr(getattr(self.monitor, "analyser", None), "quarantined_models", []) or [])
+        q = GaugeMetricFamily("driftloop_model_quarantined", "1 while the model's detectors are quarantined "
+                              "(they raised; its events are still counted).", labels=["model"])
+        for m in sorted(set(self.cfg.models) | set(quarantined)):
+            q.add_metric([m], 1.0 if m in quarantined else 0.0)
+        yield q
 
 
 def make_registry(cfg: Any, store: Store, monitor: Any = None) -> CollectorRegistry:
