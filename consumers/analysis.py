@@ -240,17 +240,24 @@ class DriftAnalyser:
         Quarantined models stay quarantined (their back-off decides when they are rebuilt); the
         alerts written in the failed transaction are written again by the next one."""
         self.monitors = {}
-        for model, q in self._cleared.items():     # their clearing did not commit
-            q.active, q.announced = False, True
-            self.quarantined.setdefault(model, q)
-        self._cleared = {}
-        for failure in (*self.quarantined.values(), *self.switch_failures.values()):
-            failure.announced = False
+        self._undo_announcements(list(self.cfg.models))
         for model in self.cfg.models:
             q = self.quarantined.get(model)
             if q is not None and q.active:
                 continue
             self._load_or_quarantine(model, follow_champion=False)
+
+    def _undo_announcements(self, models: list[str]) -> None:
+        """A transaction did not commit: what it announced about ``models`` is announced again by
+        the next one, and the quarantines it ended clear again at their model's next success."""
+        for model, q in self._cleared.items():
+            q.active, q.announced = False, True
+            self.quarantined.setdefault(model, q)
+        self._cleared = {}
+        for model in models:
+            for failure in (self.quarantined.get(model), self.switch_failures.get(model)):
+                if failure is not None:
+                    failure.announced = False
 
     def _save(self, conn: Connection, model: str, now: int) -> None:
         mon = self.monitors[model]
@@ -417,7 +424,7 @@ class DriftAnalyser:
                     self.store.lock_models(conn, [model])
                     self._tend_model(conn, model, now)
             except BaseException:
-                self.rollback()
+                self._undo_announcements([model])   # a rebuild only read the store: it stands
                 raise
             self._cleared = {}
 

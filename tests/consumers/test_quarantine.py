@@ -206,3 +206,51 @@ def test_store_errors_are_not_quarantined(setup):
 def test_back_off_keys_are_validated(tmp_path, ingest, key):
     with pytest.raises(ConfigError, match=key):
         load_config_dict({"ingest": ingest}, base_dir=tmp_path, environ={})
+
+
+def test_a_clearing_that_does_not_commit_is_made_again(setup):
+    cfg, store, rng = setup
+    seen: list = []
+    fail_clear = [True]
+
+    def on_detections(conn, model, dets, now):
+        if fail_clear[0] and any(d.kind == "detector_failure" and not d.firing for d in dets):
+            fail_clear[0] = False
+            raise RuntimeError("the alert store refused the write")
+        seen.extend((model, d) for d in dets)
+
+    an = DriftAnalyser(cfg, store, on_detections=on_detections)
+    b = Batches(cfg, store, an, rng)
+    b.run()
+    an.monitors["fraud"].update_predictions = broken_update
+    b.run(now=NOW)
+    with pytest.raises(RuntimeError):
+        b.run(now=NOW + 10_000)                 # rebuilt, analysed, but the batch does not commit
+    b.offset -= 1200
+    an.rollback()
+    assert an.quarantined["fraud"].active is False, "rebuilt; waiting to clear its alert"
+    b.run(now=NOW + 11_000)
+    assert not failures(seen)[-1].firing and an.quarantined == {}
+
+
+def test_an_idle_announcement_lost_to_the_store_is_made_again(setup, monkeypatch):
+    import sqlalchemy.exc
+
+    cfg, store, rng = setup
+    an, seen = make(cfg, store)
+    Batches(cfg, store, an, rng).run()
+    with store.transaction() as conn:
+        store.save_detector_state(conn, "fraud", b"\x00garbage", NOW, generation=7)
+    an, seen = make(cfg, store)
+    real = store.transaction
+
+    def down():
+        raise sqlalchemy.exc.OperationalError("BEGIN", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "transaction", down)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        an.tend(NOW)
+    assert not an.quarantined["fraud"].announced and failures(seen) == []
+    monkeypatch.setattr(store, "transaction", real)
+    an.tend(NOW + 1)
+    assert len(failures(seen)) == 1 and an.quarantined["fraud"].announced
