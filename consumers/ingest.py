@@ -11,6 +11,9 @@ consumed offsets (see :mod:`consumers.offsets` for fencing). What happens on a c
 """
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +31,16 @@ from driftloop.config import Config
 from driftloop.events import BACKSLASH, LABEL, NUL_ESCAPE, PREDICTION, decode_message
 from driftloop.store import UNATTRIBUTED, Store
 
-__all__ = ["Record", "RawRecord", "PreparedBatch", "BatchAnalyser", "prepare", "commit"]
+__all__ = ["Record", "RawRecord", "PreparedBatch", "BatchAnalyser", "prepare", "commit", "HOLD_BATCH_ENV"]
+
+log = logging.getLogger(__name__)
+
+HOLD_BATCH_ENV = "DRIFTLOOP_TEST_HOLD_BATCH"
+"""Test-only: the path of a file. While that file exists, :func:`commit` waits before its
+transaction begins (the batch is polled and prepared, nothing of it is written yet) and logs
+once that it does. How tests put a batch in flight at a known point, e.g. to have another
+consumer take its partitions meanwhile (tests/integration/test_fencing_kafka.py). Unset: no
+effect beyond one environment lookup per batch."""
 
 
 class Record(Protocol):
@@ -166,6 +178,7 @@ def commit(store: Store, cfg: Config, batch: PreparedBatch, *, group: str,
            expected: dict[TopicPartitionKey, int | None], now: int,
            analyser: BatchAnalyser | None = None) -> JoinResult:
     """Apply a prepared batch and advance the offsets, atomically. Raises ``Fenced``."""
+    _hold_for_test(batch)
     with store.transaction() as conn:
         store.lock_models(conn, set(batch.predictions) | set(batch.labels))
         advance_offsets(store, conn, group, expected, batch.next_offsets, now)
@@ -177,3 +190,15 @@ def commit(store: Store, cfg: Config, batch: PreparedBatch, *, group: str,
         if analyser is not None:
             analyser.analyse(conn, result, now)
     return result
+
+
+def _hold_for_test(batch: PreparedBatch) -> None:
+    """Wait while the file named by :data:`HOLD_BATCH_ENV` exists (tests only)."""
+    path = os.environ.get(HOLD_BATCH_ENV)
+    if not path or not os.path.exists(path):
+        return
+    log.warning("%s: holding a batch of %d records before its transaction while %s exists",
+                HOLD_BATCH_ENV, batch.records, path)
+    while os.path.exists(path):
+        time.sleep(0.05)
+    log.warning("%s: batch released", HOLD_BATCH_ENV)
