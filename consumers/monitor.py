@@ -16,7 +16,15 @@ Faults that are not crashes (see docs/operations.md, "Faults"):
   rewound to the batch's first offsets, consumption pauses (the consumer keeps polling, so it
   stays in the group) and the batch is consumed and committed again after a backoff (0.5 s,
   doubling, at most :data:`MAX_BACKOFF_S`); ``store_error`` names the problem for ``/readyz``
-  and every retry logs it.
+  and every retry logs it;
+* the group rebalances while the store fails (a member joins or leaves, a deploy, the broker
+  coming back): the rebalance listener never raises (kafka-python would turn that into a
+  ``KafkaError`` out of ``poll`` and end the process). A partition whose stored offset cannot be
+  read is paused and *unpositioned* (:class:`consumers.offsets.Positioner`): it is not in
+  ``expected``, so none of its records is processed and no batch commits for it; the loop
+  tries the store again before each poll (0.5 s doubling, at most 10 s), then seeks it to the
+  stored offset and resumes it. ``unpositioned`` names those partitions, and ``/readyz``
+  answers 503 until there are none.
 """
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ from consumers import lean_records
 from consumers.ingest import BatchAnalyser, commit, prepare
 from consumers.join import expire_pending
 from consumers.kafka_clients import make_consumer, make_producer, wait_for_broker
-from consumers.offsets import Fenced, TopicPartitionKey, seek_to_stored
+from consumers.offsets import Fenced, Positioner, TopicPartitionKey
 from consumers.polling import retry_kafka, run_polling
 from consumers.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
 from driftloop.api.live import partition_lag
@@ -94,17 +102,26 @@ class MonitorStats:
 
 
 class _SeekToStored(ConsumerRebalanceListener):
-    """On assignment, resume each partition from the offset stored with the state."""
+    """On assignment, resume each partition from the offset stored with the state.
+
+    Never raises (kafka-python would turn it into a ``KafkaError`` out of ``poll``): a partition
+    whose stored offset cannot be read stays paused and unpositioned (see the module docstring).
+    """
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self.monitor.expected.pop((tp.topic, tp.partition), None)
+        try:
+            self.monitor.positioner.revoke(revoked, self.monitor.expected)
+        except Exception:  # noqa: BLE001 - must not raise; the next assignment replaces the state
+            log.exception("monitor[%s]: on_partitions_revoked(%s)", self.monitor.group, revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.monitor.seek_to_stored(assigned)
+        try:
+            self.monitor.seek_to_stored(assigned)
+        except Exception:  # noqa: BLE001 - seek_to_stored does not raise; belt and braces
+            log.exception("monitor[%s]: on_partitions_assigned(%s)", self.monitor.group, assigned)
 
 
 class Monitor(GuardedConsumer):
@@ -140,6 +157,19 @@ class Monitor(GuardedConsumer):
         self.watchdog = CallWatchdog(f"monitor[{self.group}]")
         self.stall = StallCheck(self.watchdog.owner)
         self.consumers_replaced = 0
+        self.positioner = Positioner.for_store(store, self.group, start_from=cfg.ingest.start_from,
+                                               owner=f"monitor[{self.group}]", describe=describe_store_error)
+
+    @property
+    def unpositioned(self) -> frozenset[TopicPartitionKey]:
+        """Assigned partitions not sought yet: their stored offsets could not be read (safe to
+        read from another thread)."""
+        return self.positioner.unpositioned
+
+    @property
+    def unpositioned_error(self) -> str | None:
+        """Why the stored offsets of ``unpositioned`` could not be read, at the last try."""
+        return self.positioner.error
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -238,14 +268,26 @@ class Monitor(GuardedConsumer):
         return self.stats
 
     # -- one step ----------------------------------------------------------------------------
-    def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
-        found = seek_to_stored(self.consumer, self.store, self.group, assigned,
-                               start_from=self.cfg.ingest.start_from)
-        self.expected.update(found)
-        log.info("assigned %s; resuming from stored offsets %s", list(found),
-                 {k: v for k, v in found.items() if v is not None})
+    def seek_to_stored(self, assigned: list[TopicPartition]) -> list[TopicPartition]:
+        """Seek to the stored offsets; never raises. Returns the partitions positioned: the
+        others are paused and unpositioned until :meth:`_position_pending` succeeds."""
+        return self.positioner.assign(self.consumer, assigned, self.expected)
+
+    def _position_pending(self) -> None:
+        """Before each poll: position the partitions the store could not position before
+        (with backoff); resume them unless consumption is paused for a store failure."""
+        if self.consumer is None:
+            return
+        done = self.positioner.retry(self.consumer, self.expected)
+        if done and self._retry_at is None:
+            self.consumer.resume(*done)
+
+    def _replace_consumer(self, why: ConsumerStuck | str) -> None:
+        self.positioner.clear()     # the new consumer gets a new assignment
+        super()._replace_consumer(why)
 
     def poll_once(self) -> int:
+        self._position_pending()
         if self._retry_at is not None and not self._ready_to_retry():
             return 0
         t0 = time.perf_counter()
@@ -254,6 +296,7 @@ class Monitor(GuardedConsumer):
         if polled is None:      # the consumer was replaced
             return 0
         self.stats.poll_s += time.perf_counter() - t0
+        self.positioner.hold(self.consumer, polled)
         records = [r for batch in polled.values() for r in batch
                    if (r.topic, r.partition) in self.expected]
         if records:
@@ -316,7 +359,8 @@ class Monitor(GuardedConsumer):
                 return False
             self._analyser_stale = False
         self._retry_at = None
-        self.consumer.resume(*self.consumer.paused())
+        unpositioned = self.positioner.unpositioned
+        self.consumer.resume(*[tp for tp in self.consumer.paused() if (tp.topic, tp.partition) not in unpositioned])
         log.info("retrying the uncommitted batch after %d failed attempt(s)", self.store_failures)
         return True
 

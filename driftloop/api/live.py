@@ -7,7 +7,9 @@ records what the API shows:
 * ``monitor.expected``: the assigned partitions and their committed next offsets (copied, not
   iterated, since the loop may change it meanwhile);
 * ``monitor.lag``: ``{(topic, partition): messages behind}``, which the loop sets after each
-  poll with :func:`partition_lag` (local values only: no request to the broker).
+  poll with :func:`partition_lag` (local values only: no request to the broker);
+* ``monitor.unpositioned``: a frozenset of the assigned partitions whose stored offsets could
+  not be read yet (replaced, never changed in place, by the loop).
 
 The readiness checks (:class:`Readiness`) need nothing from the loop but the stats.
 """
@@ -24,7 +26,7 @@ import sqlalchemy as sa
 
 from driftloop.store import Store, metadata, now_ms
 
-__all__ = ["partition_lag", "monitor_snapshot", "Readiness", "api_heartbeat"]
+__all__ = ["partition_lag", "monitor_snapshot", "Readiness", "api_heartbeat", "unpositioned_detail"]
 
 api_heartbeat = sa.Table(
     "api_heartbeat", metadata,
@@ -93,7 +95,29 @@ def monitor_snapshot(monitor: Any) -> dict[str, Any]:
     out["lag"] = [{"topic": t, "partition": p, "lag": int(v)} for (t, p), v in sorted(lag.items())]
     out["lag_total"] = sum(int(v) for v in lag.values()) if lag else None
     out["lag_known"] = hasattr(monitor, "lag")
+    out["unpositioned"] = [{"topic": t, "partition": p}
+                           for t, p in sorted(frozenset(getattr(monitor, "unpositioned", None) or ()))]
     return out
+
+
+def unpositioned_detail(monitor: Any) -> str | None:
+    """Why the monitor is not ready while some assigned partitions are unpositioned, naming
+    them; None when there are none.
+
+    >>> class M:
+    ...     unpositioned = frozenset({("t.labels", 1), ("t.predictions", 0)})
+    ...     unpositioned_error = "OperationalError: database is locked"
+    >>> unpositioned_detail(M())
+    '2 assigned partitions not positioned (paused until their stored offsets can be read): t.labels[1], t.predictions[0]; last error: OperationalError: database is locked'
+    """
+    parts = getattr(monitor, "unpositioned", None)
+    if not parts:
+        return None
+    parts = sorted(frozenset(parts))
+    names = ", ".join(f"{t}[{p}]" for t, p in parts)
+    error = getattr(monitor, "unpositioned_error", None) or "unknown"
+    return (f"{len(parts)} assigned partitions not positioned (paused until their stored offsets can be read): "
+            f"{names}; last error: {error}")
 
 
 class Readiness:
@@ -104,8 +128,10 @@ class Readiness:
     * store: if the in-process monitor committed a batch since the last check, that proves it;
       otherwise one row of ``api_heartbeat`` is written, waiting at most the timeout for the
       write lock (SQLite has one writer; PostgreSQL gets a ``lock_timeout``);
-    * consumer: the in-process monitor has assigned partitions and is not backing off from a
-      store failure (``monitor.store_error``; skipped without a monitor).
+    * consumer: the in-process monitor has assigned partitions, every one of them positioned
+      (``monitor.unpositioned`` is empty: a partition assigned while its stored offset could not
+      be read waits, paused, and the detail names it), and is not backing off from a store
+      failure (``monitor.store_error``; skipped without a monitor).
     """
 
     def __init__(self, cfg: Any, store: Store, monitor: Any = None, *, timeout_s: float = 2.0,
@@ -182,6 +208,9 @@ class Readiness:
     def consumer(self) -> tuple[bool | None, str]:
         if self.monitor is None:
             return None, "no monitor in this process"
+        unpositioned = unpositioned_detail(self.monitor)
+        if unpositioned:
+            return False, unpositioned
         store_error = getattr(self.monitor, "store_error", None)
         if store_error:
             return False, f"consumption paused: the last batch could not be committed ({store_error}); retrying"

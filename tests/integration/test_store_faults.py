@@ -11,11 +11,20 @@ What each test proves, for its fault:
   uncommitted data) and retries the batch with backoff;
 * recovery: once the fault clears, the counts reach exactly what was published (nothing lost,
   nothing counted twice) and ``/readyz`` answers 200 again.
+
+A rebalance during the fault is not left to chance (on one machine the group happened to
+rebalance while the store was down, on another it did not): :func:`force_rebalance` makes a
+plain kafka-python consumer join the monitor's group while the store fails, take partitions and
+leave again. The monitor's rebalance listener then cannot read the stored offsets twice (on the
+intruder's join and on its leave); it must not raise (kafka-python would turn that into a
+``KafkaError`` out of ``poll`` and the monitor would exit), and it must not process the
+partitions it could not position: ``/readyz`` names them while they wait.
 """
 from __future__ import annotations
 
 import errno
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -25,6 +34,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from kafka import KafkaConsumer
 
 from driftloop.stats import collect_stats
 from driftloop.store import Store
@@ -65,10 +75,50 @@ def counts(cfg) -> dict[str, int] | None:
         store.dispose()
 
 
+ALL_PARTITIONS = {("predictions", p) for p in range(3)} | {("labels", p) for p in range(3)}
+
+
+def unpositioned(api_port: int) -> set[tuple[str, int]] | None:
+    """The partitions ``/readyz`` names as assigned but unpositioned (topics by their config key,
+    ``predictions``/``labels``); None while the API does not answer."""
+    r = readyz(api_port)
+    if r is None:
+        return None
+    status, body = r
+    detail = body.get("checks", {}).get("consumer", {}).get("detail", "")
+    m = re.search(r"not positioned \(.*?\): (.*?); ", detail)
+    if m is None:
+        return set()
+    assert status == 503, f"/readyz {status} with unpositioned partitions: {body}"
+    return {(t.rsplit(".", 1)[-1], int(p)) for t, p in re.findall(r"([\w.-]+)\[(\d+)\]", m.group(1))}
+
+
+def force_rebalance(bootstrap: str, cfg, proc, log: Path) -> set:
+    """Two rebalances of the monitor's group, now: a plain consumer joins (the monitor gives up
+    partitions and is assigned the rest), takes partitions, then leaves (the monitor is assigned
+    all of them). It commits nothing, so the store's offsets are untouched. Returns what it held."""
+    intruder = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=cfg.kafka.group_id,
+                             enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                             max_poll_records=1)
+    try:
+        intruder.subscribe([cfg.topics.predictions, cfg.topics.labels])
+
+        def joined() -> set:
+            intruder.poll(timeout_ms=200)
+            return intruder.assignment()
+        taken = wait_until(joined, 60, "a second consumer joins the monitor's group and gets partitions",
+                           proc=proc, log=log)
+    finally:
+        intruder.close(autocommit=False)     # leaves the group: the second rebalance
+    return set(taken)
+
+
 def run_fault(kafka_bootstrap: str, path: Path, cfg, api_port: int, log: Path,
               fault_on: Callable[[], None], fault_off: Callable[[], None], error_text: str,
-              *, hold_s: float = 6.0) -> FaultFigures:
-    """Phase 1 counted; fault on; phase 2 published; check back-pressure; fault off; exact counts."""
+              *, hold_s: float = 6.0, offsets_readable: bool = False) -> FaultFigures:
+    """Phase 1 counted; fault on; phase 2 published; a forced rebalance; check back-pressure;
+    fault off; exact counts. ``offsets_readable``: the fault lets the stored offsets be read
+    (a full disk), so the rebalance positions every partition at once."""
     proc = spawn("monitor", "-c", str(path), log=log)
     try:
         produce(kafka_bootstrap, events(cfg, 0, N))
@@ -85,7 +135,17 @@ def run_fault(kafka_bootstrap: str, path: Path, cfg, api_port: int, log: Path,
         detected = time.monotonic() - t_on
         wait_until(lambda: (r := readyz(api_port)) is not None and r[0] == 503, 30, "/readyz 503 during the fault",
                    proc=proc, log=log)
+        assigned_before = log.read_text().count("resuming from stored offsets")
+        taken = force_rebalance(kafka_bootstrap, cfg, proc, log)
+        if offsets_readable:
+            wait_until(lambda: log.read_text().count("resuming from stored offsets") >= assigned_before + 2, 60,
+                       "the monitor assigned and positioned on the intruder's join and leave", proc=proc, log=log)
+        else:
+            wait_until(lambda: unpositioned(api_port) == ALL_PARTITIONS, 60,
+                       "/readyz 503 naming every partition unpositioned after the intruder left", proc=proc, log=log)
         time.sleep(hold_s)                                   # a few retries with backoff
+        assert proc.poll() is None, f"the monitor died:\n{log.read_text()[-3000:]}"
+        assert unpositioned(api_port) == (set() if offsets_readable else ALL_PARTITIONS)
         assert proc.poll() is None, f"the monitor died:\n{log.read_text()[-3000:]}"
         during = counts(cfg)
         assert during is None or during["predictions"] == N, f"committed while the store failed? {during}"
@@ -95,14 +155,17 @@ def run_fault(kafka_bootstrap: str, path: Path, cfg, api_port: int, log: Path,
         recovered = time.monotonic() - t_off
         wait_until(lambda: (r := readyz(api_port)) is not None and r[0] == 200, 30, "/readyz 200 again",
                    proc=proc, log=log)
+        assert unpositioned(api_port) == set()
         text = log.read_text()
+        assert "User rebalance callback throws an error" not in text
         attempts = text.count("store unavailable:") - before
         assert attempts >= 2, "the batch must have been retried with backoff"
         assert "the batch committed" in text
     finally:
         sigterm = stop_process(proc)
-    print(f"\n{error_text}: detected in {detected:.1f}s, {attempts} failed attempts, recovered "
-          f"{recovered:.1f}s after the fault cleared, SIGTERM exit {sigterm:.1f}s")
+    print(f"\n{error_text}: detected in {detected:.1f}s, {attempts} failed attempts, a forced rebalance "
+          f"(the intruder held {len(taken)} partitions), recovered {recovered:.1f}s after the fault cleared, "
+          f"SIGTERM exit {sigterm:.1f}s")
     return FaultFigures(detected, recovered, attempts, sigterm)
 
 
@@ -165,7 +228,8 @@ def test_disk_full(kafka_bootstrap, make_config, tmp_path, small_disk):
     def free() -> None:
         os.unlink(filler)
 
-    run_fault(kafka_bootstrap, path, cfg, api_port, tmp_path / "monitor.log", fill, free, "disk is full")
+    run_fault(kafka_bootstrap, path, cfg, api_port, tmp_path / "monitor.log", fill, free, "disk is full",
+              offsets_readable=True)
 
 
 @pytest.fixture(scope="module")
