@@ -142,3 +142,55 @@ def publish_outbox(cfg: Config, store: Store, topics: list[str] | None = None) -
         return OutboxPublisher(store, producer, topics).publish_pending()
     finally:
         producer.close(timeout=10)
+
+
+def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """Each partition's end offset (the next offset a produced record gets) for ``topics``."""
+    cons = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(cons.partitions_for_topic(t) or ())]
+        return {(tp.topic, tp.partition): int(o) for tp, o in cons.end_offsets(tps).items()}
+    finally:
+        cons.close()
+
+
+def consumed_to_end(cfg: Config, topics: list[str] | None = None) -> bool:
+    """True when the store's offsets of ``cfg``'s consumer group reached the end of every
+    partition of ``topics`` (default: predictions and labels) that holds records: everything
+    produced so far was consumed and committed, so nothing more can be counted until more is
+    produced. Compare counts after this rather than after a sleep.
+
+    Usage: ``wait_until(lambda: consumed_to_end(cfg), 60, "the monitor consumed everything")``
+    """
+    from driftloop.store import offsets
+
+    want = end_offsets(cfg.kafka.bootstrap_servers, topics or [cfg.topics.predictions, cfg.topics.labels])
+    store = Store.from_config(cfg.store)
+    try:
+        with store.engine.connect() as c:
+            have = {(r.topic, r.partition): int(r.next_offset)
+                    for r in c.execute(offsets.select().where(offsets.c.group_id == cfg.kafka.group_id))}
+    finally:
+        store.dispose()
+    return all(have.get(tp, 0) >= end for tp, end in want.items() if end > 0)
+
+
+def group_members(bootstrap: str, group: str) -> tuple[str, list[list[tuple[str, int]]]]:
+    """The consumer group's state as the broker's coordinator sees it (``Stable``,
+    ``PreparingRebalance``, ``CompletingRebalance``, ``Empty``, ``Dead``) and each member's
+    assigned partitions. Wait on it instead of sleeping "until the members joined", e.g.
+    ``wait_until(lambda: group_members(bootstrap, group)[0] == "Stable", 60, "the group formed")``."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    try:
+        info = admin.describe_groups([group])[group]
+    finally:
+        admin.close()
+    members = []
+    for m in info.get("members") or []:
+        assignment = m.get("member_assignment") or {}
+        parts = assignment.get("assigned_partitions") if isinstance(assignment, dict) else None
+        members.append(sorted((a["topic"], p) for a in parts or [] for p in a["partitions"]))
+    return str(info.get("group_state")), members
+

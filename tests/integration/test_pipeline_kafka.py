@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
 import orjson
 import pytest
@@ -11,8 +10,9 @@ import pytest
 from consumers.monitor import Monitor
 from driftloop.store import Store
 from tests.deps import require_module
+from tests.fault_helpers import wait_until
 from tests.kafka_helpers import (
-    invalid_messages, label, prediction, produce, read_topic, start_monitor, wait_for_counts,
+    group_members, invalid_messages, label, prediction, produce, read_topic, start_monitor, wait_for_counts,
 )
 
 pytestmark = pytest.mark.kafka
@@ -116,10 +116,8 @@ def kill_loop(config_path, cfg, tmp_path, kills=3, want=WANT, timeout_s=240):
     for _ in range(kills):
         proc = start_monitor(config_path, log_path=log)
         before = progress(cfg)
-        deadline = time.monotonic() + 120
-        while progress(cfg) < before + 2000 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert proc.poll() is None, f"monitor exited early:\n{log.read_text()[-3000:]}"
+        wait_until(lambda: progress(cfg) >= before + 2000, 120, "the monitor counted 2000 more records",
+                   every_s=0.05, proc=proc, log=log)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         seen.append(progress(cfg))
@@ -140,12 +138,22 @@ def test_sigkill_three_times_counts_stay_exact(kafka_bootstrap, make_config, tmp
     assert_dlq(kafka_bootstrap, cfg)
 
 
+def both_own_partitions(bootstrap: str, group: str) -> list[list[tuple[str, int]]] | None:
+    """The members' partitions once the group is Stable with two members owning some, else None."""
+    state, members = group_members(bootstrap, group)
+    return members if state == "Stable" and len(members) == 2 and all(members) else None
+
+
 def test_two_monitors_share_partitions(kafka_bootstrap, make_config, tmp_path):
     path, cfg = make_config(ingest__max_poll_records=500)
     a = start_monitor(path, log_path=tmp_path / "a.log")
     b = start_monitor(path, log_path=tmp_path / "b.log")
     try:
-        time.sleep(8)  # both join the group before the data arrives
+        # both joined the group before the data arrives: the broker's coordinator says Stable,
+        # two members, each owning partitions (read there, not from the monitors' log lines)
+        owned = wait_until(lambda: both_own_partitions(kafka_bootstrap, cfg.kafka.group_id), 90,
+                           "both monitors in the group with partitions", proc=a, log=tmp_path / "a.log")
+        assert b.poll() is None, (tmp_path / "b.log").read_text()[-3000:]
         produce(kafka_bootstrap, scenario(cfg), spread=3)  # one model across all partitions
         wait_for_counts(cfg, WANT, timeout_s=240, proc=a)
         assert b.poll() is None
@@ -154,6 +162,6 @@ def test_two_monitors_share_partitions(kafka_bootstrap, make_config, tmp_path):
             p.send_signal(signal.SIGTERM)
         for p in (a, b):
             p.wait(60)
-    logs = [(tmp_path / f"{n}.log").read_text() for n in "ab"]
-    assert all("assigned [(" in text for text in logs), "each monitor must own partitions"
+    every = sorted((t, p) for t in (cfg.topics.predictions, cfg.topics.labels) for p in range(3))
+    assert len(owned) == 2 and all(owned) and sorted(owned[0] + owned[1]) == every, owned
     assert_dlq(kafka_bootstrap, cfg)

@@ -13,11 +13,13 @@ from kafka.future import Future
 
 from consumers.monitor import Monitor
 from consumers.stuck_calls import CallWatchdog, StallCheck
+from driftloop.stats import collect_stats
 from driftloop.store import Store
 from driftloop.topics import create_topics
 from retrain.policy import RetrainScheduler
 from retrain.worker import RetrainWorker
-from tests.kafka_helpers import produce, publish_outbox, wait_for_counts
+from tests.fault_helpers import wait_until
+from tests.kafka_helpers import consumed_to_end, produce, publish_outbox, wait_for_counts
 from tests.retrain.helpers import agrawal, config_data, insert_examples, job_row, write_config
 
 pytestmark = pytest.mark.kafka
@@ -67,6 +69,28 @@ def quick_watchdog(owner: str) -> CallWatchdog:
     return CallWatchdog(owner, nudge_after_s=0.5, give_up_after_s=2.0, check_every_s=0.1)
 
 
+class CountingStallCheck(StallCheck):
+    """A :class:`StallCheck` that records each check's verdict: a test waits for checks to have
+    run, not for the time they should take."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.verdicts: list[bool] = []
+
+    def check(self, consumer, timeout_ms: int = 5000) -> bool:
+        verdict = super().check(consumer, timeout_ms)
+        self.verdicts.append(verdict)
+        return verdict
+
+
+def counts(cfg, model: str = "agr") -> dict[str, int]:
+    store = Store.from_config(cfg.store)
+    try:
+        return collect_stats(cfg, store)["models"][model]
+    finally:
+        store.dispose()
+
+
 def test_monitor_replaces_a_stuck_consumer_and_counts_exactly(kafka_bootstrap, tmp_path):
     path, cfg = write_config(tmp_path, config_data(tmp_path, bootstrap=kafka_bootstrap))
     create_topics(cfg)
@@ -83,8 +107,11 @@ def test_monitor_replaces_a_stuck_consumer_and_counts_exactly(kafka_bootstrap, t
         wait_for_counts(cfg, {"predictions": 1000, "duplicates": 100}, model="agr", timeout_s=60)
         assert monitor.consumers_replaced == 1
         assert monitor.watchdog.give_ups == 1 and monitor.watchdog.nudges == 1
-        time.sleep(1.0)   # nothing arrives twice after the replacement
-        wait_for_counts(cfg, {"predictions": 1000, "duplicates": 100}, model="agr", timeout_s=5)
+        # nothing arrives twice after the replacement: once the store's offsets reached the end of
+        # every partition nothing more can be counted, and the counts are still exact
+        wait_until(lambda: consumed_to_end(cfg), 60, "the monitor's offsets at the end of the topics")
+        got = counts(cfg)
+        assert (got["predictions"], got["duplicates"]) == (1000, 100), got
     finally:
         monitor.stop()
         t.join(30)
@@ -103,10 +130,7 @@ def test_worker_replaces_a_broken_consumer_and_decides_the_next_job(kafka_bootst
     t = threading.Thread(target=worker.run, kwargs={"max_seconds": 120}, daemon=True)
     t.start()
     try:
-        deadline = time.monotonic() + 60
-        while not worker.expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert worker.expected, "the worker was never assigned its partitions"
+        wait_until(lambda: worker.expected, 60, "the worker assigned its partitions")
         if fault == "stuck_call":
             jammed = jam_next_fetch(worker.consumer)
             assert jammed.wait(30), "the worker never fetched again"
@@ -119,10 +143,7 @@ def test_worker_replaces_a_broken_consumer_and_decides_the_next_job(kafka_bootst
         def status():
             return job_row(store, job.job_id).status
 
-        deadline = time.monotonic() + 60
-        while status() not in ("done", "failed") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert status() in ("done", "failed"), f"job not decided after the replacement: {status()}"
+        wait_until(lambda: status() in ("done", "failed"), 60, "the job decided after the replacement")
         assert worker.consumers_replaced == 1
         assert (worker.watchdog.give_ups, worker.stall.stalls) == ((1, 0) if fault == "stuck_call" else (0, 1))
     finally:
@@ -135,15 +156,18 @@ def test_a_starved_monitor_consumer_is_replaced_and_nothing_is_lost(kafka_bootst
     path, cfg = write_config(tmp_path, config_data(tmp_path, bootstrap=kafka_bootstrap))
     create_topics(cfg)
     monitor = Monitor(cfg, Store.from_config(cfg.store))
-    monitor.stall = StallCheck("monitor-test", check_after_s=1.0, replace_after_s=2.0)
+    monitor.stall = stall = CountingStallCheck("monitor-test", check_after_s=1.0, replace_after_s=2.0)
     t = threading.Thread(target=monitor.run, kwargs={"max_seconds": 120}, daemon=True)
     t.start()
     try:
         produce(kafka_bootstrap, predictions(cfg, 0, 300))
         wait_for_counts(cfg, {"predictions": 300}, model="agr", timeout_s=60)
-        idle_checks = monitor.stall.stalls
-        time.sleep(2.5)      # idle, caught up: checks run and find nothing behind
-        assert monitor.stall.stalls == idle_checks == 0 and monitor.consumers_replaced == 0
+        wait_until(lambda: consumed_to_end(cfg), 60, "the monitor caught up")
+        idle_from = len(stall.verdicts)
+        # idle, caught up: two checks run (check_after_s apart) and find nothing behind
+        wait_until(lambda: len(stall.verdicts) >= idle_from + 2, 30, "two stall checks while idle", every_s=0.1)
+        assert stall.verdicts[idle_from:] == [False] * (len(stall.verdicts) - idle_from)
+        assert stall.stalls == 0 and monitor.consumers_replaced == 0
         starve(monitor.consumer)
         produce(kafka_bootstrap, predictions(cfg, 300, 300))
         wait_for_counts(cfg, {"predictions": 600, "duplicates": 0}, model="agr", timeout_s=60)
