@@ -110,6 +110,34 @@ def _normalise_url(url: str) -> str:
     return url
 
 
+def add_missing_columns(conn: Connection) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN`` for each column of :data:`metadata` missing from an
+    existing table (a store written by an older release); returns ``table.column`` names.
+
+    Only columns that can be added to a table with rows qualify: nullable, or with a
+    ``server_default`` (the old rows take it). Runs in the caller's transaction, so a crash
+    leaves the table as it was (SQLite and PostgreSQL both have transactional DDL).
+    """
+    inspector = sa.inspect(conn)
+    existing_tables = set(inspector.get_table_names())
+    prep = conn.dialect.identifier_preparer
+    added = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            if not col.nullable and col.server_default is None:
+                raise RuntimeError(f"{table.name}.{col.name}: a column added to an existing table needs a "
+                                   "server_default or nullable=True")
+            ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {ddl}")
+            added.append(f"{table.name}.{col.name}")
+    return added
+
+
 class Store:
     """Connection pool plus the few statements every part of driftloop shares."""
 
@@ -145,11 +173,13 @@ class Store:
                    busy_timeout_ms=store_cfg.busy_timeout_ms)
 
     def create_schema(self) -> None:
-        """Create missing tables; safe when several processes start at once."""
+        """Create missing tables, and add the columns a newer release declares to the tables an
+        older one created (:func:`add_missing_columns`); safe when several processes start at once."""
         with self.engine.begin() as conn:
             if not self.is_sqlite:  # concurrent CREATE TABLE races on PostgreSQL's catalog
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7352001)"))
             metadata.create_all(conn)
+            add_missing_columns(conn)
 
     def dispose(self) -> None:
         self.engine.dispose()

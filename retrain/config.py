@@ -290,6 +290,11 @@ class RegistryConfig(_Base):
     with the list to add here; ``models register --trust`` vouches for an external file but
     cannot go beyond this list. ``max_attempts`` [3]:
     a job whose worker died this many times is marked failed instead of retried.
+    ``max_give_backs`` [10]: how many times one job's attempt is given back (not counted)
+    because a graceful stop, a store error or a disk error (``OSError``) interrupted it; past
+    that, such interruptions count as attempts, so a job that keeps meeting them ends
+    ``failed`` after at most ``max_attempts + max_give_backs`` starts. Stored with the job
+    (``retrain_jobs.give_backs``): restarts do not reset it. 0: every start counts.
     ``job_timeout_s`` [6 h]: a queued or running job older than this no longer blocks new
     jobs of its model. ``poll_timeout_ms`` [1000] of the worker's consumer. ``threads`` [none:
     the libraries' default]: cap on the BLAS/OpenMP threads a job uses (on a shared host,
@@ -300,6 +305,7 @@ class RegistryConfig(_Base):
     worker_group_id: str = "driftloop-retrain"
     trusted_types: list[str] = msgspec.field(default_factory=list)
     max_attempts: int = 3
+    max_give_backs: int = 10
     job_timeout_s: float = 6 * 3600.0
     poll_timeout_ms: int = 1000
     threads: int | None = None
@@ -314,6 +320,8 @@ class RegistryConfig(_Base):
         for key in ("max_attempts", "poll_timeout_ms"):
             if getattr(reg, key) <= 0:
                 raise ConfigError(f"{where}.{key}: must be positive, got {getattr(reg, key)}")
+        if reg.max_give_backs < 0:
+            raise ConfigError(f"{where}.max_give_backs: must be >= 0, got {reg.max_give_backs}")
         if reg.threads is not None and reg.threads <= 0:
             raise ConfigError(f"{where}.threads: must be positive, got {reg.threads}")
         if reg.job_timeout_s <= 0:

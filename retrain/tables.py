@@ -6,7 +6,9 @@ under its own group id (``registry.worker_group_id``).
 
 ``retrain_jobs``
     One row per job id (the primary key makes a job id unique): written ``queued`` in the
-    transaction that enqueues the job, ``running`` when a worker starts it (``attempts`` + 1),
+    transaction that enqueues the job, ``running`` when a worker starts it (``attempts`` + 1;
+    an attempt a graceful stop or a store/disk error interrupted is given back: ``attempts`` - 1,
+    ``give_backs`` + 1, at most ``registry.max_give_backs`` times),
     then ``done`` (``decision`` = ``promoted``/``rejected``, ``version``), ``failed`` (``error``)
     or ``skipped`` (a repeat delivery, or not enough data).
 ``model_versions``
@@ -48,6 +50,9 @@ retrain_jobs = sa.Table(
     sa.Column("started_at", sa.BigInteger),
     sa.Column("finished_at", sa.BigInteger),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # attempts given back (graceful stop, store or disk error); capped by registry.max_give_backs.
+    # Added after the first release: Store.create_schema adds it to older stores (server default 0)
+    sa.Column("give_backs", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("worker", sa.String(255)),
     sa.Column("error", sa.Text),
     sa.Column("payload", sa.LargeBinary, nullable=False),         # the job message as published
@@ -68,7 +73,7 @@ model_versions = sa.Table(
     sa.Column("artifact_path", sa.String(1024), nullable=False),  # relative to registry.artifact_dir
     sa.Column("artifact_sha256", sa.String(64), nullable=False),
     sa.Column("artifact_format", sa.String(16), nullable=False),  # skops
-    sa.Column("trusted_types", sa.JSON, nullable=False),          # skops types trusted at load
+    sa.Column("trusted_types", sa.JSON, nullable=False),          # types the file needs (info only: never trusted)
     sa.Column("reference_path", sa.String(1024), nullable=False),
     sa.Column("reference_sha256", sa.String(64), nullable=False),
     sa.Column("reference_rows", sa.Integer, nullable=False),

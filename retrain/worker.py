@@ -18,8 +18,14 @@ What happens if the worker dies (SIGKILL, OOM, power) between two steps of a job
    decision exists; the job is redone from scratch on the same rows (the window has an
    ``as_of``) with the same seeds, so it reaches the same decision. After
    ``registry.max_attempts`` starts the job is marked ``failed`` instead (a job that kills its
-   worker, e.g. by running out of memory, must not do so forever). A graceful stop (SIGTERM)
-   in this step gives its attempt back, so rolling restarts do not use them up;
+   worker, e.g. by running out of memory, must not do so forever). Only real attempts count:
+   a graceful stop (SIGTERM), a store error (``OperationalError``/``InterfaceError``) or an
+   ``OSError`` (disk full, unreadable file) after the claim gives its attempt back
+   (``attempts`` - 1, ``give_backs`` + 1), so rolling restarts and outages do not use them up;
+   if the store refuses the give-back too, the worker's next claim of the job applies it. At
+   most ``registry.max_give_backs`` per job, counted in the job's row (a restart does not reset
+   it); past that they count, so a job that keeps meeting them is ``failed`` after at most
+   ``max_attempts + max_give_backs`` starts. A bug (any other exception) counts;
 3. after the files are written, before the decision commits: the folder is orphaned (never
    referenced by the registry; safe to delete) and the job is redone as in 2;
 4. after the decision commits, before the event is published: the event is an outbox row and
@@ -34,10 +40,11 @@ the same job after a rebalance; only the first to commit records a decision, the
 fenced and drops its result.
 
 Failures that are not crashes: a job that cannot succeed (too little data, a broken recipe,
-an incumbent artifact that fails its SHA-256 check, ...) is marked ``failed`` with the error and
-its offset advances; the store or the disk being unavailable is retried (the job stays,
-the worker backs off and resumes from the stored offset). A message that is not a job goes
-to the dead-letter topic.
+an incumbent artifact that fails its SHA-256 check, a challenger holding types outside
+``registry.trusted_types``, ...) is marked ``failed`` with the error and its offset advances;
+the store or the disk being unavailable is retried (the job stays, its attempt is given back as
+in 2, the worker backs off and resumes from the stored offset). A message that is not a job
+goes to the dead-letter topic.
 """
 from __future__ import annotations
 
@@ -77,6 +84,7 @@ __all__ = ["RetrainWorker", "WorkerStats", "JobOutcome"]
 
 log = logging.getLogger(__name__)
 
+#: the store or the disk away: the job is retried later, and its attempt given back (step 2)
 _TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
 
 
@@ -156,6 +164,8 @@ class RetrainWorker(GuardedConsumer):
         self.stats = WorkerStats()
         self.busy = threading.Event()
         self._claimed: str | None = None      # the job id this worker holds as ``running`` right now
+        self._claim_lock = threading.Lock()   # a claim is given back at most once (stop vs. error)
+        self._owed: str | None = None         # a give-back the store refused: applied at the next claim
         self._stop = threading.Event()
         self.consumer: Any = None
         self.producer: Any = None
@@ -286,7 +296,7 @@ class RetrainWorker(GuardedConsumer):
                 if self._stop.is_set():
                     log.warning("stopping in the middle of the job at %s offset %d; it will be redone",
                                 key, rec.offset)
-                    self._give_back_attempt()
+                    self._give_back_attempt("the worker was stopped")
                     return JobOutcome("retry", error="worker stopped")
                 if stuck is None:
                     try:
@@ -357,13 +367,20 @@ class RetrainWorker(GuardedConsumer):
 
     # -- one job (runs in the background thread; no consumer calls here) ---------------------
     def handle(self, rec: Any, expected: int | None) -> JobOutcome:
-        """Run the job in ``rec`` to its recorded outcome; see the module docstring."""
-        if self.reg.threads is None:
-            return self._handle(rec, expected)
-        from threadpoolctl import threadpool_limits
+        """Run the job in ``rec`` to its recorded outcome; see the module docstring.
 
-        with threadpool_limits(limits=self.reg.threads):
-            return self._handle(rec, expected)
+        A ``retry`` after the claim (the store or the disk failed: ``_TRANSIENT``) gives the
+        attempt back (step 2 of the module docstring)."""
+        if self.reg.threads is None:
+            outcome = self._handle(rec, expected)
+        else:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=self.reg.threads):
+                outcome = self._handle(rec, expected)
+        if outcome.status == "retry" and outcome.job_id is not None:
+            self._give_back_attempt(outcome.error or "transient error", job_id=outcome.job_id)
+        return outcome
 
     def _handle(self, rec: Any, expected: int | None) -> JobOutcome:
         t0 = time.perf_counter()
@@ -376,25 +393,16 @@ class RetrainWorker(GuardedConsumer):
         if job.model not in self.policies:
             return self._invalid(rec, key, expected, f"job {job.job_id}: unknown model {job.model!r}", job.model)
         # step 1: claim the job (running, attempts + 1), or skip a repeat / a job that keeps dying
-        now = now_ms()
-        with self.store.transaction() as conn:
-            self.store.lock_models(conn, [job.model])
-            row = conn.execute(sa.select(retrain_jobs.c.status, retrain_jobs.c.attempts)
-                               .where(retrain_jobs.c.job_id == job.job_id)).first()
-            decided = row is not None and row.status in ("done", "failed", "skipped")
-            exhausted = row is not None and not decided and row.attempts >= self.reg.max_attempts
-            if not decided and not exhausted:
-                self._claim(conn, job, row is None, now)
-        if not decided and not exhausted:
-            self._claimed = job.job_id
+        row, decided, exhausted = self._begin(job)
         if decided:
             msg = f"job {job.job_id} was already {row.status}; repeated delivery skipped"
             log.info(msg)
             return self._finish_offsets(key, expected, new, JobOutcome("skipped", job.job_id, error=msg))
         if exhausted:
             return self._fail(job, key, expected, new,
-                              f"gave up after {row.attempts} attempts (the worker died or hit transient errors "
-                              "during each one; see its logs)", t0)
+                              f"gave up after {row.attempts} attempts (the worker died, or a stop or store/disk "
+                              f"errors interrupted it after registry.max_give_backs ({self.reg.max_give_backs}) "
+                              "attempts were given back; see its logs)", t0)
         # step 2: data, challenger, files (no store writes)
         policy = self.policies[job.model]
         try:
@@ -410,8 +418,8 @@ class RetrainWorker(GuardedConsumer):
         # step 3: compare with the champion and record, all in one transaction (retried if the
         # champion changed meanwhile, e.g. a manual promotion)
         for _ in range(3):
-            champion = self.registry.champion(job.model)
             try:
+                champion = self.registry.champion(job.model)
                 tc = time.perf_counter()
                 incumbent = incumbent_outputs(self.registry, trained, champion)
                 decision = compare(trained, incumbent, policy)
@@ -450,24 +458,59 @@ class RetrainWorker(GuardedConsumer):
             return JobOutcome("done", job.job_id, event, version, seconds=seconds)
         return self._fail(job, key, expected, new, "the champion kept changing during the evaluation", t0)
 
-    def _give_back_attempt(self) -> None:
-        """A graceful stop (SIGTERM) in the middle of a job is not one of its attempts: a rolling
-        restart must not use up ``registry.max_attempts``. Only a death (SIGKILL, OOM) counts.
-        Best effort: the job's decision may commit meanwhile (then nothing changes here)."""
-        job_id = self._claimed
-        if job_id is None:
-            return
+    def _give_back_attempt(self, why: str, job_id: str | None = None) -> None:
+        """An attempt a graceful stop (SIGTERM) or a store/disk error interrupted is not one of
+        the job's attempts: rolling restarts and outages must not use up ``registry.max_attempts``.
+        Only a death (SIGKILL, OOM) and a real failure count. At most
+        ``registry.max_give_backs`` per job (``retrain_jobs.give_backs``), so a job that keeps
+        meeting such errors still ends. Each claim is given back at most once (``job_id``:
+        only if it is the claimed job). If the store refuses the give-back too, it is applied
+        by this worker's next claim of the same job (lost if the worker dies first: it then counts).
+        """
+        with self._claim_lock:
+            if self._claimed is None or job_id not in (None, self._claimed):
+                return
+            job_id, self._claimed = self._claimed, None
+        c = retrain_jobs.c
         try:
             with self.store.transaction() as conn:
-                conn.execute(retrain_jobs.update().where(
-                    retrain_jobs.c.job_id == job_id, retrain_jobs.c.status == "running",
-                    retrain_jobs.c.worker == self.worker_id, retrain_jobs.c.attempts > 0,
-                ).values(attempts=retrain_jobs.c.attempts - 1))
-        except Exception as exc:  # noqa: BLE001 - the attempt then counts; nothing else is at stake
-            log.warning("job %s: the interrupted attempt could not be given back (%s: %s); it counts towards "
-                        "registry.max_attempts", job_id, type(exc).__name__, exc)
+                given = conn.execute(retrain_jobs.update().where(
+                    c.job_id == job_id, c.status == "running", c.worker == self.worker_id, c.attempts > 0,
+                    c.give_backs < self.reg.max_give_backs,
+                ).values(attempts=c.attempts - 1, give_backs=c.give_backs + 1)).rowcount
+        except Exception as exc:  # noqa: BLE001 - the store is away: give it back with the next claim
+            self._owed = job_id
+            log.warning("job %s: the interrupted attempt (%s) could not be given back yet (%s: %s); the next claim "
+                        "will", job_id, why, type(exc).__name__, exc)
+            return
+        if given:
+            log.info("job %s: attempt given back (%s)", job_id, why)
+        else:
+            log.warning("job %s: attempt interrupted (%s) counts: registry.max_give_backs (%d) reached, or the job "
+                        "was decided meanwhile", job_id, why, self.reg.max_give_backs)
 
-    def _claim(self, conn: Any, job: RetrainJob, missing: bool, now: int) -> None:
+    def _begin(self, job: RetrainJob) -> tuple[Any, bool, bool]:
+        """Step 1: read the job's row and claim it unless it is decided or out of attempts.
+
+        Returns ``(row, decided, exhausted)``. A give-back the store refused earlier
+        (``self._owed``) is applied here, in the claim's transaction."""
+        self._claimed = None
+        c = retrain_jobs.c
+        with self.store.transaction() as conn:
+            self.store.lock_models(conn, [job.model])
+            row = conn.execute(sa.select(c.status, c.attempts, c.give_backs).where(c.job_id == job.job_id)).first()
+            decided = row is not None and row.status in ("done", "failed", "skipped")
+            owed = (self._owed == job.job_id and row is not None and not decided and row.attempts > 0
+                    and row.give_backs < self.reg.max_give_backs)
+            exhausted = row is not None and not decided and row.attempts - owed >= self.reg.max_attempts
+            if not decided and not exhausted:
+                self._claim(conn, job, row is None, now_ms(), owed=owed)
+        self._owed = None
+        if not decided and not exhausted:
+            self._claimed = job.job_id
+        return row, decided, exhausted
+
+    def _claim(self, conn: Any, job: RetrainJob, missing: bool, now: int, *, owed: bool = False) -> None:
         if missing:   # published by something other than the scheduler: adopt it
             from retrain.events import encode, parse_rfc3339
 
@@ -479,8 +522,10 @@ class RetrainWorker(GuardedConsumer):
                 job_id=job.job_id, model=job.model, trigger=job.trigger, reason=list(job.reason), status="running",
                 requested_at=requested, started_at=now, attempts=1, worker=self.worker_id, payload=encode(job)))
         else:
-            conn.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job.job_id).values(
-                status="running", started_at=now, attempts=retrain_jobs.c.attempts + 1, worker=self.worker_id))
+            c = retrain_jobs.c    # an owed give-back: this start replaces the interrupted one
+            conn.execute(retrain_jobs.update().where(c.job_id == job.job_id).values(
+                status="running", started_at=now, attempts=c.attempts + 1 - int(owed),
+                give_backs=c.give_backs + int(owed), worker=self.worker_id))
 
     def _finish_offsets(self, key: TopicPartitionKey, expected: int | None, new: dict[TopicPartitionKey, int],
                         outcome: JobOutcome, extra: Callable[[Any], None] | None = None) -> JobOutcome:
