@@ -259,12 +259,15 @@ class DriftAnalyser:
                 if failure is not None:
                     failure.announced = False
 
-    def _save(self, conn: Connection, model: str, now: int) -> None:
+    def _save(self, conn: Connection, model: str, now: int,
+              state: tuple[bytes, dict[str, Any]] | None = None) -> None:
+        """Write the model's detectors (``state``: their snapshot and status, if already taken)."""
         mon = self.monitors[model]
+        blob, status = state if state is not None else (mon.snapshot(), mon.status())
         self.generation[model] = self.generation.get(model, 0) + 1
-        self.store.save_detector_state(conn, model, mon.snapshot(), now, generation=self.generation[model],
+        self.store.save_detector_state(conn, model, blob, now, generation=self.generation[model],
                                        reference_version=self.reference_version.get(model))
-        record_detector_statistics(conn, model, mon.status(), now)
+        record_detector_statistics(conn, model, status, now)
 
     def _current(self, conn: Connection, model: str) -> ModelMonitor | None:
         """The model's detectors, reloaded first if another process saved a newer state."""
@@ -316,8 +319,9 @@ class DriftAnalyser:
             return
         if mon is None:
             return
-        try:
+        try:   # the snapshot and status are detector code too
             found = _update(mon, result.new_predictions.get(model), result.joined.get(model))
+            state = (mon.snapshot(), mon.status())
         except STORE_FAILURES:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken model never stops the others
@@ -325,7 +329,7 @@ class DriftAnalyser:
             return
         for dets in found:
             self._emit(conn, model, dets, now)
-        self._save(conn, model, now)
+        self._save(conn, model, now, state)
         self._recovered(conn, model, now)
 
     # -- quarantine --------------------------------------------------------------------------

@@ -25,8 +25,11 @@ name it).
 ...                       since=1_000, now=5_000, failures=1, next_retry_at=35_000)
 >>> d.kind, d.detector, d.severity, d.evidence["error_class"], d.window.start_ts
 ('detector_failure', 'detectors', 'critical', 'ValueError', 1000)
->>> d.summary
-'detectors quarantined since 1970-01-01T00:00:01.000Z: update failed (ValueError: bad window); its events are still counted and stored, drift analysis is off until the detectors are rebuilt from the store (next try 1970-01-01T00:00:35.000Z).'
+>>> import textwrap
+>>> print(textwrap.fill(d.summary, 96))
+detectors quarantined since 1970-01-01T00:00:01.000Z: update failed (ValueError: bad window);
+its events are still counted and stored, drift analysis is off until the detectors are rebuilt
+from the store (next try 1970-01-01T00:00:35.000Z).
 >>> failure_detection("fraud", "detectors", stage="update", error="ValueError: bad window", since=1_000,
 ...                   now=9_000, failures=1, firing=False).summary
 'the detectors work again (rebuilt from the store).'

@@ -254,3 +254,18 @@ def test_an_idle_announcement_lost_to_the_store_is_made_again(setup, monkeypatch
     monkeypatch.setattr(store, "transaction", real)
     an.tend(NOW + 1)
     assert len(failures(seen)) == 1 and an.quarantined["fraud"].announced
+
+
+def test_detectors_that_cannot_be_snapshotted_are_quarantined(setup):
+    cfg, store, rng = setup
+    an, seen = make(cfg, store)
+    b = Batches(cfg, store, an, rng)
+    b.run()
+
+    def unsaveable():
+        raise TypeError("cannot pack a float128")
+
+    an.monitors["fraud"].snapshot = unsaveable
+    b.run(now=NOW)
+    assert an.quarantined_models == ["fraud"] and "other" in an.monitors
+    assert failures(seen)[-1].evidence["error_class"] == "TypeError"
