@@ -232,7 +232,14 @@ class DriftAnalyser:
         self.store.create_schema()
         self.monitors = {}
         for model in self.cfg.models:
-            self._load_or_quarantine(model, follow_champion=True)
+            try:
+                self._load_model(model, follow_champion=True)
+            except STORE_FAILURES:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the new champion's sample is unusable
+                log.warning("model %s: cannot start on the champion's reference (%s: %s); restoring the stored "
+                            "detectors as they are", model, type(exc).__name__, exc)
+                self._load_or_quarantine(model, follow_champion=False)
 
     def rollback(self) -> None:
         """A batch did not commit: every model's detectors go back to their stored state, as

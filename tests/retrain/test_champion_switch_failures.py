@@ -103,3 +103,18 @@ def test_detectors_that_raise_on_the_new_sample_quarantine_the_model(service, mo
     assert svc.analyser.quarantined_models == [] and svc.analyser.reference_version["agr"] == "2"
     [alert] = failure_alerts(svc, QUARANTINE)
     assert alert.status in ("resolving", "resolved")
+
+
+def test_a_restart_with_a_tampered_champion_sample_keeps_the_stored_reference(service):
+    svc, reg, store = service
+    f = sample_file(reg, 2)
+    f.write_bytes(f.read_bytes() + b"tampered")
+    reg.promote("agr", 2, actor="test", reason="retrained")   # decided while no monitor runs
+
+    again = MonitorService(svc.cfg)                            # today: the monitor cannot start
+    assert again.analyser.quarantined_models == [] and again.analyser.reference_version["agr"] == "1"
+    again.catch_up_champions()                                 # as run() does at start
+    assert again.analyser.reference_version["agr"] == "1"
+    again._idle()
+    [alert] = failure_alerts(again, CHAMPION_SAMPLE)
+    assert alert.status == "firing" and alert.detection["evidence"]["champion_version"] == "2"
