@@ -7,7 +7,10 @@ be built (``ArtifactIntegrityError``). Today the monitor cannot even start. It m
 * count and store both models' events exactly, and keep ``fraud``'s detectors and alerts going;
 * quarantine ``agr`` and raise a ``detector_failure`` alert naming it, the stage and the error;
 * once the file is repaired, rebuild ``agr``'s detectors after the back-off, clear the alert, and
-  analyse ``agr``'s next events.
+  analyse ``agr``'s next events;
+* when a new champion whose sample was tampered with is promoted while it runs (the live
+  ``promoted`` event), keep ``agr``'s previous reference and raise ``detector_failure``
+  (detector ``champion_sample``), still counting everything.
 """
 from __future__ import annotations
 
@@ -135,6 +138,26 @@ def test_a_model_with_a_tampered_champion_sample_does_not_stop_the_others(tmp_pa
         wait_for_counts(cfg, want(2 * N), timeout_s=60, model="fraud", proc=proc)
         wait_until(lambda: store.detector_state_row("agr") is not None, 30, "agr's detectors save their state",
                    proc=proc, log=log)
+
+        # a live promotion of a version whose sample was tampered with: the previous reference stays
+        rows2 = agrawal(600, function=0, seed=4)
+        f2 = tmp_path / "v2.skops"
+        sio.dump(fitted_model(rows2), f2)
+        reg.register("agr", f2, frame(rows2), actor="test", trust=sio.get_untrusted_types(file=f2))
+        info2 = reg.get("agr", 2)
+        sample2 = reg.path(info2.holdout_path or info2.reference_path)
+        sample2.write_bytes(sample2.read_bytes() + b"tampered")
+        reg.promote("agr", 2, actor="test", reason="retrained")     # the monitor publishes the event, then reads it
+        wait_until(lambda: any(a.status == "firing" and a.detector == "champion_sample"
+                               for a in alerts(cfg, store, "detector_failure", "agr")), 60,
+                   "agr's champion_sample alert fires", proc=proc, log=log)
+        [switch] = [a for a in alerts(cfg, store, "detector_failure", "agr") if a.detector == "champion_sample"]
+        assert switch.detection["evidence"]["champion_version"] == "2"
+        assert switch.detection["evidence"]["error_class"] == "ArtifactIntegrityError"
+        assert store.detector_reference_version("agr") == (True, "1")
+        produce("127.0.0.1:9092", agr_events(cfg, agrawal(N, function=0, seed=5), 2 * N))
+        wait_for_counts(cfg, want(3 * N), timeout_s=60, model="agr", proc=proc)
+        assert store.detector_reference_version("agr") == (True, "1")
         assert proc.poll() is None
         attempts = log.read_text().count("detectors QUARANTINED")
     finally:
