@@ -158,3 +158,61 @@ def readyz(port: int, timeout_s: float = 10) -> tuple[int, dict[str, Any]] | Non
         return exc.code, json.loads(exc.read() or b"{}")
     except (OSError, ValueError):
         return None
+
+
+class SmallDisk:
+    """A tmpfs of its own at ``path`` (needs root), which a test can fill to the last byte and free.
+
+    ``fill()`` first shrinks the tmpfs to what is in use (a remount), then writes a filler file
+    over the few bytes left: the disk is full without holding ``size`` bytes of RAM for the
+    filler, whatever the size. ``free()`` removes the filler and gives the size back.
+    """
+
+    def __init__(self, path: Path, size: str = "4m") -> None:
+        self.path, self.size = Path(path), size
+        self.filler = self.path / ".filler"
+        self.mounted = False
+
+    def mount(self, mode: str = "0755") -> None:
+        """Mount the tmpfs; RuntimeError (with mount's message) when that is not allowed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size},mode={mode}", "tmpfs", str(self.path)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"cannot mount a tmpfs at {self.path} ({res.stderr.strip()}): needs root")
+        self.mounted = True
+
+    def _remount(self, size: str) -> bool:
+        return subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)],
+                              capture_output=True).returncode == 0
+
+    def fill(self) -> int:
+        """Take every free byte; returns the filler's size."""
+        for _ in range(20):        # what is in use grows while a writer runs: retry the shrink
+            st = os.statvfs(self.path)
+            if self._remount(str((st.f_blocks - st.f_bfree) * st.f_frsize + 65536)):
+                break
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        written = 0
+        try:
+            for chunk in (65536, 4096, 512, 1):     # every free byte, down to the last one
+                try:
+                    while True:
+                        written += os.write(fd, b"\0" * chunk)
+                except OSError as exc:
+                    if exc.errno != 28:             # ENOSPC
+                        raise
+        finally:
+            os.close(fd)
+        return written
+
+    def free(self) -> None:
+        """Remove the filler and give the tmpfs its size back."""
+        self.filler.unlink(missing_ok=True)
+        if not self._remount(self.size):
+            raise RuntimeError(f"could not remount {self.path} with size {self.size}")
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], check=False)
+            self.mounted = False
