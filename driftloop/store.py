@@ -277,8 +277,11 @@ class Store:
         if not self.is_sqlite:
             sql = sql.replace("?", "%s")
         cur = conn.connection.driver_connection.cursor()
+        dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
             cur.executemany(sql, rows)
+        except dbapi_error as exc:   # as SQLAlchemy raises it: a store outage is OperationalError either way
+            raise sa.exc.DBAPIError.instance(sql, None, exc, dbapi_error) from exc
         finally:
             cur.close()
 
