@@ -133,7 +133,7 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
                               env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while "assigned [(" not in log_path.read_text():
+        while "; resuming from stored offsets" not in log_path.read_text():
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"worker did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
