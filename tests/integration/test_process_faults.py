@@ -164,23 +164,32 @@ class Killer(threading.Thread):
     """Kills ``cmd`` of a pipeline with SIGKILL a random time after each start, and restarts it."""
 
     def __init__(self, pipe: Pipeline, cmd: str, ready: str, max_life_s: float, rng: random.Random,
-                 env: dict[str, str] | None = None, busy: Callable[[], bool] | None = None,
+                 env: dict[str, str] | None = None, busy_line: str | None = None,
                  busy_kills: int = 0, hold: Callable[[], bool] | None = None) -> None:
         super().__init__(daemon=True, name=f"kill-{cmd}")
         self.pipe, self.cmd, self.ready, self.max_life_s, self.rng, self.env = pipe, cmd, ready, max_life_s, rng, env
-        self.busy, self.busy_kills = busy, busy_kills    # the first ``busy_kills`` times busy(): kill soon
+        # in the first ``busy_kills`` lives whose own log shows ``busy_line`` (the process is in
+        # the middle of its work): kill it at once. Keyed on this life's log, not on shared state
+        # (a job row stays 'running' after its worker died, until the next one reclaims it).
+        self.busy_line, self.busy_kills = busy_line, busy_kills
+        self.busy_kills_done = 0
         self.hold = hold        # the first time hold() is true after a kill: stay down while it is
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
-    def _life(self, low: float, high: float) -> bool:
-        """Wait a random life; True if stopped meanwhile."""
+    def _busy(self, log: Path, busy_seen: int) -> bool:
+        """True once this life's log shows ``busy_line`` (while busy kills are left)."""
+        return (self.busy_line is not None and self.busy_kills_done < self.busy_kills and log.exists()
+                and log.read_text().count(self.busy_line) > busy_seen)
+
+    def _life(self, low: float, high: float, log: Path, busy_seen: int) -> bool:
+        """Wait a random life, cut short when the process is busy; True if stopped meanwhile."""
         end = time.monotonic() + self.rng.uniform(low, high)
         while time.monotonic() < end:
-            if self.busy_kills and self.busy is not None and self.busy():
-                self.busy_kills -= 1        # in the middle of the work: a random point of it
-                end = min(end, time.monotonic() + self.rng.uniform(0.1, 0.8))
-            if self.stop.wait(0.1):
+            if self._busy(log, busy_seen):
+                self.busy_kills_done += 1   # in the middle of the work: kill now
+                return False
+            if self.stop.wait(0.05):
                 return True
         return False
 
@@ -188,7 +197,9 @@ class Killer(threading.Thread):
         try:
             while not self.stop.is_set():
                 log = self.pipe.log(self.cmd)
-                seen = log.read_text().count(self.ready) if log.exists() else 0
+                text = log.read_text() if log.exists() else ""
+                seen = text.count(self.ready)
+                busy_seen = text.count(self.busy_line) if self.busy_line else 0
                 proc = self.pipe.start(self.cmd, self.env)
                 # every other life on average: a random point after it came up (so that it makes
                 # progress); else a random point from its start (imports, schema, group join, ...)
@@ -198,7 +209,7 @@ class Killer(threading.Thread):
                        and proc.poll() is None and time.monotonic() < deadline):
                     if self.stop.wait(0.05):    # (the poll interval of the wait on its ready line)
                         break
-                if self._life(0.0 if after_ready else 0.5, self.max_life_s if after_ready else 5.0):
+                if self._life(0.0 if after_ready else 0.5, self.max_life_s if after_ready else 5.0, log, busy_seen):
                     return                  # the last one keeps running
                 if proc.poll() is not None:
                     raise AssertionError(f"{self.cmd} exited by itself with {proc.returncode}")
@@ -318,8 +329,8 @@ def test_random_sigkills_of_monitor_and_worker_equal_an_uninterrupted_run(kafka_
     # the monitor stays down once while the job runs: the promotion happens with no monitor up
     # (the monitor's ready line: "<owner> assigned <partitions>; resuming from stored offsets {...}")
     killers = [Killer(chaos, "monitor", "; resuming from stored offsets", 2.5, rng, hold=job_in_flight),
-               Killer(chaos, "retrain-worker", "consuming", 5.0, rng, env={SLOW_ENV: "0.5"},
-                      busy=lambda: any(j.status == "running" for j in chaos.job_rows()), busy_kills=2)]
+               Killer(chaos, "retrain-worker", "consuming", 5.0, rng, env={SLOW_ENV: "3"},
+                      busy_line="sleeping before finishing job", busy_kills=2)]
     for k in killers:
         k.start()
     t_start = time.monotonic()
@@ -384,7 +395,8 @@ def test_random_sigkills_of_monitor_and_worker_equal_an_uninterrupted_run(kafka_
     assert any(a[1] == "performance" and a[4] == "resolved" for a in got["reference"]["alerts"])
     assert got["chaos"]["detector_state"] == got["reference"]["detector_state"]
     assert "became champion while no monitor ran" in chaos.log("monitor").read_text()
-    assert [j.attempts >= 2 for j in chaos.job_rows()] == [True], "the worker was killed mid-job and redid it"
+    assert killers[1].busy_kills_done == 2, "the worker was killed twice in the middle of the job"
+    assert [j.attempts >= 3 for j in chaos.job_rows()] == [True], "each mid-job kill cost an attempt; the job was redone"
 
 
 # -- SIGTERM -----------------------------------------------------------------------------------
