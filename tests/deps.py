@@ -39,7 +39,7 @@ Every skip in the suite, and what it does under ``CI`` (decided one by one):
 * ``tests/integration/test_broker_faults.py`` (dedicated broker did not start) and
   ``tests/integration/test_store_faults.py`` (tmpfs needs root, dedicated PostgreSQL did not
   start): already fail under CI through ``fault_helpers.in_ci()``, the same test as here;
-  ``test_store_faults.py``'s ``importorskip("psycopg")`` is caught by the safety net.
+  psycopg there and in ``tests/integration/test_chaos.py``: :func:`require_module`.
 
 >>> import os, pytest
 >>> require_module("json").__name__

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.deps import missing
+from tests.deps import missing, require_module
 from tests.kafka_helpers import ROOT
 
 pytestmark = pytest.mark.kafka
@@ -29,7 +29,7 @@ def test_two_minute_chaos_run_equals_an_undisturbed_run(store, kafka_bootstrap):
     if os.geteuid() != 0:
         missing("the chaos run mounts a tmpfs for the store's disk: it needs root")
     if store == "postgres":
-        pytest.importorskip("psycopg", reason="psycopg is in the test extras")
+        require_module("psycopg")
     cmd = [sys.executable, str(ROOT / "bench" / "chaos.py"), "--store", store, "--minutes", "2", "--seed", "12",
            "--backlog", "20000"]
     try:

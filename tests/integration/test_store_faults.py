@@ -44,6 +44,7 @@ from kafka import KafkaConsumer
 
 from driftloop.stats import collect_stats
 from driftloop.store import Store
+from tests.deps import require_module
 from tests.fault_helpers import DedicatedPostgres, free_port, in_ci, readyz, spawn, stop_process, wait_until
 from tests.kafka_helpers import label, prediction, produce, wait_for_counts
 
@@ -241,7 +242,7 @@ def test_disk_full(kafka_bootstrap, make_config, tmp_path, small_disk):
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[DedicatedPostgres]:
     """A PostgreSQL server for this module only: restarting it disturbs no other test."""
-    pytest.importorskip("psycopg", reason="psycopg is in the test extras")
+    require_module("psycopg")
     pg = DedicatedPostgres()
     try:
         pg.start()
