@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # A throw-away local PostgreSQL server for tests (Debian's postgresql package; no Docker).
-# usage: scripts/postgres.sh start|stop|status|url     env: PG_DIR (.pg) PG_PORT (55432)
+# usage: scripts/postgres.sh start|stop|status|url     env: PG_DIR (.pg, see default_pg_dir) PG_PORT (55432)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PG_DIR=${PG_DIR:-$ROOT/.pg}
 PG_PORT=${PG_PORT:-55432}
+
+# As root the server runs as the postgres user, which must reach its data folder. A clone in a
+# private folder (`git clone . "$(mktemp -d)/driftloop"`: mktemp makes it 0700) is not
+# reachable, so the data then lives in /var/tmp/driftloop-pg-<hash of the clone's path>
+# (owned by postgres; the same path for start, stop and status). PG_DIR set: used as it is.
+reachable_by_postgres() {
+  [ "$(id -u)" != 0 ] && return 0
+  id postgres >/dev/null 2>&1 || return 0     # not installed yet: decided again after installing
+  runuser -u postgres -- test -x "$1"
+}
+
+default_pg_dir() {
+  if reachable_by_postgres "$ROOT"; then echo "$ROOT/.pg"; return; fi
+  echo "/var/tmp/driftloop-pg-$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
+}
 URL="postgresql://driftloop@127.0.0.1:${PG_PORT}/driftloop"
 
 find_bin() {
@@ -28,6 +42,7 @@ cmd=${1:-status}
 case "$cmd" in
   start)
     ensure_installed
+    PG_DIR=${PG_DIR:-$(default_pg_dir)}
     BIN=$(find_bin)
     mkdir -p "$PG_DIR"
     [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR"
@@ -46,10 +61,12 @@ case "$cmd" in
     ;;
   stop)
     BIN=$(find_bin) || exit 0
+    PG_DIR=${PG_DIR:-$(default_pg_dir)}
     [ -f "$PG_DIR/data/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
     ;;
   status)
     BIN=$(find_bin) || exit 1
+    PG_DIR=${PG_DIR:-$(default_pg_dir)}
     as_pg "$BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1
     ;;
   url) echo "$URL" ;;
