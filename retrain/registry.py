@@ -30,7 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.config import Config
+from driftloop.config import Config, ModelConfig
 from driftloop.store import Store, now_ms
 from retrain.artifacts import (BUILTIN_TRUSTED, FileInfo, UntrustedArtifactError, load_frame, load_model,
                                resolve_inside, safe_name)
@@ -407,15 +407,38 @@ class Registry:
         model must predict on the reference's feature columns. The reference needs the
         model's feature columns and ``label``; ``prediction``/``score_<class>`` columns are
         kept if present. ``promote`` also makes it the champion (a second event).
+
+        Every check runs before anything is written; the files are written before the one
+        transaction that adds the version and its event(s), so a crash leaves at most an
+        unreferenced artifact folder.
         """
-        from retrain.artifacts import save_frame, untrusted_types
-        from retrain.dataset import DatasetError, frame_to_data
-        from retrain.evaluate import model_outputs
+        from retrain.artifacts import save_frame
 
         if model not in self.cfg.models:
             raise RegistryError(f"unknown model {model!r} (configured: {', '.join(sorted(self.cfg.models))})")
         mcfg = self.cfg.models[model]
         src = Path(artifact_file)
+        data, needed, est = self._load_external(src, trust)
+        sample, classes = _checked_reference(est, reference, mcfg)
+        folder = self.new_artifact_dir(model, "register")
+        artifact = _write_bytes(folder / "model.skops", data, tuple(needed))
+        ref = save_frame(sample, folder / "reference.json.gz")
+        now = now_ms() if now is None else now
+        with self.store.transaction() as conn:
+            version = self.add_version(
+                conn, model=model, status="registered", source="register", task=mcfg.task,
+                features=dict(mcfg.features), classes=classes, artifact=artifact, reference=ref,
+                holdout=None, estimator=f"{type(est).__module__}.{type(est).__qualname__}",
+                params=params or _safe_params(est), metrics=metrics or {}, data_window={"source": "external"},
+                job_id=None, note=note, now=now, lib_versions=library_versions(type(est).__module__))
+            events = self._registration_events(conn, model, version, src, actor=actor, note=note,
+                                               metrics=metrics, promote=promote, now=now)
+        return version, events
+
+    def _load_external(self, src: Path, trust: list[str] | tuple[str, ...]) -> tuple[bytes, list[str], Any]:
+        """Read ``src``, refuse types nobody trusts, and load it with skops: (bytes, types, estimator)."""
+        from retrain.artifacts import untrusted_types
+
         try:
             data = src.read_bytes()
         except OSError as exc:
@@ -434,47 +457,25 @@ class Registry:
             est = sio.loads(data, trusted=list(needed) or None)
         except Exception as exc:  # noqa: BLE001
             raise RegistryError(f"cannot load {src} with skops: {type(exc).__name__}: {exc}") from None
-        try:
-            rows = frame_to_data(reference, mcfg.features, mcfg.task)
-        except DatasetError as exc:
-            raise RegistryError(str(exc)) from None
-        if rows.n == 0:
-            raise RegistryError("the reference sample has no usable rows (features + label)")
-        try:
-            out = model_outputs(est, rows.X, mcfg.task)
-        except Exception as exc:  # noqa: BLE001
-            raise RegistryError(f"the model cannot predict on the reference's feature columns "
-                                f"{list(mcfg.features)}: {type(exc).__name__}: {exc}") from None
-        sample = rows.frame()
-        extra = [c for c in reference.columns if c == "prediction" or (isinstance(c, str) and c.startswith("score_"))]
-        if extra and len(reference) == rows.n:
-            for c in extra:
-                sample[c] = reference[c].to_numpy()
-        folder = self.new_artifact_dir(model, "register")
-        artifact = _write_bytes(folder / "model.skops", data, tuple(needed))
-        ref = save_frame(sample, folder / "reference.json.gz")
-        now = now_ms() if now is None else now
-        events: list[ModelEvent] = []
-        with self.store.transaction() as conn:
-            version = self.add_version(
-                conn, model=model, status="registered", source="register", task=mcfg.task,
-                features=dict(mcfg.features), classes=out.classes or None, artifact=artifact, reference=ref,
-                holdout=None, estimator=f"{type(est).__module__}.{type(est).__qualname__}",
-                params=params or _safe_params(est), metrics=metrics or {}, data_window={"source": "external"},
-                job_id=None, note=note, now=now, lib_versions=library_versions(type(est).__module__))
-            current = self.champion(model, conn)
-            cur_v = None if current is None else current.version
+        return data, needed, est
+
+    def _registration_events(self, conn: Connection, model: str, version: int, src: Path, *, actor: str,
+                             note: str | None, metrics: dict[str, Any] | None, promote: bool,
+                             now: int) -> list[ModelEvent]:
+        """The ``registered`` event, and ``promoted`` with the champion change if ``promote`` (in ``conn``)."""
+        current = self.champion(model, conn)
+        cur_v = None if current is None else current.version
+        events = [self.record_event(
+            conn, model=model, event="registered", version=version, champion_version=cur_v,
+            previous_champion=cur_v, actor=actor, reason=note or f"registered from {src.name}", now=now,
+            metrics=metrics)]
+        if promote:
+            previous = self.make_champion(conn, model, version)
             events.append(self.record_event(
-                conn, model=model, event="registered", version=version, champion_version=cur_v,
-                previous_champion=cur_v, actor=actor, reason=note or f"registered from {src.name}", now=now,
-                metrics=metrics))
-            if promote:
-                previous = self.make_champion(conn, model, version)
-                events.append(self.record_event(
-                    conn, model=model, event="promoted", version=version, champion_version=version,
-                    previous_champion=previous, actor=actor, reason=f"promoted at registration ({note or src.name})",
-                    now=now, metrics=metrics))
-        return version, events
+                conn, model=model, event="promoted", version=version, champion_version=version,
+                previous_champion=previous, actor=actor, reason=f"promoted at registration ({note or src.name})",
+                now=now, metrics=metrics))
+        return events
 
     def _previous_champion(self, conn: Connection, model: str, current: int) -> int | None:
         q = (sa.select(champion_history.c.previous_champion)
@@ -485,6 +486,35 @@ class Registry:
              .order_by(champion_history.c.id.desc()).limit(1))
         row = conn.execute(q).first()
         return None if row is None else int(row[0])
+
+
+def _checked_reference(est: Any, reference: pd.DataFrame,
+                       mcfg: ModelConfig) -> tuple[pd.DataFrame, list[str] | None]:
+    """The reference sample to store for ``est`` and the model's classes (``None`` for regression).
+
+    Raises :class:`RegistryError` if the sample has no usable rows or the model cannot predict
+    on its feature columns. ``prediction``/``score_<class>`` columns are kept if no row was dropped.
+    """
+    from retrain.dataset import DatasetError, frame_to_data
+    from retrain.evaluate import model_outputs
+
+    try:
+        rows = frame_to_data(reference, mcfg.features, mcfg.task)
+    except DatasetError as exc:
+        raise RegistryError(str(exc)) from None
+    if rows.n == 0:
+        raise RegistryError("the reference sample has no usable rows (features + label)")
+    try:
+        out = model_outputs(est, rows.X, mcfg.task)
+    except Exception as exc:  # noqa: BLE001
+        raise RegistryError(f"the model cannot predict on the reference's feature columns "
+                            f"{list(mcfg.features)}: {type(exc).__name__}: {exc}") from None
+    sample = rows.frame()
+    extra = [c for c in reference.columns if c == "prediction" or (isinstance(c, str) and c.startswith("score_"))]
+    if extra and len(reference) == rows.n:
+        for c in extra:
+            sample[c] = reference[c].to_numpy()
+    return sample, out.classes or None
 
 
 def _write_bytes(path: Path, data: bytes, trusted: tuple[str, ...]) -> FileInfo:
