@@ -290,31 +290,61 @@ class RetrainWorker(GuardedConsumer):
         paused = list(self.consumer.assignment())
         self.consumer.pause(*paused)
         thread.start()
+        finished, stuck = self._watch_job(thread, rec)
+        if not finished:
+            return JobOutcome("retry", error="worker stopped")
+        outcome = result[0] if result else JobOutcome("retry", error="no result")
+        self.stall.saw_records()
+        if stuck is not None:
+            self._replace_consumer(stuck)
+        self._position_after(rec, outcome, stuck)
+        self._count(outcome)
+        self._publish(force=True)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def _watch_job(self, thread: threading.Thread, rec: Any) -> tuple[bool, ConsumerStuck | None]:
+        """Poll (paused) until the job's thread ends: (finished, the stuck call if the consumer hung).
+
+        ``finished`` is ``False`` if the worker was stopped mid-job: its attempt is given back
+        and the job will be redone. Either way the partitions are resumed (unless the consumer
+        is stuck: it is replaced after the job) and the worker is no longer busy."""
         stuck: ConsumerStuck | None = None
         try:
             while thread.is_alive():
                 if self._stop.is_set():
                     log.warning("stopping in the middle of the job at %s offset %d; it will be redone",
-                                key, rec.offset)
+                                (rec.topic, rec.partition), rec.offset)
                     self._give_back_attempt("the worker was stopped")
-                    return JobOutcome("retry", error="worker stopped")
+                    return False, stuck
                 if stuck is None:
-                    try:
-                        stray = self._poll(timeout_ms=200)
-                    except ConsumerStuck as exc:   # the job goes on; the consumer is replaced after it
-                        stuck, stray = exc, {}
-                    for tp, recs in stray.items():      # a partition assigned and fetched mid-job
-                        self.consumer.seek(tp, min(r.offset for r in recs))
+                    stuck = self._seek_back_strays()
                 thread.join(0.05 if stuck is None else 0.5)
         finally:
             self.busy.clear()
             self._claimed = None
             if stuck is None:
                 self.consumer.resume(*self.consumer.paused())
-        outcome = result[0] if result else JobOutcome("retry", error="no result")
-        self.stall.saw_records()
-        if stuck is not None:
-            self._replace_consumer(stuck)
+        return True, stuck
+
+    def _seek_back_strays(self) -> ConsumerStuck | None:
+        """One paused poll; records of a partition assigned and fetched mid-job are sought back.
+
+        Returns the :class:`ConsumerStuck` if the poll hung (the job goes on; the consumer is
+        replaced after it)."""
+        try:
+            stray = self._poll(timeout_ms=200)
+        except ConsumerStuck as exc:
+            return exc
+        for tp, recs in stray.items():
+            self.consumer.seek(tp, min(r.offset for r in recs))
+        return None
+
+    def _position_after(self, rec: Any, outcome: JobOutcome, stuck: ConsumerStuck | None) -> None:
+        """Where the job's partition goes on: past the job if decided, the stored offset if
+        fenced, the same job again (after a back-off) if it is to be retried."""
+        key = (rec.topic, rec.partition)
         tp = TopicPartition(rec.topic, rec.partition)
         if outcome.status in ("done", "failed", "skipped"):
             if key in self.expected:
@@ -333,11 +363,6 @@ class RetrainWorker(GuardedConsumer):
             if key in self.expected:
                 self.consumer.seek(tp, rec.offset)
             self._stop.wait(min(30.0, 2.0 * (1 + self.stats.retried % 5)))
-        self._count(outcome)
-        self._publish(force=True)
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
-        return outcome
 
     def _count(self, o: JobOutcome) -> None:
         s = self.stats
