@@ -141,25 +141,46 @@ def _why_resolved(change: AlertChange) -> str:
 
 
 def _group_summary(change: AlertChange, head: str) -> str:
+    """The sentence for a group alert: how many members fired, the strongest first."""
     st = change.state
     members = list(change.members)
     one, many, verb = _GROUP_NOUNS.get(st.kind, ("detector", "detectors", "fired"))
     if change.status == "resolved":
         why = "all are back to normal" if change.reason == "members_resolved" else change.reason
         return f"{head}: resolved ({why}); {len(members)} {many} had {verb} together."
-    active = [m for m in members if m.active] or members
-    active.sort(key=lambda m: (-(m.severity == "critical"), -_ratio(m), m.feature or m.detector))
-    shown = ", ".join(_member_label(m) for m in active[:_LIST_MAX])
-    more = f" and {len(active) - _LIST_MAX} more" if len(active) > _LIST_MAX else ""
-    n = ((st.detection or {}).get("window") or {}).get("n")
-    over = f" over the last {n:,} predictions" if isinstance(n, int) and n > 0 and st.kind != "stale_stream" else ""
+    active = _ranked_active(members)
     lead = "now critical: " if change.reason == "escalated" else ""
     count = f"{len(active)} {one if len(active) == 1 else many}"
     if len(active) < len(members):
         count += f" (of {len(members)})"
+    return (f"{head}: {lead}{count} {verb}{' at once' if len(members) > 1 else ''}{_group_window(st)}: "
+            f"{_member_list(active)}.{_strongest(active)}")
+
+
+def _ranked_active(members: list[AlertState]) -> list[AlertState]:
+    """The active members (all of them if none is), critical first, then by statistic/threshold."""
+    active = [m for m in members if m.active] or members
+    active.sort(key=lambda m: (-(m.severity == "critical"), -_ratio(m), m.feature or m.detector))
+    return active
+
+
+def _member_list(active: list[AlertState]) -> str:
+    """The first ``_LIST_MAX`` members' labels, and how many more there are."""
+    shown = ", ".join(_member_label(m) for m in active[:_LIST_MAX])
+    more = f" and {len(active) - _LIST_MAX} more" if len(active) > _LIST_MAX else ""
+    return shown + more
+
+
+def _group_window(st: AlertState) -> str:
+    """`` over the last N predictions`` (empty for a stale stream or an unknown window)."""
+    n = ((st.detection or {}).get("window") or {}).get("n")
+    return f" over the last {n:,} predictions" if isinstance(n, int) and n > 0 and st.kind != "stale_stream" else ""
+
+
+def _strongest(active: list[AlertState]) -> str:
+    """`` Strongest: <summary>`` of the first ranked member (empty if it has none)."""
     strongest = ((active[0].detection or {}).get("summary") or "").strip() if active else ""
-    tail = f" Strongest: {strongest}" if strongest else ""
-    return f"{head}: {lead}{count} {verb}{' at once' if len(members) > 1 else ''}{over}: {shown}{more}.{tail}"
+    return f" Strongest: {strongest}" if strongest else ""
 
 
 def _ratio(m: AlertState) -> float:
