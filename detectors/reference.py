@@ -90,6 +90,111 @@ def _arrays_equal(a: Any, b: Any) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _check_types(task: str, features: Mapping[str, Any], feature_types: Mapping[str, str]) -> None:
+    """Reject an unknown task, a feature type without a column and an unknown feature type."""
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
+    missing = [f for f in feature_types if f not in features]
+    if missing:
+        raise ValueError(f"reference lacks the feature columns {missing}")
+    for name, kind in feature_types.items():
+        if kind not in FEATURE_TYPES:
+            raise ValueError(f"feature {name!r} has unknown type {kind!r}; expected {FEATURE_TYPES}")
+
+
+def _feature_columns(features: Mapping[str, Any], feature_types: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """Each feature in the batch layout of its type (``float64`` or ``object`` of ``str``).
+
+    >>> cols = _feature_columns({"a": [1, None], "b": [1, None]}, {"a": "numeric", "b": "categorical"})
+    >>> cols["a"].tolist(), cols["b"].tolist()
+    ([1.0, nan], ['1', None])
+    """
+    cols: dict[str, np.ndarray] = {}
+    for name, kind in feature_types.items():
+        v = features[name]
+        cols[name] = to_float_array(v) if kind == "numeric" else to_str_array(v)
+    return cols
+
+
+def _score_matrix(scores: Any) -> np.ndarray | None:
+    """A ``float64`` copy of the scores (``None`` if none), which must be rows x classes."""
+    matrix = None if scores is None else np.asarray(scores, dtype=np.float64).copy()
+    if matrix is not None and matrix.ndim != 2:
+        raise ValueError("reference scores must be a 2-D array (rows x classes)")
+    return matrix
+
+
+def _common_length(
+    cols: Mapping[str, np.ndarray], label: np.ndarray | None, prediction: np.ndarray | None, scores: np.ndarray | None
+) -> int:
+    """The number of rows all the columns share; an error if they differ or there are none.
+
+    >>> _common_length({"a": np.zeros(3)}, np.zeros(3), None, np.zeros((3, 2)))
+    3
+    """
+    lengths = {len(v) for v in cols.values()}
+    if label is not None:
+        lengths.add(len(label))
+    if prediction is not None:
+        lengths.add(len(prediction))
+    if scores is not None:
+        lengths.add(scores.shape[0])
+    if len(lengths) > 1:
+        raise ValueError(f"reference columns have different lengths {sorted(lengths)}")
+    n = int(lengths.pop()) if lengths else 0
+    if n == 0:
+        raise ValueError("the reference sample is empty")
+    return n
+
+
+def _observed_classes(label: np.ndarray | None, prediction: np.ndarray | None) -> list[str]:
+    """The sorted distinct labels and predictions (missing values left out)."""
+    seen: set[str] = set()
+    for arr in (label, prediction):
+        if arr is not None:
+            seen.update(v for v in arr.tolist() if v is not None)
+    return sorted(seen)
+
+
+def _argmax_classes(scores: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The class of the highest score of each row (``NaN`` scores never win), as ``object``.
+
+    >>> _argmax_classes(np.array([[0.2, 0.8], [np.nan, 0.1]]), ["a", "b"]).tolist()
+    ['b', 'b']
+    """
+    idx = np.nanargmax(np.where(np.isnan(scores), -np.inf, scores), axis=1)
+    pred = np.empty(len(scores), dtype=object)
+    pred[:] = [classes[i] for i in idx]
+    return pred
+
+
+def _frame_column(df: Any, name: str) -> np.ndarray | None:
+    """Column ``name`` of the frame as an array, ``None`` if the frame has none."""
+    return df[name].to_numpy() if name in df.columns else None
+
+
+def _frame_scores(df: Any, prefix: str, classes: Sequence[str] | None) -> tuple[np.ndarray | None, Sequence[str] | None]:
+    """The ``<prefix><class>`` columns as an ``(n, k)`` matrix in ``classes`` order (by default
+    the sorted classes found) and that order; ``(None, classes)`` when there are none.
+
+    >>> import pandas as pd
+    >>> s, c = _frame_scores(pd.DataFrame({"score_b": [0.6], "score_a": [0.4]}), "score_", None)
+    >>> s.tolist(), c
+    ([[0.4, 0.6]], ['a', 'b'])
+    """
+    score_cols = [c for c in df.columns if isinstance(c, str) and c.startswith(prefix)]
+    if not score_cols:
+        return None, classes
+    found = [c[len(prefix):] for c in score_cols]
+    if classes is None:
+        classes = sorted(found)
+    missing = [c for c in classes if c not in found]
+    if missing:
+        raise ValueError(f"reference has no score column for classes {missing}")
+    scores = np.column_stack([df[prefix + c].to_numpy(dtype=np.float64) for c in classes])
+    return scores, classes
+
+
 class Reference(Composite):
     """An immutable reference sample of one model.
 
@@ -132,61 +237,36 @@ class Reference(Composite):
         scores: Any = None,
         classes: Sequence[str] | None = None,
     ) -> None:
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
-        missing = [f for f in feature_types if f not in features]
-        if missing:
-            raise ValueError(f"reference lacks the feature columns {missing}")
-        for name, kind in feature_types.items():
-            if kind not in FEATURE_TYPES:
-                raise ValueError(f"feature {name!r} has unknown type {kind!r}; expected {FEATURE_TYPES}")
+        _check_types(task, features, feature_types)
         self.task = task
         self.feature_types = {str(k): str(v) for k, v in feature_types.items()}
-        cols: dict[str, np.ndarray] = {}
-        for name, kind in self.feature_types.items():
-            v = features[name]
-            cols[name] = to_float_array(v) if kind == "numeric" else to_str_array(v)
-        lengths = {len(v) for v in cols.values()}
+        cols = _feature_columns(features, self.feature_types)
         conv = to_str_array if task == "classification" else to_float_array
         self.label = None if label is None else conv(label)
         self.prediction = None if prediction is None else conv(prediction)
-        if self.label is not None:
-            lengths.add(len(self.label))
-        if self.prediction is not None:
-            lengths.add(len(self.prediction))
-        self.scores = None if scores is None else np.asarray(scores, dtype=np.float64).copy()
-        if self.scores is not None:
-            if self.scores.ndim != 2:
-                raise ValueError("reference scores must be a 2-D array (rows x classes)")
-            lengths.add(self.scores.shape[0])
-        if len(lengths) > 1:
-            raise ValueError(f"reference columns have different lengths {sorted(lengths)}")
-        self.n = int(lengths.pop()) if lengths else 0
-        if self.n == 0:
-            raise ValueError("the reference sample is empty")
+        self.scores = _score_matrix(scores)
+        self.n = _common_length(cols, self.label, self.prediction, self.scores)
         self.features = cols
         if task == "classification":
-            if classes is None:
-                seen: set[str] = set()
-                for arr in (self.label, self.prediction):
-                    if arr is not None:
-                        seen.update(v for v in arr.tolist() if v is not None)
-                classes = sorted(seen)
-            self.classes = [str(c) for c in classes]
-            if self.scores is not None and self.scores.shape[1] != len(self.classes):
-                raise ValueError(
-                    f"reference scores have {self.scores.shape[1]} columns but there are "
-                    f"{len(self.classes)} classes {self.classes}"
-                )
-            if self.prediction is None and self.scores is not None:
-                idx = np.nanargmax(np.where(np.isnan(self.scores), -np.inf, self.scores), axis=1)
-                pred = np.empty(self.n, dtype=object)
-                pred[:] = [self.classes[i] for i in idx]
-                self.prediction = pred
+            self._set_classes(classes)
         else:
             self.classes = list(classes) if classes else []
             if self.scores is not None:
                 raise ValueError("scores are for classifiers; a regression reference has none")
+
+    def _set_classes(self, classes: Sequence[str] | None) -> None:
+        """Classification: the class list (given, or the sorted labels and predictions seen),
+        checked against the score columns; predictions from the scores when none are given."""
+        if classes is None:
+            classes = _observed_classes(self.label, self.prediction)
+        self.classes = [str(c) for c in classes]
+        if self.scores is not None and self.scores.shape[1] != len(self.classes):
+            raise ValueError(
+                f"reference scores have {self.scores.shape[1]} columns but there are "
+                f"{len(self.classes)} classes {self.classes}"
+            )
+        if self.prediction is None and self.scores is not None:
+            self.prediction = _argmax_classes(self.scores, self.classes)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -213,18 +293,10 @@ class Reference(Composite):
         if missing:
             raise ValueError(f"the reference frame lacks the feature columns {missing}")
         features = {name: df[name].to_numpy() for name in feature_types}
-        label = df[label_column].to_numpy() if label_column in df.columns else None
-        prediction = df[prediction_column].to_numpy() if prediction_column in df.columns else None
+        label = _frame_column(df, label_column)
+        prediction = _frame_column(df, prediction_column)
         if scores is None and task == "classification":
-            score_cols = [c for c in df.columns if isinstance(c, str) and c.startswith(score_prefix)]
-            if score_cols:
-                found = [c[len(score_prefix):] for c in score_cols]
-                if classes is None:
-                    classes = sorted(found)
-                missing = [c for c in classes if c not in found]
-                if missing:
-                    raise ValueError(f"reference has no score column for classes {missing}")
-                scores = np.column_stack([df[score_prefix + c].to_numpy(dtype=np.float64) for c in classes])
+            scores, classes = _frame_scores(df, score_prefix, classes)
         if scores is not None and classes is None:
             raise ValueError("reference scores given as an array need `classes` (their column order)")
         return cls(features, feature_types, task, label=label, prediction=prediction, scores=scores, classes=classes)
