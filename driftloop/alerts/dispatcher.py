@@ -174,12 +174,28 @@ class AlertDispatcher:
         Per alert only its oldest pending change is considered (order per alert); those that
         are due are claimed in one statement, then sent one by one in id order.
         """
-        sink = self.sinks[name]
-        d, e = t.alert_deliveries, t.alert_events
+        now = self.clock()
+        due, next_due = self._due(name, now)
+        if not due:
+            return 0, next_due
+        claimed = self._claim([r.id for r in due], now)
+        due = [r for r in due if r.id in claimed]
+        if not due:
+            return 0, next_due
+        e = t.alert_events
+        with self.store.engine.connect() as conn:
+            messages = dict(conn.execute(sa.select(e.c.idempotency_key, e.c.message).where(
+                e.c.idempotency_key.in_([r.idempotency_key for r in due]))).all())
+        sent, failed_due = self._send_due(name, due, messages)
+        return sent, _earliest(next_due, failed_due)
+
+    def _due(self, name: str, now: int) -> tuple[list[Any], int | None]:
+        """The oldest pending delivery of each alert that is due at ``now`` (id order), and the
+        earliest due time of those that are not yet."""
+        d = t.alert_deliveries
         q = (sa.select(d.c.id, d.c.idempotency_key, d.c.alert_id, d.c.attempts, d.c.next_attempt_at,
                        d.c.lease_until)
              .where(d.c.sink == name, d.c.status == "pending").order_by(d.c.id).limit(self.dcfg.batch))
-        now = self.clock()
         with self.store.engine.connect() as conn:
             rows = list(conn.execute(q))
         seen: set[str] = set()
@@ -190,19 +206,17 @@ class AlertDispatcher:
             seen.add(row.alert_id)
             wait_until = max(row.next_attempt_at, row.lease_until or 0)
             if wait_until > now:
-                next_due = wait_until if next_due is None else min(next_due, wait_until)
+                next_due = _earliest(next_due, wait_until)
             else:
                 due.append(row)
-        if not due:
-            return 0, next_due
-        claimed = self._claim([r.id for r in due], now)
-        due = [r for r in due if r.id in claimed]
-        if not due:
-            return 0, next_due
-        with self.store.engine.connect() as conn:
-            messages = dict(conn.execute(sa.select(e.c.idempotency_key, e.c.message).where(
-                e.c.idempotency_key.in_([r.idempotency_key for r in due]))).all())
-        sent = 0
+        return due, next_due
+
+    def _send_due(self, name: str, due: list[Any], messages: dict[str, Any]) -> tuple[int, int | None]:
+        """Send the claimed ``due`` rows in order; returns (sent, earliest retry time of a failure).
+
+        Sent rows are marked every ``MARK_EVERY_S`` and at the end (also on an error); a stop
+        releases the lease of the rows not tried yet."""
+        sent, next_due = 0, None
         st = self.stats[name]
         marks: list[int] = []
         last_flush = time.monotonic()
@@ -211,20 +225,10 @@ class AlertDispatcher:
                 if self._stop.is_set():
                     self._release([r.id for r in due[i:]])
                     break
-                st.in_flight = True
-                try:
-                    sink.send(t.loads(messages[row.idempotency_key]), row.idempotency_key)
-                except DeliveryError as exc:
-                    failed_due = self._failed(name, row, exc)
-                    if failed_due is not None:
-                        next_due = failed_due if next_due is None else min(next_due, failed_due)
+                ok, failed_due = self._send_one(name, row, messages)
+                if not ok:
+                    next_due = _earliest(next_due, failed_due)
                     continue
-                except Exception as exc:  # noqa: BLE001 - a bug in a sink is a failed attempt, not a dead worker
-                    log.exception("alert sink %s: unexpected error", name)
-                    self._failed(name, row, DeliveryError(type(exc).__name__))
-                    continue
-                finally:
-                    st.in_flight = False
                 marks.append(row.id)
                 st.sent += 1
                 st.last_sent_at = self.clock()
@@ -235,6 +239,24 @@ class AlertDispatcher:
         finally:
             self._sent(marks, self.clock())
         return sent, next_due
+
+    def _send_one(self, name: str, row: Any, messages: dict[str, Any]) -> tuple[bool, int | None]:
+        """One attempt: (sent, the retry time if a :class:`DeliveryError` failed it).
+
+        Any other exception (a bug in a sink, a missing message) is a failed attempt too."""
+        st = self.stats[name]
+        st.in_flight = True
+        try:
+            self.sinks[name].send(t.loads(messages[row.idempotency_key]), row.idempotency_key)
+        except DeliveryError as exc:
+            return False, self._failed(name, row, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in a sink is a failed attempt, not a dead worker
+            log.exception("alert sink %s: unexpected error", name)
+            self._failed(name, row, DeliveryError(type(exc).__name__))
+            return False, None
+        finally:
+            st.in_flight = False
+        return True, None
 
     def _claim(self, ids: list[int], now: int) -> set[int]:
         """Take a lease on the rows no other dispatcher holds; returns the ids taken."""
@@ -319,3 +341,10 @@ class AlertDispatcher:
             rows = conn.execute(sa.select(d.c.sink, sa.func.count()).where(d.c.status == "pending")
                                 .group_by(d.c.sink))
             return {s: int(n) for s, n in rows}
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    """The smaller of two optional times (``None`` is "no time")."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
