@@ -286,23 +286,32 @@ class AlertBook:
         self.dirty.add(st.alert_id)
 
     def _observe(self, det: Any, model: str, model_version: str | None, now: int) -> list[AlertChange]:
+        """Apply one detection to its alert's state; returns the changes to announce now."""
         fp = fingerprint(model, det.kind, det.detector, det.feature)
         st = self.states.get(fp)
         version = det.model_version or model_version
         if not det.firing:
-            if st is None or not st.active:
-                return []
-            st.clear = detection_record(det)
-            if st.status == "pending":        # never announced: drop it quietly
-                st.status, st.due_at, st.resolved_at = "resolved", None, now
-                st.resolve_reason = "cleared before it was announced"
-            elif st.status == "firing":
-                st.status, st.cleared_at = "resolving", now
-                st.due_at = now + self.policy.hold_down(st.kind)
-            self._touch(st, now)
+            if st is not None and st.active:
+                self._observe_cleared(st, det, now)
             return []
         if st is None:
             st = self.states[fp] = AlertState(fp, model, det.kind, det.detector, det.feature)
+        return self._observe_firing(st, det, version, now)
+
+    def _observe_cleared(self, st: AlertState, det: Any, now: int) -> None:
+        """The detector cleared: a pending alert is dropped quietly, a firing one starts its hold-down."""
+        st.clear = detection_record(det)
+        if st.status == "pending":        # never announced: drop it quietly
+            st.status, st.due_at, st.resolved_at = "resolved", None, now
+            st.resolve_reason = "cleared before it was announced"
+        elif st.status == "firing":
+            st.status, st.cleared_at = "resolving", now
+            st.due_at = now + self.policy.hold_down(st.kind)
+        self._touch(st, now)
+
+    def _observe_firing(self, st: AlertState, det: Any, version: str | None, now: int) -> list[AlertChange]:
+        """The detector fired: a new episode (pending), a worse pending one, or a firing one that
+        may escalate."""
         sev = self.policy.severity(det)
         record = detection_record(det)
         st.detection, st.detected_at, st.model_version = record, now, version or st.model_version
@@ -320,6 +329,11 @@ class AlertBook:
         st.status, st.cleared_at, st.clear, st.due_at = "firing", None, None, None
         if _RANK.get(sev, 0) <= _RANK.get(st.severity, 0):
             return []
+        return self._escalate(st, sev, now)
+
+    def _escalate(self, st: AlertState, sev: str, now: int) -> list[AlertChange]:
+        """``st`` got worse: its group is updated, or it is announced again if
+        ``notify_escalation``."""
         previous, st.severity = st.severity, sev
         if st.group_id is not None:
             g = self.states.get(st.group_id)
