@@ -3,7 +3,7 @@
 The data: 20 continuous features (normal, log-normal, gamma, uniform, Student t; four of them
 shifted), 10,000 reference rows and 10,000 current rows, seeded. Three contenders:
 
-* driftloop: ``detectors.drift.UnivariateDrift.update`` — the whole decision for the window:
+* driftloop: ``detectors.univariate_drift.UnivariateDrift.update`` — the whole decision for the window:
   KS (``ks_method="auto"``, i.e. scipy's default: exact at these sizes, like Evidently's),
   normalised Wasserstein, PSI, Jensen–Shannon and a missing-rate test per feature, Holm
   across the features, calibrated thresholds, alert lifecycle and the detections with their
@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 from scipy import stats  # noqa: E402
 
-from detectors import univariate as uv  # noqa: E402
+from detectors import two_sample as uv  # noqa: E402
 from detectors.base import Window  # noqa: E402
-from detectors.drift import UnivariateDrift  # noqa: E402
 from detectors.reference import Reference  # noqa: E402
+from detectors.univariate_drift import UnivariateDrift  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-evidently"
 EVIDENTLY_RUNNER = r"""

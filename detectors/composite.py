@@ -43,7 +43,31 @@ def _tag(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+#: Modules renamed since snapshots were first written (old module -> new module). Snapshots
+#: persisted in users' stores keep the tag of the class's module at the time they were written,
+#: so an old tag is read as the new one: ``detectors.drift`` became ``detectors.univariate_drift``
+#: (it holds the UnivariateDrift detector) and ``detectors.univariate`` became
+#: ``detectors.two_sample`` (the vectorised two-sample statistics). Never remove an entry.
+_RENAMED_MODULES: dict[str, str] = {
+    "detectors.drift": "detectors.univariate_drift",
+    "detectors.univariate": "detectors.two_sample",
+}
+
+
+def _current_tag(tag: str) -> str:
+    """``tag`` with a module renamed since it was written replaced by the current name.
+
+    >>> _current_tag("detectors.drift:UnivariateDrift")
+    'detectors.univariate_drift:UnivariateDrift'
+    >>> _current_tag("detectors.windows:WindowBuffer")
+    'detectors.windows:WindowBuffer'
+    """
+    module, sep, qualname = tag.partition(":")
+    return _RENAMED_MODULES.get(module, module) + sep + qualname
+
+
 def _find_class(tag: str) -> type:
+    tag = _current_tag(tag)
     stack: list[type] = [Snapshotable]
     seen: set[type] = set()
     while stack:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from detectors import univariate as uv
+from detectors import two_sample as uv
 from detectors.composite import Composite
 
 __all__ = [

@@ -7,7 +7,7 @@ escalated to critical, resolved):
 * :meth:`ModelMonitor.update_predictions` — :class:`~detectors.batch.PredictionBatch`: cut
   into windows (count or time, tumbling or sliding, :mod:`detectors.windows`); each complete
   window is tested for data drift per feature and prediction drift on ``prediction`` and the
-  class scores (:mod:`detectors.drift`), multivariate drift (:mod:`detectors.multivariate`)
+  class scores (:mod:`detectors.univariate_drift`), multivariate drift (:mod:`detectors.multivariate`)
   and a label-free accuracy estimate (:mod:`detectors.cbpe`);
 * :meth:`ModelMonitor.update_labelled` — :class:`~detectors.batch.LabelledBatch` (joined
   examples): the error stream feeds the concept-drift detectors of :mod:`detectors.concept`
@@ -52,10 +52,10 @@ from detectors.base import Detection, StreamDetector, Window
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE
 from detectors.composite import Composite
-from detectors.drift import UnivariateDrift
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.performance import PerformanceDrift, positive_class
 from detectors.reference import Reference, to_float_array, to_str_array
+from detectors.univariate_drift import UnivariateDrift
 from detectors.windows import WindowBuffer, WindowData
 
 try:  # the concept-drift package is optional: without it the error stream is not watched

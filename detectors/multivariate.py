@@ -39,7 +39,7 @@ from detectors._threads import one_thread
 from detectors.base import Detection, Window
 from detectors.composite import Composite
 from detectors.reference import Reference
-from detectors.univariate import category_index
+from detectors.two_sample import category_index
 
 __all__ = ["DomainClassifierDrift", "PCAReconstructionDrift", "auc_pvalue"]
 

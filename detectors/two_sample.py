@@ -8,7 +8,7 @@ category tables); a window then costs one sort of the current rows and one ``sea
 feature, whatever the number of events.
 
 Each statistic equals its scipy (or textbook) counterpart on the same data
-(``tests/detectors/test_univariate.py`` checks it to 1e-9):
+(``tests/detectors/test_two_sample.py`` checks it to 1e-9):
 
 ========================  ======================================================================
 :func:`ks_2samp`          :func:`scipy.stats.ks_2samp` (statistic and p-value, ``method`` alike)

@@ -11,7 +11,7 @@ serves data drift (the features) and another prediction drift (``prediction`` an
 scores, as columns of their own reference).
 
 Every statistic of the window is computed in a few vectorised numpy calls over all features
-(:mod:`detectors.univariate`).
+(:mod:`detectors.two_sample`).
 
 Examples
 --------
@@ -39,7 +39,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from detectors import decision as dec
-from detectors import univariate as uv
+from detectors import two_sample as uv
 from detectors.base import Detection, Window
 from detectors.composite import Composite
 from detectors.reference import Reference

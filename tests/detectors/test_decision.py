@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from detectors import decision as dec
-from detectors import univariate as uv
+from detectors import two_sample as uv
 from tests.detectors.contract import check_all
 
 

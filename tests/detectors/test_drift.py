@@ -6,9 +6,9 @@ import pytest
 
 from detectors.base import Window
 from detectors.batch import PredictionBatch
-from detectors.drift import UnivariateDrift
 from detectors.model_monitor import ModelMonitor
 from detectors.reference import Reference
+from detectors.univariate_drift import UnivariateDrift
 from tests.detectors.contract import check_all
 
 N_NUM, N_CAT = 16, 4

@@ -6,9 +6,9 @@ import pytest
 from scipy import stats
 
 from detectors.base import Window
-from detectors.drift import UnivariateDrift
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift, auc_pvalue
 from detectors.reference import Reference
+from detectors.univariate_drift import UnivariateDrift
 from tests.detectors.contract import check_all
 
 TYPES = {"a": "numeric", "b": "numeric", "c": "numeric", "d": "numeric", "k": "categorical"}

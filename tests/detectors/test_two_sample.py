@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from detectors import univariate as uv
+from detectors import two_sample as uv
 
 TOL = 1e-9
 
