@@ -23,8 +23,8 @@ error metrics).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.stats import norm
@@ -94,6 +94,77 @@ def _usable_scores(scores: np.ndarray | None) -> np.ndarray:
     return np.isfinite(scores).any(axis=1)
 
 
+class _Labelled(NamedTuple):
+    """A classifier's rows for :func:`metric_values`: labels and predictions as ``str``, scores
+    renormalised (or ``None``), the class list and the positive class (``None``: macro average)."""
+
+    y: np.ndarray
+    yhat: np.ndarray
+    scores: np.ndarray | None
+    classes: Sequence[str]
+    pos: str | None
+
+
+def _labelled(y: np.ndarray, yhat: np.ndarray, scores: np.ndarray | None, classes: Sequence[str],
+              positive: str | None) -> _Labelled:
+    """Labels and predictions as ``str`` arrays, scores renormalised, the positive class resolved."""
+    y = np.asarray(y, dtype=object).astype(str)
+    yhat = np.asarray(yhat, dtype=object).astype(str)
+    pos = positive_class(classes, positive) if len(classes) == 2 or positive else None
+    return _Labelled(y, yhat, _normalise_scores(scores), classes, pos)
+
+
+def _sk_accuracy(r: _Labelled) -> float | None:
+    return float(skm.accuracy_score(r.y, r.yhat))
+
+
+def _sk_by_class(fn: Callable[..., Any]) -> Callable[[_Labelled], float | None]:
+    """Precision, recall or F1: of the positive class, else macro-averaged over the labels present."""
+    def value(r: _Labelled) -> float | None:
+        if r.pos is not None:
+            return float(fn(r.y, r.yhat, labels=[r.pos], average="macro", zero_division=0))
+        return float(fn(r.y, r.yhat, average="macro", zero_division=0))
+    return value
+
+
+def _sk_roc_auc(r: _Labelled) -> float | None:
+    return _sk_auc(r.y, r.scores, r.classes, r.pos)
+
+
+def _sk_log_loss(r: _Labelled) -> float | None:
+    if r.scores is None or not set(r.y) <= set(r.classes):
+        return None
+    return float(skm.log_loss(r.y, y_proba=r.scores, labels=list(r.classes)))
+
+
+def _sk_r2(y: np.ndarray, yhat: np.ndarray) -> float | None:
+    return float(skm.r2_score(y, yhat)) if len(y) > 1 else None
+
+
+#: sklearn's value of each classification metric.
+_SK_CLASSIFICATION: dict[str, Callable[[_Labelled], float | None]] = {
+    "accuracy": _sk_accuracy,
+    "precision": _sk_by_class(skm.precision_score),
+    "recall": _sk_by_class(skm.recall_score),
+    "f1": _sk_by_class(skm.f1_score),
+    "roc_auc": _sk_roc_auc,
+    "log_loss": _sk_log_loss,
+}
+#: sklearn's value of each regression metric (rows with non-finite values already left out).
+_SK_REGRESSION: dict[str, Callable[[np.ndarray, np.ndarray], float | None]] = {
+    "mae": lambda y, yhat: float(skm.mean_absolute_error(y, yhat)),
+    "rmse": lambda y, yhat: float(skm.root_mean_squared_error(y, yhat)),
+    "r2": _sk_r2,
+}
+
+
+def _lookup(table: Mapping[str, Any], m: str, task: str) -> Any:
+    fn = table.get(m)
+    if fn is None:
+        raise ValueError(f"unknown {task} metric {m!r}")
+    return fn
+
+
 def metric_values(
     task: str,
     y: np.ndarray,
@@ -111,50 +182,28 @@ def metric_values(
     renormalised to sum to 1.
     """
     metrics = tuple(metrics or (CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS))
-    out: dict[str, float | None] = {}
     if len(y) == 0:
         return {m: None for m in metrics}
     if task == "regression":
-        y = np.asarray(y, dtype=np.float64)
-        yhat = np.asarray(yhat, dtype=np.float64)
-        ok = np.isfinite(y) & np.isfinite(yhat)
-        y, yhat = y[ok], yhat[ok]
-        for m in metrics:
-            if len(y) == 0:
-                out[m] = None
-            elif m == "mae":
-                out[m] = float(skm.mean_absolute_error(y, yhat))
-            elif m == "rmse":
-                out[m] = float(skm.root_mean_squared_error(y, yhat))
-            elif m == "r2":
-                out[m] = float(skm.r2_score(y, yhat)) if len(y) > 1 else None
-            else:
-                raise ValueError(f"unknown regression metric {m!r}")
-        return out
-    y = np.asarray(y, dtype=object).astype(str)
-    yhat = np.asarray(yhat, dtype=object).astype(str)
-    pos = positive_class(classes, positive) if len(classes) == 2 or positive else None
-    s = _normalise_scores(scores)
+        return _regression_values(y, yhat, metrics)
+    rows = _labelled(y, yhat, scores, classes, positive)
+    out: dict[str, float | None] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for m in metrics:
-            if m == "accuracy":
-                out[m] = float(skm.accuracy_score(y, yhat))
-            elif m in ("precision", "recall", "f1"):
-                fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[m]
-                if pos is not None:
-                    out[m] = float(fn(y, yhat, labels=[pos], average="macro", zero_division=0))
-                else:
-                    out[m] = float(fn(y, yhat, average="macro", zero_division=0))
-            elif m == "roc_auc":
-                out[m] = _sk_auc(y, s, classes, pos)
-            elif m == "log_loss":
-                if s is None or not set(y) <= set(classes):
-                    out[m] = None
-                else:
-                    out[m] = float(skm.log_loss(y, y_proba=s, labels=list(classes)))
-            else:
-                raise ValueError(f"unknown classification metric {m!r}")
+            out[m] = _lookup(_SK_CLASSIFICATION, m, "classification")(rows)
+    return out
+
+
+def _regression_values(y: np.ndarray, yhat: np.ndarray, metrics: Sequence[str]) -> dict[str, float | None]:
+    """:func:`metric_values` of a regressor, on the rows where both values are finite."""
+    y = np.asarray(y, dtype=np.float64)
+    yhat = np.asarray(yhat, dtype=np.float64)
+    ok = np.isfinite(y) & np.isfinite(yhat)
+    y, yhat = y[ok], yhat[ok]
+    out: dict[str, float | None] = {}
+    for m in metrics:
+        out[m] = None if len(y) == 0 else _lookup(_SK_REGRESSION, m, "regression")(y, yhat)
     return out
 
 
@@ -193,6 +242,121 @@ def _wauc(w: np.ndarray, truth: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.where((p_tot > 0) & (n_tot > 0), auc, np.nan)
 
 
+class _WeightedRows(NamedTuple):
+    """The rows of :func:`weighted_metrics` with their weights ``w`` ``(B, n)`` and row sums
+    ``tot``; regression keeps the errors ``e = yhat - y`` (``yhat`` unused), classification
+    the :class:`_Labelled` fields (``scores`` as given: each metric renormalises them)."""
+
+    w: np.ndarray
+    tot: np.ndarray
+    y: np.ndarray
+    yhat: np.ndarray
+    e: np.ndarray
+    scores: np.ndarray | None
+    classes: Sequence[str]
+    pos: str | None
+
+
+def _regression_rows(y: np.ndarray, yhat: np.ndarray, w: np.ndarray) -> _WeightedRows:
+    """The rows where both values are finite, their weights and errors."""
+    y = np.asarray(y, dtype=np.float64)
+    yhat = np.asarray(yhat, dtype=np.float64)
+    ok = np.isfinite(y) & np.isfinite(yhat)
+    y, yhat, w = y[ok], yhat[ok], w[:, ok]
+    return _WeightedRows(w, w.sum(axis=1), y, yhat, yhat - y, None, (), None)
+
+
+def _classification_rows(y: np.ndarray, yhat: np.ndarray, scores: np.ndarray | None, classes: Sequence[str],
+                         positive: str | None, w: np.ndarray) -> _WeightedRows:
+    """Labels and predictions as ``str``, the positive class resolved."""
+    tot = w.sum(axis=1)
+    y = np.asarray(y, dtype=object).astype(str)
+    yhat = np.asarray(yhat, dtype=object).astype(str)
+    pos = positive_class(classes, positive) if len(classes) == 2 or positive else None
+    return _WeightedRows(w, tot, y, yhat, np.empty(0), scores, classes, pos)
+
+
+def _w_mae(r: _WeightedRows) -> np.ndarray:
+    return (r.w @ np.abs(r.e)) / r.tot
+
+
+def _w_rmse(r: _WeightedRows) -> np.ndarray:
+    e = r.e
+    return np.sqrt((r.w @ (e * e)) / r.tot)
+
+
+def _w_r2(r: _WeightedRows) -> np.ndarray:
+    w, y, e, tot = r.w, r.y, r.e, r.tot
+    yc = y - (y.mean() if len(y) else 0.0)
+    ss_res = w @ (e * e)
+    ss_tot = w @ (yc * yc) - (w @ yc) ** 2 / tot
+    r2 = 1.0 - ss_res / ss_tot
+    return np.where(ss_tot > 0, r2, np.where(ss_res == 0, 1.0, 0.0))
+
+
+def _w_accuracy(r: _WeightedRows) -> np.ndarray:
+    correct = (r.y == r.yhat).astype(np.float64)
+    return (r.w @ correct) / r.tot
+
+
+def _w_class_counts(r: _WeightedRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted true positives, predicted and true counts ``(B, labels)``: of the positive
+    class, else of every label present."""
+    w, y, yhat = r.w, r.y, r.yhat
+    labels = [r.pos] if r.pos is not None else sorted(set(y.tolist()) | set(yhat.tolist()))
+    tp = np.stack([w @ ((y == c) & (yhat == c)).astype(np.float64) for c in labels], axis=1)
+    pred = np.stack([w @ (yhat == c).astype(np.float64) for c in labels], axis=1)
+    true = np.stack([w @ (y == c).astype(np.float64) for c in labels], axis=1)
+    return tp, pred, true
+
+
+def _w_precision(r: _WeightedRows) -> np.ndarray:
+    tp, pred, _ = _w_class_counts(r)
+    return np.where(pred > 0, tp / pred, 0.0).mean(axis=1)
+
+
+def _w_recall(r: _WeightedRows) -> np.ndarray:
+    tp, _, true = _w_class_counts(r)
+    return np.where(true > 0, tp / true, 0.0).mean(axis=1)
+
+
+def _w_f1(r: _WeightedRows) -> np.ndarray:
+    tp, pred, true = _w_class_counts(r)
+    return np.where(pred + true > 0, 2 * tp / (pred + true), 0.0).mean(axis=1)
+
+
+def _w_roc_auc(r: _WeightedRows) -> np.ndarray:
+    s = _normalise_scores(r.scores)
+    if s is None:
+        return np.full(len(r.w), np.nan)
+    w, y, cls = r.w, r.y, list(r.classes)
+    if r.pos is not None and len(cls) == 2:
+        return _wauc(w, y == r.pos, s[:, cls.index(r.pos)])
+    per = [_wauc(w, y == c, s[:, k]) for k, c in enumerate(cls) if (y == c).any() and not (y == c).all()]
+    return np.nanmean(np.stack(per), axis=0) if per else np.full(len(w), np.nan)
+
+
+def _w_log_loss(r: _WeightedRows) -> np.ndarray:
+    s = _normalise_scores(r.scores)
+    y = r.y
+    if s is None or not set(y.tolist()) <= set(r.classes):
+        return np.full(len(r.w), np.nan)
+    import pandas as pd
+
+    col = pd.Index(list(r.classes), dtype=object).get_indexer(y.astype(object))
+    eps = np.finfo(np.float64).eps
+    p = np.clip(s[np.arange(len(y)), col], eps, 1 - eps)
+    return (r.w @ -np.log(p)) / r.tot
+
+
+#: The weighted form of each metric, one value per row of weights.
+_WEIGHTED: dict[str, dict[str, Callable[[_WeightedRows], np.ndarray]]] = {
+    "regression": {"mae": _w_mae, "rmse": _w_rmse, "r2": _w_r2},
+    "classification": {"accuracy": _w_accuracy, "precision": _w_precision, "recall": _w_recall, "f1": _w_f1,
+                       "roc_auc": _w_roc_auc, "log_loss": _w_log_loss},
+}
+
+
 def weighted_metrics(
     task: str,
     y: np.ndarray,
@@ -206,75 +370,37 @@ def weighted_metrics(
     """The metrics of :func:`metric_values` under row weights ``(B, n)``, one value per row.
 
     With ``weights = np.ones((1, n))`` each equals sklearn's value; with Poisson(1) weights
-    the rows are bootstrap replicates.
+    the rows are bootstrap replicates. Metrics the task does not have are left out.
+
+    >>> y = np.array([1.0, 2.0, 4.0])
+    >>> weighted_metrics("regression", y, y + 1, None, [], None, ("mae", "f1"), np.ones((2, 3)))
+    {'mae': array([1., 1.])}
     """
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    tot = w.sum(axis=1)
-    out: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         if task == "regression":
-            y = np.asarray(y, dtype=np.float64)
-            yhat = np.asarray(yhat, dtype=np.float64)
-            ok = np.isfinite(y) & np.isfinite(yhat)
-            y, yhat, w = y[ok], yhat[ok], w[:, ok]
-            tot = w.sum(axis=1)
-            e = yhat - y
-            for m in metrics:
-                if m == "mae":
-                    out[m] = (w @ np.abs(e)) / tot
-                elif m == "rmse":
-                    out[m] = np.sqrt((w @ (e * e)) / tot)
-                elif m == "r2":
-                    yc = y - (y.mean() if len(y) else 0.0)
-                    ss_res = w @ (e * e)
-                    ss_tot = w @ (yc * yc) - (w @ yc) ** 2 / tot
-                    r2 = 1.0 - ss_res / ss_tot
-                    out[m] = np.where(ss_tot > 0, r2, np.where(ss_res == 0, 1.0, 0.0))
-            return out
-        y = np.asarray(y, dtype=object).astype(str)
-        yhat = np.asarray(yhat, dtype=object).astype(str)
-        pos = positive_class(classes, positive) if len(classes) == 2 or positive else None
-        correct = (y == yhat).astype(np.float64)
-        for m in metrics:
-            if m == "accuracy":
-                out[m] = (w @ correct) / tot
-            elif m in ("precision", "recall", "f1"):
-                labels = [pos] if pos is not None else sorted(set(y.tolist()) | set(yhat.tolist()))
-                tp = np.stack([w @ ((y == c) & (yhat == c)).astype(np.float64) for c in labels], axis=1)
-                pred = np.stack([w @ (yhat == c).astype(np.float64) for c in labels], axis=1)
-                true = np.stack([w @ (y == c).astype(np.float64) for c in labels], axis=1)
-                if m == "precision":
-                    v = np.where(pred > 0, tp / pred, 0.0)
-                elif m == "recall":
-                    v = np.where(true > 0, tp / true, 0.0)
-                else:
-                    v = np.where(pred + true > 0, 2 * tp / (pred + true), 0.0)
-                out[m] = v.mean(axis=1)
-            elif m == "roc_auc":
-                s = _normalise_scores(scores)
-                if s is None:
-                    out[m] = np.full(len(w), np.nan)
-                    continue
-                cls = list(classes)
-                if pos is not None and len(cls) == 2:
-                    out[m] = _wauc(w, y == pos, s[:, cls.index(pos)])
-                else:
-                    per = [
-                        _wauc(w, y == c, s[:, k]) for k, c in enumerate(cls) if (y == c).any() and not (y == c).all()
-                    ]
-                    out[m] = np.nanmean(np.stack(per), axis=0) if per else np.full(len(w), np.nan)
-            elif m == "log_loss":
-                s = _normalise_scores(scores)
-                if s is None or not set(y.tolist()) <= set(classes):
-                    out[m] = np.full(len(w), np.nan)
-                    continue
-                import pandas as pd
+            rows = _regression_rows(y, yhat, w)
+            table = _WEIGHTED["regression"]
+        else:
+            rows = _classification_rows(y, yhat, scores, classes, positive, w)
+            table = _WEIGHTED["classification"]
+        return {m: table[m](rows) for m in metrics if m in table}
 
-                col = pd.Index(list(classes), dtype=object).get_indexer(y.astype(object))
-                eps = np.finfo(np.float64).eps
-                p = np.clip(s[np.arange(len(y)), col], eps, 1 - eps)
-                out[m] = (w @ -np.log(p)) / tot
-    return out
+
+def _task_metrics(task: str, metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """The metrics to watch: those given, checked against the task's, else all of the task's.
+
+    >>> _task_metrics("regression", None)
+    ('mae', 'rmse', 'r2')
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be classification or regression, not {task!r}")
+    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    metrics = tuple(metrics) if metrics else allowed
+    bad = set(metrics) - set(allowed)
+    if bad:
+        raise ValueError(f"metrics {sorted(bad)} do not apply to {task}; choose from {allowed}")
+    return metrics
 
 
 # ---------------------------------------------------------------------------- detector
@@ -348,13 +474,7 @@ class PerformanceDrift(Composite):
         model: str | None = None,
         seed: int = 0,
     ) -> None:
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task must be classification or regression, not {task!r}")
-        allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
-        metrics = tuple(metrics) if metrics else allowed
-        bad = set(metrics) - set(allowed)
-        if bad:
-            raise ValueError(f"metrics {sorted(bad)} do not apply to {task}; choose from {allowed}")
+        metrics = _task_metrics(task, metrics)
         self.task = task
         self.classes = [str(c) for c in classes]
         self.metrics = metrics
@@ -377,6 +497,12 @@ class PerformanceDrift(Composite):
         self._base_desc = ""
         self._windows = 0
         self._last: dict[str, Any] = {}
+        self._initial_baseline()
+
+    def _initial_baseline(self) -> None:
+        """The baseline known at start: the configured values (standard error 0), else the
+        reference's when it has labels and predictions; otherwise the stream will give it."""
+        reference = self.reference
         if self.baseline is not None:
             self._base = {m: self.baseline.get(m) for m in self.metrics}
             self._base_se = {m: 0.0 for m in self.metrics}
@@ -466,33 +592,47 @@ class PerformanceDrift(Composite):
             self._last = {"n": n, "window": win, "baseline_from_stream": True,
                           "metrics": {m: {"value": values.get(m)} for m in self.metrics}}
             return []
-        lo_q, hi_q = (1 - self.ci_level) / 2, 1 - (1 - self.ci_level) / 2
         out: list[Detection] = []
         summary: dict[str, Any] = {}
         for m in self.metrics:
             v, b = values.get(m), self._base.get(m)
             if v is None or b is None or m not in boot:
                 continue
-            reps = boot[m][np.isfinite(boot[m])]
-            se_w = float(np.std(reps, ddof=1)) if len(reps) > 1 else 0.0
-            ci = (float(np.quantile(reps, lo_q)), float(np.quantile(reps, hi_q))) if len(reps) else (v, v)
-            se = float(np.hypot(se_w, self._base_se.get(m, 0.0)))
-            drop = (b - v) if HIGHER_IS_BETTER[m] else (v - b)
-            need = self._min_deg.get(m, 0.0) * (abs(b) if m in RELATIVE else 1.0)
-            p = float(norm.sf(drop / se)) if se > 0 else (0.0 if drop > 0 else 1.0)
-            breach = bool(p < self.alpha and drop >= need)
-            severity = "critical" if breach and drop >= 2.5 * need else "warning"
-            summary[m] = {"value": v, "baseline": b, "ci": ci, "se": se_w, "drop": drop, "p_value": p,
-                          "threshold": need, "degraded": breach}
-            before = self._book.severity(m)
-            change = self._book.update(m, breach, severity)
-            if change is None:
-                continue
-            firing = change != "resolve"
-            out.append(self._detection(m, v, b, ci, p, need, drop, window, firing,
-                                       severity if firing else (before or "warning"), model_version, n))
+            summary[m] = self._judge(m, v, b, boot[m])
+            detection = self._alert(m, summary[m], window, model_version, n)
+            if detection is not None:
+                out.append(detection)
         self._last = {"n": n, "window": win, "metrics": summary}
         return out
+
+    def _judge(self, m: str, v: float, b: float, boot: np.ndarray) -> dict[str, Any]:
+        """One metric of a window against its baseline: the interval from the bootstrap
+        replicates ``boot``, the drop, its one-sided p-value and whether it is a degradation
+        (the entry of :meth:`last`'s ``metrics``)."""
+        lo_q, hi_q = (1 - self.ci_level) / 2, 1 - (1 - self.ci_level) / 2
+        reps = boot[np.isfinite(boot)]
+        se_w = float(np.std(reps, ddof=1)) if len(reps) > 1 else 0.0
+        ci = (float(np.quantile(reps, lo_q)), float(np.quantile(reps, hi_q))) if len(reps) else (v, v)
+        se = float(np.hypot(se_w, self._base_se.get(m, 0.0)))
+        drop = (b - v) if HIGHER_IS_BETTER[m] else (v - b)
+        need = self._min_deg.get(m, 0.0) * (abs(b) if m in RELATIVE else 1.0)
+        p = float(norm.sf(drop / se)) if se > 0 else (0.0 if drop > 0 else 1.0)
+        breach = bool(p < self.alpha and drop >= need)
+        return {"value": v, "baseline": b, "ci": ci, "se": se_w, "drop": drop, "p_value": p,
+                "threshold": need, "degraded": breach}
+
+    def _alert(self, m: str, judged: dict[str, Any], window: Window, model_version: str | None,
+               n: int) -> Detection | None:
+        """Pass a judged metric to the alert book; the detection if its alert changed."""
+        breach, drop, need = judged["degraded"], judged["drop"], judged["threshold"]
+        severity = "critical" if breach and drop >= 2.5 * need else "warning"
+        before = self._book.severity(m)
+        change = self._book.update(m, breach, severity)
+        if change is None:
+            return None
+        firing = change != "resolve"
+        return self._detection(m, judged["value"], judged["baseline"], judged["ci"], judged["p_value"], need, drop,
+                               window, firing, severity if firing else (before or "warning"), model_version, n)
 
     def _detection(self, m: str, v: float, b: float, ci: tuple[float, float], p: float, need: float, drop: float,
                    window: Window, firing: bool, severity: str, model_version: str | None, n: int) -> Detection:
