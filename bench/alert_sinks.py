@@ -42,8 +42,8 @@ from detectors.base import Detection, Window  # noqa: E402
 from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig  # noqa: E402
 from driftloop.alerts import tables as t  # noqa: E402
 from driftloop.alerts.sinks import build_sinks  # noqa: E402
-from driftloop.config import load_config_dict  # noqa: E402
-from driftloop.store import Store, now_ms  # noqa: E402
+from driftloop.core.config import load_config_dict  # noqa: E402
+from driftloop.core.store import Store, now_ms  # noqa: E402
 
 FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical"}
 

@@ -10,7 +10,7 @@ undisturbed run of the same events.
    the disk can fill. A champion (HistGradientBoosting on Agrawal concept 0) is registered
    with its reference sample for three models, ``alpha``, ``beta`` and ``drifty``.
 2. The rate: the monitor's maximum, measured by draining a 40,000-message backlog of the
-   same kind of events through the monitor (``driftloop.service.MonitorService``, all default
+   same kind of events through the monitor (``driftloop.app.service.MonitorService``, all default
    detectors, the chosen store), as ``bench/soak.py`` does; the run publishes at ``--load``
    (50%) of it. ``--rate`` skips the measurement. (The maximum is the monitor's, not the
    producer's: kafka-python publishes ~10x faster than the monitor consumes, and at half of
@@ -131,7 +131,7 @@ def build_world(workdir: Path, seed: int) -> World:
     """Champion v1 on concept 0, its held-out reference, and the two worlds' rows."""
     import skops.io as sio
 
-    from driftloop.demo_data import agrawal_frame, reference_frame, train_model
+    from driftloop.app.demo_data import agrawal_frame, reference_frame, train_model
 
     X, y = agrawal_frame(13_000, concept=0, seed=seed)
     model = train_model(X.iloc[:8_000], y[:8_000])
@@ -266,7 +266,7 @@ def pipeline_config(workdir: Path, name: str, bootstrap: str, store_url: str, sh
                   "max_examples": 5000, "cooldown_s": 86400, "holdout_fraction": 0.25, "min_delta": 1.0,
                   "recipe": {"estimator": "sklearn.ensemble.RandomForestClassifier",
                              "params": {"n_estimators": 30, "min_samples_leaf": 3, "n_jobs": 1}}}
-    from driftloop.demo_data import FEATURES
+    from driftloop.app.demo_data import FEATURES
     data: dict[str, Any] = {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": f"{name}-{tag}", "session_timeout_ms": 6000,
                   "heartbeat_interval_ms": 1000},
@@ -300,8 +300,8 @@ class Pipeline:
     sigterm_s: dict[str, float | None] = field(default_factory=dict)   # role -> SIGTERM-to-exit at the end
 
     def __post_init__(self) -> None:
-        from driftloop.config import load_config
-        from driftloop.store import Store
+        from driftloop.core.config import load_config
+        from driftloop.core.store import Store
 
         self.cfg = load_config(self.path, environ={})
         self.store = Store.from_config(self.cfg.store)
@@ -362,7 +362,7 @@ def end_offsets(cfg: Any) -> dict[tuple[str, int], int]:
 def stored_offsets(pipe: Pipeline) -> dict[tuple[str, int], int]:
     import sqlalchemy as sa
 
-    from driftloop.store import offsets
+    from driftloop.core.store import offsets
     with pipe.store.engine.connect() as c:
         return {(r.topic, r.partition): int(r.next_offset)
                 for r in c.execute(sa.select(offsets).where(offsets.c.group_id == pipe.cfg.kafka.group_id))}
@@ -604,8 +604,8 @@ def outcome(pipe: Pipeline) -> dict[str, Any]:
 
     from detectors.state import loads
     from driftloop.alerts import tables as at
-    from driftloop.stats import collect_stats
-    from driftloop.store import detector_state
+    from driftloop.app.stats import collect_stats
+    from driftloop.core.store import detector_state
     from retrain.registry import Registry
     from tests.integration.test_process_faults import canonical
 
@@ -673,8 +673,8 @@ def measure_max(env: Env, world: World, stream: Stream, n: int) -> float:
     """Messages/s of the monitor draining ``n`` messages of the stream (a pipeline of its own)."""
     from kafka import KafkaProducer
 
-    from driftloop.service import MonitorService
-    from driftloop.topics import create_topics
+    from driftloop.app.service import MonitorService
+    from driftloop.kafka.topics import create_topics
 
     pipe = Pipeline("calib", pipeline_config(env.workdir, "calib", env.broker.bootstrap, env.store_url("calib"),
                                              "-calib", world.trust, env.reference), env.workdir)
@@ -777,7 +777,7 @@ def wait_settled(pipe: Pipeline, timeout_s: float, chaos: Chaos | None = None) -
 
 
 def run_chaos(env: Env, args: argparse.Namespace, world: World, stream: Stream, rate: float) -> tuple[Pipeline, Chaos, list[Fault], dict]:
-    from driftloop.topics import create_topics
+    from driftloop.kafka.topics import create_topics
     from tests.fault_helpers import wait_until
 
     shared = uuid.uuid4().hex[:6]
@@ -818,7 +818,7 @@ def run_chaos(env: Env, args: argparse.Namespace, world: World, stream: Stream, 
 
 
 def run_reference(env: Env, world: World, chaos_pipe: Pipeline) -> tuple[Pipeline, float]:
-    from driftloop.topics import create_topics
+    from driftloop.kafka.topics import create_topics
 
     pipe = Pipeline("undisturbed", pipeline_config(env.workdir, "undisturbed", env.broker.bootstrap,
                                                    env.store_url("undisturbed"), env.shared, world.trust,

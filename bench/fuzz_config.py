@@ -10,7 +10,7 @@ YAML grammar but runs about ten times slower.
 The first byte of an input picks what the rest is: 0 YAML, 1 TOML, 2 environment overrides
 (``NAME=VALUE`` lines; ``DRIFTLOOP__`` is prefixed when missing) on top of a valid minimal
 configuration, 3 YAML text then overrides after a ``\\x1e``. :func:`check_config` promises: only
-:class:`~driftloop.config.ConfigError` comes out, with a message; what loads is usable (finite
+:class:`~driftloop.core.config.ConfigError` comes out, with a message; what loads is usable (finite
 ingest numbers, detector settings the monitor can build, alert and API sections valid).
 
 Module paths in ``retrain.recipe`` are imported by design (the configuration names code); here
@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import retrain.config as _retrain_config  # noqa: E402
+import driftloop.core.config.retrain as _retrain_config  # noqa: E402
 from detectors.model_monitor import MonitorSettings  # noqa: E402
-from driftloop.alerts.config import AlertsConfig  # noqa: E402
-from driftloop.api.config import ApiConfig  # noqa: E402
-from driftloop.config import ConfigError, load_config_text  # noqa: E402
+from driftloop.core.config.alerts import AlertsConfig  # noqa: E402
+from driftloop.core.config.api import ApiConfig  # noqa: E402
+from driftloop.core.config import ConfigError, load_config_text  # noqa: E402
 
 _real_import = _retrain_config.import_object
 
@@ -178,7 +178,7 @@ def main() -> None:
     from fuzz_decoder import fuzz
 
     argv = [a for a in sys.argv if a != "--yaml-coverage"]
-    prefixes = ("driftloop.config", "driftloop.alerts.config", "driftloop.api.config", "retrain.config",
+    prefixes = ("driftloop.core.config", "driftloop.core.config.alerts", "driftloop.core.config.api", "driftloop.core.config.retrain",
                 "detectors.model_monitor")
     if len(argv) < len(sys.argv):
         prefixes += ("yaml.", "tomllib")

@@ -5,7 +5,7 @@ them to fresh topics on the local broker, then reads the prediction topic twice 
 
 1. raw: a kafka-python consumer polling batches and touching every record's value, once with
    kafka-python's own record unpacking (the target's baseline) and once with the monitor's
-   (:mod:`consumers.lean_records`);
+   (:mod:`driftloop.kafka.lean_records`);
 2. monitor: the same consumer settings through the monitor (decode + validate + join +
    counters + offsets in one SQLite transaction per batch).
 
@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from consumers import lean_records  # noqa: E402
+from driftloop.kafka import lean_records  # noqa: E402
 from consumers.monitor import Monitor  # noqa: E402
-from driftloop.config import load_config_dict  # noqa: E402
-from driftloop.store import Store  # noqa: E402
+from driftloop.core.config import load_config_dict  # noqa: E402
+from driftloop.core.store import Store  # noqa: E402
 
 FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical", "device": "categorical"}
 
@@ -68,10 +68,10 @@ def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"benc
 
 def raw_consume(bootstrap: str, topic: str, n: int, max_records: int, lean: bool = False) -> float:
     """Seconds to poll ``n`` records; ``lean``: with the monitor's record unpacking
-    (:mod:`consumers.lean_records`) instead of kafka-python's."""
+    (:mod:`driftloop.kafka.lean_records`) instead of kafka-python's."""
     cons = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, max_poll_records=max_records)
     if lean and not lean_records.install(cons):
-        raise SystemExit("consumers.lean_records does not fit this kafka-python")
+        raise SystemExit("driftloop.kafka.lean_records does not fit this kafka-python")
     tps = [TopicPartition(topic, p) for p in cons.partitions_for_topic(topic)]
     cons.assign(tps)
     cons.seek_to_beginning(*tps)
@@ -134,7 +134,7 @@ def pipelined_consume(cfg, bootstrap: str, n: int) -> float:
     validate + join + store in this one (no consumer group, no rebalance handling)."""
     import multiprocessing as mp
     from consumers.ingest import RawRecord, commit, prepare
-    from driftloop.store import now_ms
+    from driftloop.core.store import now_ms
 
     store = Store(cfg.store.url.replace("bench.db", "pipelined.db"))
     store.create_schema()
@@ -169,7 +169,7 @@ def multi_process(config_path: Path, cfg, n: int, processes: int) -> float:
     """Aggregate rate of ``processes`` monitor processes sharing the topic in one group."""
     import subprocess
 
-    from driftloop.stats import collect_stats
+    from driftloop.app.stats import collect_stats
 
     def consumed() -> int:   # on a store shared with the first run its events count as duplicates
         t = collect_stats(cfg, store)["totals"]
@@ -178,7 +178,7 @@ def multi_process(config_path: Path, cfg, n: int, processes: int) -> float:
     store = Store.from_config(cfg.store)
     store.create_schema()
     base = consumed()
-    procs = [subprocess.Popen([sys.executable, "-m", "driftloop.cli", "monitor", "-c", str(config_path)],
+    procs = [subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", "monitor", "-c", str(config_path)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(processes)]
     t0 = None
@@ -231,7 +231,7 @@ def main() -> None:
     import yaml
     Path(tmp, "cfg.yaml").write_text(yaml.safe_dump(cfg_data))
     cfg = load_config_dict(cfg_data, environ={})
-    from driftloop.topics import create_topics
+    from driftloop.kafka.topics import create_topics
     create_topics(cfg)
     events = make_events(n, args.uuid_ids)
     size = sum(map(len, events)) / n
@@ -272,7 +272,7 @@ def main() -> None:
         data["store"]["url"] = args.store_url or f"sqlite:///{tmp}/multi.db"
         data["api"] = {"enabled": False}   # N processes on one port: all but one would exit at start
         cfg_path.write_text(yaml.safe_dump(data))
-        from driftloop.config import load_config
+        from driftloop.core.config import load_config
         mcfg = load_config(cfg_path, environ={})
         multi_s = multi_process(cfg_path, mcfg, n, args.processes)
         writer = "SQLite's single writer" if mcfg.store.url.startswith("sqlite") else "PostgreSQL"

@@ -37,11 +37,11 @@ import yaml  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
 import retrain  # noqa: E402, F401
-from consumers.kafka_clients import make_producer  # noqa: E402
-from driftloop.config import load_config  # noqa: E402
-from driftloop.outbox import OutboxPublisher  # noqa: E402
-from driftloop.store import Store  # noqa: E402
-from driftloop.topics import create_topics  # noqa: E402
+from driftloop.kafka.clients import make_producer  # noqa: E402
+from driftloop.core.config import load_config  # noqa: E402
+from driftloop.core.outbox import OutboxPublisher  # noqa: E402
+from driftloop.core.store import Store  # noqa: E402
+from driftloop.kafka.topics import create_topics  # noqa: E402
 from retrain.events import decode_model_event  # noqa: E402
 from retrain.policy import RetrainScheduler  # noqa: E402
 from retrain.registry import Registry  # noqa: E402
@@ -111,7 +111,7 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
     print(f"[{kind}] generating {rows} post-drift rows and a champion trained before the drift ...", flush=True)
     import skops.io as sio
 
-    from retrain.config import RecipeConfig
+    from driftloop.core.config.retrain import RecipeConfig
     from retrain.recipe import build_estimator
     import pandas as pd
 
@@ -129,7 +129,7 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log_path = workdir / f"worker-{tag}.log"
-    worker = subprocess.Popen([sys.executable, "-m", "driftloop.cli", "retrain-worker", "-c", str(path)], cwd=ROOT,
+    worker = subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", "retrain-worker", "-c", str(path)], cwd=ROOT,
                               env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -4,7 +4,7 @@
    reference sample; every prediction event carries 9 features and class scores, and every
    prediction gets its label ~2 s later (a stationary stream: alerts here are false alarms).
 2. Maximum: a backlog of predictions + labels is published first, then the monitor (the same
-   :class:`driftloop.service.MonitorService` that ``driftloop monitor`` runs, drift analysis,
+   :class:`driftloop.app.service.MonitorService` that ``driftloop monitor`` runs, drift analysis,
    alerts and retraining policy included) drains it; messages/s = the maximum ingest rate.
 3. Soak: a producer process publishes at ``--load`` (80%) of that rate for ``--minutes`` (10)
    while this process drives the monitor. Every ``--sample-s`` seconds it prints messages/s,
@@ -86,7 +86,7 @@ def produce(args: argparse.Namespace) -> None:
 # -- set-up ----------------------------------------------------------------------------------------
 def build(workdir: Path, bootstrap: str, pool_size: int) -> tuple[dict, Path]:
     """Champion, reference CSV, config and a pool of prediction bodies (without id and ts)."""
-    from driftloop.demo_data import FEATURES, agrawal_frame, reference_frame, train_model
+    from driftloop.app.demo_data import FEATURES, agrawal_frame, reference_frame, train_model
 
     X, y = agrawal_frame(8_000 + 5_000, concept=0, seed=7)
     model = train_model(X.iloc[:8_000], y[:8_000])
@@ -165,10 +165,10 @@ def main() -> None:
         produce(args)
         return
 
-    from driftloop.config import load_config
-    from driftloop.service import MonitorService
-    from driftloop.stats import collect_stats
-    from driftloop.topics import create_topics
+    from driftloop.core.config import load_config
+    from driftloop.app.service import MonitorService
+    from driftloop.app.stats import collect_stats
+    from driftloop.kafka.topics import create_topics
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python 3.x warns when one of its I/O tasks ran > 0.1 s (big fetch responses on a busy

@@ -2,7 +2,7 @@
 
 :func:`prepare` is pure (no I/O): Kafka records in, accepted columns and dead letters out.
 :func:`commit` applies a prepared batch to the store in ONE transaction together with the
-consumed offsets (see :mod:`consumers.offsets` for fencing). What happens on a crash:
+consumed offsets (see :mod:`driftloop.kafka.offsets` for fencing). What happens on a crash:
 
 * before ``commit`` returns: nothing of the batch is stored; the consumer restarts from the
   stored offsets and processes the same records again, with the same result;
@@ -23,13 +23,13 @@ from typing import Any, Protocol
 import msgspec
 from sqlalchemy.engine import Connection
 
-from consumers.dead_letters import dead_letter
+from driftloop.kafka.dead_letters import dead_letter
 from consumers.join import JoinResult, apply_batch
-from consumers.offsets import TopicPartitionKey, advance_offsets
+from driftloop.kafka.offsets import TopicPartitionKey, advance_offsets
 from consumers.validation import ValidLabels, ValidPredictions, validate_labels, validate_predictions
-from driftloop.config import Config
-from driftloop.events import BACKSLASH, LABEL, NUL_ESCAPE, PREDICTION, decode_message
-from driftloop.store import UNATTRIBUTED, Store
+from driftloop.core.config import Config
+from driftloop.core.events import BACKSLASH, LABEL, NUL_ESCAPE, PREDICTION, decode_message
+from driftloop.core.store import UNATTRIBUTED, Store
 
 __all__ = ["Record", "RawRecord", "PreparedBatch", "BatchAnalyser", "prepare", "commit", "HOLD_BATCH_ENV"]
 

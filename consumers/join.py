@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from consumers.validation import ValidLabels, ValidPredictions, validate_predictions
-from driftloop.config import Config
-from driftloop.events import PredictionEvent
-from driftloop.store import Store, examples, lock_models
+from driftloop.core.config import Config
+from driftloop.core.events import PredictionEvent
+from driftloop.core.store import Store, examples, lock_models
 
 __all__ = ["JoinResult", "Joined", "apply_batch", "expire_pending"]
 
@@ -229,7 +229,7 @@ def expire_pending(conn: Connection, now: int, prediction_ttl_ms: int, label_ttl
     the join and stored neither (tests/integration/test_expire_locks.py).
 
     >>> import sqlalchemy as sa
-    >>> from driftloop.store import metadata
+    >>> from driftloop.core.store import metadata
     >>> engine = sa.create_engine("sqlite://")
     >>> metadata.create_all(engine)
     >>> with engine.begin() as conn:

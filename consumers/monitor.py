@@ -20,7 +20,7 @@ Faults that are not crashes (see docs/operations.md, "Faults"):
 * the group rebalances while the store fails (a member joins or leaves, a deploy, the broker
   coming back): the rebalance listener never raises (kafka-python would turn that into a
   ``KafkaError`` out of ``poll`` and end the process). A partition whose stored offset cannot be
-  read is paused and *unpositioned* (:class:`consumers.offsets.Positioner`): it is not in
+  read is paused and *unpositioned* (:class:`driftloop.kafka.offsets.Positioner`): it is not in
   ``expected``, so none of its records is processed and no batch commits for it; the loop
   tries the store again before each poll (0.5 s doubling, at most 10 s), then seeks it to the
   stored offset and resumes it. ``unpositioned`` names those partitions, and ``/readyz``
@@ -40,18 +40,18 @@ import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers import lean_records
+from driftloop.kafka import lean_records
 from consumers.ingest import BatchAnalyser, commit, prepare
 from consumers.join import expire_pending
-from consumers.kafka_clients import make_consumer, make_producer, wait_for_broker
-from consumers.offsets import Fenced, Positioner, TopicPartitionKey
-from consumers.polling import retry_kafka, run_polling
-from consumers.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
-from driftloop.api.live import partition_lag
-from driftloop.config import Config
-from driftloop.outbox import OutboxPublisher
-from driftloop.store import Store, now_ms
-from driftloop.topics import create_topics
+from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
+from driftloop.kafka.offsets import Fenced, Positioner, TopicPartitionKey
+from driftloop.kafka.polling import retry_kafka, run_polling
+from driftloop.kafka.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
+from driftloop.app.api.live import partition_lag
+from driftloop.core.config import Config
+from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.store import Store, now_ms
+from driftloop.kafka.topics import create_topics
 
 __all__ = ["Monitor", "MonitorStats", "STORE_ERRORS", "describe_store_error", "KAFKA_RESILIENCE"]
 

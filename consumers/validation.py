@@ -1,6 +1,6 @@
 """Semantic validation of decoded events, one model's batch at a time, column by column.
 
-msgspec has already checked the JSON types (see :mod:`driftloop.events`). What remains is what a
+msgspec has already checked the JSON types (see :mod:`driftloop.core.events`). What remains is what a
 schema cannot say: the model is configured, the timestamp parses and is not in the future,
 numeric features are numbers, strings are not huge, scores are probabilities, a regression
 model predicts numbers. The checks run over columns (numpy where it helps), and the same pass
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.config import Config, ModelConfig
-from driftloop.events import LabelEvent, PredictionEvent, label_key
+from driftloop.core.config import Config, ModelConfig
+from driftloop.core.events import LabelEvent, PredictionEvent, label_key
 
 __all__ = ["ValidPredictions", "ValidLabels", "validate_predictions", "validate_labels", "parse_ts", "MIN_TS_MS"]
 

@@ -5,7 +5,7 @@ detectors (:mod:`detectors`), which raise alerts and enqueue retraining jobs (:m
 This package holds the shared pieces: event schemas, configuration, the store, the CLI and
 the publisher SDK for services.
 """
-from driftloop.publisher import Publisher
+from driftloop.kafka.publisher import Publisher
 
 __all__ = ["Publisher"]
 __version__ = "0.1.0"

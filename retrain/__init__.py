@@ -2,7 +2,7 @@
 
 The path of a retrain, module by module:
 
-* :mod:`retrain.config` - the ``registry`` section and each model's ``retrain`` policy/recipe;
+* :mod:`driftloop.core.config.retrain` - the ``registry`` section and each model's ``retrain`` policy/recipe;
 * :mod:`retrain.policy` - :class:`RetrainScheduler`: alerts (in the monitor's transaction), a
   cron schedule, or ``driftloop retrain MODEL`` enqueue a job (``retrain_jobs`` + outbox);
 * :mod:`retrain.events` - the ``driftloop.retrain`` and ``driftloop.models`` messages, and

@@ -1,6 +1,6 @@
 """The retraining commands of the ``driftloop`` CLI.
 
-``driftloop/cli.py`` calls :func:`add_commands` with its sub-parsers; every command takes
+``driftloop/app/cli.py`` calls :func:`add_commands` with its sub-parsers; every command takes
 ``-c CONFIG``, sets ``func`` to a ``(args) -> exit code`` function, and prints one clear line
 for a refused operation (exit 1)::
 
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import Config, load_config
+from driftloop.core.config import Config, load_config
 
 __all__ = ["add_commands"]
 
@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
     import retrain  # noqa: F401  (tables on the metadata before create_schema)
-    from driftloop.store import Store
-    from retrain.config import validate
+    from driftloop.core.store import Store
+    from driftloop.core.config.retrain import validate
 
     cfg = load_config(args.config)
     validate(cfg)
@@ -45,8 +45,8 @@ def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
 
 
 def _publish(cfg: Config, store: Any, wait_s: float = 10.0) -> None:
-    from consumers.kafka_clients import BrokerUnavailable, make_producer, wait_for_broker
-    from driftloop.outbox import OutboxPublisher
+    from driftloop.kafka.clients import BrokerUnavailable, make_producer, wait_for_broker
+    from driftloop.core.outbox import OutboxPublisher
 
     try:
         wait_for_broker(cfg.kafka, timeout_s=wait_s)
@@ -54,7 +54,7 @@ def _publish(cfg: Config, store: Any, wait_s: float = 10.0) -> None:
         print(f"note: events not published yet ({exc}); the next monitor or worker publishes them",
               file=sys.stderr)
         return
-    from driftloop.topics import create_topics
+    from driftloop.kafka.topics import create_topics
 
     create_topics(cfg)      # never let the broker auto-create them with its default partition count
     producer = make_producer(cfg.kafka)

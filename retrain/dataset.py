@@ -4,7 +4,7 @@ Rows come from the ``examples`` table (the prediction event's JSON and the label
 by the monitor). The columns are built exactly as the monitor builds them
 (:func:`consumers.validation.validate_predictions`): numeric features ``float64`` with ``NaN``,
 categorical features strings; class labels as their canonical text
-(:func:`driftloop.events.label_key`), regression targets as floats. The events' own
+(:func:`driftloop.core.events.label_key`), regression targets as floats. The events' own
 ``prediction``/``scores`` (what the serving model said) come along as ``logged`` outputs.
 
 The selection is reproducible: ``start_ts <= pred_ts <= end_ts`` and ``joined_at <= as_of``,
@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from consumers.validation import validate_predictions
-from driftloop.config import Config
-from driftloop.events import PredictionEvent, label_key
-from driftloop.store import Store
+from driftloop.core.config import Config
+from driftloop.core.events import PredictionEvent, label_key
+from driftloop.core.store import Store
 from retrain.evaluate import Outputs
 from retrain.events import JobWindow
 

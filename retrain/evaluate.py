@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.events import label_key
+from driftloop.core.events import label_key
 
 __all__ = [
     "Outputs",
@@ -191,7 +191,7 @@ def metrics(task: str, y: np.ndarray, out: Outputs, names: tuple[str, ...] | Non
     >>> metrics("regression", y, Outputs(np.array([1.0, 2.0, 5.0])))
     {'rmse': 1.1547005383792515, 'mae': 0.6666666666666666, 'r2': -1.0}
     """
-    from retrain.config import CLASSIFICATION_METRICS, REGRESSION_METRICS
+    from driftloop.core.config.retrain import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
     y = np.asarray(y, dtype=np.float64) if task == "regression" else np.asarray(y, dtype=object)
     names = names or (CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS)

@@ -37,9 +37,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.config import Config
-from driftloop.store import Store, examples, now_ms
-from retrain.config import RegistryConfig, RetrainPolicy, registry_config, retrain_policies
+from driftloop.core.config import Config
+from driftloop.core.store import Store, examples, now_ms
+from driftloop.core.config.retrain import RegistryConfig, RetrainPolicy, registry_config, retrain_policies
 from retrain.events import JobWindow, RetrainJob, encode, rfc3339
 from retrain.tables import retrain_jobs
 

@@ -6,7 +6,7 @@ labels (class labels as strings, the same text as the events' ``label_key``; reg
 as floats). With ``preprocess: auto`` a plain estimator gets a standard preprocessing in front
 of it, so every scikit-learn estimator works on mixed feature types.
 
->>> from retrain.config import RecipeConfig
+>>> from driftloop.core.config.retrain import RecipeConfig
 >>> est = build_estimator(RecipeConfig(estimator="sklearn.linear_model.LogisticRegression",
 ...                                    params={"C": 0.5}),
 ...                       "classification", {"x": "numeric", "c": "categorical"})
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from retrain.config import RecipeConfig, import_object
+from driftloop.core.config.retrain import RecipeConfig, import_object
 
 __all__ = ["RecipeError", "build_estimator", "estimator_name", "preprocessor"]
 

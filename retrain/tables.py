@@ -1,4 +1,4 @@
-"""The registry's and the retraining jobs' tables, on the shared :data:`driftloop.store.metadata`.
+"""The registry's and the retraining jobs' tables, on the shared :data:`driftloop.core.store.metadata`.
 
 ``Store.create_schema()`` creates them with everything else once this module is imported
 (:mod:`retrain` imports it). The worker's consumed offsets reuse the store's ``offsets`` table
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from driftloop.store import metadata
+from driftloop.core.store import metadata
 
 __all__ = ["retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES"]
 

@@ -26,10 +26,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from driftloop.config import Config
-from driftloop.store import Store
+from driftloop.core.config import Config
+from driftloop.core.store import Store
 from retrain.artifacts import FileInfo, save_frame, save_model
-from retrain.config import RetrainPolicy
+from driftloop.core.config.retrain import RetrainPolicy
 from retrain.dataset import DatasetError, LabelledData, concat, frame_to_data, holdout_split, load_window
 from retrain.evaluate import Decision, Outputs, decide, model_outputs
 from retrain.events import ModelEvent, RetrainJob

@@ -8,7 +8,7 @@ rebalance completes in seconds even while a model trains for minutes.
 Where a partition resumes is the store's ``offsets`` table (group ``registry.worker_group_id``),
 never Kafka's committed offsets (written too, for lag tooling only). A job's decision, its
 registry rows, the audit row, the ``driftloop.models`` event (outbox) and the job's next offset
-commit in ONE transaction, with the fencing of :mod:`consumers.offsets`.
+commit in ONE transaction, with the fencing of :mod:`driftloop.kafka.offsets`.
 
 What happens if the worker dies (SIGKILL, OOM, power) between two steps of a job:
 
@@ -64,17 +64,17 @@ import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers.dead_letters import dead_letter
-from consumers.kafka_clients import make_consumer, make_producer, wait_for_broker
+from driftloop.kafka.dead_letters import dead_letter
+from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
 from consumers.monitor import KAFKA_RESILIENCE, describe_store_error
-from consumers.offsets import Fenced, Positioner, TopicPartitionKey, advance_offsets
-from consumers.polling import retry_kafka, run_polling
-from consumers.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
-from driftloop.config import Config
-from driftloop.outbox import OutboxPublisher
-from driftloop.store import Store, now_ms
-from driftloop.topics import create_topics
-from retrain.config import registry_config, retrain_policies
+from driftloop.kafka.offsets import Fenced, Positioner, TopicPartitionKey, advance_offsets
+from driftloop.kafka.polling import retry_kafka, run_polling
+from driftloop.kafka.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
+from driftloop.core.config import Config
+from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.store import Store, now_ms
+from driftloop.kafka.topics import create_topics
+from driftloop.core.config.retrain import registry_config, retrain_policies
 from retrain.events import ModelEvent, RetrainJob, decode_job
 from retrain.registry import ChampionChanged, Registry
 from retrain.tables import retrain_jobs
@@ -118,7 +118,7 @@ class _Listener(ConsumerRebalanceListener):
     turn that into a ``KafkaError`` out of ``poll`` and end the worker).
 
     A partition assigned while its stored offset cannot be read (the store is down during the
-    rebalance) is paused and unpositioned (:class:`consumers.offsets.Positioner`): it has no
+    rebalance) is paused and unpositioned (:class:`driftloop.kafka.offsets.Positioner`): it has no
     ``expected`` offset, so no job of it is run and no offset is committed for it; the poll loop
     tries the store again with backoff before each poll, then seeks and resumes it.
     """

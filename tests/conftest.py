@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from driftloop.config import Config, load_config
+from driftloop.core.config import Config, load_config
 from tests.deps import missing, require_module
 from tests.deps import pytest_configure, pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks
 from tests.kafka_helpers import isolated_kafka

@@ -54,7 +54,7 @@ def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, *, every_s:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode} waiting for {what}{_tail(log)}")
         if time.monotonic() >= deadline:
-            if proc is not None and log is not None:   # where is it stuck? (driftloop.cli's SIGUSR1)
+            if proc is not None and log is not None:   # where is it stuck? (driftloop.app.cli's SIGUSR1)
                 proc.send_signal(signal.SIGUSR1)
                 time.sleep(1.0)
             raise AssertionError(f"not reached in {timeout_s:.0f}s: {what}{_tail(log, 12000)}")
@@ -128,10 +128,10 @@ class DedicatedPostgres(_ScriptedServer):
 
 
 def spawn(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``python -m driftloop.cli ARGS`` with its output appended to ``log``."""
+    """``python -m driftloop.app.cli ARGS`` with its output appended to ``log``."""
     e = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "driftloop.cli", *args], cwd=ROOT, env=e,
+        return subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", *args], cwd=ROOT, env=e,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

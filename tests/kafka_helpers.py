@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from driftloop.config import Config
-from driftloop.stats import collect_stats
-from driftloop.store import Store
+from driftloop.core.config import Config
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW_MS = int(time.time() * 1000)
@@ -127,15 +127,15 @@ def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0,
 def start_monitor(config_path: Path, *extra: str, log_path: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "driftloop.cli", "monitor", "-c", str(config_path), *extra],
+    return subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", "monitor", "-c", str(config_path), *extra],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def publish_outbox(cfg: Config, store: Store, topics: list[str] | None = None) -> int:
     """Publish the store's unsent outbox rows (only ``topics``' if given) with a producer of its
     own, as the monitor or the worker would; returns how many were acknowledged."""
-    from consumers.kafka_clients import make_producer
-    from driftloop.outbox import OutboxPublisher
+    from driftloop.kafka.clients import make_producer
+    from driftloop.core.outbox import OutboxPublisher
 
     producer = make_producer(cfg.kafka)
     try:
@@ -162,7 +162,7 @@ def consumed_to_end(cfg: Config, topics: list[str] | None = None) -> bool:
 
     Usage: ``wait_until(lambda: consumed_to_end(cfg), 60, "the monitor consumed everything")``
     """
-    from driftloop.store import offsets
+    from driftloop.core.store import offsets
 
     want = end_offsets(cfg.kafka.bootstrap_servers, topics or [cfg.topics.predictions, cfg.topics.labels])
     store = Store.from_config(cfg.store)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.config import ConfigError, load_config, load_config_dict
+from driftloop.core.config import ConfigError, load_config, load_config_dict
 
 MINIMAL = {"models": {"fraud": {"task": "classification", "features": {"amount": "numeric"}}}}
 

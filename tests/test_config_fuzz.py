@@ -17,8 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftloop import config as config_mod
-from driftloop.config import ConfigError, load_config, load_config_dict, load_config_text
+from driftloop.core import config as config_mod
+from driftloop.core.config import ConfigError, load_config, load_config_dict, load_config_text
 
 MINIMAL = {"models": {"m": {"task": "classification", "features": {"a": "numeric"}}}}
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True,
@@ -30,7 +30,7 @@ FUZZ = settings(max_examples=250, deadline=None, derandomize=True,
 def no_arbitrary_imports(monkeypatch):
     """retrain.recipe names modules to import (by design: the configuration is code's peer); fuzzed
     names must not import anything outside scikit-learn (e.g. ``antigravity`` opens a browser)."""
-    import retrain.config as rc
+    import driftloop.core.config.retrain as rc
     real = rc.import_object
 
     def guarded(path):
@@ -43,9 +43,9 @@ def no_arbitrary_imports(monkeypatch):
 
 def _fields():
     from detectors.model_monitor import MonitorSettings
-    from driftloop.alerts.config import AlertsConfig, SinkConfig, StaleConfig
-    from driftloop.api.config import ApiConfig
-    from retrain.config import RecipeConfig, RegistryConfig, RetrainPolicy
+    from driftloop.core.config.alerts import AlertsConfig, SinkConfig, StaleConfig
+    from driftloop.core.config.api import ApiConfig
+    from driftloop.core.config.retrain import RecipeConfig, RegistryConfig, RetrainPolicy
     c = config_mod
     return {
         "kafka": c.KafkaConfig.__struct_fields__, "topics": c.TopicsConfig.__struct_fields__,

@@ -7,8 +7,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from driftloop.cli import build_parser
-from driftloop.config import load_config
+from driftloop.app.cli import build_parser
+from driftloop.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def _dockerfile() -> tuple[str, list[str]]:
 
 def _service_config(name: str, svc: dict):
     """The service's configuration as the container loads it (its environment applied)."""
-    from driftloop.config import load_config_text
+    from driftloop.core.config import load_config_text
 
     cfg_path = PurePosixPath(svc["command"][-1])
     host = [src for src, target, _ in _mounts(svc) if target == str(cfg_path)]
@@ -114,7 +114,7 @@ def _service_config(name: str, svc: dict):
 
 def _config_paths(cfg, *, worker: bool) -> list[tuple[str, PurePosixPath, bool]]:
     """(config key, container path, written) of every path the configuration names."""
-    from retrain.config import registry_config
+    from driftloop.core.config.retrain import registry_config
 
     out = []
     url = cfg.store.url
@@ -157,7 +157,7 @@ def test_the_worker_writes_its_artifacts_where_the_monitor_reads_them():
     services = doc["services"]
     where = {}
     for name in ("monitor", "retrain-worker"):
-        from retrain.config import registry_config
+        from driftloop.core.config.retrain import registry_config
 
         cfg = _service_config(name, services[name])
         art = PurePosixPath(registry_config(cfg).artifact_path)

@@ -46,7 +46,7 @@ def test_decoder_harness_over_the_hostile_corpus(i):
 def test_decoder_harness_catches_a_broken_promise(monkeypatch):
     """The checks can fail: a decoder that lets an event with U+0000 through is caught."""
     import consumers.ingest as ingest
-    from driftloop.events import Decoded
+    from driftloop.core.events import Decoded
     real = ingest.decode_message
 
     def leaky(raw, kind, **kw):
@@ -75,6 +75,6 @@ def test_config_harness_accepts_the_valid_seeds():
 
 
 def test_config_harness_does_not_leave_the_import_guard_behind():
-    import retrain.config as rc
+    import driftloop.core.config.retrain as rc
     config.check_config(config.CORPUS[0])
     assert rc.import_object is config._real_import

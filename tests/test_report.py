@@ -21,7 +21,7 @@ def test_replay_writes_alerts_and_a_self_contained_report(make_config, tmp_path)
         tmp_path / "p.csv", index=False)
     (tmp_path / "l.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in labels))
     out, report = tmp_path / "alerts.jsonl", tmp_path / "report.html"
-    proc = subprocess.run([sys.executable, "-m", "driftloop.cli", "replay", "-c", str(path), "--predictions",
+    proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "replay", "-c", str(path), "--predictions",
                            str(tmp_path / "p.csv"), "--labels", str(tmp_path / "l.jsonl"), "--out", str(out),
                            "--report", str(report)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

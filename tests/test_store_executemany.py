@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy.exc
 
 from consumers.monitor import STORE_ERRORS
-from driftloop.config import StoreConfig
-from driftloop.store import Store
+from driftloop.core.config import StoreConfig
+from driftloop.core.store import Store
 
 
 def test_a_driver_error_in_executemany_is_a_sqlalchemy_store_error(tmp_path):

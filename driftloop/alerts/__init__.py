@@ -16,9 +16,9 @@ The path of an alert, module by module:
   scheduled tick (APScheduler 3.x);
 * :mod:`~driftloop.alerts.service` — :class:`AlertService`, all of the above for the monitor;
 * :mod:`~driftloop.alerts.cli` — ``driftloop alerts list``;
-* :mod:`~driftloop.alerts.config` — :class:`AlertsConfig`, the validated ``alerts:`` section.
+* :mod:`~driftloop.core.config.alerts` — :class:`AlertsConfig`, the validated ``alerts:`` section.
 """
-from driftloop.alerts.config import AlertsConfig
+from driftloop.core.config.alerts import AlertsConfig
 from driftloop.alerts.dispatcher import AlertDispatcher
 from driftloop.alerts.lifecycle import AlertChange, AlertState, fingerprint
 from driftloop.alerts.manager import AlertManager

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from driftloop.alerts import tables as t
 from driftloop.alerts.messages import model_label, rfc3339
-from driftloop.store import Store
+from driftloop.core.store import Store
 
 __all__ = ["add_commands", "cmd_alerts_list", "list_alerts", "firing_counts"]
 
@@ -94,7 +94,7 @@ def print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
 
 
 def cmd_alerts_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from driftloop.config import load_config
+    from driftloop.core.config import load_config
 
     out = out or sys.stdout
     cfg = load_config(args.config)

@@ -41,10 +41,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from driftloop.alerts import tables as t
-from driftloop.alerts.config import AlertsConfig, DispatchConfig
+from driftloop.core.config.alerts import AlertsConfig, DispatchConfig
 from driftloop.alerts.sinks.base import DeliveryError
-from driftloop.logsetup import log_failure
-from driftloop.store import Store, now_ms
+from driftloop.core.logsetup import log_failure
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["AlertDispatcher", "SinkStats", "backoff_s"]
 
@@ -105,7 +105,7 @@ class AlertDispatcher:
 
     @classmethod
     def from_config(cls, config: Any, store: Store, *, kafka: bool = True, **kw: Any) -> AlertDispatcher:
-        """Sinks from the whole :class:`~driftloop.config.Config` (Kafka topic + ``alerts.sinks``)."""
+        """Sinks from the whole :class:`~driftloop.core.config.Config` (Kafka topic + ``alerts.sinks``)."""
         from driftloop.alerts.sinks import build_sinks
 
         acfg = AlertsConfig.from_dict(config.alerts)

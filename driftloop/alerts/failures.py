@@ -1,6 +1,6 @@
 """``detector_failure``: a model's detectors (or its champion switch) raised; the monitor went on.
 
-Raised by :class:`consumers.analysis.DriftAnalyser` (and :class:`consumers.champion_switch.ChampionSwitcher`)
+Raised by :class:`driftloop.monitoring.analysis.DriftAnalyser` (and :class:`driftloop.monitoring.champion_switch.ChampionSwitcher`)
 through the same ``on_detections`` hook as the detectors' own detections, so the alert follows the
 usual lifecycle (group window, hold-down, cooldown, sinks, routes by kind) and commits with the
 transaction that observed the failure. Two alerts per model, by ``detector``:

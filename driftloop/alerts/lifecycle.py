@@ -80,7 +80,7 @@ def severity_max(a: str, b: str) -> str:
 
 @dataclass(frozen=True)
 class Policy:
-    """Timings (milliseconds) and rules of the lifecycle; see :class:`~driftloop.alerts.config.AlertsConfig`."""
+    """Timings (milliseconds) and rules of the lifecycle; see :class:`~driftloop.core.config.alerts.AlertsConfig`."""
 
     hold_down_ms: int = 300_000
     cooldown_ms: int = 1_800_000
@@ -92,7 +92,7 @@ class Policy:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Policy:
-        """From an :class:`~driftloop.alerts.config.AlertsConfig`."""
+        """From an :class:`~driftloop.core.config.alerts.AlertsConfig`."""
         return cls(hold_down_ms=int(cfg.hold_down_s * 1000), cooldown_ms=int(cfg.cooldown_s * 1000),
                    group_window_ms=int(cfg.group_window_s * 1000), group_min=cfg.group_min,
                    notify_escalation=cfg.notify_escalation, critical=dict(cfg.critical),

@@ -34,10 +34,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
-from driftloop.alerts.config import KAFKA_SINK, AlertsConfig
+from driftloop.core.config.alerts import KAFKA_SINK, AlertsConfig
 from driftloop.alerts.lifecycle import AlertBook, AlertChange, AlertState, Policy
 from driftloop.alerts.messages import alert_message, summary
-from driftloop.store import Store, now_ms
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["AlertManager"]
 
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 class AlertManager:
     """Alert lifecycle + persistence + routing; see the module docstring.
 
-    ``config`` is the whole :class:`~driftloop.config.Config` (its ``alerts`` section is
-    validated here) or an :class:`~driftloop.alerts.config.AlertsConfig`.
+    ``config`` is the whole :class:`~driftloop.core.config.Config` (its ``alerts`` section is
+    validated here) or an :class:`~driftloop.core.config.alerts.AlertsConfig`.
     """
 
     def __init__(self, config: Any, store: Store) -> None:

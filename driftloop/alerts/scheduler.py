@@ -11,7 +11,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from driftloop.logsetup import log_failure
+from driftloop.core.logsetup import log_failure
 
 __all__ = ["AlertScheduler"]
 

@@ -5,7 +5,7 @@
 >>> # alerts.start()                                 # dispatcher workers + scheduled jobs
 >>> # ... inside each batch transaction, per model with detections:
 >>> # alerts.process(conn, model, model_version, detections, now)
->>> # or, with consumers.analysis: DriftAnalyser(cfg, store, on_detections=alerts.on_detections)
+>>> # or, with driftloop.monitoring.analysis: DriftAnalyser(cfg, store, on_detections=alerts.on_detections)
 >>> # alerts.stop()                                  # on shutdown
 """
 from __future__ import annotations
@@ -21,14 +21,14 @@ from driftloop.alerts.manager import AlertManager
 from driftloop.alerts.scheduler import AlertScheduler
 from driftloop.alerts.sinks import build_sinks
 from driftloop.alerts.stale import StaleChecker
-from driftloop.store import Store, now_ms
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["AlertService"]
 
 
 class AlertService:
     """:class:`AlertManager` + :class:`AlertDispatcher` + :class:`AlertScheduler` for one
-    :class:`~driftloop.config.Config`. ``sinks`` replaces the configured ones (tests);
+    :class:`~driftloop.core.config.Config`. ``sinks`` replaces the configured ones (tests);
     ``kafka=False`` leaves out the alerts-topic sink (no broker)."""
 
     def __init__(self, config: Any, store: Store, *, sinks: Sequence[Any] | None = None, kafka: bool = True) -> None:
@@ -47,7 +47,7 @@ class AlertService:
         return self.manager.process(conn, model, model_version, detections, now)
 
     def on_detections(self, conn: Connection, model: str, detections: list[Any], now: int) -> list[AlertChange]:
-        """The ``on_detections`` hook of :class:`consumers.analysis.DriftAnalyser` (the model
+        """The ``on_detections`` hook of :class:`driftloop.monitoring.analysis.DriftAnalyser` (the model
         version comes from the detections)."""
         return self.manager.process(conn, model, None, detections, now)
 

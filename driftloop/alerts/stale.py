@@ -28,7 +28,7 @@ from detectors.base import Detection, Window
 from driftloop.alerts import tables as t
 from driftloop.alerts.lifecycle import AlertChange
 from driftloop.alerts.messages import duration
-from driftloop.store import Store, now_ms
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["StaleChecker", "stale_decisions"]
 

@@ -1,4 +1,4 @@
-"""The alert tables (on :data:`driftloop.store.metadata`, created by ``Store.create_schema``) and
+"""The alert tables (on :data:`driftloop.core.store.metadata`, created by ``Store.create_schema``) and
 the statements that read and write them. SQLAlchemy Core; the same on SQLite and PostgreSQL.
 
 ``alerts``
@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.alerts.lifecycle import AlertState
-from driftloop.jsonio import dumps, loads
-from driftloop.store import Store, metadata
+from driftloop.core.jsonio import dumps, loads
+from driftloop.core.store import Store, metadata
 
 __all__ = ["alerts", "alert_events", "alert_deliveries", "alert_stream_watch", "dumps", "loads",
            "load_states", "save_states", "insert_events", "due_models"]

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import Config, ConfigError, load_config
-from driftloop.logsetup import configure as configure_logging
+from driftloop.core.config import Config, ConfigError, load_config
+from driftloop.core.logsetup import configure as configure_logging
 
 __all__ = ["main", "build_parser"]
 
@@ -23,7 +23,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from driftloop.service import MonitorService
+    from driftloop.app.service import MonitorService
 
     service = MonitorService(_config(args))
     service.install_signal_handlers()
@@ -33,8 +33,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from driftloop.stats import collect_stats
-    from driftloop.store import Store
+    from driftloop.app.stats import collect_stats
+    from driftloop.core.store import Store
 
     cfg = _config(args)
     store = Store.from_config(cfg.store)
@@ -53,8 +53,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from consumers.kafka_clients import wait_for_broker
-    from driftloop.topics import create_topics, topic_specs
+    from driftloop.kafka.clients import wait_for_broker
+    from driftloop.kafka.topics import create_topics, topic_specs
 
     cfg = _config(args)
     wait_for_broker(cfg.kafka, timeout_s=args.wait)
@@ -66,7 +66,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    from driftloop.events import json_schemas
+    from driftloop.core.events import json_schemas
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """0 when the loop closed (an alert fired, a challenger was promoted, the alerts it answered
     resolved), 1 when a step is missing (named on stderr), 2 when the demo's extra is missing."""
-    from driftloop.demo import DemoDependencyMissing, run_demo
+    from driftloop.app.demo import DemoDependencyMissing, run_demo
 
     try:
         result = run_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep)
@@ -97,7 +97,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import orjson
     from rich.progress import Progress
 
-    from driftloop.replay import replay
+    from driftloop.app.replay import replay
 
     cfg = _config(args)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115 - closed below
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line for known operational failures
-        from consumers.kafka_clients import BrokerUnavailable
+        from driftloop.kafka.clients import BrokerUnavailable
         if isinstance(exc, BrokerUnavailable):
             print(f"driftloop: {exc}", file=sys.stderr)
             return 3

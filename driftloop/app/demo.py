@@ -118,7 +118,7 @@ def _retrain_window_s(sizes: _Sizes) -> float:
 
 
 def _config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
-    from driftloop.demo_data import FEATURES
+    from driftloop.app.demo_data import FEATURES
 
     tag = uuid.uuid4().hex[:6]
     return {
@@ -142,7 +142,7 @@ def _config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
                         "min_examples": sizes.retrain_rows // 2, "max_examples": sizes.retrain_rows,
                         "window_s": _retrain_window_s(sizes),
                         "cooldown_s": 120, "metric": "accuracy", "min_delta": 0.01,
-                        "recipe": {"factory": "driftloop.demo_data:make_estimator", "params": {"max_iter": 100},
+                        "recipe": {"factory": "driftloop.app.demo_data:make_estimator", "params": {"max_iter": 100},
                                    "preprocess": "none"}},
         }},
     }
@@ -225,14 +225,14 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     from rich.live import Live
     from rich.table import Table
 
-    from consumers.kafka_clients import wait_for_broker
-    from driftloop.config import KafkaConfig, load_config
-    from driftloop.demo_data import agrawal_frame, reference_frame, train_model
-    from driftloop.publisher import Publisher
-    from driftloop.service import MonitorService
-    from driftloop.stats import collect_stats
-    from driftloop.store import Store
-    from driftloop.topics import create_topics
+    from driftloop.kafka.clients import wait_for_broker
+    from driftloop.core.config import KafkaConfig, load_config
+    from driftloop.app.demo_data import agrawal_frame, reference_frame, train_model
+    from driftloop.kafka.publisher import Publisher
+    from driftloop.app.service import MonitorService
+    from driftloop.app.stats import collect_stats
+    from driftloop.core.store import Store
+    from driftloop.kafka.topics import create_topics
     from retrain.registry import Registry
     from retrain.worker import RetrainWorker
 

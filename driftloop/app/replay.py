@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from consumers.ingest import RawRecord, commit, prepare
-from driftloop.config import Config
-from driftloop.store import Store, now_ms
+from driftloop.core.config import Config
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["read_events", "replay"]
 
@@ -116,10 +116,10 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
     alerts a day of live monitoring would have raised. Each announced alert change is passed to
     ``on_alert`` as the contract's alert message, in order.
     """
-    from consumers.analysis import DriftAnalyser
+    from driftloop.monitoring.analysis import DriftAnalyser
     from driftloop.alerts import AlertService
     from driftloop.alerts.messages import alert_message
-    from driftloop.stats import collect_stats
+    from driftloop.app.stats import collect_stats
 
     records = merged_records(cfg, predictions, labels)
     tmp = None
@@ -158,7 +158,7 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
             progress(min(start + size, len(records)), len(records))
     stats = collect_stats(cfg, store)
     if report is not None:
-        from driftloop.report import write_report
+        from driftloop.app.report import write_report
         write_report(report, store, messages, title=f"driftloop replay of {Path(predictions).name}", stats=stats)
     store.dispose()
     if tmp is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from driftloop.api.history import detector_history, performance_history
-from driftloop.store import Store
+from driftloop.monitoring.history import detector_history, performance_history
+from driftloop.core.store import Store
 
 __all__ = ["write_report", "svg_series"]
 

@@ -2,7 +2,7 @@
 retraining policy and the HTTP API). ``driftloop monitor`` and ``driftloop demo`` both run this.
 
 Inside each batch transaction: the consumers write the batch, the detectors run on it
-(:class:`consumers.analysis.DriftAnalyser`), their detections become alert state changes
+(:class:`driftloop.monitoring.analysis.DriftAnalyser`), their detections become alert state changes
 (:class:`driftloop.alerts.AlertService`) and, by policy, retraining jobs; everything commits
 together with the offsets. Beside the consumer loop: the alert dispatcher (one worker per sink)
 and the scheduled checks (stale streams, periodic retraining).
@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 import retrain  # noqa: F401  - registers the registry's tables on the shared metadata
-from consumers.analysis import DriftAnalyser
-from consumers.champion_switch import ChampionSwitcher, RegistryReferences
+from driftloop.monitoring.analysis import DriftAnalyser
+from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryReferences
 from consumers.monitor import Monitor
 from driftloop.alerts import AlertService
-from driftloop.config import Config
-from driftloop.logsetup import log_failure
-from driftloop.store import Store
+from driftloop.core.config import Config
+from driftloop.core.logsetup import log_failure
+from driftloop.core.store import Store
 
 __all__ = ["MonitorService"]
 
@@ -134,8 +134,8 @@ class MonitorService:
         self.monitor.stop()
 
     def run(self, *, max_seconds: float | None = None) -> Any:
-        from consumers.kafka_clients import wait_for_broker
-        from driftloop.api.runner import start_api
+        from driftloop.kafka.clients import wait_for_broker
+        from driftloop.app.api.runner import start_api
 
         # before anything makes a Kafka client: a broker that is not up yet gives one clear
         # line every few seconds and a retry, not a stack trace from the first client

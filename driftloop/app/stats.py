@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.config import Config
-from driftloop.store import UNATTRIBUTED, Store
+from driftloop.core.config import Config
+from driftloop.core.store import UNATTRIBUTED, Store
 
 __all__ = ["COUNTERS", "collect_stats"]
 

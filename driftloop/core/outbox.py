@@ -17,7 +17,7 @@ from typing import Any
 
 from kafka.errors import CorruptRecordError, InvalidRecordError, MessageSizeTooLargeError
 
-from driftloop.store import Store, now_ms
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["OutboxPublisher", "DROPPED"]
 
@@ -56,7 +56,7 @@ class OutboxPublisher:
 
         A row refused for good is set aside, with an ERROR line, instead of holding back every
         row after it: its ``sent_at`` is stored negative (see :data:`DROPPED`). Refused by the
-        producer (over ``max_request_size``, 1 MiB: see :func:`consumers.kafka_clients.make_producer`),
+        producer (over ``max_request_size``, 1 MiB: see :func:`driftloop.kafka.clients.make_producer`),
         the row is known at once. Refused by the broker (a topic whose ``max.message.bytes`` is
         smaller), every row sent with it fails too: with ``new_producer`` the broken producer is
         replaced and the rows are sent one at a time until the culprit is found. Any other

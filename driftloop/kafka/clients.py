@@ -1,4 +1,4 @@
-"""Thin construction of kafka-python clients from :class:`driftloop.config.KafkaConfig`.
+"""Thin construction of kafka-python clients from :class:`driftloop.core.config.KafkaConfig`.
 
 Kept in one place so that security settings (SASL, TLS) and test-friendly timeouts apply to
 every consumer and producer driftloop makes.
@@ -18,7 +18,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
-from driftloop.config import KafkaConfig
+from driftloop.core.config import KafkaConfig
 
 __all__ = ["make_consumer", "make_producer", "make_admin", "wait_for_broker", "BrokerUnavailable",
            "BrokerRefused"]

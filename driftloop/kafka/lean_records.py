@@ -175,7 +175,7 @@ def install(consumer: Any) -> bool:
           and "_buffer" in getattr(DefaultRecordBatch, "__slots__", ()) and hasattr(MemoryRecords, "__slots__")
           and "_buffer" in MemoryRecords.__slots__)
     if not ok:
-        log.warning("kafka-python's fetcher layout is not the one consumers.lean_records knows: "
+        log.warning("kafka-python's fetcher layout is not the one driftloop.kafka.lean_records knows: "
                     "records are unpacked by kafka-python (slower, same records)")
         return False
     fetcher.PartitionRecords = LeanPartitionRecords

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.store import Store, offsets
+from driftloop.core.store import Store, offsets
 
 __all__ = ["Fenced", "TopicPartitionKey", "read_offsets", "advance_offsets", "seek_to_stored", "Positioner",
            "MAX_POSITION_BACKOFF_S"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from driftloop.events import LabelEvent, PredictionEvent
+from driftloop.core.events import LabelEvent, PredictionEvent
 
 __all__ = ["Publisher"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from consumers.kafka_clients import make_admin
-from driftloop.config import Config
+from driftloop.kafka.clients import make_admin
+from driftloop.core.config import Config
 
 __all__ = ["topic_specs", "create_topics"]
 

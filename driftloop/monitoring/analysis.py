@@ -65,9 +65,9 @@ from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
 from driftloop.alerts.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
 from driftloop.alerts.messages import rfc3339
-from driftloop.api.history import record_detector_statistics
-from driftloop.config import Config
-from driftloop.store import Store, now_ms
+from driftloop.monitoring.history import record_detector_statistics
+from driftloop.core.config import Config
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "Failure", "prediction_batch",
            "labelled_batch", "STORE_FAILURES"]

@@ -20,7 +20,7 @@ A switch that fails for another reason than the store never stops the monitor:
   periodic catch-up tries the switch again; once a switch succeeds (or the champion is back to
   the reference in use) the alert clears;
 * the detectors raise while switching to the sample: the switch's transaction rolls back and the
-  model is quarantined (stage ``champion_switch``, see :mod:`consumers.analysis`); the catch-up
+  model is quarantined (stage ``champion_switch``, see :mod:`driftloop.monitoring.analysis`); the catch-up
   or the back-off rebuilds it.
 
 Store errors still propagate (the detectors go back to the stored state; the catch-up redoes the
@@ -35,10 +35,10 @@ import pandas as pd
 from kafka import TopicPartition
 from sqlalchemy.engine import Connection
 
-from consumers.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser
-from consumers.kafka_clients import make_consumer
-from driftloop.config import Config
-from driftloop.store import Store, now_ms
+from driftloop.monitoring.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser
+from driftloop.kafka.clients import make_consumer
+from driftloop.core.config import Config
+from driftloop.core.store import Store, now_ms
 
 __all__ = ["RegistryReferences", "ChampionSwitcher"]
 

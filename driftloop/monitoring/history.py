@@ -28,8 +28,8 @@ Time
     them (performance and CBPE always do; data drift when the model has a CBPE estimate for the
     same window, or when ``status()`` gives ``last_window``), else null.
 
-Both tables live on :data:`driftloop.store.metadata`, so ``Store.create_schema()`` creates them
-once this module is imported (``driftloop.api`` imports it).
+Both tables live on :data:`driftloop.core.store.metadata`, so ``Store.create_schema()`` creates them
+once this module is imported (``driftloop.app.api`` imports it).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.store import metadata
+from driftloop.core.store import metadata
 
 __all__ = [
     "detector_history",

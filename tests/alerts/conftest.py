@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.store import Store
+from driftloop.core.store import Store
 from tests.alerts.helpers import Receiver
 
 

@@ -13,7 +13,7 @@ import time
 def main(url: str, base: str, mode: str) -> None:
     from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig
     from driftloop.alerts.sinks import build_sinks
-    from driftloop.store import Store
+    from driftloop.core.store import Store
     from tests.alerts.helpers import det
 
     cfg = AlertsConfig.from_dict({

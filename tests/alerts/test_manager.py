@@ -14,9 +14,9 @@ from driftloop.alerts import tables as t
 from driftloop.alerts.lifecycle import fingerprint, group_fingerprint
 from driftloop.alerts.sinks import build_sinks, verify_signature
 from driftloop.alerts.stale import StaleChecker
-from driftloop.api.config import ApiConfig
-from driftloop.config import load_config
-from driftloop.store import now_ms
+from driftloop.core.config.api import ApiConfig
+from driftloop.core.config import load_config
+from driftloop.core.store import now_ms
 from tests.alerts.helpers import Behaviour, det
 
 S = 1000
@@ -146,7 +146,7 @@ def test_stale_stream_fires_without_events_and_resolves_with_them(any_store):
 
 
 def test_config_errors_are_clear():
-    from driftloop.config import ConfigError
+    from driftloop.core.config import ConfigError
 
     for bad, msg in [
         ({"hold_down_s": -1}, "alerts.hold_down_s: must be >= 0"),

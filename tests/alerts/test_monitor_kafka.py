@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from driftloop.alerts import tables as t
 from driftloop.alerts.sinks import verify_signature
-from driftloop.store import Store
+from driftloop.core.store import Store
 from tests.alerts.helpers import Behaviour
 from tests.kafka_helpers import ROOT, produce, read_topic
 
@@ -96,7 +96,7 @@ def test_monitor_killed_between_alert_and_delivery(kafka_bootstrap, make_config,
         keys = event_keys()
         assert receiver.on("/hook") == []          # nothing accepted before the kill
     down.fail = 0                                   # the sink is back; restart (in-process: saves an import)
-    from consumers.analysis import DriftAnalyser
+    from driftloop.monitoring.analysis import DriftAnalyser
     from consumers.monitor import Monitor
     from driftloop.alerts import AlertService
 

@@ -12,8 +12,8 @@ import yaml
 from driftloop.alerts import AlertService
 from driftloop.alerts.cli import add_commands, cmd_alerts_list, firing_counts
 from driftloop.alerts.sinks import formats
-from driftloop.config import load_config
-from driftloop.store import Store, now_ms
+from driftloop.core.config import load_config
+from driftloop.core.store import Store, now_ms
 from tests.alerts.helpers import det
 
 

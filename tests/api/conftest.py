@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from driftloop.api import create_app
+from driftloop.app.api import create_app
 from tests.api.seed import Seeded, seed
 from tests.deps import require_binary, require_module
 

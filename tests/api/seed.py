@@ -2,7 +2,7 @@
 
 :func:`seed` streams a drifting classification model through the real detectors
 (:class:`detectors.model_monitor.ModelMonitor`), the real alert manager and the real
-registry, with a simulated clock, calling :func:`driftloop.api.history.record_detector_statistics`
+registry, with a simulated clock, calling :func:`driftloop.monitoring.history.record_detector_statistics`
 as the monitor's batch transaction does. What happens, window by window (15 simulated minutes
 each, ending now):
 
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from consumers.analysis import labelled_batch  # noqa: F401  (same shapes as the monitor)
+from driftloop.monitoring.analysis import labelled_batch  # noqa: F401  (same shapes as the monitor)
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
-from driftloop.api.history import record_detector_statistics
-from driftloop.config import Config, load_config_dict
-from driftloop.store import Store
+from driftloop.monitoring.history import record_detector_statistics
+from driftloop.core.config import Config, load_config_dict
+from driftloop.core.store import Store
 
 WINDOW = 1000
 STEP_MS = 15 * 60 * 1000
@@ -163,7 +163,7 @@ def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = No
                                       ("fraud", "duplicates"): 1})
             store.save_detector_state(conn, "fraud", mon.snapshot(), now)
     with store.engine.connect() as c:
-        from driftloop.api import queries
+        from driftloop.app.api import queries
 
         ids = [a["alert_id"] for a in queries.alerts_list(c, limit=1000)]
     return Seeded(cfg, store, mon, start_ms, end_ms, windows, ids)
@@ -173,7 +173,7 @@ if __name__ == "__main__":  # pragma: no cover - manual use
     import sys
     import tempfile
 
-    from driftloop.api import create_app, serve_in_thread
+    from driftloop.app.api import create_app, serve_in_thread
 
     d = Path(tempfile.mkdtemp())
     s = seed(d)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.api import auth
+from driftloop.app.api import auth
 from tests.api.conftest import TOKEN, app_for
 from tests.api.seed import Seeded
 
@@ -13,7 +13,7 @@ ACTIONS = [("/api/models/fraud/promote", {"version": 1}), ("/api/models/fraud/ro
 
 
 def _firing(s: Seeded) -> str:
-    from driftloop.api import queries
+    from driftloop.app.api import queries
 
     with s.store.engine.connect() as c:
         (alert,) = queries.alerts_list(c, status="firing")

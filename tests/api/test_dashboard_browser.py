@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from driftloop.api import create_app, serve_in_thread
+from driftloop.app.api import create_app, serve_in_thread
 from tests.api.seed import Seeded
 from tests.deps import find_binary
 
@@ -73,7 +73,7 @@ def _nonblank(png: bytes) -> int:
 
 @pytest.fixture
 def empty_server(tmp_path: Path):
-    from driftloop.store import Store
+    from driftloop.core.store import Store
     from tests.api.seed import make_config
 
     cfg = make_config(tmp_path)

@@ -60,7 +60,7 @@ def write_config(tmp_path: Path, bootstrap: str, api_port: int) -> Path:
     data: dict[str, Any] = {
         **isolated_kafka(bootstrap, tag),
         "store": {"url": f"sqlite:///{tmp_path}/driftloop.db"},
-        # at most one window per batch: the history records every window (driftloop.api.history)
+        # at most one window per batch: the history records every window (driftloop.monitoring.history)
         "ingest": {"poll_timeout_ms": 200, "max_poll_records": WINDOW},
         "api": {"enabled": True, "port": api_port},
         "registry": {"artifact_dir": str(tmp_path / "artifacts")},

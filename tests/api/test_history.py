@@ -6,9 +6,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from driftloop.api.history import (detector_history, latest_drift, performance_history, read_drift_history,
+from driftloop.monitoring.history import (detector_history, latest_drift, performance_history, read_drift_history,
                                    read_performance_history, record_detector_statistics)
-from driftloop.store import Store
+from driftloop.core.store import Store
 from tests.api.seed import Seeded
 
 

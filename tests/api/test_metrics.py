@@ -83,7 +83,7 @@ def test_retrain_jobs_counted(client, seeded: Seeded) -> None:
 
 
 def test_a_broken_part_does_not_empty_the_scrape(seeded: Seeded, monkeypatch) -> None:
-    from driftloop.api import metrics
+    from driftloop.app.api import metrics
 
     def boom(self):
         raise RuntimeError("alerts table unreadable")

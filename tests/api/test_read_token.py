@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.api.config import ApiConfig
-from driftloop.config import ConfigError
+from driftloop.core.config.api import ApiConfig
+from driftloop.core.config import ConfigError
 from tests.api.conftest import TOKEN, app_for
 from tests.api.seed import Seeded
 
@@ -89,7 +89,7 @@ def test_the_dashboard_takes_the_token_from_the_address(seeded: Seeded, tmp_path
         pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
-    from driftloop.api import create_app, serve_in_thread
+    from driftloop.app.api import create_app, serve_in_thread
     from tests.api.test_dashboard_browser import FLAGS
 
     monkeypatch.setenv("DRIFTLOOP_TEST_READ_TOKEN", READ)

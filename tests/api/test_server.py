@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from driftloop.api import create_app, serve_in_thread
+from driftloop.app.api import create_app, serve_in_thread
 from tests.api.seed import Seeded
 
 

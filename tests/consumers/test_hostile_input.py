@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.ingest import prepare
-from driftloop.config import load_config_dict
+from driftloop.core.config import load_config_dict
 from tests.consumers.test_ingest_unit import NOW, Rec
 
 CFG = load_config_dict({"models": {

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from consumers.dead_letters import MAX_RECORD_BYTES
+from driftloop.kafka.dead_letters import MAX_RECORD_BYTES
 from consumers.ingest import commit, prepare
 from consumers.validation import MIN_TS_MS, parse_ts
-from driftloop.config import load_config_dict
-from driftloop.stats import collect_stats
+from driftloop.core.config import load_config_dict
+from driftloop.app.stats import collect_stats
 from tests.consumers.test_ingest_unit import NOW, Rec, cfg, label, pred, store  # noqa: F401 - fixtures
 
 DAY_MS = 86_400_000
@@ -435,13 +435,13 @@ def test_dead_letter_of_binary_input_is_base64(cfg, store):
 
 def test_duplicate_keys_are_stored_as_received_and_reread_the_same(cfg, store):
     import sqlalchemy as sa
-    from driftloop.store import examples
+    from driftloop.core.store import examples
     raw = _sub(pred(5), b'"amount":5.0', b'"amount":"x","amount":5.0')
     run_hostile(store, cfg, [raw], accepted=1)
     with store.engine.connect() as c:
         payload = c.execute(sa.select(examples.c.payload).where(examples.c.event_id == "e5")).scalar_one()
     assert bytes(payload) == raw
-    from driftloop.events import PREDICTION
+    from driftloop.core.events import PREDICTION
     assert PREDICTION.one.decode(payload).features["amount"] == 5.0
 
 

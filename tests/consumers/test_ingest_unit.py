@@ -7,10 +7,10 @@ import orjson
 import pytest
 
 from consumers.ingest import RawRecord as Rec, commit, prepare
-from consumers.offsets import Fenced
-from driftloop.config import load_config_dict
-from driftloop.stats import collect_stats
-from driftloop.store import Store
+from driftloop.kafka.offsets import Fenced
+from driftloop.core.config import load_config_dict
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store
 
 NOW = 1_760_000_000_000
 
@@ -124,11 +124,11 @@ def test_fenced_batch_rolls_back(cfg, store):
 
 
 def test_payload_roundtrip_has_event(cfg, store):
-    from driftloop.events import PredictionEvent
+    from driftloop.core.events import PredictionEvent
     P = cfg.topics.predictions
     run(store, cfg, recs(P, [pred(7, model_version="v2")]))
     import sqlalchemy as sa
-    from driftloop.store import examples
+    from driftloop.core.store import examples
     with store.engine.connect() as c:
         row = c.execute(sa.select(examples.c.payload, examples.c.model_version)).one()
     ev = msgspec.json.decode(row.payload, type=PredictionEvent)
@@ -161,7 +161,7 @@ def test_expiry_drops_old_halves_and_prunes_old_joined_examples(store, cfg):
 
 
 def test_retrain_window_longer_than_retention_is_refused():
-    from driftloop.config import ConfigError
+    from driftloop.core.config import ConfigError
     with pytest.raises(ConfigError, match="joined_retention_s"):
         load_config_dict({"ingest": {"joined_retention_s": 86_400},
                           "models": {"m": {"task": "classification", "features": {"x": "numeric"},
@@ -173,7 +173,7 @@ def test_polling_outlives_retriable_kafka_errors_only():
 
     from kafka.errors import KafkaConnectionError, SaslAuthenticationFailedError
 
-    from consumers.polling import run_polling
+    from driftloop.kafka.polling import run_polling
     calls = []
 
     def step():

@@ -1,4 +1,4 @@
-"""The lean record unpacking (consumers/lean_records.py) gives exactly kafka-python's records."""
+"""The lean record unpacking (driftloop/kafka/lean_records.py) gives exactly kafka-python's records."""
 from __future__ import annotations
 
 import random
@@ -13,8 +13,8 @@ from kafka.errors import CorruptRecordError
 from kafka.record import MemoryRecords, MemoryRecordsBuilder
 from kafka.record.util import decode_varint, encode_varint
 
-from consumers import lean_records
-from consumers.lean_records import _varint
+from driftloop.kafka import lean_records
+from driftloop.kafka.lean_records import _varint
 
 
 def test_varint_matches_kafka_python():

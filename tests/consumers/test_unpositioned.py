@@ -20,10 +20,10 @@ import pytest
 from kafka import TopicPartition
 
 from consumers.monitor import Monitor, _SeekToStored
-from consumers.offsets import advance_offsets
-from driftloop.api.live import Readiness, monitor_snapshot
-from driftloop.config import load_config_dict
-from driftloop.store import Store
+from driftloop.kafka.offsets import advance_offsets
+from driftloop.app.api.live import Readiness, monitor_snapshot
+from driftloop.core.config import load_config_dict
+from driftloop.core.store import Store
 
 GROUP = "g"
 
@@ -208,7 +208,7 @@ def test_sqlite_locked_by_another_process_during_the_assignment(cfg, fault):
 
 
 def test_positioner_backs_off_doubling_up_to_the_cap():
-    from consumers.offsets import Positioner
+    from driftloop.kafka.offsets import Positioner
 
     now = [0.0]
     calls: list[float] = []
@@ -228,7 +228,7 @@ def test_positioner_backs_off_doubling_up_to_the_cap():
 
 
 def test_positioner_hold_pauses_stray_records_of_unpositioned_partitions():
-    from consumers.offsets import Positioner
+    from driftloop.kafka.offsets import Positioner
 
     pos = Positioner(lambda g, k: (_ for _ in ()).throw(OSError("down")), GROUP)
     consumer, expected = FakeConsumer([P0, P1]), {("p", 1): 5}
@@ -249,7 +249,7 @@ def worker_env(tmp_path):
 
 
 def test_worker_listener_does_not_raise_while_the_store_is_down(worker_env):
-    from retrain.config import registry_config
+    from driftloop.core.config.retrain import registry_config
     from retrain.worker import RetrainWorker, _Listener
 
     wcfg, fault, topic = worker_env

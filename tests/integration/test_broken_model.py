@@ -25,8 +25,8 @@ import yaml
 
 import retrain  # noqa: F401 - the registry's tables
 from driftloop.alerts import AlertManager
-from driftloop.config import load_config
-from driftloop.store import Store
+from driftloop.core.config import load_config
+from driftloop.core.store import Store
 from retrain.registry import Registry
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.kafka_helpers import NOW_MS, isolated_kafka, label, prediction, produce, wait_for_counts

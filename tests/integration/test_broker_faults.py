@@ -29,9 +29,9 @@ from kafka import KafkaProducer
 
 import retrain  # noqa: F401 - the registry's tables
 from driftloop.alerts import tables as at
-from driftloop.config import Config, load_config
-from driftloop.stats import collect_stats
-from driftloop.store import Store
+from driftloop.core.config import Config, load_config
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store
 from retrain.tables import retrain_jobs
 from tests.alerts.test_monitor_kafka import DETECTORS, events, reference
 from tests.fault_helpers import DedicatedBroker, free_port, in_ci, readyz, spawn, stop_process, wait_until

@@ -18,9 +18,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from driftloop.config import load_config
-from driftloop.demo import MODEL
-from driftloop.store import Store
+from driftloop.core.config import load_config
+from driftloop.app.demo import MODEL
+from driftloop.core.store import Store
 from retrain.registry import Registry
 from retrain.worker import RetrainWorker
 from tests.kafka_helpers import ROOT, read_topic
@@ -41,7 +41,7 @@ def demo(kafka_bootstrap, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, TMPDIR=str(tmp), COLUMNS="200", PYTHONUNBUFFERED="1")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "driftloop.cli", "demo", "--fast", "--keep",
+    proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "demo", "--fast", "--keep",
                            "--bootstrap", kafka_bootstrap], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=400)
     seconds = time.monotonic() - t0
@@ -102,7 +102,7 @@ def test_demo_fires_retrains_promotes_and_resolves(demo, kafka_bootstrap):
 @pytest.mark.kafka
 def test_second_job_without_improvement_is_rejected(demo, kafka_bootstrap):
     cfg = load_config(demo.config_path, environ={})
-    enq = subprocess.run([sys.executable, "-m", "driftloop.cli", "retrain", "-c", str(demo.config_path), MODEL,
+    enq = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "retrain", "-c", str(demo.config_path), MODEL,
                           "--reason", "manual-check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert enq.returncode == 0, enq.stderr
     store = Store.from_config(cfg.store)
@@ -121,7 +121,7 @@ def test_second_job_without_improvement_is_rejected(demo, kafka_bootstrap):
 def test_demo_without_river_names_the_extra():
     """River is the `demo` extra, not a dependency: without it the command says what to install
     (exit code 2) before it touches a broker or trains anything."""
-    hide = "import sys; sys.modules['river'] = None; from driftloop.cli import main; sys.exit(main(['demo', '--fast']))"
+    hide = "import sys; sys.modules['river'] = None; from driftloop.app.cli import main; sys.exit(main(['demo', '--fast']))"
     proc = subprocess.run([sys.executable, "-c", hide], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pip install 'driftloop[demo]'" in proc.stderr

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 import consumers.join as join
 from consumers.ingest import RawRecord, commit, prepare
 from consumers.join import expire_pending
-from driftloop.stats import collect_stats
-from driftloop.store import Store, examples, now_ms
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store, examples, now_ms
 from tests.fault_helpers import wait_until
 from tests.kafka_helpers import label, prediction
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from consumers.monitor import Monitor
-from driftloop.store import Store
+from driftloop.core.store import Store
 from tests.deps import require_module
 from tests.fault_helpers import wait_until
 from tests.kafka_helpers import (

@@ -64,10 +64,10 @@ from kafka import KafkaConsumer, TopicPartition
 import retrain  # noqa: F401 - the registry's tables
 from detectors.state import loads
 from driftloop.alerts import tables as at
-from driftloop.config import Config, load_config
-from driftloop.stats import collect_stats
-from driftloop.store import Store, detector_state, offsets
-from driftloop.topics import create_topics
+from driftloop.core.config import Config, load_config
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store, detector_state, offsets
+from driftloop.kafka.topics import create_topics
 from retrain.registry import Registry
 from retrain.tables import retrain_jobs
 from retrain.training import SLOW_ENV

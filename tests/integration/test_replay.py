@@ -38,10 +38,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop.config import load_config
-from driftloop.replay import replay
-from driftloop.service import MonitorService
-from driftloop.store import Store
+from driftloop.core.config import load_config
+from driftloop.app.replay import replay
+from driftloop.app.service import MonitorService
+from driftloop.core.store import Store
 from tests.kafka_helpers import NOW_MS, ROOT, produce, read_topic, wait_for_counts
 
 pytestmark = pytest.mark.kafka
@@ -131,7 +131,7 @@ def test_replay_equals_live(setup, kafka_bootstrap, tmp_path):
 
     # offline, through the CLI
     out = tmp_path / "alerts.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "driftloop.cli", "replay", "-c", str(path), "--predictions",
+    proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "replay", "-c", str(path), "--predictions",
                            str(tmp_path / "p.jsonl"), "--labels", str(tmp_path / "l.jsonl"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

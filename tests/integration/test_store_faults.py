@@ -23,7 +23,7 @@ partitions it could not position: ``/readyz`` names them while they wait.
 Known (kafka-python 3.0.12, same before and after the listener fix): after the forced rebalance
 in the disk-full test, one partition's fetch stalls (fetched data parked for a paused partition
 is never restored, since the fetcher checks ``_next_partition_records is None`` while a drained
-one stays set), so recovery waits for :class:`consumers.stuck_calls.StallCheck` to replace the
+one stays set), so recovery waits for :class:`driftloop.kafka.stuck_calls.StallCheck` to replace the
 consumer: ~46 s instead of < 1 s. The counts are still exact.
 """
 from __future__ import annotations
@@ -42,8 +42,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from driftloop.stats import collect_stats
-from driftloop.store import Store
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store
 from tests.deps import require_module
 from tests.fault_helpers import DedicatedPostgres, free_port, in_ci, readyz, spawn, stop_process, wait_until
 from tests.kafka_helpers import label, prediction, produce, wait_for_counts

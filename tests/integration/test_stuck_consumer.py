@@ -12,10 +12,10 @@ import pytest
 from kafka.future import Future
 
 from consumers.monitor import Monitor
-from consumers.stuck_calls import CallWatchdog, StallCheck
-from driftloop.stats import collect_stats
-from driftloop.store import Store
-from driftloop.topics import create_topics
+from driftloop.kafka.stuck_calls import CallWatchdog, StallCheck
+from driftloop.app.stats import collect_stats
+from driftloop.core.store import Store
+from driftloop.kafka.topics import create_topics
 from retrain.policy import RetrainScheduler
 from retrain.worker import RetrainWorker
 from tests.fault_helpers import wait_until

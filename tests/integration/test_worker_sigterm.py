@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 import retrain  # noqa: F401 - the registry's tables
-from driftloop.store import Store
-from driftloop.topics import create_topics
+from driftloop.core.store import Store
+from driftloop.kafka.topics import create_topics
 from retrain.events import decode_model_event
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry

@@ -12,8 +12,8 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
-from driftloop.config import Config, load_config
-from driftloop.store import Store
+from driftloop.core.config import Config, load_config
+from driftloop.core.store import Store
 from retrain.tables import retrain_jobs
 from tests.kafka_helpers import isolated_kafka
 
@@ -83,7 +83,7 @@ def insert_examples(store: Store, model: str, rows: list[tuple[dict[str, Any], A
 
 def fitted_model(rows: list[tuple[dict[str, Any], Any]], n_estimators: int = 30) -> Any:
     """A RandomForest pipeline fitted on ``rows`` (string labels), as the retrain recipe builds it."""
-    from retrain.config import RecipeConfig
+    from driftloop.core.config.retrain import RecipeConfig
     from retrain.recipe import build_estimator
 
     recipe = RecipeConfig(estimator="sklearn.ensemble.RandomForestClassifier",

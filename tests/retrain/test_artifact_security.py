@@ -10,8 +10,8 @@ import skops.io as sio
 import sqlalchemy as sa
 
 import retrain  # noqa: F401
-from driftloop.config import ConfigError
-from driftloop.store import Store
+from driftloop.core.config import ConfigError
+from driftloop.core.store import Store
 from retrain.artifacts import ArtifactError, UntrustedArtifactError
 from retrain.registry import Registry
 from retrain.tables import model_versions
@@ -110,7 +110,7 @@ def test_paths_outside_the_artifact_dir_are_refused(tmp_path, model_file, where,
 
 
 def test_register_refuses_a_trust_the_configuration_would_not_load(tmp_path):
-    from retrain.config import RecipeConfig
+    from driftloop.core.config.retrain import RecipeConfig
     from retrain.recipe import build_estimator
     from tests.retrain.helpers import AGRAWAL
 

@@ -7,8 +7,8 @@ import pytest
 import skops.io as sio
 import sqlalchemy.exc
 
-from driftloop.service import MonitorService
-from driftloop.store import Store
+from driftloop.app.service import MonitorService
+from driftloop.core.store import Store
 from retrain.registry import Registry
 from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, write_config
 

@@ -13,8 +13,8 @@ import skops.io as sio
 
 from detectors.model_monitor import ModelMonitor
 from driftloop.alerts.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
-from driftloop.service import MonitorService
-from driftloop.store import Store
+from driftloop.app.service import MonitorService
+from driftloop.core.store import Store
 from retrain.registry import Registry
 from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, write_config
 

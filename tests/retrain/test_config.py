@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.config import ConfigError, load_config_dict
-from retrain.config import RegistryConfig, RetrainPolicy, registry_config, retrain_policy, validate
+from driftloop.core.config import ConfigError, load_config_dict
+from driftloop.core.config.retrain import RegistryConfig, RetrainPolicy, registry_config, retrain_policy, validate
 
 
 def _cfg(retrain=None, registry=None, task="classification"):

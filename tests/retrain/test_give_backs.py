@@ -11,8 +11,8 @@ import sqlalchemy.exc
 
 import retrain  # noqa: F401
 import retrain.worker as worker_module
-from driftloop.config import ConfigError
-from driftloop.store import Store
+from driftloop.core.config import ConfigError
+from driftloop.core.store import Store
 from retrain.tables import retrain_jobs
 from retrain.worker import RetrainWorker
 from tests.retrain.helpers import config_data, job_row, write_config

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 import retrain  # noqa: F401
 from consumers.monitor import Monitor
 from detectors.reference import Reference
-from driftloop.store import Store
-from driftloop.topics import create_topics
+from driftloop.core.store import Store
+from driftloop.kafka.topics import create_topics
 from retrain.events import decode_model_event, switch_target
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry, load_reference
@@ -76,7 +76,7 @@ def hold_outbox(monkeypatch, cfg) -> threading.Event:
     to the retrain topic (the test's own ``publish_outbox(..., [retrain])``): the monitor and the
     worker leave the ``driftloop.models`` rows unsent, as a slow machine may for a while after the
     decision committed. Cleared: they go out at the publishers' next try."""
-    from driftloop.outbox import OutboxPublisher
+    from driftloop.core.outbox import OutboxPublisher
 
     held = threading.Event()
     publish = OutboxPublisher.publish_pending
@@ -164,7 +164,7 @@ def test_drifted_stream_promotes_a_challenger_then_rejects_an_equal_one(kafka_bo
 
 def _start_worker(config_path, log_path, **env):
     e = dict(os.environ, PYTHONUNBUFFERED="1", **env)
-    return subprocess.Popen([sys.executable, "-m", "driftloop.cli", "retrain-worker", "-c", str(config_path)],
+    return subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", "retrain-worker", "-c", str(config_path)],
                             cwd=ROOT, env=e, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
 
 

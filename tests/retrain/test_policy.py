@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 import retrain  # noqa: F401
-from driftloop.store import Store, outbox
+from driftloop.core.store import Store, outbox
 from retrain.events import decode_job
 from retrain.policy import EnqueueRefused, RetrainScheduler
 from retrain.tables import retrain_jobs

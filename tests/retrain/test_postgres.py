@@ -9,7 +9,7 @@ import skops.io as sio
 import sqlalchemy as sa
 
 import retrain  # noqa: F401
-from driftloop.store import Store
+from driftloop.core.store import Store
 from retrain.events import encode
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry

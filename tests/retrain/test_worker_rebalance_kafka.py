@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer
 
 import retrain  # noqa: F401
-from driftloop.store import Store, outbox
-from driftloop.topics import create_topics
-from retrain.config import registry_config
+from driftloop.core.store import Store, outbox
+from driftloop.kafka.topics import create_topics
+from driftloop.core.config.retrain import registry_config
 from retrain.events import encode
 from retrain.policy import RetrainScheduler
 from retrain.tables import model_versions

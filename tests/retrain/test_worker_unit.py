@@ -10,8 +10,8 @@ import skops.io as sio
 import sqlalchemy as sa
 
 import retrain  # noqa: F401
-from consumers.offsets import read_offsets
-from driftloop.store import Store, outbox
+from driftloop.kafka.offsets import read_offsets
+from driftloop.core.store import Store, outbox
 from retrain.events import decode_model_event, encode
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
@@ -103,7 +103,7 @@ def test_repeated_delivery_and_fencing(env):
     job = alert_job(store, sched)
     # another worker already advanced this partition: the result is dropped
     with store.transaction() as conn:
-        from consumers.offsets import advance_offsets
+        from driftloop.kafka.offsets import advance_offsets
         advance_offsets(store, conn, worker.group, {}, {("retrain", 0): 1}, NOW)
     out = worker.handle(rec(job, 0), None)
     assert out.status == "fenced" and reg.version_for_job(job.job_id) is None

@@ -18,7 +18,7 @@ def build_sinks(config: Any, alerts_cfg: Any, *, kafka: bool = True,
     """The Kafka sink (unless ``kafka=False``, for tests without a broker) and every configured sink."""
     sinks: list[Any] = []
     if kafka:
-        from consumers.kafka_clients import make_producer
+        from driftloop.kafka.clients import make_producer
 
         kcfg = config.kafka
         sinks.append(KafkaSink(config.topics.alerts, lambda: make_producer(kcfg, linger_ms=0),

@@ -30,7 +30,7 @@ from typing import Any
 from driftloop.alerts import tables
 from driftloop.alerts.sinks import formats
 from driftloop.alerts.sinks.base import DeliveryError
-from driftloop.store import now_ms
+from driftloop.core.store import now_ms
 
 __all__ = ["HttpSink", "sign_headers", "verify_signature", "SIGNATURE_HEADER", "TIMESTAMP_HEADER",
            "IDEMPOTENCY_HEADER", "make_http_sink"]
@@ -131,7 +131,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def make_http_sink(cfg: Any, environ: Mapping[str, str] | None = None) -> HttpSink:
-    """An :class:`HttpSink` from a :class:`~driftloop.alerts.config.SinkConfig`."""
+    """An :class:`HttpSink` from a :class:`~driftloop.core.config.alerts.SinkConfig`."""
     env = dict(environ) if environ is not None else None
     common = {"secret": cfg.resolved_secret(env), "headers": cfg.headers, "timeout_s": cfg.timeout_s,
               "kind": cfg.type}

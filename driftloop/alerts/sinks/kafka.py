@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from driftloop.alerts import tables
-from driftloop.alerts.config import KAFKA_SINK
+from driftloop.core.config.alerts import KAFKA_SINK
 from driftloop.alerts.sinks.base import DeliveryError
 
 __all__ = ["KafkaSink"]

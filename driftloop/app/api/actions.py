@@ -1,6 +1,6 @@
 """The mutating endpoints: promote, rollback (the registry) and resolve (the alert manager).
 
-Each needs ``Authorization: Bearer <token>`` (:mod:`driftloop.api.auth`); without a configured
+Each needs ``Authorization: Bearer <token>`` (:mod:`driftloop.app.api.auth`); without a configured
 token they refuse everyone. Each is one transaction in the store, like the CLI's commands, and
 its message (``driftloop.models`` event, ``driftloop.alerts`` change) leaves through the outbox
 or the alert dispatcher afterwards.
@@ -12,10 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from driftloop.api import queries, schemas
-from driftloop.api.auth import Unauthorized, check_token
-from driftloop.api.context import JSON, Context
-from driftloop.store import now_ms
+from driftloop.app.api import queries, schemas
+from driftloop.app.api.auth import Unauthorized, check_token
+from driftloop.app.api.context import JSON, Context
+from driftloop.core.store import now_ms
 
 __all__ = ["router"]
 

@@ -4,14 +4,14 @@
 ``GET /``                                 the dashboard (static files, no build step)
 ``GET /healthz``                          the process answers (liveness)
 ``GET /readyz``                           broker reachable, store writable, consumer assigned
-``GET /metrics``                          Prometheus text format (:mod:`driftloop.api.metrics`) (*)
+``GET /metrics``                          Prometheus text format (:mod:`driftloop.app.api.metrics`) (*)
 ``GET /openapi.json``                     the OpenAPI 3.1 document of everything below
 ``GET /api/...``                          JSON: models, versions, alerts, drift history, stats (*)
 ``POST /api/...``                         promote, rollback, resolve: bearer token required
 ========================================  ===================================================
 
 (*) bearer token required when ``api.read_token_env`` is set (the read token or the change token;
-see :mod:`driftloop.api.config`). Prometheus sends one with ``authorization: {credentials_file:
+see :mod:`driftloop.core.config.api`). Prometheus sends one with ``authorization: {credentials_file:
 ...}`` in its scrape config.
 
 Everything is read from the store, so the app works in a process of its own as well as inside
@@ -33,19 +33,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, Response
 
-from driftloop.api import actions, history, live, queries, routes, schemas  # noqa: F401  (history, live: tables)
-from driftloop.api.auth import Unauthorized, check_read_token
-from driftloop.api.config import ApiConfig
-from driftloop.api.context import JSON, Context
-from driftloop.api.live import Readiness
-from driftloop.api.metrics import make_registry
-from driftloop.store import Store
+from driftloop.app.api import actions, live, queries, routes, schemas  # noqa: F401  (history, live: tables)
+from driftloop.monitoring import history  # noqa: F401  (its tables)
+from driftloop.app.api.auth import Unauthorized, check_read_token
+from driftloop.core.config.api import ApiConfig
+from driftloop.app.api.context import JSON, Context
+from driftloop.app.api.live import Readiness
+from driftloop.app.api.metrics import make_registry
+from driftloop.core.store import Store
 
 __all__ = ["create_app", "STATIC_DIR"]
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = resources.files("driftloop.api") / "static"
+STATIC_DIR = resources.files("driftloop.app.api") / "static"
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -67,9 +68,9 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
                on_change: Callable[[], None] | None = None) -> FastAPI:
     """Build the app.
 
-    ``cfg``: the :class:`~driftloop.config.Config`; ``store``: its store. Optional: ``monitor``
+    ``cfg``: the :class:`~driftloop.core.config.Config`; ``store``: its store. Optional: ``monitor``
     (the in-process :class:`consumers.monitor.Monitor`), ``analyser`` (its
-    :class:`consumers.analysis.DriftAnalyser`), ``token`` (else ``api_config``'s / ``cfg.api``'s
+    :class:`driftloop.monitoring.analysis.DriftAnalyser`), ``token`` (else ``api_config``'s / ``cfg.api``'s
     token), ``alerts`` (the monitor's :class:`~driftloop.alerts.service.AlertService`, so that
     resolutions wake its dispatcher; else an :class:`~driftloop.alerts.manager.AlertManager`
     is built on the store), ``registry`` (else :class:`retrain.registry.Registry`),

@@ -5,17 +5,17 @@ resolve); the optional read token (``api.read_token_env``) the read endpoints an
 >>> check_token("s3cret", "Bearer wrong")
 Traceback (most recent call last):
 ...
-driftloop.api.auth.Unauthorized: invalid token
+driftloop.app.api.auth.Unauthorized: invalid token
 >>> check_token(None, "Bearer anything")
 Traceback (most recent call last):
 ...
-driftloop.api.auth.Unauthorized: changes are disabled: no API token is configured (api.token or api.token_env)
+driftloop.app.api.auth.Unauthorized: changes are disabled: no API token is configured (api.token or api.token_env)
 >>> check_read_token(None, None, None)       # no read token configured: reading is open
 >>> check_read_token("r", "w", "Bearer w")   # the change token reads too
 >>> check_read_token("r", None, None)
 Traceback (most recent call last):
 ...
-driftloop.api.auth.Unauthorized: reading needs a bearer token (Authorization: Bearer <token>; api.read_token_env)
+driftloop.app.api.auth.Unauthorized: reading needs a bearer token (Authorization: Bearer <token>; api.read_token_env)
 """
 from __future__ import annotations
 

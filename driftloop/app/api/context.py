@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.responses import Response
 
-from driftloop.api.config import ApiConfig
-from driftloop.api.live import Readiness
-from driftloop.jsonio import dumps
-from driftloop.store import Store, detector_state
+from driftloop.core.config.api import ApiConfig
+from driftloop.app.api.live import Readiness
+from driftloop.core.jsonio import dumps
+from driftloop.core.store import Store, detector_state
 
 __all__ = ["Context", "JSON", "dumps"]
 
@@ -90,7 +90,7 @@ class Context:
         return self._stored_status(model)
 
     def _stored_status(self, model: str) -> tuple[dict[str, Any] | None, str]:
-        from driftloop.api.queries import reader
+        from driftloop.app.api.queries import reader
 
         try:
             with reader(self.store).connect() as c:

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from driftloop.store import Store, metadata, now_ms
+from driftloop.core.store import Store, metadata, now_ms
 
 __all__ = ["partition_lag", "monitor_snapshot", "Readiness", "api_heartbeat", "unpositioned_detail"]
 

@@ -2,7 +2,7 @@
 
 Every figure is read at scrape time (a custom collector, no global registry): counters from the
 store's ``counters`` table (durable, so they never go back on a restart), the newest detector
-and performance statistics from :mod:`driftloop.api.history`, alerts and retraining jobs from
+and performance statistics from :mod:`driftloop.monitoring.history`, alerts and retraining jobs from
 their tables, and the in-process monitor's batch timings and consumer lag when there is one.
 
 Metric names (labels in braces):
@@ -48,9 +48,10 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from driftloop.api import history, queries
-from driftloop.api.live import monitor_snapshot
-from driftloop.store import UNATTRIBUTED, Store
+from driftloop.app.api import queries
+from driftloop.monitoring import history
+from driftloop.app.api.live import monitor_snapshot
+from driftloop.core.store import UNATTRIBUTED, Store
 
 __all__ = ["DriftloopCollector", "make_registry"]
 

@@ -20,7 +20,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.store import Store, metadata
+from driftloop.core.store import Store, metadata
 
 __all__ = [
     "safe",
@@ -296,7 +296,7 @@ def retrain_job_counts(conn: Connection) -> list[tuple[str, str, str, int]]:
 
 def outbox_pending(conn: Connection) -> dict[str, int]:
     """Outbox rows not published yet, per topic."""
-    from driftloop.store import outbox
+    from driftloop.core.store import outbox
 
     q = sa.select(outbox.c.topic, sa.func.count()).where(outbox.c.sent_at.is_(None)).group_by(outbox.c.topic)
     return {t: int(n) for t, n in conn.execute(q)}

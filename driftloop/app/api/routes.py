@@ -5,10 +5,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from driftloop.api import history, queries, schemas
-from driftloop.api.context import JSON, Context
-from driftloop.api.live import monitor_snapshot
-from driftloop.stats import collect_stats
+from driftloop.app.api import queries, schemas
+from driftloop.monitoring import history
+from driftloop.app.api.context import JSON, Context
+from driftloop.app.api.live import monitor_snapshot
+from driftloop.app.stats import collect_stats
 
 __all__ = ["router"]
 

@@ -13,8 +13,8 @@ import ipaddress
 import logging
 from typing import Any
 
-from driftloop.api.config import ApiConfig
-from driftloop.api.server import ServerHandle, serve_in_thread
+from driftloop.core.config.api import ApiConfig
+from driftloop.app.api.server import ServerHandle, serve_in_thread
 
 __all__ = ["start_api"]
 
@@ -36,7 +36,7 @@ def start_api(cfg: Any, store: Any, *, monitor: Any = None, analyser: Any = None
 
     Raises :class:`OSError` when the port is taken (the monitor should not start half-way).
     """
-    from driftloop.api.app import create_app
+    from driftloop.app.api.app import create_app
 
     api = api_config or ApiConfig.from_dict(getattr(cfg, "api", None) or {})
     if not api.enabled:

@@ -1,6 +1,6 @@
 """Request bodies and response shapes, for validation and the OpenAPI document.
 
-Responses are encoded straight from the store's rows (:class:`driftloop.api.context.JSON`);
+Responses are encoded straight from the store's rows (:class:`driftloop.app.api.context.JSON`);
 these models describe them. ``extra="allow"``: a response may carry more fields than listed
 (new optional fields are how the contract grows).
 """

@@ -244,7 +244,7 @@ class IngestConfig(_Base):
     expire_every_s: float = 60.0
     start_from: Literal["earliest", "latest"] = "earliest"
     quarantine_retry_s: float = 30.0         # a model whose detectors failed: first rebuild after this
-    quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (consumers.analysis)
+    quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (driftloop.monitoring.analysis)
 
 
 class ModelConfig(_Base):
@@ -275,7 +275,7 @@ class Config(_Base):
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     alerts: dict[str, Any] = msgspec.field(default_factory=dict)     # validated by driftloop.alerts
     registry: dict[str, Any] = msgspec.field(default_factory=dict)   # validated by retrain
-    api: dict[str, Any] = msgspec.field(default_factory=dict)        # validated by driftloop.api
+    api: dict[str, Any] = msgspec.field(default_factory=dict)        # validated by driftloop.app.api
     base_dir: str = "."
 
     def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]  # kafka and store hide their own
@@ -332,7 +332,7 @@ def _check_shape(data: Any) -> None:
     >>> _check_shape({"alerts": {"x": bomb}})
     Traceback (most recent call last):
     ...
-    driftloop.config.ConfigError: configuration: more than 100000 values once YAML aliases are expanded (an alias bomb?)
+    driftloop.core.config.ConfigError: configuration: more than 100000 values once YAML aliases are expanded (an alias bomb?)
     """
     budget = [_MAX_VALUES]
     on_path: set[int] = set()
@@ -449,10 +449,10 @@ def _section(where: str, check: Any, *args: Any) -> None:
 
 
 def _check(cfg: Config) -> Config:
-    from driftloop.alerts.config import AlertsConfig
-    from driftloop.api.config import ApiConfig
+    from driftloop.core.config.alerts import AlertsConfig
+    from driftloop.core.config.api import ApiConfig
 
-    from retrain.config import validate as validate_retrain
+    from driftloop.core.config.retrain import validate as validate_retrain
 
     _check_numbers(cfg)
     _section("alerts", AlertsConfig.from_dict, cfg.alerts)

@@ -33,7 +33,7 @@ SinkConfig(name='slack', type='slack', url=<hidden>, secret=<hidden>, routes=[])
 >>> AlertsConfig.from_dict({"hold_down": 60})
 Traceback (most recent call last):
 ...
-driftloop.config.ConfigError: alerts: Object contains unknown field `hold_down`
+driftloop.core.config.ConfigError: alerts: Object contains unknown field `hold_down`
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from driftloop.config import ConfigError
+from driftloop.core.config import ConfigError
 
 __all__ = ["AlertsConfig", "SinkConfig", "RouteConfig", "StaleConfig", "StaleModelConfig",
            "DispatchConfig", "SEVERITY_RANK", "KAFKA_SINK"]
@@ -211,7 +211,7 @@ class AlertsConfig(_Base):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, environ: dict[str, str] | None = None) -> AlertsConfig:
-        """Validate ``Config.alerts``; raises :class:`~driftloop.config.ConfigError`."""
+        """Validate ``Config.alerts``; raises :class:`~driftloop.core.config.ConfigError`."""
         if data is None:
             data = {}
         if not isinstance(data, dict):

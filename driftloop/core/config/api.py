@@ -34,11 +34,11 @@ ApiConfig(enabled=True, host='127.0.0.1', port=9000, token=<hidden>, token_env=N
 >>> ApiConfig.from_dict({"read_token_env": "MY-TOKEN"})
 Traceback (most recent call last):
 ...
-driftloop.config.ConfigError: api.read_token_env: 'MY-TOKEN' is not an environment variable name (letters, digits, _)
+driftloop.core.config.ConfigError: api.read_token_env: 'MY-TOKEN' is not an environment variable name (letters, digits, _)
 >>> ApiConfig.from_dict({"prot": 1})
 Traceback (most recent call last):
 ...
-driftloop.config.ConfigError: api: Object contains unknown field `prot`
+driftloop.core.config.ConfigError: api: Object contains unknown field `prot`
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ from typing import Any
 
 import msgspec
 
-from driftloop.config import ConfigError
+from driftloop.core.config import ConfigError
 
 __all__ = ["ApiConfig"]
 
@@ -80,7 +80,7 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, repr_o
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, where: str = "api") -> ApiConfig:
-        """Validate the ``api`` mapping; errors are :class:`~driftloop.config.ConfigError` naming the key."""
+        """Validate the ``api`` mapping; errors are :class:`~driftloop.core.config.ConfigError` naming the key."""
         try:
             cfg = msgspec.convert(dict(data or {}), cls, strict=False)
         except msgspec.ValidationError as exc:

@@ -1,8 +1,8 @@
 """The retraining settings: the ``registry`` section and each model's ``retrain`` section.
 
-:class:`driftloop.config.Config` keeps both as raw mappings; they are validated here, with
+:class:`driftloop.core.config.Config` keeps both as raw mappings; they are validated here, with
 every key documented and defaulted, unknown keys refused, and errors raised as
-:class:`driftloop.config.ConfigError` naming the key::
+:class:`driftloop.core.config.ConfigError` naming the key::
 
     registry:
       artifact_dir: artifacts          # model files and reference samples (relative to the config)
@@ -27,7 +27,7 @@ every key documented and defaulted, unknown keys refused, and errors raised as
 >>> RetrainPolicy.from_dict({"min_delta": -1}, task="regression", where="models.price.retrain")
 Traceback (most recent call last):
 ...
-driftloop.config.ConfigError: models.price.retrain.min_delta: must be >= 0, got -1.0
+driftloop.core.config.ConfigError: models.price.retrain.min_delta: must be >= 0, got -1.0
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from driftloop.config import Config, ConfigError
+from driftloop.core.config import Config, ConfigError
 
 __all__ = [
     "ALERT_KINDS",
