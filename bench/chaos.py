@@ -371,7 +371,7 @@ def stored_offsets(pipe: Pipeline) -> dict[tuple[str, int], int]:
 def job_rows(pipe: Pipeline) -> list[Any]:
     import sqlalchemy as sa
 
-    from retrain.tables import retrain_jobs
+    from driftloop.core.tables import retrain_jobs
     with pipe.store.engine.connect() as c:
         return list(c.execute(sa.select(retrain_jobs).order_by(retrain_jobs.c.requested_at)))
 

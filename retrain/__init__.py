@@ -17,7 +17,7 @@ The path of a retrain, module by module:
   registers them, so ``Store.create_schema()`` creates them);
 * :mod:`retrain.cli` - ``retrain-worker``, ``retrain``, ``models ...`` commands.
 """
-from retrain import tables as _tables  # noqa: F401  (registers the tables on the store's metadata)
+from driftloop.core import tables as _tables  # noqa: F401  (registers the tables on the store's metadata)
 from retrain.events import ModelEvent, RetrainJob, Switch, switch_target
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry, load_reference

@@ -36,7 +36,7 @@ from retrain.artifacts import (BUILTIN_TRUSTED, FileInfo, UntrustedArtifactError
                                resolve_inside, safe_name)
 from driftloop.core.config.retrain import RegistryConfig, registry_config
 from retrain.events import ModelEvent, encode, rfc3339
-from retrain.tables import champion_history, model_versions
+from driftloop.core.tables import champion_history, model_versions
 
 __all__ = [
     "Registry",

@@ -77,7 +77,7 @@ from driftloop.kafka.topics import create_topics
 from driftloop.core.config.retrain import registry_config, retrain_policies
 from retrain.events import ModelEvent, RetrainJob, decode_job
 from retrain.registry import ChampionChanged, Registry
-from retrain.tables import retrain_jobs
+from driftloop.core.tables import retrain_jobs
 from retrain.training import compare, incumbent_outputs, record_decision, train_challenger
 
 __all__ = ["RetrainWorker", "WorkerStats", "JobOutcome"]

@@ -72,7 +72,7 @@ def test_live_monitor_figures(seeded: Seeded) -> None:
 def test_retrain_jobs_counted(client, seeded: Seeded) -> None:
     import sqlalchemy as sa
 
-    from retrain.tables import retrain_jobs
+    from driftloop.core.tables import retrain_jobs
 
     # a read-only fixture: count what is there (the seed enqueues no job) and check the family exists
     with seeded.store.engine.connect() as c:

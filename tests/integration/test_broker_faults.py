@@ -32,7 +32,7 @@ from driftloop.alerts import tables as at
 from driftloop.core.config import Config, load_config
 from driftloop.app.stats import collect_stats
 from driftloop.core.store import Store
-from retrain.tables import retrain_jobs
+from driftloop.core.tables import retrain_jobs
 from tests.alerts.test_monitor_kafka import DETECTORS, events, reference
 from tests.fault_helpers import DedicatedBroker, free_port, in_ci, readyz, spawn, stop_process, wait_until
 from tests.kafka_helpers import isolated_kafka, produce, read_topic, wait_for_counts

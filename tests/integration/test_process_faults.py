@@ -69,7 +69,7 @@ from driftloop.app.stats import collect_stats
 from driftloop.core.store import Store, detector_state, offsets
 from driftloop.kafka.topics import create_topics
 from retrain.registry import Registry
-from retrain.tables import retrain_jobs
+from driftloop.core.tables import retrain_jobs
 from retrain.training import SLOW_ENV
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.integration.test_pipeline_kafka import WANT, scenario

@@ -14,7 +14,7 @@ import yaml
 
 from driftloop.core.config import Config, load_config
 from driftloop.core.store import Store
-from retrain.tables import retrain_jobs
+from driftloop.core.tables import retrain_jobs
 from tests.kafka_helpers import isolated_kafka
 
 AGRAWAL = {"salary": "numeric", "commission": "numeric", "age": "numeric", "elevel": "categorical",

@@ -13,7 +13,7 @@ import retrain  # noqa: F401
 import retrain.worker as worker_module
 from driftloop.core.config import ConfigError
 from driftloop.core.store import Store
-from retrain.tables import retrain_jobs
+from driftloop.core.tables import retrain_jobs
 from retrain.worker import RetrainWorker
 from tests.retrain.helpers import config_data, job_row, write_config
 from tests.retrain.test_worker_unit import alert_job, champion_file, env, rec  # noqa: F401  (fixtures)
@@ -151,7 +151,7 @@ def _old_schema_database(url: str) -> None:
 
 
 def _migrates(url: str) -> None:
-    from retrain.tables import retrain_jobs as jobs
+    from driftloop.core.tables import retrain_jobs as jobs
 
     _old_schema_database(url.replace("postgresql://", "postgresql+psycopg://", 1))
     store = Store(url)

@@ -23,7 +23,7 @@ from driftloop.kafka.topics import create_topics
 from retrain.events import decode_model_event, switch_target
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry, load_reference
-from retrain.tables import champion_history, model_versions
+from driftloop.core.tables import champion_history, model_versions
 from retrain.training import SLOW_ENV
 from retrain.worker import RetrainWorker
 from tests.kafka_helpers import produce, publish_outbox, read_topic, wait_for_counts

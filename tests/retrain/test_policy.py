@@ -10,7 +10,7 @@ import retrain  # noqa: F401
 from driftloop.core.store import Store, outbox
 from retrain.events import decode_job
 from retrain.policy import EnqueueRefused, RetrainScheduler
-from retrain.tables import retrain_jobs
+from driftloop.core.tables import retrain_jobs
 from tests.retrain.helpers import Alert, agrawal, config_data, insert_examples, write_config
 
 NOW = int(time.time() * 1000)

@@ -13,7 +13,7 @@ from driftloop.core.store import Store
 from retrain.events import encode
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
-from retrain.tables import model_versions
+from driftloop.core.tables import model_versions
 from retrain.worker import RetrainWorker
 from tests.retrain.helpers import Alert, agrawal, config_data, fitted_model, frame, insert_examples, write_config
 

@@ -23,7 +23,7 @@ from driftloop.kafka.topics import create_topics
 from driftloop.core.config.retrain import registry_config
 from retrain.events import encode
 from retrain.policy import RetrainScheduler
-from retrain.tables import model_versions
+from driftloop.core.tables import model_versions
 from retrain.worker import JobOutcome, RetrainWorker
 from tests.fault_helpers import wait_until
 from tests.kafka_helpers import produce

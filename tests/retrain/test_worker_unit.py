@@ -15,7 +15,7 @@ from driftloop.core.store import Store, outbox
 from retrain.events import decode_model_event, encode
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
-from retrain.tables import champion_history, model_versions, retrain_jobs
+from driftloop.core.tables import champion_history, model_versions, retrain_jobs
 from retrain.worker import RetrainWorker
 from tests.retrain.helpers import (Alert, agrawal, config_data, fitted_model, frame, insert_examples, job_row,
                                    write_config)

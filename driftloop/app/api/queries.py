@@ -52,8 +52,8 @@ ACTIVE_STATUSES = ("firing", "resolving")
 cleared alert within its hold-down, still open for the people paged)."""
 
 _OWNERS = {"alerts": "driftloop.alerts.tables", "alert_events": "driftloop.alerts.tables",
-           "model_versions": "retrain.tables", "champion_history": "retrain.tables",
-           "retrain_jobs": "retrain.tables"}
+           "model_versions": "driftloop.core.tables", "champion_history": "driftloop.core.tables",
+           "retrain_jobs": "driftloop.core.tables"}
 
 
 def table(name: str) -> sa.Table | None:
