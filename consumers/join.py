@@ -93,79 +93,130 @@ def apply_batch(store: Store, conn: Connection, cfg: Config, preds: dict[str, Va
     """
     res = JoinResult()
     for model in sorted(set(preds) | set(labels)):
-        vp, vl = preds.get(model), labels.get(model)
-        pred_ids = [e.event_id for e in vp.events] if vp else []
-        label_ids = [e.event_id for e in vl.events] if vl else []
-        state = _existing(store, conn, model, list(dict.fromkeys(pred_ids + label_ids)))
-        fresh: dict[str, list] = {}           # event id -> insert row, for ids not stored before
-        new_pred_rows: list[int] = []
-        pred_row_of: dict[str, int] = {}
-        joined_eids: list[str] = []
-        dups = 0
-        if vp:
-            ts = vp.ts.tolist()
-            payloads = vp.payloads or [None] * len(pred_ids)
-            for i, (eid, ev) in enumerate(zip(pred_ids, vp.events)):
-                st = state.get(eid)
-                if st is None:
-                    if eid in fresh:
-                        dups += 1
-                        continue
-                    fresh[eid] = [model, eid, ts[i], ev.model_version, payloads[i] or _enc.encode(ev), None, None, now, None]
-                elif st.pred_ts is not None:
-                    dups += 1
-                    continue
-                else:   # a stored label was waiting for this prediction
-                    st.pred_ts, st.payload, st.version, st.changed = ts[i], payloads[i] or _enc.encode(ev), ev.model_version, True
-                    joined_eids.append(eid)
-                new_pred_rows.append(i)
-                pred_row_of[eid] = i
-        n_labels = 0
-        if vl:
-            ts = vl.ts.tolist()
-            values = vl.label.tolist()
-            for i, eid in enumerate(label_ids):
-                st = state.get(eid)
-                row = fresh.get(eid) if st is None else None
-                value = _enc.encode(values[i])
-                if st is not None:
-                    if st.label_ts is not None:
-                        dups += 1
-                        continue
-                    st.label_ts, st.label, st.changed = ts[i], value, True
-                    if st.pred_ts is not None:
-                        joined_eids.append(eid)
-                elif row is not None:
-                    if row[5] is not None:
-                        dups += 1
-                        continue
-                    row[5], row[6] = ts[i], value
-                    if row[2] is not None:
-                        row[8] = now
-                        joined_eids.append(eid)
-                else:
-                    fresh[eid] = [model, eid, None, None, None, ts[i], value, now, None]
-                n_labels += 1
-        d = res.deltas
-        d[(model, "predictions")] += len(new_pred_rows)
-        d[(model, "labels")] += n_labels
-        d[(model, "duplicates")] += dups
-        d[(model, "joined")] += len(joined_eids)
-        joined_set = set(joined_eids)
-        store.executemany(conn, _INSERT, list(fresh.values()))   # rows are lists: both drivers take them
-        store.executemany(conn, _UPDATE, [
-            (st.pred_ts, st.version, st.payload, st.label_ts, st.label, now if eid in joined_set else None,
-             model, eid) for eid, st in state.items() if st.changed])
-        if vp and new_pred_rows:
-            res.new_predictions[model] = (vp if len(new_pred_rows) == len(vp.events)
-                                          else vp.take(np.asarray(new_pred_rows, dtype=np.int64)))
-        if joined_eids:
-            res.joined[model] = _joined_columns(cfg, model, joined_eids, state, fresh, vp, pred_row_of)
+        _apply_model(store, conn, cfg, model, preds.get(model), labels.get(model), now, res)
     return res
+
+
+def _apply_model(store: Store, conn: Connection, cfg: Config, model: str, vp: ValidPredictions | None,
+                 vl: ValidLabels | None, now: int, res: JoinResult) -> None:
+    """One model's part of :func:`apply_batch`: dedupe both halves against one read of the stored
+    rows, write the inserts and updates, count, and add what is new and what joined to ``res``."""
+    pred_ids = [e.event_id for e in vp.events] if vp else []
+    label_ids = [e.event_id for e in vl.events] if vl else []
+    state = _existing(store, conn, model, list(dict.fromkeys(pred_ids + label_ids)))
+    fresh: dict[str, list] = {}           # event id -> insert row, for ids not stored before
+    joined_eids: list[str] = []
+    new_pred_rows: list[int] = []
+    pred_row_of: dict[str, int] = {}
+    dups = n_labels = 0
+    if vp:
+        new_pred_rows, pred_row_of, dups = _take_predictions(model, vp, pred_ids, state, fresh, joined_eids, now)
+    if vl:
+        n_labels, label_dups = _take_labels(model, vl, label_ids, state, fresh, joined_eids, now)
+        dups += label_dups
+    d = res.deltas
+    d[(model, "predictions")] += len(new_pred_rows)
+    d[(model, "labels")] += n_labels
+    d[(model, "duplicates")] += dups
+    d[(model, "joined")] += len(joined_eids)
+    _write_rows(store, conn, model, fresh, state, joined_eids, now)
+    if vp and new_pred_rows:
+        res.new_predictions[model] = (vp if len(new_pred_rows) == len(vp.events)
+                                      else vp.take(np.asarray(new_pred_rows, dtype=np.int64)))
+    if joined_eids:
+        res.joined[model] = _joined_columns(cfg, model, joined_eids, state, fresh, vp, pred_row_of)
+
+
+def _take_predictions(model: str, vp: ValidPredictions, pred_ids: list[str], state: dict[str, _Row],
+                      fresh: dict[str, list], joined_eids: list[str],
+                      now: int) -> tuple[list[int], dict[str, int], int]:
+    """Dedupe the batch's predictions: a new id goes into ``fresh`` (an insert row), one whose
+    label is stored completes it (``joined_eids``), a repeat is a duplicate. Returns the rows of
+    ``vp`` that are new, their row per event id, and the number of duplicates."""
+    new_pred_rows: list[int] = []
+    pred_row_of: dict[str, int] = {}
+    dups = 0
+    ts = vp.ts.tolist()
+    payloads = vp.payloads or [None] * len(pred_ids)
+    for i, (eid, ev) in enumerate(zip(pred_ids, vp.events)):
+        st = state.get(eid)
+        if st is None:
+            if eid in fresh:
+                dups += 1
+                continue
+            fresh[eid] = [model, eid, ts[i], ev.model_version, payloads[i] or _enc.encode(ev), None, None, now, None]
+        elif st.pred_ts is not None:
+            dups += 1
+            continue
+        else:   # a stored label was waiting for this prediction
+            st.pred_ts, st.payload, st.version, st.changed = ts[i], payloads[i] or _enc.encode(ev), ev.model_version, True
+            joined_eids.append(eid)
+        new_pred_rows.append(i)
+        pred_row_of[eid] = i
+    return new_pred_rows, pred_row_of, dups
+
+
+def _take_labels(model: str, vl: ValidLabels, label_ids: list[str], state: dict[str, _Row],
+                 fresh: dict[str, list], joined_eids: list[str], now: int) -> tuple[int, int]:
+    """Dedupe the batch's labels against the stored rows and this batch's new ones (a label
+    completes a prediction stored or just taken: ``joined_eids``). Returns (new labels, duplicates)."""
+    n_labels = dups = 0
+    ts = vl.ts.tolist()
+    values = vl.label.tolist()
+    for i, eid in enumerate(label_ids):
+        st = state.get(eid)
+        row = fresh.get(eid) if st is None else None
+        value = _enc.encode(values[i])
+        if st is not None:
+            if st.label_ts is not None:
+                dups += 1
+                continue
+            st.label_ts, st.label, st.changed = ts[i], value, True
+            if st.pred_ts is not None:
+                joined_eids.append(eid)
+        elif row is not None:
+            if row[5] is not None:
+                dups += 1
+                continue
+            row[5], row[6] = ts[i], value
+            if row[2] is not None:
+                row[8] = now
+                joined_eids.append(eid)
+        else:
+            fresh[eid] = [model, eid, None, None, None, ts[i], value, now, None]
+        n_labels += 1
+    return n_labels, dups
+
+
+def _write_rows(store: Store, conn: Connection, model: str, fresh: dict[str, list], state: dict[str, _Row],
+                joined_eids: list[str], now: int) -> None:
+    """The model's writes of the batch: one ``executemany`` of inserts, one of updates."""
+    joined_set = set(joined_eids)
+    store.executemany(conn, _INSERT, list(fresh.values()))   # rows are lists: both drivers take them
+    store.executemany(conn, _UPDATE, [
+        (st.pred_ts, st.version, st.payload, st.label_ts, st.label, now if eid in joined_set else None,
+         model, eid) for eid, st in state.items() if st.changed])
 
 
 def _joined_columns(cfg: Config, model: str, eids: list[str], state: dict[str, _Row], fresh: dict[str, list],
                     vp: ValidPredictions | None, pred_row_of: dict[str, int]) -> Joined:
+    """The examples ``eids`` completed in this batch as aligned columns (predictions, label, label time)."""
+    merged, order = _joined_predictions(cfg, model, eids, state, vp, pred_row_of)
+    label_values = [_label_dec.decode(state[e].label if e in state else fresh[e][6]) for e in order]
+    if cfg.models[model].task == "classification":
+        label = np.empty(len(order), dtype=object)
+        label[:] = label_values
+    else:
+        label = np.asarray(label_values, dtype=np.float64)
+    label_ts = np.asarray([state[e].label_ts if e in state else fresh[e][5] for e in order], dtype=np.int64)
+    return Joined(merged, label, label_ts)
+
+
+def _joined_predictions(cfg: Config, model: str, eids: list[str], state: dict[str, _Row],
+                        vp: ValidPredictions | None,
+                        pred_row_of: dict[str, int]) -> tuple[ValidPredictions, list[str]]:
+    """The prediction half of the joined ``eids`` (rows of this batch, then stored payloads decoded
+    and validated again) and the event ids in that order."""
     in_batch = [e for e in eids if e in pred_row_of]
     from_db = [e for e in eids if e not in pred_row_of]
     parts: list[ValidPredictions] = []
@@ -180,14 +231,7 @@ def _joined_columns(cfg: Config, model: str, eids: list[str], state: dict[str, _
             parts.append(valid[model])
             order += [ev.event_id for ev in valid[model].events]
     merged = parts[0] if len(parts) == 1 else _concat(parts)
-    label_values = [_label_dec.decode(state[e].label if e in state else fresh[e][6]) for e in order]
-    if cfg.models[model].task == "classification":
-        label = np.empty(len(order), dtype=object)
-        label[:] = label_values
-    else:
-        label = np.asarray(label_values, dtype=np.float64)
-    label_ts = np.asarray([state[e].label_ts if e in state else fresh[e][5] for e in order], dtype=np.int64)
-    return Joined(merged, label, label_ts)
+    return merged, order
 
 
 def _concat(parts: list[ValidPredictions]) -> ValidPredictions:
