@@ -85,7 +85,8 @@ _MAX_VERBATIM_PAYLOAD = 4096
 
 def _decode_side(records: list[Record], kind: Any, cfg: Config, validate: Callable, now: int,
                  out: PreparedBatch) -> dict[str, Any]:
-    lim = cfg.ingest
+    """Decode and validate one topic's records (predictions or labels); refused events go to
+    ``out`` as dead letters. Returns the valid events' columns per model."""
     events: list[Any] = []
     source: list[int] = []                 # record index of each event
     verbatim: list[bytes | None] = []      # the message's bytes when it is exactly this one event
@@ -107,34 +108,50 @@ def _decode_side(records: list[Record], kind: Any, cfg: Config, validate: Callab
                 source.append(ri)
                 verbatim.append(value)
                 continue
-        dec = decode_message(value, kind, max_bytes=lim.max_message_bytes, max_events=lim.max_events_per_message)
-        for err in dec.errors:
-            _refuse(out, rec, err.error, err.raw, err.model, now, cfg, err.size)
-        evs = dec.events
-        if evs and kind is PREDICTION and max(map(len, map(_features, evs))) > lim.max_features:
-            # events over the feature limit are refused here, not held until the batch is validated
-            # (a 1 MiB message can carry ~90,000 features, ~10 MB as Python objects)
-            whole = value if len(evs) == 1 and not dec.errors else None
-            for ev in evs:
-                if len(ev.features) > lim.max_features:
-                    _refuse(out, rec, f"features: {len(ev.features)} features > limit {lim.max_features}",
-                            whole if whole is not None else _encode(ev), ev.model, now, cfg)
-            evs = [ev for ev in evs if len(ev.features) <= lim.max_features]
+        evs = _decode_slow(rec, kind, cfg, now, out)
         n = len(evs)
         if n:
             events.extend(evs)
             source.extend([ri] * n)
             verbatim.extend([None] * n)
     valid, errors = validate(events, cfg, now)
+    _refuse_invalid(records, events, source, verbatim, errors, cfg, now, out)
+    if kind is PREDICTION:
+        for vp in valid.values():
+            vp.payloads = [verbatim[i] for i in vp.index.tolist()]
+    return valid
+
+
+def _decode_slow(rec: Record, kind: Any, cfg: Config, now: int, out: PreparedBatch) -> list[Any]:
+    """A message the fast path did not take (an array, a big or odd message, an error): its
+    events, each message or event error dead-lettered into ``out``."""
+    lim = cfg.ingest
+    value = rec.value
+    dec = decode_message(value, kind, max_bytes=lim.max_message_bytes, max_events=lim.max_events_per_message)
+    for err in dec.errors:
+        _refuse(out, rec, err.error, err.raw, err.model, now, cfg, err.size)
+    evs = dec.events
+    if evs and kind is PREDICTION and max(map(len, map(_features, evs))) > lim.max_features:
+        # events over the feature limit are refused here, not held until the batch is validated
+        # (a 1 MiB message can carry ~90,000 features, ~10 MB as Python objects)
+        whole = value if len(evs) == 1 and not dec.errors else None
+        for ev in evs:
+            if len(ev.features) > lim.max_features:
+                _refuse(out, rec, f"features: {len(ev.features)} features > limit {lim.max_features}",
+                        whole if whole is not None else _encode(ev), ev.model, now, cfg)
+        evs = [ev for ev in evs if len(ev.features) <= lim.max_features]
+    return evs
+
+
+def _refuse_invalid(records: list[Record], events: list[Any], source: list[int], verbatim: list[bytes | None],
+                    errors: list[tuple[int, str]], cfg: Config, now: int, out: PreparedBatch) -> None:
+    """Dead-letter the events validation refused (``errors``: position in ``events``, reason),
+    with the message's own bytes when it held only that event."""
     for pos, reason in errors:
         rec = records[source[pos]]
         ev = events[pos]
         raw = verbatim[pos] if verbatim[pos] is not None else _encode(ev)
         _refuse(out, rec, reason, raw, ev.model, now, cfg)
-    if kind is PREDICTION:
-        for vp in valid.values():
-            vp.payloads = [verbatim[i] for i in vp.index.tolist()]
-    return valid
 
 
 _features = attrgetter("features")
