@@ -1,4 +1,4 @@
-# driftloop: the README's two commands are `make demo` and `make test`.
+# driftloop: the README's two commands are `make demo` and `make test` (`make lint`: the CI's static checks).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,12 +8,12 @@ export KAFKA_SASL ?= 1
 # ... and with SSL on 9095 and SASL_SSL on 9096, dev CA in .kafka/tls (tests/integration/test_tls.py)
 export KAFKA_TLS ?= 1
 
-.PHONY: setup demo test test-unit kafka-start kafka-stop pg-start pg-stop bench clean
+.PHONY: setup demo test test-unit lint kafka-start kafka-stop pg-start pg-stop bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -e ".[test,demo]"   # demo: River, for `driftloop demo`'s data
+	$(BIN)/python -m pip install -q -e ".[test,demo,lint]"   # demo: River, for `driftloop demo`'s data; lint: make lint
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -45,6 +45,16 @@ test: kafka-start pg-start
 ## Pure-logic tests only (no broker).
 test-unit: setup
 	$(BIN)/python -m pytest -m "not kafka and not postgres"
+
+## Static checks, all run even if one fails (configuration in pyproject.toml): ruff (rule set and why
+## there), mypy (typed public API), lint-imports (the layers), and a reason on every noqa / type: ignore.
+lint: setup
+	@rc=0; \
+	echo "lint: ruff"; $(BIN)/ruff check . || rc=1; \
+	echo "lint: mypy"; $(BIN)/mypy || rc=1; \
+	echo "lint: lint-imports"; $(BIN)/lint-imports || rc=1; \
+	echo "lint: suppressions"; $(BIN)/python scripts/check_suppressions.py || rc=1; \
+	exit $$rc
 
 bench: kafka-start
 	$(BIN)/python bench/ingest.py
