@@ -68,6 +68,25 @@ def _nullable(buf: bytes, pos: int) -> tuple[int, bytes | None, int]:
     return n, buf[pos:pos + n], pos + n
 
 
+def _headers(buf: bytes, pos: int, n_headers: int) -> tuple[list[tuple[str, bytes | None]], int, int]:
+    """A record's ``n_headers`` headers at ``pos``: (headers, their size as kafka-python counts it,
+    next position). ``ValueError``/``IndexError`` on a truncated buffer (the caller wraps them)."""
+    if n_headers < 0:
+        raise Errors.CorruptRecordError(f"Found invalid number of record headers {n_headers}")
+    headers = []
+    header_size = 0
+    for _h in range(n_headers):
+        hk_len, pos = _varint(buf, pos)
+        if hk_len < 0:
+            raise Errors.CorruptRecordError(f"Invalid negative header key size {hk_len}")
+        h_key = buf[pos:pos + hk_len].decode("utf-8")
+        pos += hk_len
+        hv_len, h_value, pos = _nullable(buf, pos)
+        headers.append((h_key, h_value))
+        header_size += hk_len + (hv_len if hv_len > 0 else 0)
+    return headers, header_size, pos
+
+
 def _simple_batches(data: Any, isolation_level: Any) -> list[Any] | None:
     """A fetch's batches if every one is a v2 data batch the lean path may read, else None
     (the fetch is then read by kafka-python from its own, untouched ``MemoryRecords``)."""
@@ -99,18 +118,25 @@ if Fetcher is not None:
                 if batches is not None:
                     self.record_iterator = itertools.dropwhile(self._maybe_skip_record, self._lean(tp, batches))
 
+        def _open_batch(self, tp: Any, batch: Any) -> tuple[int, bytes, int]:
+            """Check the batch's CRC (if ``check_crcs``), note its leader epoch and uncompress it:
+            (epoch, the records' bytes, the position of the first record)."""
+            if self.check_crcs and not batch.validate_crc():
+                raise Errors.CorruptRecordError(
+                    f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check")
+            self.leader_epoch = epoch = batch.leader_epoch
+            batch._maybe_uncompress()
+            return epoch, bytes(batch._buffer), batch._pos     # bytes: a slice is one copy
+
         def _lean(self, tp: Any, batches: list[Any]) -> Any:
+            """The records of ``batches`` as kafka-python's ``ConsumerRecord``s, unpacked in one loop
+            (the same records, checks and errors as kafka-python's own unpacking)."""
             topic, partition = tp.topic, tp.partition
             varint, nullable = _varint, _nullable
             last = None
             for batch in batches:
                 last = batch
-                if self.check_crcs and not batch.validate_crc():
-                    raise Errors.CorruptRecordError(
-                        f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check")
-                self.leader_epoch = epoch = batch.leader_epoch
-                batch._maybe_uncompress()
-                buf, pos = bytes(batch._buffer), batch._pos     # bytes: a slice is one copy
+                epoch, buf, pos = self._open_batch(tp, batch)
                 base = batch.base_offset
                 ts_type = batch.timestamp_type
                 log_append = ts_type == _LOG_APPEND_TIME
@@ -127,19 +153,8 @@ if Fetcher is not None:
                         n_headers, pos = varint(buf, pos)
                         headers = []
                         header_size = -1
-                        if n_headers:
-                            if n_headers < 0:
-                                raise Errors.CorruptRecordError(f"Found invalid number of record headers {n_headers}")
-                            header_size = 0
-                            for _h in range(n_headers):
-                                hk_len, pos = varint(buf, pos)
-                                if hk_len < 0:
-                                    raise Errors.CorruptRecordError(f"Invalid negative header key size {hk_len}")
-                                h_key = buf[pos:pos + hk_len].decode("utf-8")
-                                pos += hk_len
-                                hv_len, h_value, pos = nullable(buf, pos)
-                                headers.append((h_key, h_value))
-                                header_size += hk_len + (hv_len if hv_len > 0 else 0)
+                        if n_headers:   # rare: a call only for records that carry headers
+                            headers, header_size, pos = _headers(buf, pos, n_headers)
                     except (ValueError, IndexError) as err:
                         raise Errors.CorruptRecordError(f"Found invalid record structure: {err!r}") from err
                     if pos - start != length or pos > len(buf):
