@@ -39,6 +39,7 @@ from typing import Any, Literal
 import msgspec
 
 from driftloop.core.config import Config, ConfigError
+from driftloop.core.moved import current_module
 
 __all__ = [
     "ALERT_KINDS",
@@ -92,6 +93,8 @@ def import_object(path: str) -> Any:
     'LogisticRegression'
     >>> import_object("math:sqrt")(9.0)
     3.0
+    >>> import_object("driftloop.demo_data:make_estimator").__module__   # its path before issue 13
+    'driftloop.app.demo_data'
     """
     if ":" in path:
         module_name, _, attr = path.partition(":")
@@ -99,6 +102,7 @@ def import_object(path: str) -> Any:
         module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
         raise ImportError(f"{path!r} is not an import path (expected 'package.module.Name' or 'module:function')")
+    module_name = current_module(module_name)   # a file written before the layout's move (issue 13)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
