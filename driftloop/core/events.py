@@ -232,25 +232,38 @@ def decode_message(raw: bytes | None, kind: _Kind, *, max_bytes: int = 1_048_576
         out.errors.append(EventError("JSON nested too deeply", raw[:EXCERPT], size=len(raw)))
         return out
     else:
-        many = isinstance(decoded, list)
-        events = decoded if many else [decoded]
-        if not events:
-            out.errors.append(EventError("empty array: a message must hold at least one event", raw))
-        elif len(events) > max_events:
-            out.errors.append(EventError(f"too many events in one message: {len(events)} > {max_events}", raw))
-        elif BACKSLASH in raw and NUL_ESCAPE in raw:
-            _keep_without_nul(events, raw, not many, out)
-        else:
-            out.events = events
+        _take_decoded(decoded, raw, max_events, out)
         return out
+    _decode_elements(raw, kind, whole_error, max_events, out)
+    return out
+
+
+def _take_decoded(decoded: Any, raw: bytes, max_events: int, out: Decoded) -> None:
+    """The message decoded whole (one event or an array of them): its events into ``out``, or
+    one error for the whole message (empty, too many events); events holding U+0000 are refused."""
+    many = isinstance(decoded, list)
+    events = decoded if many else [decoded]
+    if not events:
+        out.errors.append(EventError("empty array: a message must hold at least one event", raw))
+    elif len(events) > max_events:
+        out.errors.append(EventError(f"too many events in one message: {len(events)} > {max_events}", raw))
+    elif BACKSLASH in raw and NUL_ESCAPE in raw:
+        _keep_without_nul(events, raw, not many, out)
+    else:
+        out.events = events
+
+
+def _decode_elements(raw: bytes, kind: _Kind, whole_error: Exception, max_events: int, out: Decoded) -> None:
+    """The message did not decode whole: if it is a JSON array, decode each element on its own
+    (an error per bad element), else report ``whole_error`` for the message."""
     try:
         parts = _raw_list.decode(raw)
     except _DECODE_ERRORS:
         out.errors.append(EventError(_error_text(whole_error, raw), raw, _probe_model(raw)))
-        return out
+        return
     if len(parts) > max_events:
         out.errors.append(EventError(f"too many events in one message: {len(parts)} > {max_events}", raw))
-        return out
+        return
     for i, part in enumerate(parts):
         piece = bytes(part)
         try:
@@ -263,7 +276,6 @@ def decode_message(raw: bytes | None, kind: _Kind, *, max_bytes: int = 1_048_576
             out.errors.append(EventError(f"event [{i}]: {where}: contains a NUL character (U+0000)", piece, model))
         else:
             out.events.append(ev)
-    return out
 
 
 def label_key(value: Any) -> str | None:
