@@ -8,14 +8,15 @@ no store, no I/O. State is plain data, so :meth:`Snapshotable.snapshot` /
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
 from detectors import state as _state
 
-__all__ = ["Window", "Detection", "Snapshotable", "StreamDetector", "KINDS", "SEVERITIES"]
+__all__ = ["Window", "Detection", "Snapshotable", "StreamDetector", "WindowDetector", "KINDS", "SEVERITIES"]
 
 KINDS = (
     "data_drift",
@@ -126,3 +127,37 @@ class StreamDetector(Snapshotable):
 
     def update_many(self, xs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+@runtime_checkable
+class WindowDetector(Protocol):
+    """A detector judged once per complete window of columns (features, or the model's outputs).
+
+    :class:`~detectors.univariate_drift.UnivariateDrift`,
+    :class:`~detectors.multivariate.PCAReconstructionDrift` and
+    :class:`~detectors.multivariate.DomainClassifierDrift` are window detectors;
+    :class:`~detectors.model_monitor.ModelMonitor` holds them as such and feeds each the same
+    window. (CBPE and PerformanceDrift are judged per window too, but on predictions and
+    labels, not on columns, so they have their own ``update``.) ``isinstance`` checks the
+    method names only; the signatures are checked by mypy and by the contract suite
+    (``tests/detectors/contract.py``).
+
+    >>> from detectors.multivariate import PCAReconstructionDrift
+    >>> issubclass(PCAReconstructionDrift, WindowDetector)
+    True
+    """
+
+    def update(
+        self, window: Window, columns: Mapping[str, np.ndarray], model_version: str | None = None
+    ) -> list[Detection]:
+        """Judge one window of ``columns``; return the detections it causes (new, escalated
+        or resolved alerts)."""
+        ...
+
+    def firing(self) -> list[str]:
+        """The keys of the alerts firing now."""
+        ...
+
+    def last(self) -> dict[str, Any]:
+        """The statistics of the last window judged."""
+        ...

@@ -214,6 +214,10 @@ class MonitorSettings(Composite):
         return dec.alpha_for_run_time(self.expected_run_time)
 
 
+# every field is a constructor argument: clone() (Snapshotable's) rebuilds the settings from all of them
+MonitorSettings._params = tuple(f.name for f in dataclasses.fields(MonitorSettings))
+
+
 def _alert_key(d: Detection) -> str:
     return f"{d.kind}|{d.detector}|{d.feature or ''}"
 

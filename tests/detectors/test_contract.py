@@ -1,0 +1,318 @@
+"""The detector contract, run on every detector class the ``detectors`` package holds.
+
+Like River's ``test_estimators.py`` over ``river.checks``: :func:`tests.detectors.contract.discover`
+walks ``detectors/`` (pkgutil + inspect) for every :class:`~detectors.base.Snapshotable`
+subclass, and each concrete one is checked with every check
+:func:`~tests.detectors.contract.yield_checks` gives it, once per parameter set of its
+:class:`Case` in :data:`CASES`.
+
+Why a table here rather than River's ``_unit_test_params()`` classmethod on each class: the
+parameters of most detectors are a :class:`~detectors.reference.Reference` built from seeded
+random data, and every class also needs a ``feed`` that knows its ``update`` signature
+(columns, predictions and scores, labels, an error stream...). Both are test scaffolding;
+on the classes they would put test data builders into ``detectors/`` (which ships, and which
+the layer rules keep pure and small) and split one class's test set-up between two files.
+Here they sit together, skips and their reasons in one reviewable place. A new class is
+not forgotten: it is discovered, and the suite fails until it has a case (the failure says
+what to add).
+
+A class may opt out of a check only with a stated reason, in its case's ``skips``
+(``{check_name: reason}``); skipped checks are not generated (as River does with
+``_unit_test_skips()``), and :func:`test_skips_name_real_checks_and_give_reasons` checks the
+table.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.base import Snapshotable, StreamDetector, Window, WindowDetector
+from detectors.batch import LabelledBatch, PredictionBatch
+from detectors.cbpe import CBPE
+from detectors.composite import Composite
+from detectors.concept import ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley
+from detectors.concept._common import BatchDetector
+from detectors.decision import AlertBook
+from detectors.model_monitor import ModelMonitor, MonitorSettings
+from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
+from detectors.performance import PerformanceDrift
+from detectors.reference import Reference
+from detectors.univariate_drift import UnivariateDrift
+from detectors.windows import WindowBuffer
+from tests.detectors.contract import ALL_CHECKS, Feed, discover, is_window_detector, yield_checks
+
+Params = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to check one detector class: its parameter sets (each a zero-argument builder of
+    constructor keyword arguments, so that references are built only when a test runs), the
+    ``feed`` that pushes one seeded chunk of data through an instance, and the checks it opts
+    out of, each with the reason."""
+
+    params: tuple[Params, ...]
+    feed: Feed
+    skips: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Classes that are discovered but are bases, not detectors: what each is for. Their concrete
+#: subclasses are checked.
+BASES: dict[type, str] = {
+    Snapshotable: "the state base class: plain-data snapshot, restore and clone",
+    Composite: "the state base class of objects that hold other Snapshotables",
+    StreamDetector: "the base of the streaming concept-drift detectors (River's shape)",
+    BatchDetector: "the vectorised machinery shared by the concept-drift detectors",
+}
+
+
+# ------------------------------------------------------------------ data builders
+@functools.cache
+def _columns_reference() -> Reference:
+    """Numeric and categorical columns, regression task (no labels needed)."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    z = rng.normal(size=n)
+    return Reference({"a": z, "b": 0.9 * z + 0.44 * rng.normal(size=n), "d": rng.exponential(size=n),
+                      "k": rng.choice(["x", "y", "z"], n).astype(object)},
+                     {"a": "numeric", "b": "numeric", "d": "numeric", "k": "categorical"}, task="regression")
+
+
+def _columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """A window of :func:`_columns_reference`'s columns, drifted or not (seeded choice)."""
+    shift, corr = rng.choice([0.0, 0.0, 1.0]), rng.choice([0.9, -0.5])
+    z = rng.normal(shift, 1.0, n)
+    return {"a": z, "b": corr * z + np.sqrt(1 - corr**2) * rng.normal(size=n), "d": rng.exponential(size=n) + shift,
+            "k": rng.choice(["x", "y", "z"], n, p=[0.6, 0.2, 0.2] if shift else None).astype(object)}
+
+
+def _feed_columns(det: WindowDetector, rng: np.random.Generator) -> Any:
+    n = 300
+    return det.update(Window(0, 1, n), _columns(rng, n))
+
+
+def _binary(rng: np.random.Generator, n: int, lo: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``s`` of class "1" and labels with P(y = "1" | s) = s."""
+    s = rng.uniform(lo, 1.0 - lo, n)
+    return s, np.where(rng.random(n) < s, "1", "0").astype(object)
+
+
+@functools.cache
+def _scored_reference() -> Reference:
+    rng = np.random.default_rng(1)
+    s, y = _binary(rng, 2000)
+    yhat = np.where(s > 0.5, "1", "0").astype(object)
+    return Reference({"x": rng.normal(size=2000)}, {"x": "numeric"}, label=y, prediction=yhat,
+                     scores=np.column_stack([1 - s, s]), classes=["0", "1"])
+
+
+def _feed_cbpe(det: CBPE, rng: np.random.Generator) -> Any:
+    s, y = _binary(rng, 300, lo=rng.choice([0.0, 0.4]))
+    pred = np.where(s > 0.5, "1", "0").astype(object)
+    out = det.update(Window(0, 10, 300), pred, np.column_stack([1 - s, s]))
+    det.update_labels(np.arange(300), pred == y)
+    return out
+
+
+def _feed_performance(det: PerformanceDrift, rng: np.random.Generator) -> Any:
+    s, y = _binary(rng, 400)
+    flip = rng.random(400) < rng.choice([0.0, 0.4])
+    yhat = np.where((s > 0.5) ^ flip, "1", "0").astype(object)
+    scores = np.column_stack([1 - s, s])
+    scores[:10] = np.nan  # a few events without scores
+    return det.update(Window(0, 1, 400), y, yhat, scores)
+
+
+def _feed_alert_book(book: AlertBook, rng: np.random.Generator) -> Any:
+    return [book.update(k, bool(b)) for k, b in zip(itertools.cycle("abc"), rng.random(9) < 0.5, strict=False)]
+
+
+def _feed_window_buffer(buf: WindowBuffer, rng: np.random.Generator) -> Any:
+    n = int(rng.integers(1, 300))
+    ts = np.sort(rng.integers(0, 50_000, n)) if buf.kind == "time" else np.arange(n)
+    out = buf.push(ts, {"x": rng.normal(size=n), "c": rng.choice(["a", "b", None], n).astype(object)})
+    return [(w.window.n, w.window.start_ts, w.window.end_ts, float(w.columns["x"].sum())) for w in out]
+
+
+def _monitor_frame(rng: np.random.Generator, n: int, shift: float = 0.0, flip: float = 0.0) -> pd.DataFrame:
+    x1, x2 = rng.normal(shift, 1, n), rng.normal(size=n)
+    c = rng.choice(["a", "b", "c"], n)
+    p = 1 / (1 + np.exp(-(1.5 * x1 - x2 + (c == "a"))))
+    y = rng.random(n) < p
+    y = np.where(rng.random(n) < flip, ~y, y)
+    return pd.DataFrame({"x1": x1, "x2": x2, "c": c, "label": np.where(y, "yes", "no"),
+                         "score_no": 1 - p, "score_yes": p})
+
+
+_MONITOR_FEATURES = {"x1": "numeric", "x2": "numeric", "c": "categorical"}
+
+
+def _monitor_params() -> dict[str, Any]:
+    return {"model": "m", "task": "classification", "feature_types": _MONITOR_FEATURES,
+            "reference": _monitor_frame(np.random.default_rng(2), 1500),
+            "settings": {"window_size": 300, "warmup": 0, "min_window": 50, "calibration_draws": 8,
+                         "multivariate_methods": ("pca",), "bootstrap": 30}}
+
+
+def _feed_monitor(mon: ModelMonitor, rng: np.random.Generator) -> Any:
+    n = 400
+    df = _monitor_frame(rng, n, shift=rng.choice([0.0, 1.0]), flip=rng.choice([0.0, 0.4]))
+    t0 = int(rng.integers(0, 10**6))
+    ts = np.arange(t0, t0 + n, dtype=np.int64)
+    pred = np.where(df.score_yes > 0.5, "yes", "no").astype(object)
+    scores = df[["score_no", "score_yes"]].to_numpy()
+    feats = {"x1": df.x1.to_numpy(), "x2": df.x2.to_numpy(), "c": df.c.to_numpy().astype(object)}
+    out = mon.update_predictions(PredictionBatch(ts, feats, pred, scores, ["no", "yes"], "v1"))
+    return out + mon.update_labelled(LabelledBatch(ts, pred, df.label.to_numpy().astype(object), scores, ["no", "yes"]))
+
+
+def _feed_reference(ref: Reference, rng: np.random.Generator) -> Any:
+    """A reference does not change; what it answers must not either."""
+    sample = ref.sample(50, seed=int(rng.integers(1000)))
+    return [ref.numeric, ref.categorical, sample.numeric_matrix().tolist()]
+
+
+def _feed_settings(s: MonitorSettings, rng: np.random.Generator) -> Any:
+    return [s.to_dict(), s.alpha]
+
+
+def _errors(kind: str) -> Feed:
+    """A feed of error streams: 0/1 errors, [0, 1] values or real values."""
+    def feed(det: StreamDetector, rng: np.random.Generator) -> Any:
+        x = (rng.random(600) < rng.choice([0.05, 0.2, 0.5])).astype(np.float64)
+        if kind == "unit":
+            x *= rng.random(600)
+        elif kind == "real":
+            x = x * 3.0 + rng.normal(size=600)
+        return det.update_many(x)
+
+    return feed
+
+
+def _kw(**kwargs: Any) -> Params:
+    return lambda: dict(kwargs)
+
+
+# ------------------------------------------------------------------ the table
+#: Every concrete detector class, how to build it and feed it. Default parameters first, then
+#: sensitive ones where the defaults would detect nothing on the short contract streams.
+CASES: dict[type, Case] = {
+    ADWIN: Case((_kw(), _kw(delta=0.1, mode="both")), _errors("binary")),
+    DDM: Case((_kw(), _kw(warm_start=20, drift_threshold=2.0, warning_threshold=1.5)), _errors("binary")),
+    EDDM: Case((_kw(), _kw(warm_start=30, alpha=0.95, beta=0.9)), _errors("binary")),
+    HDDM_A: Case((_kw(), _kw(drift_confidence=0.01, two_sided_test=True)), _errors("unit")),
+    HDDM_W: Case((_kw(), _kw(drift_confidence=0.01, two_sided_test=True)), _errors("unit")),
+    KSWIN: Case((_kw(), _kw(alpha=0.01, window_size=60, stat_size=20, mode="both", seed=3)), _errors("real")),
+    PageHinkley: Case((_kw(), _kw(threshold=8.0, warmup=50, mode="both")), _errors("real")),
+    UnivariateDrift: Case(
+        (lambda: {"reference": _columns_reference(), "calibration_n": 300, "calibration_draws": 8, "model": "m"},),
+        _feed_columns),
+    PCAReconstructionDrift: Case((lambda: {"reference": _columns_reference()},), _feed_columns),
+    DomainClassifierDrift: Case(
+        (lambda: {"reference": _columns_reference(), "max_rows": 120, "max_iter": 5, "folds": 2},), _feed_columns),
+    CBPE: Case((lambda: {"reference": _scored_reference(), "min_n": 50},), _feed_cbpe),
+    PerformanceDrift: Case(
+        (lambda: {"task": "classification", "classes": ["0", "1"], "reference": _scored_reference(),
+                  "bootstrap": 50, "min_n": 50},),
+        _feed_performance),
+    ModelMonitor: Case((_monitor_params,), _feed_monitor),
+    AlertBook: Case((_kw(resolve_after=2),), _feed_alert_book),
+    WindowBuffer: Case(
+        (_kw(kind="count", size=50), _kw(kind="count", size=50, step=20), _kw(kind="time", size=5000),
+         _kw(kind="time", size=5000, step=1000, allowed_lateness=500)),
+        _feed_window_buffer),
+    Reference: Case((lambda: {"features": dict(_columns_reference().features),
+                              "feature_types": _columns_reference().feature_types, "task": "regression"},),
+                    _feed_reference),
+    MonitorSettings: Case((_kw(), _kw(window_size=1000, correction="bh", concept_params={"adwin": {"delta": 0.1}})),
+                          _feed_settings),
+}
+
+#: Classes the discovery must find (so that a broken discovery cannot pass by finding nothing).
+KNOWN = {ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley, UnivariateDrift, PCAReconstructionDrift,
+         DomainClassifierDrift, CBPE, PerformanceDrift, ModelMonitor, AlertBook, WindowBuffer, Reference,
+         MonitorSettings}
+KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift}
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def missing_case_message(cls: type) -> str:
+    """What to add for a discovered class that has no case."""
+    return (f"{_name(cls)} is a detector class (a Snapshotable in detectors/) with no contract parameters: "
+            f"add `{cls.__qualname__}: Case(params=(lambda: {{...constructor kwargs...}},), feed=...)` to CASES "
+            f"in tests/detectors/test_contract.py (skips={{check_name: reason}} to opt out of a check), "
+            f"or, if it is a base class and not a detector, to BASES with what it is for")
+
+
+def _concrete() -> list[type]:
+    return [c for c in discover() if c not in BASES]
+
+
+def _generate() -> list[Any]:
+    """One pytest param per (class, parameter set, check); a class without a case gets one
+    param that fails with :func:`missing_case_message`."""
+    out = []
+    for cls in _concrete():
+        case = CASES.get(cls)
+        if case is None:
+            out.append(pytest.param(cls, -1, None, id=f"{cls.__qualname__}:no-case"))
+            continue
+        for i, check in itertools.product(range(len(case.params)), yield_checks(cls)):
+            if check.__name__ not in case.skips:
+                out.append(pytest.param(cls, i, check, id=f"{cls.__qualname__}[{i}]:{check.__name__}"))
+    return out
+
+
+@pytest.mark.parametrize(("cls", "i", "check"), _generate())
+def test_contract(cls: type, i: int, check: Any) -> None:
+    case = CASES.get(cls)
+    if case is None:
+        pytest.fail(missing_case_message(cls))
+    kwargs = case.params[i]
+
+    def make() -> Any:
+        return cls(**kwargs())
+
+    check(make, case.feed)
+
+
+def test_discovery_finds_the_known_detectors() -> None:
+    found = set(discover())
+    assert KNOWN <= found, f"the discovery lost {sorted(map(_name, KNOWN - found))}"
+    assert set(BASES) <= found
+
+
+def test_every_detector_class_has_a_case() -> None:
+    missing = [c for c in _concrete() if c not in CASES]
+    assert not missing, "\n".join(map(missing_case_message, missing))
+    stale = sorted(_name(c) for c in CASES if c not in set(_concrete()))
+    assert not stale, f"CASES names classes the discovery does not find: {stale}"
+
+
+def test_a_new_class_without_parameters_fails_with_what_to_add() -> None:
+    msg = missing_case_message(ADWIN)
+    assert "detectors.concept.adwin.ADWIN" in msg and "CASES" in msg and "tests/detectors/test_contract.py" in msg
+
+
+def test_skips_name_real_checks_and_give_reasons() -> None:
+    names = {c.__name__ for c in ALL_CHECKS}
+    for cls, case in CASES.items():
+        for check, reason in case.skips.items():
+            assert check in names, f"{_name(cls)} skips unknown check {check!r}"
+            assert isinstance(reason, str) and reason.strip(), f"{_name(cls)} skips {check} without a reason"
+
+
+def test_window_detectors_are_the_known_ones() -> None:
+    found = {c for c in _concrete() if is_window_detector(c)}
+    assert found == KNOWN_WINDOW_DETECTORS
+    assert all(issubclass(c, WindowDetector) for c in found)
