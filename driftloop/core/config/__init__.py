@@ -109,9 +109,20 @@ class KafkaConfig(_Base):
             return [f"kafka.security_protocol: {proto!r} is not one of {', '.join(_PROTOCOLS)}"]
         if self.sasl_mechanism is not None and self.sasl_mechanism not in _MECHANISMS:
             return [f"kafka.sasl_mechanism: {self.sasl_mechanism!r} is not one of {', '.join(_MECHANISMS)}"]
+        out = self._sasl_problems(proto)
+        if not proto.endswith("SSL"):
+            set_ = [k for k in (*_SSL_FILES, "ssl_password") if getattr(self, k) is not None]
+            if set_:
+                out.append(f"kafka.{set_[0]}: set, but security_protocol is {proto}, which does not use TLS "
+                           "(SSL or SASL_SSL)")
+            return out
+        out += self._tls_file_problems()
+        return out or self._ssl_problems()
+
+    def _sasl_problems(self, proto: str) -> list[str]:
+        """SASL: a mechanism and both credentials with a SASL protocol, no mechanism without one."""
         out: list[str] = []
-        sasl, tls = proto.startswith("SASL_"), proto.endswith("SSL")
-        if sasl:
+        if proto.startswith("SASL_"):
             if self.sasl_mechanism is None:
                 out.append(f"kafka.sasl_mechanism: required with security_protocol {proto} "
                            "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
@@ -122,12 +133,11 @@ class KafkaConfig(_Base):
         elif self.sasl_mechanism is not None:   # (a stray username/password is harmless: unused)
             out.append(f"kafka.sasl_mechanism: set, but security_protocol is {proto}, which does not use SASL "
                        "(SASL_PLAINTEXT or SASL_SSL)")
-        if not tls:
-            set_ = [k for k in (*_SSL_FILES, "ssl_password") if getattr(self, k) is not None]
-            if set_:
-                out.append(f"kafka.{set_[0]}: set, but security_protocol is {proto}, which does not use TLS "
-                           "(SSL or SASL_SSL)")
-            return out
+        return out
+
+    def _tls_file_problems(self) -> list[str]:
+        """TLS: a key or key password needs the client certificate; every file named exists."""
+        out: list[str] = []
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             out.append("kafka.ssl_keyfile: needs kafka.ssl_certfile (the client certificate)")
         if self.ssl_password is not None and self.ssl_certfile is None:
@@ -136,7 +146,7 @@ class KafkaConfig(_Base):
             value = getattr(self, key)
             if value is not None and not _is_file(Path(value)):
                 out.append(f"kafka.{key}: file not found: {Path(value).resolve()}")
-        return out or self._ssl_problems()
+        return out
 
     def _ssl_problems(self) -> list[str]:
         """Load the TLS files as kafka-python will: a bad CA file, key or key password fails here, at start."""
@@ -390,6 +400,20 @@ _INT32_MAX = 2**31 - 1    # Kafka's protocol fields (sizes, timeouts, counts) ar
 
 
 def _check_numbers(cfg: Config) -> None:
+    """The numeric keys of the kafka, topics, store and ingest sections (ranges, signs, orders)."""
+    _check_number_types(cfg)
+    for key in ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms"):
+        if getattr(cfg.kafka, key) <= 0:
+            raise ConfigError(f"kafka.{key}: must be positive")
+    if cfg.topics.replication_factor > 32767:
+        raise ConfigError("topics.replication_factor: at most 32767")
+    if cfg.store.busy_timeout_ms < 0:
+        raise ConfigError("store.busy_timeout_ms: must be >= 0")
+    _check_ingest_numbers(cfg.ingest)
+
+
+def _check_number_types(cfg: Config) -> None:
+    """Every int of those sections fits Kafka's 32-bit fields; every float is finite."""
     for section in ("kafka", "topics", "store", "ingest"):
         obj = getattr(cfg, section)
         for key in obj.__struct_fields__:
@@ -398,26 +422,23 @@ def _check_numbers(cfg: Config) -> None:
                 raise ConfigError(f"{section}.{key}: {value} is out of range (at most {_INT32_MAX})")
             if type(value) is float and not math.isfinite(value):
                 raise ConfigError(f"{section}.{key}: must be a finite number, got {value}")
-    for key in ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms"):
-        if getattr(cfg.kafka, key) <= 0:
-            raise ConfigError(f"kafka.{key}: must be positive")
-    if cfg.topics.replication_factor > 32767:
-        raise ConfigError("topics.replication_factor: at most 32767")
-    if cfg.store.busy_timeout_ms < 0:
-        raise ConfigError("store.busy_timeout_ms: must be >= 0")
-    if cfg.ingest.max_future_skew_s < 0:
+
+
+def _check_ingest_numbers(ingest: IngestConfig) -> None:
+    """The ``ingest`` section's durations: skew, TTLs, retention, quarantine back-off."""
+    if ingest.max_future_skew_s < 0:
         raise ConfigError("ingest.max_future_skew_s: must be >= 0")
-    if cfg.ingest.joined_retention_s < 0:
+    if ingest.joined_retention_s < 0:
         raise ConfigError("ingest.joined_retention_s: must be >= 0 (0 keeps joined examples forever)")
     for key in ("prediction_ttl_s", "label_ttl_s", "expire_every_s"):
-        if getattr(cfg.ingest, key) <= 0:
+        if getattr(ingest, key) <= 0:
             raise ConfigError(f"ingest.{key}: must be positive")
-    if cfg.ingest.max_future_skew_s > 10 * 365 * 86_400:
+    if ingest.max_future_skew_s > 10 * 365 * 86_400:
         raise ConfigError("ingest.max_future_skew_s: at most ten years (315360000 s)")
     for key in ("quarantine_retry_s", "quarantine_max_retry_s"):
-        if getattr(cfg.ingest, key) <= 0:
+        if getattr(ingest, key) <= 0:
             raise ConfigError(f"ingest.{key}: must be positive")
-    if cfg.ingest.quarantine_max_retry_s < cfg.ingest.quarantine_retry_s:
+    if ingest.quarantine_max_retry_s < ingest.quarantine_retry_s:
         raise ConfigError("ingest.quarantine_max_retry_s: must be >= ingest.quarantine_retry_s")
 
 
