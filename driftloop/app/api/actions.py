@@ -21,7 +21,7 @@ __all__ = ["router"]
 
 _bearer = HTTPBearer(auto_error=False, description="the token of api.token / api.token_env")
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {   # FastAPI's `responses` type
     401: {"model": schemas.Problem, "description": "no token, or a wrong one"},
     404: {"model": schemas.Problem, "description": "unknown model, version or alert"},
     409: {"model": schemas.Problem, "description": "not possible in the current state"},

@@ -46,6 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+D = TypeVar("D")   # the default's own type: an empty {} or [] must not pin T to dict[Never, Never]
 
 ACTIVE_STATUSES = ("firing", "resolving")
 """Alert statuses that count as firing: announced and not resolved yet (``resolving`` is a
@@ -92,7 +93,7 @@ def read_counters(store: Store) -> dict[str, dict[str, int]]:
         return store.read_counters(conn)
 
 
-def safe(store: Store, fn: Callable[[Connection], T], default: T) -> T:
+def safe(store: Store, fn: Callable[[Connection], T], default: D) -> T | D:
     """``fn(conn)`` on a fresh reading connection (:func:`reader`); ``default`` when a table is
     missing or unreadable.
 

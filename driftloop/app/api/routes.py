@@ -18,7 +18,8 @@ router = APIRouter(prefix="/api", default_response_class=JSON)
 Limit = Annotated[int, Query(ge=1, le=100_000, description="at most this many rows (the newest)")]
 Since = Annotated[int | None, Query(ge=0, description="only rows at or after this time (epoch ms)")]
 Until = Annotated[int | None, Query(ge=0, description="only rows at or before this time (epoch ms)")]
-NOT_FOUND = {404: {"model": schemas.Problem, "description": "unknown model or alert"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Problem, "description": "unknown model or alert"}}
 
 
 def _ctx(request: Request) -> Context:
