@@ -22,10 +22,10 @@ The message has every field of the contract (``alert_id``, ``status``, ``model``
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from driftloop.alerts.lifecycle import AlertChange, AlertState
+from driftloop.core.clock import rfc3339   # re-exported: the alerts' messages and sinks use it
 
 __all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "DETECTOR_LABELS"]
 
@@ -47,17 +47,6 @@ _GROUP_NOUNS = {   # kind -> (one, many, verb)
     "detector_failure": ("failure", "failures", "happened"),
 }
 _LIST_MAX = 5
-
-
-def rfc3339(ms: int | None) -> str | None:
-    """Epoch milliseconds as an RFC 3339 UTC timestamp.
-
-    >>> rfc3339(0), rfc3339(None)
-    ('1970-01-01T00:00:00.000Z', None)
-    """
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def model_label(model: str, version: str | None) -> str:

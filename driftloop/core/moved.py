@@ -37,6 +37,7 @@ MOVED_MODULES: dict[str, str] = {
     "driftloop.publisher": "driftloop.kafka.publisher",
     "consumers.analysis": "driftloop.monitoring.analysis",
     "consumers.champion_switch": "driftloop.monitoring.champion_switch",
+    "driftloop.alerts.failures": "driftloop.monitoring.failures",
     "driftloop.api.history": "driftloop.monitoring.history",
     "driftloop.api": "driftloop.app.api",
     "driftloop.service": "driftloop.app.service",

@@ -32,7 +32,7 @@ new champion's sample, the model is quarantined, and only that model:
   ``ingest.quarantine_max_retry_s``. The rebuild is tried by the first batch of that model
   after the back-off, or by :meth:`DriftAnalyser.tend` (the monitor's idle step) for a model
   that gets no events. A rebuild that fails again keeps the model quarantined;
-* a ``detector_failure`` alert (:mod:`driftloop.alerts.failures`, detector ``detectors``) says
+* a ``detector_failure`` alert (:mod:`driftloop.monitoring.failures`, detector ``detectors``) says
   which model, what failed (stage ``update``/``rebuild``/``champion_switch``, the exception's
   class and message) and since when. It is written in the transaction that saw the failure
   (or, for a failure outside one, in the next transaction that holds the model's lock) and
@@ -63,8 +63,8 @@ from consumers.validation import ValidPredictions
 from detectors.base import Detection
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
-from driftloop.alerts.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
-from driftloop.alerts.messages import rfc3339
+from driftloop.core.clock import rfc3339
+from driftloop.monitoring.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
 from driftloop.monitoring.history import record_detector_statistics
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms

@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.base import Detection, Window
-from driftloop.alerts.messages import rfc3339
+from driftloop.core.clock import rfc3339
 
 __all__ = ["KIND", "QUARANTINE", "CHAMPION_SAMPLE", "failure_detection", "describe_error"]
 

@@ -12,7 +12,7 @@ import pytest
 import skops.io as sio
 
 from detectors.model_monitor import ModelMonitor
-from driftloop.alerts.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
+from driftloop.monitoring.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
 from driftloop.app.service import MonitorService
 from driftloop.core.store import Store
 from retrain.registry import Registry
