@@ -224,16 +224,9 @@ class AlertsConfig(_Base):
         return cfg
 
     def _check(self, environ: Any) -> None:
-        for key in ("hold_down_s", "cooldown_s", "group_window_s"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"alerts.{key}: must be >= 0")
-        if self.group_min < 2:
-            raise ConfigError("alerts.group_min: must be at least 2 (a group of one is not a group)")
-        if self.tick_every_s <= 0:
-            raise ConfigError("alerts.tick_every_s: must be positive")
-        for name, value in self.critical.items():
-            if not value >= 0:
-                raise ConfigError(f"alerts.critical.{name}: must be a number >= 0")
+        """Every key of the section, in order: lifecycle, dispatch, stale checks, then each sink
+        (``environ``: where ``*_env`` keys are looked up). Names unnamed sinks."""
+        self._check_lifecycle()
         d = self.dispatch
         for key in ("poll_interval_s", "backoff_initial_s", "backoff_max_s", "lease_s"):
             if getattr(d, key) <= 0:
@@ -244,33 +237,57 @@ class AlertsConfig(_Base):
             raise ConfigError("alerts.stale.check_every_s: must be positive")
         seen: set[str] = {KAFKA_SINK}
         for i, s in enumerate(self.sinks):
-            where = f"alerts.sinks[{i}]"
-            if not s.name:
-                s.name = s.type if s.type not in {x.name for x in self.sinks[:i]} else f"{s.type}-{i}"
-            if s.name in seen:
-                raise ConfigError(f"{where}.name: {s.name!r} is used twice (or is reserved)")
-            seen.add(s.name)
-            if s.timeout_s <= 0 or s.timeout_s >= d.lease_s:
-                raise ConfigError(f"{where}.timeout_s: must be positive and below alerts.dispatch.lease_s")
-            if s.resend_every_s < 0:
-                raise ConfigError(f"{where}.resend_every_s: must be >= 0")
-            for j, r in enumerate(s.routes):
-                bad = sorted(set(r.kinds or ()) - set(KINDS))
-                if bad:
-                    raise ConfigError(f"{where}.routes[{j}].kinds: unknown kinds {bad}; known: {list(KINDS)}")
-            for key in ("url", "secret", "routing_key"):
-                env = getattr(s, f"{key}_env")
-                if getattr(s, key) is not None and env is not None:
-                    raise ConfigError(f"{where}: give {key} or {key}_env, not both")
-                if env is not None and env not in environ:
-                    raise ConfigError(f"{where}.{key}_env: environment variable {env} is not set")
-            url = _from_env(s.url, s.url_env, environ)
-            if url is None and s.type != "pagerduty":
-                raise ConfigError(f"{where}.url: required for a {s.type} sink")
-            if url is not None and not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{where}.url: must be an http:// or https:// URL")
-            if s.type == "pagerduty" and _from_env(s.routing_key, s.routing_key_env, environ) is None:
-                raise ConfigError(f"{where}.routing_key: required for a pagerduty sink")
+            self._check_sink(i, s, seen, environ)
+
+    def _check_lifecycle(self) -> None:
+        """Hold-down, cooldown, group window and size, tick interval, the ``critical`` thresholds."""
+        for key in ("hold_down_s", "cooldown_s", "group_window_s"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"alerts.{key}: must be >= 0")
+        if self.group_min < 2:
+            raise ConfigError("alerts.group_min: must be at least 2 (a group of one is not a group)")
+        if self.tick_every_s <= 0:
+            raise ConfigError("alerts.tick_every_s: must be positive")
+        for name, value in self.critical.items():
+            if not value >= 0:
+                raise ConfigError(f"alerts.critical.{name}: must be a number >= 0")
+
+    def _check_sink(self, i: int, s: SinkConfig, seen: set[str], environ: Any) -> None:
+        """Sink ``i``: a unique name (given one if it has none; added to ``seen``), its timeouts,
+        routes, secrets and URL."""
+        where = f"alerts.sinks[{i}]"
+        if not s.name:
+            s.name = s.type if s.type not in {x.name for x in self.sinks[:i]} else f"{s.type}-{i}"
+        if s.name in seen:
+            raise ConfigError(f"{where}.name: {s.name!r} is used twice (or is reserved)")
+        seen.add(s.name)
+        if s.timeout_s <= 0 or s.timeout_s >= self.dispatch.lease_s:
+            raise ConfigError(f"{where}.timeout_s: must be positive and below alerts.dispatch.lease_s")
+        if s.resend_every_s < 0:
+            raise ConfigError(f"{where}.resend_every_s: must be >= 0")
+        for j, r in enumerate(s.routes):
+            bad = sorted(set(r.kinds or ()) - set(KINDS))
+            if bad:
+                raise ConfigError(f"{where}.routes[{j}].kinds: unknown kinds {bad}; known: {list(KINDS)}")
+        _check_sink_secrets(where, s, environ)
+
+
+def _check_sink_secrets(where: str, s: SinkConfig, environ: Any) -> None:
+    """A sink's ``url``/``secret``/``routing_key``: given directly or by ``*_env`` (not both, and the
+    variable set), an http(s) URL unless PagerDuty, a routing key for PagerDuty."""
+    for key in ("url", "secret", "routing_key"):
+        env = getattr(s, f"{key}_env")
+        if getattr(s, key) is not None and env is not None:
+            raise ConfigError(f"{where}: give {key} or {key}_env, not both")
+        if env is not None and env not in environ:
+            raise ConfigError(f"{where}.{key}_env: environment variable {env} is not set")
+    url = _from_env(s.url, s.url_env, environ)
+    if url is None and s.type != "pagerduty":
+        raise ConfigError(f"{where}.url: required for a {s.type} sink")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.url: must be an http:// or https:// URL")
+    if s.type == "pagerduty" and _from_env(s.routing_key, s.routing_key_env, environ) is None:
+        raise ConfigError(f"{where}.routing_key: required for a pagerduty sink")
 
 
 def _from_env(value: str | None, env: str | None, environ: Any = None) -> str | None:
