@@ -318,7 +318,6 @@ class Pipeline:
 
     def register(self, world: World) -> None:
         """Champion v1 with its reference sample, for every model."""
-        import retrain  # noqa: F401 - the registry's tables
         from retrain.registry import Registry
 
         self.store.create_schema()

@@ -36,7 +36,6 @@ import msgspec  # noqa: E402
 import yaml  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
-import retrain  # noqa: E402, F401
 from driftloop.kafka.clients import make_producer  # noqa: E402
 from driftloop.core.config import load_config  # noqa: E402
 from driftloop.core.outbox import OutboxPublisher  # noqa: E402

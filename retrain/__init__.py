@@ -13,11 +13,10 @@ The path of a retrain, module by module:
   :mod:`retrain.evaluate` (metrics, McNemar, paired bootstrap, the promotion rule);
 * :mod:`retrain.registry` - versions, champion, audit history, :func:`load_reference`;
   :mod:`retrain.artifacts` - skops model files and JSON samples, SHA-256 checked;
-* :mod:`retrain.tables` - the tables, on the store's shared metadata (importing this package
-  registers them, so ``Store.create_schema()`` creates them);
+* the tables (``retrain_jobs``, ``model_versions``, ``champion_history``) are declared with every
+  other in :mod:`driftloop.core.tables`;
 * :mod:`retrain.cli` - ``retrain-worker``, ``retrain``, ``models ...`` commands.
 """
-from driftloop.core import tables as _tables  # noqa: F401  (registers the tables on the store's metadata)
 from retrain.events import ModelEvent, RetrainJob, Switch, switch_target
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry, load_reference

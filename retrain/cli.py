@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 
 def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
-    import retrain  # noqa: F401  (tables on the metadata before create_schema)
     from driftloop.core.store import Store
     from driftloop.core.config.retrain import validate
 

@@ -1,6 +1,6 @@
 """The model registry: versions, their files, the champion, and the audit history.
 
-It lives in the state store (tables in :mod:`retrain.tables`; SQLite by default, PostgreSQL
+It lives in the state store (tables in :mod:`driftloop.core.tables`; SQLite by default, PostgreSQL
 the same way) plus an artifact folder (``registry.artifact_dir``) for the model files and
 samples, each recorded with its SHA-256 and checked on every load.
 

@@ -1,18 +1,7 @@
-"""The alert tables (on :data:`driftloop.core.store.metadata`, created by ``Store.create_schema``) and
-the statements that read and write them. SQLAlchemy Core; the same on SQLite and PostgreSQL.
-
-``alerts``
-    current state, one row per ``alert_id`` (the lifecycle's :class:`AlertState` as JSON plus
-    indexed columns for listing and for finding what is due).
-``alert_events``
-    the history of announced changes: one row per (``alert_id``, ``seq``) with the message as
-    sent; ``idempotency_key`` (``alert_id:status:seq``) is unique.
-``alert_deliveries``
-    one row per event and sink: ``status`` (``pending``, ``sent``, ``failed`` = gave up after
-    ``max_attempts``), ``attempts``, ``next_attempt_at``, ``lease_until`` (claimed by a
-    dispatcher until then), ``last_error`` (no secrets), ``sent_at``.
-``alert_stream_watch``
-    per (model, stream): the last seen counter value, when it last grew, whether it is stale.
+"""The statements that read and write the alert tables (``alerts``, ``alert_events``,
+``alert_deliveries``, ``alert_stream_watch``: declared, with their row format, in
+:mod:`driftloop.core.tables`; re-exported here for the alert modules). SQLAlchemy Core; the
+same on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
@@ -24,77 +13,11 @@ from sqlalchemy.engine import Connection
 
 from driftloop.alerts.lifecycle import AlertState
 from driftloop.core.jsonio import dumps, loads
-from driftloop.core.store import Store, metadata
+from driftloop.core.store import Store
+from driftloop.core.tables import alert_deliveries, alert_events, alert_stream_watch, alerts
 
 __all__ = ["alerts", "alert_events", "alert_deliveries", "alert_stream_watch", "dumps", "loads",
            "load_states", "save_states", "insert_events", "due_models"]
-
-_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-
-alerts = sa.Table(
-    "alerts", metadata,
-    sa.Column("alert_id", sa.String(64), primary_key=True),
-    sa.Column("model", sa.String(128), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("detector", sa.String(64), nullable=False),
-    sa.Column("feature", sa.String(512)),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("model_version", sa.String(128)),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("group_id", sa.String(64)),
-    sa.Column("due_at", sa.BigInteger),
-    sa.Column("started_at", sa.BigInteger),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-    sa.Column("summary", sa.Text),
-    sa.Column("state", sa.LargeBinary, nullable=False),
-)
-sa.Index("ix_alerts_model_status", alerts.c.model, alerts.c.status)
-sa.Index("ix_alerts_status_due", alerts.c.status, alerts.c.due_at)
-sa.Index("ix_alerts_updated", alerts.c.updated_at)
-
-alert_events = sa.Table(
-    "alert_events", metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("idempotency_key", sa.String(96), nullable=False, unique=True),
-    sa.Column("alert_id", sa.String(64), nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("model", sa.String(128), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("message", sa.LargeBinary, nullable=False),
-)
-sa.Index("ix_alert_events_alert", alert_events.c.alert_id, alert_events.c.seq)
-
-alert_deliveries = sa.Table(
-    "alert_deliveries", metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("idempotency_key", sa.String(96), nullable=False),
-    sa.Column("alert_id", sa.String(64), nullable=False),
-    sa.Column("sink", sa.String(128), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_at", sa.BigInteger, nullable=False),
-    sa.Column("lease_until", sa.BigInteger),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("sent_at", sa.BigInteger),
-    sa.UniqueConstraint("idempotency_key", "sink", name="uq_alert_deliveries_key_sink"),
-)
-sa.Index("ix_alert_deliveries_sink_status", alert_deliveries.c.sink, alert_deliveries.c.status,
-         alert_deliveries.c.id)
-
-alert_stream_watch = sa.Table(
-    "alert_stream_watch", metadata,
-    sa.Column("model", sa.String(128), primary_key=True),
-    sa.Column("stream", sa.String(32), primary_key=True),
-    sa.Column("last_count", sa.BigInteger, nullable=False),
-    sa.Column("changed_at", sa.BigInteger, nullable=False),
-    sa.Column("stale", sa.Boolean, nullable=False),
-    sa.Column("checked_at", sa.BigInteger, nullable=False),
-)
 
 
 def load_states(conn: Connection, *, models: Iterable[str] | None = None, ids: Iterable[str] | None = None,

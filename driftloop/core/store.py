@@ -21,67 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from driftloop.core.tables import counters, detector_state, examples, metadata, offsets, outbox
+
 __all__ = ["Store", "metadata", "offsets", "examples", "counters", "outbox", "detector_state", "now_ms",
            "lock_models"]
 
-metadata = sa.MetaData()
-
-offsets = sa.Table(
-    "offsets", metadata,
-    sa.Column("group_id", sa.String(255), primary_key=True),
-    sa.Column("topic", sa.String(255), primary_key=True),
-    sa.Column("partition", sa.Integer, primary_key=True),
-    sa.Column("next_offset", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-)
-
-# One row per (model, event_id): the prediction half, the label half, or both (joined).
-examples = sa.Table(
-    "examples", metadata,
-    sa.Column("model", sa.String(128), primary_key=True),
-    sa.Column("event_id", sa.String(128), primary_key=True),
-    sa.Column("pred_ts", sa.BigInteger),          # event time of the prediction, epoch ms
-    sa.Column("model_version", sa.String(128)),
-    sa.Column("payload", sa.LargeBinary),         # the prediction event as JSON
-    sa.Column("label_ts", sa.BigInteger),
-    sa.Column("label", sa.LargeBinary),           # the label value as JSON
-    sa.Column("created_at", sa.BigInteger, nullable=False),   # wall clock, for pending TTLs
-    sa.Column("joined_at", sa.BigInteger),
-    # a rowid table on purpose: rows are ~350 B and event ids arrive in random order (UUIDs), so
-    # keeping whole rows in the key b-tree (WITHOUT ROWID) costs ~3x per insert (42 vs 15 us/row
-    # for 100k random ids, bench/ingest.py --uuid-ids); here rows append and only the key index
-    # is written at random places
-)
-sa.Index("ix_examples_model_pred_ts", examples.c.model, examples.c.pred_ts)
-sa.Index("ix_examples_created_at", examples.c.created_at)
-
-counters = sa.Table(
-    "counters", metadata,
-    sa.Column("model", sa.String(128), primary_key=True),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.BigInteger, nullable=False),
-)
-
-outbox = sa.Table(
-    "outbox", metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("topic", sa.String(255), nullable=False),
-    sa.Column("key", sa.LargeBinary),
-    sa.Column("value", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("sent_at", sa.BigInteger),
-)
-sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.id)
-
-detector_state = sa.Table(
-    "detector_state", metadata,
-    sa.Column("model", sa.String(128), primary_key=True),
-    sa.Column("state", sa.LargeBinary, nullable=False),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-    # +1 on every save: a process whose in-memory detectors are older reloads them first
-    sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("reference_version", sa.String(64)),   # the registry version the reference came from
-)
 
 UNATTRIBUTED = "_unattributed"
 """Counter bucket for invalid messages whose model cannot be read."""
@@ -111,7 +55,7 @@ def _normalise_url(url: str) -> str:
 
 
 def add_missing_columns(conn: Connection) -> list[str]:
-    """``ALTER TABLE ... ADD COLUMN`` for each column of :data:`metadata` missing from an
+    """``ALTER TABLE ... ADD COLUMN`` for each column of :data:`~driftloop.core.tables.metadata` missing from an
     existing table (a store written by an older release); returns ``table.column`` names.
 
     Only columns that can be added to a table with rows qualify: nullable, or with a
@@ -173,8 +117,10 @@ class Store:
                    busy_timeout_ms=store_cfg.busy_timeout_ms)
 
     def create_schema(self) -> None:
-        """Create missing tables, and add the columns a newer release declares to the tables an
-        older one created (:func:`add_missing_columns`); safe when several processes start at once."""
+        """Create every missing table of :mod:`driftloop.core.tables` (the whole schema, whatever
+        modules this process imported), and add the columns a newer release declares to the tables
+        an older one created (:func:`add_missing_columns`); safe when several processes start at
+        once. One transaction: a crash leaves the schema as it was (transactional DDL)."""
         with self.engine.begin() as conn:
             if not self.is_sqlite:  # concurrent CREATE TABLE races on PostgreSQL's catalog
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7352001)"))

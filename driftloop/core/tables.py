@@ -1,41 +1,250 @@
-"""The registry's and the retraining jobs' tables, on the shared :data:`driftloop.core.store.metadata`.
+"""The schema: every table of the state store, declared here and nowhere else.
 
-``Store.create_schema()`` creates them with everything else once this module is imported
-(:mod:`retrain` imports it). The worker's consumed offsets reuse the store's ``offsets`` table
-under its own group id (``registry.worker_group_id``).
+:meth:`driftloop.core.store.Store.create_schema` creates all of them from :data:`metadata`,
+whatever modules the process has imported (a process that imports only the store gets the
+whole schema), and adds the columns a newer release declares to the tables an older one
+created (:func:`driftloop.core.store.add_missing_columns`: a column added here must be
+nullable or have a ``server_default``). The modules that read and write a table import it
+from here; the table's row format is documented with it.
 
-``retrain_jobs``
-    One row per job id (the primary key makes a job id unique): written ``queued`` in the
-    transaction that enqueues the job, ``running`` when a worker starts it (``attempts`` + 1;
-    an attempt a graceful stop or a store/disk error interrupted is given back: ``attempts`` - 1,
-    ``give_backs`` + 1, at most ``registry.max_give_backs`` times),
-    then ``done`` (``decision`` = ``promoted``/``rejected``, ``version``), ``failed`` (``error``)
-    or ``skipped`` (a repeat delivery, or not enough data).
-``model_versions``
-    Every version of every model: artifact and reference sample (paths relative to the
-    artifact folder, with their SHA-256), params, metrics, data window, code and library
-    versions. ``status``: ``champion`` (at most one per model: a partial unique index),
-    ``registered`` (never champion yet), ``archived`` (was champion) or ``rejected``.
-    ``job_id`` is unique: one job yields at most one version.
-``champion_history``
-    The audit trail, append-only: every registry event (``registered``, ``promoted``,
-    ``rejected``, ``rolled_back``) with the champion before and after it, who decided
-    (``actor``), why (``reason``) and the evidence (``details``: both models' metrics, the
-    test). Which version was champion at time *t* is the ``champion_version`` of the last row
-    with ``decided_at <= t``.
+The monitor's batch transaction (:mod:`consumers.ingest`, :mod:`driftloop.core.store`)
+    ``offsets`` (the consumed offsets of every consumer group: the monitor's, the retrain
+    worker's under its own group id), ``examples`` (one row per (model, event_id): the
+    prediction half, the label half, or both, joined), ``counters``, ``outbox`` (messages to
+    publish: dead letters, alerts, retrain jobs) and ``detector_state`` (each model's detectors).
+Statistics history (:mod:`driftloop.monitoring.history`)
+    ``detector_history`` (one row per judged prediction window, column and detector) and
+    ``performance_history`` (one row per judged window and metric; ``source`` realised or
+    estimated).
+Alerts (:mod:`driftloop.alerts.tables` holds the statements)
+    ``alerts``: current state, one row per ``alert_id`` (the lifecycle's ``AlertState`` as JSON
+    plus indexed columns for listing and for finding what is due).
+    ``alert_events``: the history of announced changes: one row per (``alert_id``, ``seq``) with
+    the message as sent; ``idempotency_key`` (``alert_id:status:seq``) is unique.
+    ``alert_deliveries``: one row per event and sink: ``status`` (``pending``, ``sent``,
+    ``failed`` = gave up after ``max_attempts``), ``attempts``, ``next_attempt_at``,
+    ``lease_until`` (claimed by a dispatcher until then), ``last_error`` (no secrets), ``sent_at``.
+    ``alert_stream_watch``: per (model, stream): the last seen counter value, when it last grew,
+    whether it is stale.
+Retraining and the registry (:mod:`retrain.policy`, :mod:`retrain.worker`, :mod:`retrain.registry`)
+    ``retrain_jobs``: one row per job id (the primary key makes a job id unique): written
+    ``queued`` in the transaction that enqueues the job, ``running`` when a worker starts it
+    (``attempts`` + 1; an attempt a graceful stop or a store/disk error interrupted is given
+    back: ``attempts`` - 1, ``give_backs`` + 1, at most ``registry.max_give_backs`` times), then
+    ``done`` (``decision`` = ``promoted``/``rejected``, ``version``), ``failed`` (``error``) or
+    ``skipped`` (a repeat delivery, or not enough data).
+    ``model_versions``: every version of every model: artifact and reference sample (paths
+    relative to the artifact folder, with their SHA-256), params, metrics, data window, code and
+    library versions. ``status``: ``champion`` (at most one per model: a partial unique index),
+    ``registered`` (never champion yet), ``archived`` (was champion) or ``rejected``. ``job_id``
+    is unique: one job yields at most one version.
+    ``champion_history``: the audit trail, append-only: every registry event (``registered``,
+    ``promoted``, ``rejected``, ``rolled_back``) with the champion before and after it, who
+    decided (``actor``), why (``reason``) and the evidence (``details``: both models' metrics,
+    the test). Which version was champion at time *t* is the ``champion_version`` of the last
+    row with ``decided_at <= t``.
+The HTTP API (:mod:`driftloop.app.api.live`)
+    ``api_heartbeat``: one row per API process, rewritten by ``/readyz``.
+
+>>> import sqlalchemy as sa
+>>> engine = sa.create_engine("sqlite://")
+>>> metadata.create_all(engine)
+>>> sorted(sa.inspect(engine).get_table_names()) == sorted(metadata.tables)
+True
+>>> len(metadata.tables)
+15
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from driftloop.core.store import metadata
+__all__ = ["metadata",
+           "offsets", "examples", "counters", "outbox", "detector_state",
+           "detector_history", "performance_history",
+           "alerts", "alert_events", "alert_deliveries", "alert_stream_watch",
+           "retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES",
+           "api_heartbeat"]
 
-__all__ = ["retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES"]
-
-JOB_STATUSES = ("queued", "running", "done", "failed", "skipped")
-VERSION_STATUSES = ("registered", "champion", "archived", "rejected")
+metadata = sa.MetaData()
+"""The one metadata every table is declared on: ``Store.create_schema`` creates it whole."""
 
 _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+# -- the monitor's batch transaction ------------------------------------------------------
+offsets = sa.Table(
+    "offsets", metadata,
+    sa.Column("group_id", sa.String(255), primary_key=True),
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# One row per (model, event_id): the prediction half, the label half, or both (joined).
+examples = sa.Table(
+    "examples", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("pred_ts", sa.BigInteger),          # event time of the prediction, epoch ms
+    sa.Column("model_version", sa.String(128)),
+    sa.Column("payload", sa.LargeBinary),         # the prediction event as JSON
+    sa.Column("label_ts", sa.BigInteger),
+    sa.Column("label", sa.LargeBinary),           # the label value as JSON
+    sa.Column("created_at", sa.BigInteger, nullable=False),   # wall clock, for pending TTLs
+    sa.Column("joined_at", sa.BigInteger),
+    # a rowid table on purpose: rows are ~350 B and event ids arrive in random order (UUIDs), so
+    # keeping whole rows in the key b-tree (WITHOUT ROWID) costs ~3x per insert (42 vs 15 us/row
+    # for 100k random ids, bench/ingest.py --uuid-ids); here rows append and only the key index
+    # is written at random places
+)
+sa.Index("ix_examples_model_pred_ts", examples.c.model, examples.c.pred_ts)
+sa.Index("ix_examples_created_at", examples.c.created_at)
+
+counters = sa.Table(
+    "counters", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(255), nullable=False),
+    sa.Column("key", sa.LargeBinary),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("sent_at", sa.BigInteger),
+)
+sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.id)
+
+detector_state = sa.Table(
+    "detector_state", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # +1 on every save: a process whose in-memory detectors are older reloads them first
+    sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reference_version", sa.String(64)),   # the registry version the reference came from
+)
+
+# -- statistics history (driftloop.monitoring.history) --------------------------------------
+detector_history = sa.Table(
+    "detector_history", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),              # judged prediction windows so far
+    sa.Column("ts", sa.BigInteger, nullable=False),            # when judged (wall clock, epoch ms)
+    sa.Column("window_start", sa.BigInteger),                  # event time, epoch ms (when known)
+    sa.Column("window_end", sa.BigInteger),
+    sa.Column("n", sa.Integer),
+    sa.Column("kind", sa.String(32), nullable=False),          # data_drift | prediction_drift | multivariate_drift
+    sa.Column("detector", sa.String(64), nullable=False),      # wasserstein, psi, missing_rate, pca_reconstruction, ...
+    sa.Column("feature", sa.String(512), nullable=False),      # column name; "" for multivariate
+    sa.Column("statistic", sa.Float),                          # the effect size the decision uses
+    sa.Column("threshold", sa.Float),                          # the effect size that counts as drift
+    sa.Column("p_value", sa.Float),
+    sa.Column("drifting", sa.Boolean, nullable=False),
+    sa.Column("model_version", sa.String(128)),
+    sa.Column("details", sa.JSON),                             # every other statistic of the window
+)
+sa.Index("ix_detector_history_model_id", detector_history.c.model, detector_history.c.id)
+sa.Index("ix_detector_history_model_feature_ts", detector_history.c.model, detector_history.c.feature,
+         detector_history.c.ts)
+
+performance_history = sa.Table(
+    "performance_history", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),        # realised (labels) | estimated (CBPE)
+    sa.Column("seq", sa.Integer, nullable=False),              # judged windows of that stream so far
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("window_start", sa.BigInteger),
+    sa.Column("window_end", sa.BigInteger),
+    sa.Column("n", sa.Integer),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("baseline", sa.Float),
+    sa.Column("ci_low", sa.Float),
+    sa.Column("ci_high", sa.Float),
+    sa.Column("p_value", sa.Float),
+    sa.Column("threshold", sa.Float),                          # the drop from the baseline that counts
+    sa.Column("degraded", sa.Boolean, nullable=False),
+    sa.Column("model_version", sa.String(128)),
+)
+sa.Index("ix_performance_history_model_source_id", performance_history.c.model, performance_history.c.source,
+         performance_history.c.id)
+sa.Index("ix_performance_history_model_ts", performance_history.c.model, performance_history.c.ts)
+
+# -- alerts (driftloop.alerts) ---------------------------------------------------------------
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("alert_id", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detector", sa.String(64), nullable=False),
+    sa.Column("feature", sa.String(512)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("model_version", sa.String(128)),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("group_id", sa.String(64)),
+    sa.Column("due_at", sa.BigInteger),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("summary", sa.Text),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+)
+sa.Index("ix_alerts_model_status", alerts.c.model, alerts.c.status)
+sa.Index("ix_alerts_status_due", alerts.c.status, alerts.c.due_at)
+sa.Index("ix_alerts_updated", alerts.c.updated_at)
+
+alert_events = sa.Table(
+    "alert_events", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(96), nullable=False, unique=True),
+    sa.Column("alert_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("message", sa.LargeBinary, nullable=False),
+)
+sa.Index("ix_alert_events_alert", alert_events.c.alert_id, alert_events.c.seq)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(96), nullable=False),
+    sa.Column("alert_id", sa.String(64), nullable=False),
+    sa.Column("sink", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=False),
+    sa.Column("lease_until", sa.BigInteger),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("sent_at", sa.BigInteger),
+    sa.UniqueConstraint("idempotency_key", "sink", name="uq_alert_deliveries_key_sink"),
+)
+sa.Index("ix_alert_deliveries_sink_status", alert_deliveries.c.sink, alert_deliveries.c.status,
+         alert_deliveries.c.id)
+
+alert_stream_watch = sa.Table(
+    "alert_stream_watch", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("stream", sa.String(32), primary_key=True),
+    sa.Column("last_count", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", sa.BigInteger, nullable=False),
+    sa.Column("stale", sa.Boolean, nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+)
+
+# -- retraining and the registry (retrain) ---------------------------------------------------
+JOB_STATUSES = ("queued", "running", "done", "failed", "skipped")
+VERSION_STATUSES = ("registered", "champion", "archived", "rejected")
 
 retrain_jobs = sa.Table(
     "retrain_jobs", metadata,
@@ -107,3 +316,11 @@ champion_history = sa.Table(
     sa.Column("details", sa.JSON, nullable=False),
 )
 sa.Index("ix_champion_history_model", champion_history.c.model, champion_history.c.id)
+
+# -- the HTTP API (driftloop.app.api) --------------------------------------------------------
+api_heartbeat = sa.Table(
+    "api_heartbeat", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+)
+"""One row per API process, rewritten by ``/readyz`` to prove the store takes writes."""

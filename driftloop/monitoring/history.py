@@ -28,8 +28,8 @@ Time
     them (performance and CBPE always do; data drift when the model has a CBPE estimate for the
     same window, or when ``status()`` gives ``last_window``), else null.
 
-Both tables live on :data:`driftloop.core.store.metadata`, so ``Store.create_schema()`` creates them
-once this module is imported (``driftloop.app.api`` imports it).
+Both tables are declared in :mod:`driftloop.core.tables` (``Store.create_schema()`` creates them);
+this module writes and reads them.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.core.store import metadata
+from driftloop.core.tables import detector_history, performance_history
 
 __all__ = [
     "detector_history",
@@ -52,55 +52,6 @@ __all__ = [
     "latest_drift",
     "latest_performance",
 ]
-
-_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-
-detector_history = sa.Table(
-    "detector_history", metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("model", sa.String(128), nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),              # judged prediction windows so far
-    sa.Column("ts", sa.BigInteger, nullable=False),            # when judged (wall clock, epoch ms)
-    sa.Column("window_start", sa.BigInteger),                  # event time, epoch ms (when known)
-    sa.Column("window_end", sa.BigInteger),
-    sa.Column("n", sa.Integer),
-    sa.Column("kind", sa.String(32), nullable=False),          # data_drift | prediction_drift | multivariate_drift
-    sa.Column("detector", sa.String(64), nullable=False),      # wasserstein, psi, missing_rate, pca_reconstruction, ...
-    sa.Column("feature", sa.String(512), nullable=False),      # column name; "" for multivariate
-    sa.Column("statistic", sa.Float),                          # the effect size the decision uses
-    sa.Column("threshold", sa.Float),                          # the effect size that counts as drift
-    sa.Column("p_value", sa.Float),
-    sa.Column("drifting", sa.Boolean, nullable=False),
-    sa.Column("model_version", sa.String(128)),
-    sa.Column("details", sa.JSON),                             # every other statistic of the window
-)
-sa.Index("ix_detector_history_model_id", detector_history.c.model, detector_history.c.id)
-sa.Index("ix_detector_history_model_feature_ts", detector_history.c.model, detector_history.c.feature,
-         detector_history.c.ts)
-
-performance_history = sa.Table(
-    "performance_history", metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("model", sa.String(128), nullable=False),
-    sa.Column("source", sa.String(16), nullable=False),        # realised (labels) | estimated (CBPE)
-    sa.Column("seq", sa.Integer, nullable=False),              # judged windows of that stream so far
-    sa.Column("ts", sa.BigInteger, nullable=False),
-    sa.Column("window_start", sa.BigInteger),
-    sa.Column("window_end", sa.BigInteger),
-    sa.Column("n", sa.Integer),
-    sa.Column("metric", sa.String(64), nullable=False),
-    sa.Column("value", sa.Float),
-    sa.Column("baseline", sa.Float),
-    sa.Column("ci_low", sa.Float),
-    sa.Column("ci_high", sa.Float),
-    sa.Column("p_value", sa.Float),
-    sa.Column("threshold", sa.Float),                          # the drop from the baseline that counts
-    sa.Column("degraded", sa.Boolean, nullable=False),
-    sa.Column("model_version", sa.String(128)),
-)
-sa.Index("ix_performance_history_model_source_id", performance_history.c.model, performance_history.c.source,
-         performance_history.c.id)
-sa.Index("ix_performance_history_model_ts", performance_history.c.model, performance_history.c.ts)
 
 
 def _num(x: Any) -> float | None:

@@ -241,7 +241,6 @@ def test_positioner_hold_pauses_stray_records_of_unpositioned_partitions():
 # -- the retrain worker's listener -----------------------------------------------------------
 @pytest.fixture
 def worker_env(tmp_path):
-    import retrain  # noqa: F401
     from tests.retrain.helpers import config_data, write_config
 
     _, wcfg = write_config(tmp_path, config_data(tmp_path))

@@ -23,7 +23,6 @@ import pytest
 import skops.io as sio
 import yaml
 
-import retrain  # noqa: F401 - the registry's tables
 from driftloop.alerts import AlertManager
 from driftloop.core.config import load_config
 from driftloop.core.store import Store

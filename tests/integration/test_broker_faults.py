@@ -27,7 +27,6 @@ import sqlalchemy as sa
 import yaml
 from kafka import KafkaProducer
 
-import retrain  # noqa: F401 - the registry's tables
 from driftloop.alerts import tables as at
 from driftloop.core.config import Config, load_config
 from driftloop.app.stats import collect_stats

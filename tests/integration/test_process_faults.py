@@ -61,7 +61,6 @@ import sqlalchemy as sa
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-import retrain  # noqa: F401 - the registry's tables
 from detectors.state import loads
 from driftloop.alerts import tables as at
 from driftloop.core.config import Config, load_config

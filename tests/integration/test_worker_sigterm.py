@@ -16,7 +16,6 @@ import time
 import pytest
 import sqlalchemy as sa
 
-import retrain  # noqa: F401 - the registry's tables
 from driftloop.core.store import Store
 from driftloop.kafka.topics import create_topics
 from retrain.events import decode_model_event

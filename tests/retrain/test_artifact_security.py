@@ -9,7 +9,6 @@ import pytest
 import skops.io as sio
 import sqlalchemy as sa
 
-import retrain  # noqa: F401
 from driftloop.core.config import ConfigError
 from driftloop.core.store import Store
 from retrain.artifacts import ArtifactError, UntrustedArtifactError

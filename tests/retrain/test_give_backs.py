@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.exc
 
-import retrain  # noqa: F401
 import retrain.worker as worker_module
 from driftloop.core.config import ConfigError
 from driftloop.core.store import Store

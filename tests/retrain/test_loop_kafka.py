@@ -15,7 +15,6 @@ import pytest
 import skops.io as sio
 import sqlalchemy as sa
 
-import retrain  # noqa: F401
 from consumers.monitor import Monitor
 from detectors.reference import Reference
 from driftloop.core.store import Store

@@ -6,7 +6,6 @@ import time
 import pytest
 import sqlalchemy as sa
 
-import retrain  # noqa: F401
 from driftloop.core.store import Store, outbox
 from retrain.events import decode_job
 from retrain.policy import EnqueueRefused, RetrainScheduler

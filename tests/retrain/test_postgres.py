@@ -8,7 +8,6 @@ import pytest
 import skops.io as sio
 import sqlalchemy as sa
 
-import retrain  # noqa: F401
 from driftloop.core.store import Store
 from retrain.events import encode
 from retrain.policy import RetrainScheduler

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-import retrain  # noqa: F401
 import retrain.registry as registry_module
 from driftloop.core.store import Store
 from retrain.artifacts import ArtifactError, ArtifactIntegrityError, UntrustedArtifactError, load_model, save_model

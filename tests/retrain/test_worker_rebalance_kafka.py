@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from kafka import KafkaConsumer
 
-import retrain  # noqa: F401
 from driftloop.core.store import Store, outbox
 from driftloop.kafka.topics import create_topics
 from driftloop.core.config.retrain import registry_config

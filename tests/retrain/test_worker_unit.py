@@ -9,7 +9,6 @@ import pytest
 import skops.io as sio
 import sqlalchemy as sa
 
-import retrain  # noqa: F401
 from driftloop.kafka.offsets import read_offsets
 from driftloop.core.store import Store, outbox
 from retrain.events import decode_model_event, encode

@@ -33,8 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, Response
 
-from driftloop.app.api import actions, live, queries, routes, schemas  # noqa: F401  (history, live: tables)
-from driftloop.monitoring import history  # noqa: F401  (its tables)
+from driftloop.app.api import actions, routes, schemas
 from driftloop.app.api.auth import Unauthorized, check_read_token
 from driftloop.core.config.api import ApiConfig
 from driftloop.app.api.context import JSON, Context
@@ -77,9 +76,7 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
     ``on_change`` (called after promote/rollback/resolve commit, e.g. to publish the outbox).
     """
     api = _api_config(cfg, api_config)
-    for name in ("alerts", "alert_events", "model_versions", "champion_history", "retrain_jobs"):
-        queries.table(name)  # other packages' tables: imported so create_schema knows them
-    store.create_schema()  # the history and heartbeat tables, if the monitor has not made them yet
+    store.create_schema()  # every table (driftloop.core.tables), if the monitor has not made them yet
     ctx = Context(cfg=cfg, store=store, api=api, token=token if token is not None else api.resolved_token(),
                   read_token=api.resolved_read_token(),
                   monitor=monitor, analyser=analyser, alerts=alerts, registry=registry, on_change=on_change,

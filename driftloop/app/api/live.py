@@ -24,16 +24,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from driftloop.core.store import Store, metadata, now_ms
+from driftloop.core.store import Store, now_ms
+from driftloop.core.tables import api_heartbeat
 
 __all__ = ["partition_lag", "monitor_snapshot", "Readiness", "api_heartbeat", "unpositioned_detail"]
-
-api_heartbeat = sa.Table(
-    "api_heartbeat", metadata,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("ts", sa.BigInteger, nullable=False),
-)
-"""One row per API process, rewritten by ``/readyz`` to prove the store takes writes."""
 
 
 def partition_lag(consumer: Any, positions: Mapping[tuple[str, int], int | None]) -> dict[tuple[str, int], int]:

@@ -1,16 +1,14 @@
 """Read-only queries over the store for the API, the dashboard and ``/metrics``.
 
 Everything reads tables, never a live object, so a separate ``driftloop`` process sees what the
-monitor committed. The alert tables (:mod:`driftloop.alerts.tables`) and the registry's
-(:mod:`retrain.tables`) belong to other packages: they are looked up by name on the shared
-metadata and a query over a table that is missing (package not installed, schema not created
-yet) gives an empty answer instead of an error (:func:`safe`).
+monitor committed. Every table is declared in :mod:`driftloop.core.tables`; a query over a
+table the store does not have yet (schema not created) gives an empty answer instead of an
+error (:func:`safe`).
 
 Times are epoch milliseconds throughout.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import weakref
 from collections.abc import Callable
@@ -20,7 +18,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from driftloop.core.store import Store, metadata
+from driftloop.core.store import Store
+from driftloop.core.tables import metadata
 
 __all__ = [
     "safe",
@@ -52,18 +51,13 @@ ACTIVE_STATUSES = ("firing", "resolving")
 """Alert statuses that count as firing: announced and not resolved yet (``resolving`` is a
 cleared alert within its hold-down, still open for the people paged)."""
 
-_OWNERS = {"alerts": "driftloop.alerts.tables", "alert_events": "driftloop.alerts.tables",
-           "model_versions": "driftloop.core.tables", "champion_history": "driftloop.core.tables",
-           "retrain_jobs": "driftloop.core.tables"}
-
 
 def table(name: str) -> sa.Table | None:
-    """A table of the shared metadata, importing the package that defines it; None if absent."""
-    if name not in metadata.tables and name in _OWNERS:
-        try:
-            importlib.import_module(_OWNERS[name])
-        except Exception as exc:  # noqa: BLE001 - another team's package, maybe half-built
-            log.debug("cannot import %s: %s", _OWNERS[name], exc)
+    """A table of :mod:`driftloop.core.tables` by name; None for a name the schema does not have.
+
+    >>> table("alerts").name, table("no_such_table")
+    ('alerts', None)
+    """
     return metadata.tables.get(name)
 
 
@@ -110,7 +104,7 @@ def safe(store: Store, fn: Callable[[Connection], T], default: D) -> T | D:
 def _need(name: str) -> sa.Table:
     t = table(name)
     if t is None:
-        raise LookupError(f"table {name} is not defined (package not installed?)")
+        raise LookupError(f"table {name} is not defined in driftloop.core.tables")
     return t
 
 

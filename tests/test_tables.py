@@ -1,0 +1,64 @@
+"""Every table is declared in :mod:`driftloop.core.tables` and created by ``Store.create_schema``
+whatever else is imported: a process that imports only the store gets the whole schema."""
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the entry points of every process driftloop runs: together they import every module with a table
+_FULL_APP = ("driftloop.app.cli", "driftloop.app.service", "driftloop.app.api.app", "driftloop.app.report",
+             "driftloop.alerts.cli", "retrain.cli", "retrain.worker", "consumers.monitor")
+# the layers that declared tables of their own before driftloop.core.tables (importing them registered those)
+_UPPER_LAYERS = ("consumers", "retrain", "driftloop.alerts", "driftloop.monitoring", "driftloop.app")
+
+_CHILD = """
+import json, sys
+import sqlalchemy as sa
+from driftloop.core.store import Store
+store = Store(sys.argv[1])
+store.create_schema()
+names = sorted(sa.inspect(store.engine).get_table_names())
+upper = sorted(m for m in sys.modules if m.startswith(tuple(sys.argv[2].split(","))))
+print(json.dumps({"tables": names, "upper_layers": upper}))
+"""
+
+
+def _full_app_tables() -> dict[str, sa.Table]:
+    """Every ``sa.Table`` a module of the full application holds, by name."""
+    for name in _FULL_APP:
+        importlib.import_module(name)
+    found: dict[str, sa.Table] = {}
+    for mod_name, mod in list(sys.modules.items()):
+        if mod is None or not mod_name.startswith(("driftloop", "consumers", "retrain", "detectors")):
+            continue
+        for value in vars(mod).values():
+            if isinstance(value, sa.Table):
+                found[value.name] = value
+    return found
+
+
+def test_a_store_alone_creates_every_table_the_app_uses(tmp_path: Path) -> None:
+    expected = _full_app_tables()
+    out = subprocess.run([sys.executable, "-c", _CHILD, f"sqlite:///{tmp_path / 'fresh.db'}",
+                          ",".join(_UPPER_LAYERS)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    assert child["upper_layers"] == []                # none of the upper layers was imported
+    missing = sorted(set(expected) - set(child["tables"]))
+    assert not missing, f"a store created alone lacks {missing}"   # ... and yet every table exists
+    assert sorted(child["tables"]) == sorted(expected)
+
+
+def test_every_table_is_declared_in_core_tables() -> None:
+    from driftloop.core import tables
+
+    for name, table in _full_app_tables().items():
+        assert table.metadata is tables.metadata, name
+        assert getattr(tables, name) is table, f"{name} is not declared in driftloop.core.tables"
