@@ -30,6 +30,8 @@ _RESERVED = {"event_id", "model", "ts", "prediction", "label", "model_version", 
 
 
 def _row_events(df: pd.DataFrame, kind: str) -> Iterator[dict[str, Any]]:
+    """Each row of a CSV/Parquet frame as the event a service would publish (``score_<class>``
+    columns become ``scores``, the other non-reserved columns ``features``)."""
     score_cols = [c for c in df.columns if isinstance(c, str) and c.startswith("score_")]
     feature_cols = [c for c in df.columns if c not in _RESERVED and c not in score_cols]
     for row in df.to_dict("records"):
@@ -37,14 +39,20 @@ def _row_events(df: pd.DataFrame, kind: str) -> Iterator[dict[str, Any]]:
         if kind == "label":
             ev["label"] = _plain(row.get("label"))
         else:
-            ev["prediction"] = _plain(row.get("prediction"))
-            ev["features"] = {c: _plain(row[c]) for c in feature_cols}
-            if row.get("model_version") is not None and not _isnan(row.get("model_version")):
-                ev["model_version"] = str(row["model_version"])
-            scores = {c[len("score_"):]: _plain(row[c]) for c in score_cols if not _isnan(row[c])}
-            if scores:
-                ev["scores"] = scores
+            _add_prediction_fields(ev, row, feature_cols, score_cols)
         yield ev
+
+
+def _add_prediction_fields(ev: dict[str, Any], row: dict[str, Any], feature_cols: list[Any],
+                           score_cols: list[str]) -> None:
+    """A prediction row's prediction, features, model version and scores (missing ones left out)."""
+    ev["prediction"] = _plain(row.get("prediction"))
+    ev["features"] = {c: _plain(row[c]) for c in feature_cols}
+    if row.get("model_version") is not None and not _isnan(row.get("model_version")):
+        ev["model_version"] = str(row["model_version"])
+    scores = {c[len("score_"):]: _plain(row[c]) for c in score_cols if not _isnan(row[c])}
+    if scores:
+        ev["scores"] = scores
 
 
 def _isnan(v: Any) -> bool:
