@@ -16,6 +16,7 @@ from driftloop.app.api import queries, schemas
 from driftloop.app.api.auth import Unauthorized, check_token
 from driftloop.app.api.context import JSON, Context
 from driftloop.core.store import now_ms
+from retrain.registry import RegistryError
 
 __all__ = ["router"]
 
@@ -50,18 +51,8 @@ def _actor(request: Request, given: str | None) -> str:
     return f"api:{given}@{host}" if given else f"api@{host}"
 
 
-def _registry(ctx: Context) -> Any:
-    try:
-        return ctx.model_registry()
-    except ImportError as exc:
-        raise HTTPException(501, f"the model registry is not available: {exc}") from None
-
-
-def _registry_call(ctx: Context, fn: Any) -> Any:
-    try:
-        from retrain.registry import RegistryError
-    except ImportError:  # a registry given to create_app without the package
-        RegistryError = LookupError  # noqa: N806
+def _registry_call(fn: Any) -> Any:
+    """``fn()``, a :class:`~retrain.registry.RegistryError` as 404 (no such version) or 409."""
     try:
         return fn()
     except RegistryError as exc:
@@ -82,9 +73,9 @@ def _event(ev: Any) -> dict[str, Any]:
              summary="Make a registered version the champion (needs the token)")
 def promote(request: Request, model: str, body: schemas.PromoteBody) -> JSON:
     ctx: Context = request.app.state.ctx
-    reg = _registry(ctx)
-    ev = _registry_call(ctx, lambda: reg.promote(model, body.version, actor=_actor(request, body.actor),
-                                                  reason=body.reason))
+    reg = ctx.model_registry()
+    ev = _registry_call(lambda: reg.promote(model, body.version, actor=_actor(request, body.actor),
+                                             reason=body.reason))
     ctx.changed()
     return JSON({"ok": True, "action": "promoted", "model": model, "event": _event(ev)})
 
@@ -94,9 +85,9 @@ def promote(request: Request, model: str, body: schemas.PromoteBody) -> JSON:
 def rollback(request: Request, model: str, body: schemas.RollbackBody | None = None) -> JSON:
     ctx: Context = request.app.state.ctx
     body = body or schemas.RollbackBody()
-    reg = _registry(ctx)
-    ev = _registry_call(ctx, lambda: reg.rollback(model, to_version=body.to_version,
-                                                   actor=_actor(request, body.actor), reason=body.reason))
+    reg = ctx.model_registry()
+    ev = _registry_call(lambda: reg.rollback(model, to_version=body.to_version,
+                                              actor=_actor(request, body.actor), reason=body.reason))
     ctx.changed()
     return JSON({"ok": True, "action": "rolled_back", "model": model, "event": _event(ev)})
 
@@ -111,10 +102,7 @@ def resolve(request: Request, alert_id: str, body: schemas.ResolveBody | None = 
         raise HTTPException(404, f"unknown alert {alert_id!r}")
     if current["status"] == "resolved":
         raise HTTPException(409, f"alert {alert_id} is already resolved")
-    try:
-        manager = ctx.alert_manager()
-    except ImportError as exc:
-        raise HTTPException(501, f"the alert manager is not available: {exc}") from None
+    manager = ctx.alert_manager()
     reason = f"{body.reason} ({_actor(request, body.actor)})"
     with ctx.store.transaction() as conn:
         changes = manager.resolve(conn, [alert_id], reason, now_ms())
