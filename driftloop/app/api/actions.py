@@ -26,7 +26,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {   # FastAPI's `responses` type
     401: {"model": schemas.Problem, "description": "no token, or a wrong one"},
     404: {"model": schemas.Problem, "description": "unknown model, version or alert"},
     409: {"model": schemas.Problem, "description": "not possible in the current state"},
-    501: {"model": schemas.Problem, "description": "the registry is not installed"},
 }
 
 
