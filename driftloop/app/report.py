@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,15 +39,7 @@ def svg_series(points: Sequence[tuple[float, float]], *, threshold: float | None
     """
     if not points:
         return ""
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points if p[1] == p[1]]
-    ys += [v for b in band for v in b if v == v]
-    if threshold is not None:
-        ys.append(threshold)
-    lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
-    if hi == lo:
-        hi = lo + 1.0
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    lo, hi, x0, x1 = _extent(points, threshold, band)
 
     def sx(x: float) -> float:
         return _PAD + (x - x0) / (x1 - x0) * (_W - 2 * _PAD)
@@ -60,10 +52,7 @@ def svg_series(points: Sequence[tuple[float, float]], *, threshold: float | None
              f'<text x="2" y="{sy(hi) + 4:.1f}" class="a">{_fmt(hi)}</text>',
              f'<text x="2" y="{sy(lo) + 4:.1f}" class="a">{_fmt(lo)}</text>']
     if band:
-        upper = " ".join(f"{sx(x):.1f},{sy(b[1]):.1f}" for (x, _), b in zip(points, band) if b[1] == b[1])
-        lower = " ".join(f"{sx(x):.1f},{sy(b[0]):.1f}" for (x, _), b in reversed(list(zip(points, band)))
-                         if b[0] == b[0])
-        parts.append(f'<polygon points="{upper} {lower}" class="band"/>')
+        parts.append(_band_polygon(points, band, sx, sy))
     if threshold is not None:
         parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{sy(threshold):.1f}" y2="{sy(threshold):.1f}" '
                      f'class="thr" stroke-dasharray="5,4"/>')
@@ -74,6 +63,31 @@ def svg_series(points: Sequence[tuple[float, float]], *, threshold: float | None
             parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" class="hit"/>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _extent(points: Sequence[tuple[float, float]], threshold: float | None,
+            band: Sequence[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """The chart's (y low, y high, x first, x last): NaNs left out, the threshold and band
+    included, never an empty range."""
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points if p[1] == p[1]]
+    ys += [v for b in band for v in b if v == v]
+    if threshold is not None:
+        ys.append(threshold)
+    lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    if hi == lo:
+        hi = lo + 1.0
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    return lo, hi, x0, x1
+
+
+def _band_polygon(points: Sequence[tuple[float, float]], band: Sequence[tuple[float, float]],
+                  sx: Callable[[float], float], sy: Callable[[float], float]) -> str:
+    """The shaded band: along the highs, back along the lows (NaN bounds left out)."""
+    upper = " ".join(f"{sx(x):.1f},{sy(b[1]):.1f}" for (x, _), b in zip(points, band) if b[1] == b[1])
+    lower = " ".join(f"{sx(x):.1f},{sy(b[0]):.1f}" for (x, _), b in reversed(list(zip(points, band)))
+                     if b[0] == b[0])
+    return f'<polygon points="{upper} {lower}" class="band"/>'
 
 
 _CSS = """
@@ -108,47 +122,64 @@ def write_report(path: str | Path, store: Store, alerts: Sequence[dict[str, Any]
         out.append("<p>" + ", ".join(f"{html.escape(k)}: {v:,}" for k, v in t.items()) + "</p>")
     for model in models:
         out.append(f"<h2>{html.escape(model)}</h2>")
-        series: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
-        for r in drift:
-            if r.model == model:
-                series[(r.kind, r.feature, r.detector)].append(r)
-        out.append("<h3>Drift per window (dashed: threshold; red: drifting)</h3><div class='grid'>")
-        for (kind, feature, detector), rows in sorted(series.items()):
-            pts = [(float(r.seq), float("nan") if r.statistic is None else float(r.statistic)) for r in rows]
-            thr = next((r.threshold for r in reversed(rows) if r.threshold is not None), None)
-            name = f"{kind}: {feature or 'all features'} ({detector})"
-            out.append(svg_series(pts, threshold=thr, marks=[bool(r.drifting) for r in rows], title=name))
-        out.append("</div>")
-        pseries: dict[tuple[str, str], list[Any]] = defaultdict(list)
-        for r in perf:
-            if r.model == model:
-                pseries[(r.metric, r.source)].append(r)
-        if pseries:
-            out.append("<h3>Performance per window (dashed: baseline; band: 95% CI; red: degraded)</h3>"
-                       "<div class='grid'>")
-            for (metric, source), rows in sorted(pseries.items()):
-                pts = [(float(i), float("nan") if r.value is None else float(r.value)) for i, r in enumerate(rows)]
-                base = next((r.baseline for r in reversed(rows) if r.baseline is not None), None)
-                band = [(float("nan") if r.ci_low is None else r.ci_low,
-                         float("nan") if r.ci_high is None else r.ci_high) for r in rows]
-                out.append(svg_series(pts, threshold=base, marks=[bool(r.degraded) for r in rows],
-                                      title=f"{metric} ({source})", band=band))
-            out.append("</div>")
-        rows = [a for a in alerts if a["model"] == model]
-        out.append(f"<h3>Alerts ({len(rows)} changes)</h3>")
-        if rows:
-            out.append("<table><tr><th>detected</th><th>status</th><th>severity</th><th>kind / detector</th>"
-                       "<th>feature</th><th>summary</th></tr>")
-            for a in rows:
-                out.append(f"<tr><td>{html.escape(str(a.get('detected_at') or ''))}</td>"
-                           f"<td class='{html.escape(a['status'])}'>{html.escape(a['status'])}</td>"
-                           f"<td>{html.escape(a['severity'])}</td>"
-                           f"<td>{html.escape(a['kind'])} / {html.escape(a['detector'])}</td>"
-                           f"<td>{html.escape(str(a.get('feature') or ''))}</td>"
-                           f"<td>{html.escape(a['summary'])}</td></tr>")
-            out.append("</table>")
+        out += _drift_section([r for r in drift if r.model == model])
+        out += _performance_section([r for r in perf if r.model == model])
+        out += _alerts_section([a for a in alerts if a["model"] == model])
     out.append(f"<p style='color:#777'>written {_when(int(datetime.now(UTC).timestamp() * 1000))} UTC</p>"
                "</body></html>")
     p = Path(path)
     p.write_text("".join(out), encoding="utf-8")
     return p
+
+
+def _drift_section(drift: list[Any]) -> list[str]:
+    """One model's drift charts: a statistic per window against its threshold, per detector."""
+    series: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    for r in drift:
+        series[(r.kind, r.feature, r.detector)].append(r)
+    out = ["<h3>Drift per window (dashed: threshold; red: drifting)</h3><div class='grid'>"]
+    for (kind, feature, detector), rows in sorted(series.items()):
+        pts = [(float(r.seq), float("nan") if r.statistic is None else float(r.statistic)) for r in rows]
+        thr = next((r.threshold for r in reversed(rows) if r.threshold is not None), None)
+        name = f"{kind}: {feature or 'all features'} ({detector})"
+        out.append(svg_series(pts, threshold=thr, marks=[bool(r.drifting) for r in rows], title=name))
+    out.append("</div>")
+    return out
+
+
+def _performance_section(perf: list[Any]) -> list[str]:
+    """One model's performance charts (none without performance history): a metric per window
+    against its baseline, with its confidence band."""
+    pseries: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for r in perf:
+        pseries[(r.metric, r.source)].append(r)
+    if not pseries:
+        return []
+    out = ["<h3>Performance per window (dashed: baseline; band: 95% CI; red: degraded)</h3><div class='grid'>"]
+    for (metric, source), rows in sorted(pseries.items()):
+        pts = [(float(i), float("nan") if r.value is None else float(r.value)) for i, r in enumerate(rows)]
+        base = next((r.baseline for r in reversed(rows) if r.baseline is not None), None)
+        band = [(float("nan") if r.ci_low is None else r.ci_low,
+                 float("nan") if r.ci_high is None else r.ci_high) for r in rows]
+        out.append(svg_series(pts, threshold=base, marks=[bool(r.degraded) for r in rows],
+                              title=f"{metric} ({source})", band=band))
+    out.append("</div>")
+    return out
+
+
+def _alerts_section(rows: list[dict[str, Any]]) -> list[str]:
+    """One model's alert messages as a table, in order."""
+    out = [f"<h3>Alerts ({len(rows)} changes)</h3>"]
+    if not rows:
+        return out
+    out.append("<table><tr><th>detected</th><th>status</th><th>severity</th><th>kind / detector</th>"
+               "<th>feature</th><th>summary</th></tr>")
+    for a in rows:
+        out.append(f"<tr><td>{html.escape(str(a.get('detected_at') or ''))}</td>"
+                   f"<td class='{html.escape(a['status'])}'>{html.escape(a['status'])}</td>"
+                   f"<td>{html.escape(a['severity'])}</td>"
+                   f"<td>{html.escape(a['kind'])} / {html.escape(a['detector'])}</td>"
+                   f"<td>{html.escape(str(a.get('feature') or ''))}</td>"
+                   f"<td>{html.escape(a['summary'])}</td></tr>")
+    out.append("</table>")
+    return out
