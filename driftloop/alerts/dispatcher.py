@@ -333,14 +333,6 @@ class AlertDispatcher:
                 last[aid] = (key, t.loads(msg))
         return list(last.values())
 
-    # -- reading -------------------------------------------------------------------------------
-    def pending_counts(self) -> dict[str, int]:
-        """Deliveries not yet sent, per sink."""
-        d = t.alert_deliveries
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(d.c.sink, sa.func.count()).where(d.c.status == "pending")
-                                .group_by(d.c.sink))
-            return {s: int(n) for s, n in rows}
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:

@@ -270,10 +270,6 @@ class ModelConfig(_Base):
     def numeric_features(self) -> list[str]:
         return [k for k, v in self.features.items() if v == "numeric"]
 
-    @property
-    def categorical_features(self) -> list[str]:
-        return [k for k, v in self.features.items() if v == "categorical"]
-
 
 class Config(_Base):
     """The whole configuration. ``base_dir`` resolves relative paths (the config file's folder)."""
