@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,7 @@ class DemoResult:
         missing = []
         if not any(a["status"] == "firing" for a in self.alerts):
             missing.append("no alert fired")
-        first = next((str(d["version"]) for d in self.decisions if d["event"] == "promoted"), None)
-        promotions = [d for d in self.decisions if d["event"] == "promoted" and str(d["version"]) != first]
+        promotions = self._challenger_promotions()
         if not promotions:
             missing.append("no challenger was promoted")
         resolved = {a["alert_id"] for a in self.alerts if a["status"] == "resolved"}
@@ -78,6 +78,11 @@ class DemoResult:
         if answered - resolved:
             missing.append(f"{len(answered - resolved)} alert(s) the promotion answered did not resolve")
         return missing
+
+    def _challenger_promotions(self) -> list[dict[str, Any]]:
+        """The ``promoted`` decisions of a version other than the first one promoted (champion v1)."""
+        first = next((str(d["version"]) for d in self.decisions if d["event"] == "promoted"), None)
+        return [d for d in self.decisions if d["event"] == "promoted" and str(d["version"]) != first]
 
 
 @dataclass(frozen=True)
@@ -220,21 +225,13 @@ class _Narrator:
 
 def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: bool = False,
              console: Any = None) -> DemoResult:
-    import skops.io as sio
+    """Run the demo's six stages (see the module docstring) and return what the topics showed."""
     from rich.console import Console
     from rich.live import Live
-    from rich.table import Table
 
+    from driftloop.core.config import KafkaConfig
     from driftloop.kafka.clients import wait_for_broker
-    from driftloop.core.config import KafkaConfig, load_config
-    from driftloop.app.demo_data import agrawal_frame, reference_frame, train_model
     from driftloop.kafka.publisher import Publisher
-    from driftloop.app.service import MonitorService
-    from driftloop.app.stats import collect_stats
-    from driftloop.core.store import Store
-    from driftloop.kafka.topics import create_topics
-    from retrain.registry import Registry
-    from retrain.worker import RetrainWorker
 
     require_demo_dependencies()
     console = console or Console()
@@ -244,6 +241,59 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     console.rule("[bold]driftloop demo")
     console.print(f"broker {bootstrap}; work folder {workdir}")
     wait_for_broker(KafkaConfig(bootstrap_servers=bootstrap), timeout_s=30)
+    model, ref, stream_X, stream_y = _train_champion(sizes, workdir, console)
+    loop = _set_up(bootstrap, workdir, sizes, model, ref, console)
+    result = DemoResult(config_path=loop.cfg_path, workdir=workdir)
+    service, worker, threads = _start_services(loop)
+    narrator = _Narrator(bootstrap, loop.cfg, result)
+    _show_dashboard(service, threads[0], console)
+    stream = _Stream(stream_X, stream_y, drift_at=sizes.before, t0_ms=int(time.time() * 1000))
+    serving = _Serving(loop, console, model)
+
+    def view(published: int) -> Any:
+        return _view(loop, result, serving, stream.drift_at, published)
+
+    cfg = loop.cfg
+    with Publisher(bootstrap, predictions_topic=cfg.topics.predictions, labels_topic=cfg.topics.labels,
+                   batch_size=250, linger_s=0.05) as pub, Live(view(0), console=console, refresh_per_second=4) as live:
+        _play(pub, stream, serving, sizes, fast, lambda: narrator.poll(live.console), lambda k: live.update(view(k)))
+        _await_loop(loop, result, serving, len(stream.y), lambda: narrator.poll(live.console),
+                    lambda k: live.update(view(k)))
+    narrator.close()
+    _stop(loop, result, service, worker, threads)
+    _print_summary(console, result, t_start, service, loop.cfg_path, keep)
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result.workdir = None
+    else:
+        console.print(f"kept {workdir} (config: {loop.cfg_path}); e.g. `driftloop alerts list -c {loop.cfg_path}`")
+    return result
+
+
+@dataclass
+class _Loop:
+    """What stage 1 made: the demo's config (and its file), its store and the registry."""
+
+    cfg_path: Path
+    cfg: Any
+    store: Any
+    registry: Any
+
+
+@dataclass
+class _Stream:
+    """The events the service will see: the features and true labels, the change, the clock."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    drift_at: int
+    t0_ms: int
+
+
+def _train_champion(sizes: _Sizes, workdir: Path, console: Any) -> tuple[Any, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Stage 2's data: the champion trained on concept 0, its reference sample (also written to
+    ``reference.csv``), and the stream's features and labels (concept 0, then concept 2)."""
+    from driftloop.app.demo_data import agrawal_frame, reference_frame, train_model
 
     with console.status("generating data and training the champion model ..."):
         X, y = agrawal_frame(sizes.train + sizes.reference, concept=0, seed=7)
@@ -252,6 +302,18 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
         ref.to_csv(workdir / "reference.csv", index=False)
         Xb, yb = agrawal_frame(sizes.before, concept=0, seed=11)
         Xa, ya = agrawal_frame(sizes.after, concept=2, seed=12, salary_shift=1.3)
+    return model, ref, pd.concat([Xb, Xa], ignore_index=True), np.concatenate([yb, ya])
+
+
+def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.DataFrame, console: Any) -> _Loop:
+    """Stages 1 and 2: the config file, fresh topics, the store, and ``model`` registered as
+    champion v1 with its reference sample."""
+    import skops.io as sio
+
+    from driftloop.core.config import load_config
+    from driftloop.core.store import Store
+    from driftloop.kafka.topics import create_topics
+    from retrain.registry import Registry
 
     cfg_path = workdir / "driftloop.yaml"
     cfg_path.write_text(yaml.safe_dump(_config(bootstrap, workdir, sizes), sort_keys=False))
@@ -266,104 +328,151 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     acc_ref = float((ref["prediction"].to_numpy() == ref["label"].to_numpy()).mean())
     console.print(f"champion v1: HistGradientBoosting on {sizes.train:,} rows, held-out accuracy {acc_ref:.3f}; "
                   f"registered with its {sizes.reference:,}-row reference sample")
+    return _Loop(cfg_path, cfg, store, registry)
 
-    result = DemoResult(config_path=cfg_path, workdir=workdir)
-    service = MonitorService(cfg, store)
-    worker = RetrainWorker(cfg, Store.from_config(cfg.store), worker_id="demo-worker")
+
+def _start_services(loop: _Loop) -> tuple[Any, Any, list[threading.Thread]]:
+    """Stage 3: the monitor service and a retrain worker, each in a daemon thread (monitor first)."""
+    from driftloop.app.service import MonitorService
+    from driftloop.core.store import Store
+    from retrain.worker import RetrainWorker
+
+    service = MonitorService(loop.cfg, loop.store)
+    worker = RetrainWorker(loop.cfg, Store.from_config(loop.cfg.store), worker_id="demo-worker")
     threads = [threading.Thread(target=service.run, name="monitor", daemon=True),
                threading.Thread(target=worker.run, name="retrain-worker", daemon=True)]
     for t in threads:
         t.start()
-    narrator = _Narrator(bootstrap, cfg, result)
+    return service, worker, threads
+
+
+def _show_dashboard(service: Any, monitor: threading.Thread, console: Any) -> None:
+    """Wait up to 30 s for the monitor's HTTP API, then print where the dashboard is."""
     deadline = time.monotonic() + 30
-    while service.api is None and threads[0].is_alive() and time.monotonic() < deadline:
+    while service.api is None and monitor.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if service.api is not None:
         console.print(f"dashboard: [bold]{service.api.url}[/] (while the demo runs)")
 
-    stream_X = pd.concat([Xb, Xa], ignore_index=True)
-    stream_y = np.concatenate([yb, ya])
-    n, drift_at = len(stream_y), sizes.before
-    cols = list(stream_X.columns)
-    t0_ms = int(time.time() * 1000)
-    serving = {"version": "1", "model": model}
 
-    def champion_model() -> None:
+class _Serving:
+    """The model the demo's ML service serves, and its registry version."""
+
+    def __init__(self, loop: _Loop, console: Any, model: Any) -> None:
+        self.loop = loop
+        self.console = console
+        self.model = model
+        self.version = "1"
+
+    def follow_champion(self) -> None:
         """The service serves the registry's champion (checked every chunk) once the monitor has
         switched its reference to it. The switch resolves the alerts the promotion answered, in
         the same transaction. A service that switched first would improve the metrics under the
         old reference, and on a loaded machine a performance alert could then clear by itself
         (after the 5 s hold-down) before the monitor read the promotion."""
-        champ = registry.champion(MODEL)
-        if champ is not None and str(champ.version) != serving["version"]:
-            if store.detector_reference_version(MODEL)[1] != str(champ.version):
+        champ = self.loop.registry.champion(MODEL)
+        if champ is not None and str(champ.version) != self.version:
+            if self.loop.store.detector_reference_version(MODEL)[1] != str(champ.version):
                 return
-            serving["model"] = registry.load_model(MODEL, champ.version)
-            serving["version"] = str(champ.version)
-            console.print(f"[bold]the service now serves champion v{champ.version}[/]")
+            self.model = self.loop.registry.load_model(MODEL, champ.version)
+            self.version = str(champ.version)
+            self.console.print(f"[bold]the service now serves champion v{champ.version}[/]")
 
-    def view(published: int) -> Table:
-        stats = collect_stats(cfg, store)["models"].get(MODEL, {})
-        t = Table(title=f"{MODEL}: the world changes at event {drift_at:,}; serving v{serving['version']}")
-        for c in ("published", "predictions", "labels", "joined", "invalid", "alerts", "jobs", "promotions"):
-            t.add_column(c, justify="right")
-        fired = sum(1 for a in result.alerts if a["status"] == "firing")
-        promoted = sum(1 for d in result.decisions if d["event"] == "promoted")
-        t.add_row(f"{published:,}", *(f"{stats.get(k, 0):,}" for k in ("predictions", "labels", "joined", "invalid")),
-                  str(fired), str(len(result.jobs)), str(promoted))
-        return t
 
-    chunk = 250
-    with Publisher(bootstrap, predictions_topic=cfg.topics.predictions, labels_topic=cfg.topics.labels,
-                   batch_size=250, linger_s=0.05) as pub, Live(view(0), console=console, refresh_per_second=4) as live:
-        for start in range(0, n + sizes.label_lag, chunk):
-            champion_model()
-            stop = min(start + chunk, n)
-            if start < n:
-                proba = serving["model"].predict_proba(stream_X.iloc[start:stop])
-                classes = serving["model"].classes_
-                rows = stream_X.iloc[start:stop].to_dict("records")
-                for k, i in enumerate(range(start, stop)):
-                    feats = {c: (v if isinstance(v, str) else float(v)) for c, v in rows[k].items() if c in cols}
-                    pub.prediction(MODEL, f"ev-{i}", feats, prediction=int(classes[proba[k].argmax()]),
-                                   scores={str(c): float(p) for c, p in zip(classes, proba[k])},
-                                   model_version=serving["version"], ts=_event_ts(i, n, drift_at, t0_ms))
-            for j in range(max(0, start - sizes.label_lag), max(0, min(start + chunk, n + sizes.label_lag)
-                                                                    - sizes.label_lag)):
-                pub.label(MODEL, f"ev-{j}", int(stream_y[j]), ts=_event_ts(j, n, drift_at, t0_ms) + STEP_MS // 2)
-            pub.flush(wait=False)
-            narrator.poll(live.console)
-            live.update(view(min(stop, n)))
-            time.sleep(0.05 if fast else 0.1)   # a live stream, not a bulk load
-        pub.flush()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            narrator.poll(live.console)
-            champion_model()
-            live.update(view(n))
-            promoted_since = sum(1 for d in result.decisions if d["event"] == "promoted") > 1
-            fired = any(a["status"] == "firing" for a in result.alerts)
-            if collect_stats(cfg, store)["models"][MODEL]["joined"] >= n and (promoted_since or not fired):
-                break
-            time.sleep(0.3)
-        # the alert lifecycle's group window and hold-down; then, on a slow machine, until the alerts
-        # the promotion answered are seen resolving (the monitor switches, resolves, the outbox sends)
-        settle, give_up = time.monotonic() + 8, time.monotonic() + 60
-        while time.monotonic() < settle or (result.missing_steps() and time.monotonic() < give_up):
-            narrator.poll(live.console)
-            champion_model()
-            time.sleep(0.3)
-        live.update(view(n))
-    narrator.close()
+def _view(loop: _Loop, result: DemoResult, serving: _Serving, drift_at: int, published: int) -> Any:
+    """The live table: what was published, what the monitor counted, alerts, jobs, promotions."""
+    from rich.table import Table
+
+    from driftloop.app.stats import collect_stats
+
+    stats = collect_stats(loop.cfg, loop.store)["models"].get(MODEL, {})
+    t = Table(title=f"{MODEL}: the world changes at event {drift_at:,}; serving v{serving.version}")
+    for c in ("published", "predictions", "labels", "joined", "invalid", "alerts", "jobs", "promotions"):
+        t.add_column(c, justify="right")
+    fired = sum(1 for a in result.alerts if a["status"] == "firing")
+    promoted = sum(1 for d in result.decisions if d["event"] == "promoted")
+    t.add_row(f"{published:,}", *(f"{stats.get(k, 0):,}" for k in ("predictions", "labels", "joined", "invalid")),
+              str(fired), str(len(result.jobs)), str(promoted))
+    return t
+
+
+def _play(pub: Any, stream: _Stream, serving: _Serving, sizes: _Sizes, fast: bool, narrate: Callable[[], None],
+          show: Callable[[int], None]) -> None:
+    """Stage 4: the ML service, chunk by chunk: the champion's predictions and, ``label_lag``
+    events later, the true labels; narrating what the topics show in between."""
+    n, chunk = len(stream.y), 250
+    for start in range(0, n + sizes.label_lag, chunk):
+        serving.follow_champion()
+        stop = min(start + chunk, n)
+        if start < n:
+            _publish_predictions(pub, stream, serving, start, stop)
+        for j in range(max(0, start - sizes.label_lag), max(0, min(start + chunk, n + sizes.label_lag)
+                                                                - sizes.label_lag)):
+            pub.label(MODEL, f"ev-{j}", int(stream.y[j]),
+                      ts=_event_ts(j, n, stream.drift_at, stream.t0_ms) + STEP_MS // 2)
+        pub.flush(wait=False)
+        narrate()
+        show(min(stop, n))
+        time.sleep(0.05 if fast else 0.1)   # a live stream, not a bulk load
+    pub.flush()
+
+
+def _publish_predictions(pub: Any, stream: _Stream, serving: _Serving, start: int, stop: int) -> None:
+    """The served model's predictions (with class scores) of events ``start`` to ``stop``."""
+    n, cols = len(stream.y), list(stream.X.columns)
+    proba = serving.model.predict_proba(stream.X.iloc[start:stop])
+    classes = serving.model.classes_
+    rows = stream.X.iloc[start:stop].to_dict("records")
+    for k, i in enumerate(range(start, stop)):
+        feats = {c: (v if isinstance(v, str) else float(v)) for c, v in rows[k].items() if c in cols}
+        pub.prediction(MODEL, f"ev-{i}", feats, prediction=int(classes[proba[k].argmax()]),
+                       scores={str(c): float(p) for c, p in zip(classes, proba[k])},
+                       model_version=serving.version, ts=_event_ts(i, n, stream.drift_at, stream.t0_ms))
+
+
+def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narrate: Callable[[], None],
+                show: Callable[[int], None]) -> None:
+    """Stage 5: up to 120 s until every event joined and a challenger was promoted (or no alert
+    fired); then the alert lifecycle's group window and hold-down, and on a slow machine up to
+    60 s until the alerts the promotion answered are seen resolving (the monitor switches,
+    resolves, the outbox sends)."""
+    from driftloop.app.stats import collect_stats
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        narrate()
+        serving.follow_champion()
+        show(n)
+        promoted_since = sum(1 for d in result.decisions if d["event"] == "promoted") > 1
+        fired = any(a["status"] == "firing" for a in result.alerts)
+        if collect_stats(loop.cfg, loop.store)["models"][MODEL]["joined"] >= n and (promoted_since or not fired):
+            break
+        time.sleep(0.3)
+    settle, give_up = time.monotonic() + 8, time.monotonic() + 60
+    while time.monotonic() < settle or (result.missing_steps() and time.monotonic() < give_up):
+        narrate()
+        serving.follow_champion()
+        time.sleep(0.3)
+    show(n)
+
+
+def _stop(loop: _Loop, result: DemoResult, service: Any, worker: Any, threads: list[threading.Thread]) -> None:
+    """Stop the monitor and the worker, then record the final counters and champion."""
+    from driftloop.app.stats import collect_stats
+
     service.stop()
     worker.stop()
     for t in threads:
         t.join(30)
-    result.stats = collect_stats(cfg, store)
-    champ = registry.champion(MODEL)
+    result.stats = collect_stats(loop.cfg, loop.store)
+    champ = loop.registry.champion(MODEL)
     result.champion = None if champ is None else str(champ.version)
-    store.dispose()
+    loop.store.dispose()
 
+
+def _print_summary(console: Any, result: DemoResult, t_start: float, service: Any, cfg_path: Path,
+                   keep: bool) -> None:
+    """Stage 6: the counts, the alerts, the jobs and the registry's decisions."""
     console.rule("summary")
     s = result.stats["models"][MODEL]
     fired = [a for a in result.alerts if a["status"] == "firing"]
@@ -378,9 +487,3 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
         console.print(f"the dashboard was at {service.api.url} while the demo ran"
                       + (f"; `driftloop monitor -c {cfg_path}` serves it again" if keep else
                          " (run with --keep to serve it again from the kept store)"))
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-        result.workdir = None
-    else:
-        console.print(f"kept {workdir} (config: {cfg_path}); e.g. `driftloop alerts list -c {cfg_path}`")
-    return result
