@@ -51,7 +51,21 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class ConfigSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The base of every configuration section, here and in the alerts, api and retrain section
+    modules: an unknown key is an error that names it, fields are keyword-only, and ``repr`` is
+    built from ``__rich_repr__`` (a section with secrets hides them by overriding only that).
+
+    >>> class Demo(ConfigSection):
+    ...     size: int = 1
+    >>> Demo(size=2)
+    Demo(size=2)
+    >>> msgspec.convert({"sise": 2}, Demo)
+    Traceback (most recent call last):
+    ...
+    msgspec.ValidationError: Object contains unknown field `sise`
+    """
+
     def __repr__(self) -> str:
         """msgspec's repr, built from ``__rich_repr__``: a section that holds secrets overrides only
         that, and ``repr``, ``str`` and rich's pretty-printing all hide them."""
@@ -68,7 +82,7 @@ _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-class KafkaConfig(_Base):
+class KafkaConfig(ConfigSection):
     """Connection and client settings shared by every consumer and producer.
 
     Security passes through to kafka-python: ``security_protocol`` SSL or SASL_SSL encrypts
@@ -203,7 +217,7 @@ class KafkaConfig(_Base):
         return kw
 
 
-class TopicsConfig(_Base):
+class TopicsConfig(ConfigSection):
     """Topic names (the contract's defaults) and how `driftloop topics create` makes them."""
 
     predictions: str = "driftloop.predictions"
@@ -216,7 +230,7 @@ class TopicsConfig(_Base):
     replication_factor: int = 1
 
 
-class StoreConfig(_Base):
+class StoreConfig(ConfigSection):
     """Where state lives: SQLite by default, PostgreSQL for several monitor instances."""
 
     url: str = "sqlite:///driftloop.db"
@@ -238,7 +252,7 @@ class StoreConfig(_Base):
         return [(f, url if f == "url" else getattr(self, f)) for f in self.__struct_fields__]
 
 
-class IngestConfig(_Base):
+class IngestConfig(ConfigSection):
     """Limits and behaviour of the monitor's consumers."""
 
     max_message_bytes: int = 1_048_576
@@ -257,7 +271,7 @@ class IngestConfig(_Base):
     quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (driftloop.monitoring.analysis)
 
 
-class ModelConfig(_Base):
+class ModelConfig(ConfigSection):
     """One monitored model: its task, feature types and training reference."""
 
     task: Literal["classification", "regression"]
@@ -271,7 +285,7 @@ class ModelConfig(_Base):
         return [k for k, v in self.features.items() if v == "numeric"]
 
 
-class Config(_Base):
+class Config(ConfigSection):
     """The whole configuration. ``base_dir`` resolves relative paths (the config file's folder)."""
 
     kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)

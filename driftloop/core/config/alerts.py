@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from driftloop.core.config import ConfigError
+from driftloop.core.config import ConfigError, ConfigSection
 
 __all__ = ["AlertsConfig", "SinkConfig", "RouteConfig", "StaleConfig", "StaleModelConfig",
            "DispatchConfig", "SEVERITY_RANK", "KAFKA_SINK"]
@@ -57,11 +57,7 @@ PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 SINK_TYPES = ("webhook", "slack", "alertmanager", "pagerduty")
 
 
-class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
-
-
-class RouteConfig(_Base):
+class RouteConfig(ConfigSection):
     """One routing rule of a sink: the alert goes to the sink when every given condition holds.
 
     ``models`` (None: every model), ``kinds`` (None: every kind), ``min_severity``.
@@ -77,7 +73,7 @@ class RouteConfig(_Base):
                 and SEVERITY_RANK.get(severity, 0) >= SEVERITY_RANK[self.min_severity])
 
 
-class SinkConfig(_Base):
+class SinkConfig(ConfigSection):
     """A notification target.
 
     ``type``: ``webhook`` (the alert message as JSON), ``slack`` (incoming-webhook format),
@@ -134,7 +130,7 @@ class SinkConfig(_Base):
         return _from_env(self.routing_key, self.routing_key_env, environ)
 
 
-class StaleModelConfig(_Base):
+class StaleModelConfig(ConfigSection):
     """Per-model override of the stale-stream settings (None: the global value)."""
 
     enabled: bool | None = None
@@ -143,7 +139,7 @@ class StaleModelConfig(_Base):
     severity: Literal["warning", "critical"] | None = None
 
 
-class StaleConfig(_Base):
+class StaleConfig(ConfigSection):
     """Stale streams: a watched model with no new predictions (or labels) for a while fires
     ``stale_stream`` (detector ``no_predictions`` / ``no_labels``); new events resolve it.
 
@@ -171,7 +167,7 @@ class StaleConfig(_Base):
         return enabled, (p or None), (lab or None), (o.severity or self.severity)
 
 
-class DispatchConfig(_Base):
+class DispatchConfig(ConfigSection):
     """How the dispatcher delivers: ``poll_interval_s`` (0.5: how often each sink's worker
     looks for due deliveries), ``backoff_initial_s`` (1), ``backoff_max_s`` (300: exponential
     backoff with jitter between attempts), ``max_attempts`` (0: retry forever — nothing is
@@ -187,7 +183,7 @@ class DispatchConfig(_Base):
     batch: int = 100
 
 
-class AlertsConfig(_Base):
+class AlertsConfig(ConfigSection):
     """The validated ``alerts:`` section; see the module docstring for an example.
 
     Lifecycle: ``hold_down_s`` (300), ``cooldown_s`` (1800), ``group_window_s`` (10),

@@ -49,14 +49,14 @@ from typing import Any
 
 import msgspec
 
-from driftloop.core.config import ConfigError
+from driftloop.core.config import ConfigError, ConfigSection
 
 __all__ = ["ApiConfig"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, repr_omit_defaults=False):
+class ApiConfig(ConfigSection):
     """Settings of the HTTP API and dashboard (see the module docstring)."""
 
     enabled: bool = True

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from driftloop.core.config import Config, ConfigError
+from driftloop.core.config import Config, ConfigError, ConfigSection
 from driftloop.core.moved import current_module
 
 __all__ = [
@@ -64,10 +64,6 @@ DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
     "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
 }
-
-
-class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
 
 
 def _convert(data: Any, cls: type, where: str) -> Any:
@@ -116,7 +112,7 @@ def import_object(path: str) -> Any:
     return obj
 
 
-class RecipeConfig(_Base):
+class RecipeConfig(ConfigSection):
     """How a challenger is built (``models.<name>.retrain.recipe``).
 
     Give at most one of:
@@ -162,7 +158,7 @@ class RecipeConfig(_Base):
         return out
 
 
-class RetrainPolicy(_Base):
+class RetrainPolicy(ConfigSection):
     """When and how one model is retrained (``models.<name>.retrain``). Defaults in brackets.
 
     Triggering
@@ -281,7 +277,7 @@ class RetrainPolicy(_Base):
             raise ConfigError(f"{where}.params: {path} does not accept these parameters: {exc}") from None
 
 
-class RegistryConfig(_Base):
+class RegistryConfig(ConfigSection):
     """The model registry and the retrain worker (top-level ``registry`` section).
 
     ``artifact_dir`` [``artifacts``]: where model files and reference samples are written,
