@@ -24,10 +24,10 @@ evidence); members page nothing on their own. Alerts of that (model, kind) that 
 the group fires join it silently. The group resolves when its last member does.
 
 Only announced changes produce :class:`AlertChange` objects; everything else is an update of
-the state (``AlertBook.dirty`` names what to write back).
+the state (``AlertLifecycle.dirty`` names what to write back).
 
 >>> from detectors.base import Detection, Window
->>> book = AlertBook(Policy(hold_down_ms=60_000, cooldown_ms=600_000, group_window_ms=0), {})
+>>> book = AlertLifecycle(Policy(hold_down_ms=60_000, cooldown_ms=600_000, group_window_ms=0), {})
 >>> det = Detection("data_drift", "psi", "amount", 0.31, 1e-7, 0.1, Window(0, 1, 5000))
 >>> [(c.status, c.seq) for c in book.observe(det, "fraud", "3", now=1_000)]
 [('firing', 1)]
@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["fingerprint", "group_fingerprint", "Policy", "AlertState", "AlertChange", "AlertBook",
+__all__ = ["fingerprint", "group_fingerprint", "Policy", "AlertState", "AlertChange", "AlertLifecycle",
            "GROUP_DETECTOR", "ACTIVE", "severity_max"]
 
 GROUP_DETECTOR = "group"
@@ -219,8 +219,10 @@ def detection_record(det: Any) -> dict[str, Any]:
     }
 
 
-class AlertBook:
-    """The alerts of one or more models, held in memory while a transaction runs.
+class AlertLifecycle:
+    """The alerts of one or more models, held in memory while a transaction runs, moved through
+    their lifecycle (not :class:`detectors.decision.AlertBook`, which keeps one detector's firing
+    keys so that it reports changes only).
 
     Build it from the stored states, feed it detections (:meth:`observe`), let time pass
     (:meth:`tick`) or resolve on request (:meth:`resolve`); each returns the announced

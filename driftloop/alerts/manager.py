@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
 from driftloop.core.config.alerts import KAFKA_SINK, AlertsConfig
-from driftloop.alerts.lifecycle import AlertBook, AlertChange, AlertState, Policy
+from driftloop.alerts.lifecycle import AlertChange, AlertLifecycle, AlertState, Policy
 from driftloop.alerts.messages import alert_message, summary
 from driftloop.core.store import Store, now_ms
 
@@ -79,7 +79,7 @@ class AlertManager:
         """
         if not detections and model not in t.due_models(conn, now):
             return []
-        book = AlertBook(self.policy, t.load_states(conn, models=[model]))
+        book = AlertLifecycle(self.policy, t.load_states(conn, models=[model]))
         changes = book.observe_many(detections, model, model_version, now)
         self._write(conn, book, changes, now)
         return changes
@@ -97,7 +97,7 @@ class AlertManager:
         if not models:
             return []
         self.store.lock_models(conn, models)
-        book = AlertBook(self.policy, t.load_states(conn, models=models))
+        book = AlertLifecycle(self.policy, t.load_states(conn, models=models))
         changes = book.resolve(ids, reason, now)
         self._write(conn, book, changes, now)
         return changes
@@ -119,7 +119,7 @@ class AlertManager:
         if not models:
             return []
         self.store.lock_models(conn, models)
-        book = AlertBook(self.policy, t.load_states(conn, models=models))
+        book = AlertLifecycle(self.policy, t.load_states(conn, models=models))
         changes = book.tick(now)
         self._write(conn, book, changes, now)
         return changes
@@ -134,7 +134,7 @@ class AlertManager:
         return [KAFKA_SINK] + [s.name for s in self.cfg.sinks if s.matches(state.model, state.kind, state.severity)]
 
     # -- writing -------------------------------------------------------------------------------
-    def _write(self, conn: Connection, book: AlertBook, changes: list[AlertChange], now: int) -> None:
+    def _write(self, conn: Connection, book: AlertLifecycle, changes: list[AlertChange], now: int) -> None:
         summaries: dict[str, str] = {}
         events, deliveries = [], []
         for ch in changes:
@@ -169,7 +169,7 @@ class AlertManager:
                 log.exception("alert listener failed")
 
 
-def _state_summary(book: AlertBook, st: AlertState) -> str:
+def _state_summary(book: AlertLifecycle, st: AlertState) -> str:
     """The sentence for a state that changed without an announcement (listings only)."""
     status = "resolved" if st.status == "resolved" else "firing"
     reason = (st.resolve_reason or "cleared") if status == "resolved" else "fired"

@@ -8,11 +8,11 @@ The message has every field of the contract (``alert_id``, ``status``, ``model``
 ``previous_severity``. Sinks render their formats from this one dict.
 
 >>> from detectors.base import Detection, Window
->>> from driftloop.alerts.lifecycle import AlertBook, Policy
+>>> from driftloop.alerts.lifecycle import AlertLifecycle, Policy
 >>> det = Detection("data_drift", "psi", "amount", 0.31, 3e-9, 0.1, Window(0, 60_000, 5000),
 ...     summary="feature `amount` drifted (PSI 0.31 > 0.1, KS p<1e-6) over the last 5,000 predictions "
 ...             "(reference: 20,000 training rows).")
->>> [change] = AlertBook(Policy(group_window_ms=0), {}).observe(det, "fraud", "3", now=1_700_000_000_000)
+>>> [change] = AlertLifecycle(Policy(group_window_ms=0), {}).observe(det, "fraud", "3", now=1_700_000_000_000)
 >>> msg = alert_message(change)
 >>> msg["summary"]
 'fraud v3: feature `amount` drifted (PSI 0.31 > 0.1, KS p<1e-6) over the last 5,000 predictions (reference: 20,000 training rows).'

@@ -4,16 +4,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftloop.alerts.lifecycle import AlertBook, Policy, fingerprint, group_fingerprint
+from driftloop.alerts.lifecycle import AlertLifecycle, Policy, fingerprint, group_fingerprint
 from tests.alerts.helpers import det
 
 S = 1000  # ms
 
 
-def book(**kw) -> AlertBook:
+def book(**kw) -> AlertLifecycle:
     base = dict(hold_down_ms=60 * S, cooldown_ms=600 * S, group_window_ms=0, group_min=2)
     base.update(kw)
-    return AlertBook(Policy(**base), {})
+    return AlertLifecycle(Policy(**base), {})
 
 
 def statuses(changes):
@@ -162,7 +162,7 @@ EVENTS = st.lists(st.tuples(st.sampled_from(["fire", "clear", "crit", "tick", "r
 @settings(max_examples=150, deadline=None)
 @given(EVENTS, st.integers(0, 30), st.integers(0, 120), st.integers(0, 20))
 def test_announcements_are_well_formed(events, hold, cool, window):
-    b = AlertBook(Policy(hold_down_ms=hold * S, cooldown_ms=cool * S, group_window_ms=window * S, group_min=2), {})
+    b = AlertLifecycle(Policy(hold_down_ms=hold * S, cooldown_ms=cool * S, group_window_ms=window * S, group_min=2), {})
     now, log = 0, []
     for what, feat, dt in events:
         now += dt * S
