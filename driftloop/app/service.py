@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-import retrain  # noqa: F401  - registers the registry's tables on the shared metadata
 from driftloop.monitoring.analysis import DriftAnalyser
 from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryReferences
 from consumers.monitor import Monitor
