@@ -62,11 +62,6 @@ class FakeMonitor:
         self.lag = {("driftloop.predictions", 0): 42, ("driftloop.labels", 0): 7} if assigned else {}
 
 
-@pytest.fixture
-def fake_monitor() -> FakeMonitor:
-    return FakeMonitor()
-
-
 def app_for(s: Seeded, **kw: Any) -> TestClient:
     return TestClient(create_app(s.cfg, s.store, **kw))
 
