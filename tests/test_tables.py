@@ -62,3 +62,35 @@ def test_every_table_is_declared_in_core_tables() -> None:
     for name, table in _full_app_tables().items():
         assert table.metadata is tables.metadata, name
         assert getattr(tables, name) is table, f"{name} is not declared in driftloop.core.tables"
+
+
+def test_a_store_alone_upgrades_an_older_store(tmp_path: Path) -> None:
+    """``detector_state`` and ``retrain_jobs`` as an older release wrote them (without the columns
+    added since), one row each: a process that imports only the store adds the columns, and the
+    old rows take their server defaults."""
+    from driftloop.core import tables
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    added_later = {"detector_state": ("generation", "reference_version"), "retrain_jobs": ("give_backs",)}
+    old = sa.MetaData()
+    for name, columns in added_later.items():
+        sa.Table(name, old, *[c._copy() for c in tables.metadata.tables[name].columns if c.name not in columns])
+    engine = sa.create_engine(url)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(old.tables["detector_state"].insert(), {"model": "m", "state": b"s", "updated_at": 1})
+        conn.execute(old.tables["retrain_jobs"].insert(), {
+            "job_id": "j", "model": "m", "trigger": "manual", "reason": [], "status": "queued",
+            "requested_at": 1, "attempts": 0, "payload": b"{}"})
+    engine.dispose()
+
+    subprocess.run([sys.executable, "-c", _CHILD, url, ",".join(_UPPER_LAYERS)],
+                   cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    engine = sa.create_engine(url)
+    inspector = sa.inspect(engine)
+    for name, columns in added_later.items():
+        assert set(columns) <= {c["name"] for c in inspector.get_columns(name)}, name
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT generation FROM detector_state")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT give_backs FROM retrain_jobs")).scalar_one() == 0
+    engine.dispose()
