@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftloop.monitoring.analysis import labelled_batch  # noqa: F401  (same shapes as the monitor)
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
 from driftloop.monitoring.history import record_detector_statistics
