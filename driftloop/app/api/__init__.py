@@ -3,7 +3,7 @@
 * :mod:`driftloop.app.api.app` - :func:`create_app` (FastAPI/Starlette, ASGI);
 * :mod:`driftloop.app.api.server` - :func:`serve_in_thread` (uvicorn beside the consumer loop);
 * :mod:`driftloop.core.config.api` - :class:`ApiConfig`, the ``api:`` section;
-* :mod:`driftloop.monitoring.history` - the drift/performance history tables and
+* :mod:`driftloop.monitoring.history` - the drift/performance history and
   :func:`record_detector_statistics`, which the monitor calls in its batch transaction;
 * :mod:`driftloop.app.api.metrics` - ``/metrics``; :mod:`driftloop.app.api.queries` - the store reads;
 * :mod:`driftloop.app.api.live` - live figures of the in-process monitor, ``/readyz`` checks,
@@ -11,7 +11,7 @@
 * :mod:`driftloop.app.api.routes`, :mod:`driftloop.app.api.actions` - read and mutating endpoints;
 * ``static/`` - the dashboard (HTML, JS, CSS; uPlot vendored under ``static/vendor``).
 
-Importing this package registers its tables on :data:`driftloop.core.store.metadata`.
+Its ``api_heartbeat`` table is declared with every other in :mod:`driftloop.core.tables`.
 """
 from driftloop.core.config.api import ApiConfig
 from driftloop.monitoring.history import record_detector_statistics, windows_judged
