@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,16 +45,36 @@ def _full_app_tables() -> dict[str, sa.Table]:
     return found
 
 
-def test_a_store_alone_creates_every_table_the_app_uses(tmp_path: Path) -> None:
+def _create_alone(url: str, processes: int = 1) -> list[dict[str, list[str]]]:
+    """Run ``Store(url).create_schema()`` in fresh processes (at once) that import only the store."""
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, url, ",".join(_UPPER_LAYERS)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _check_alone(children: list[dict[str, list[str]]]) -> None:
     expected = _full_app_tables()
-    out = subprocess.run([sys.executable, "-c", _CHILD, f"sqlite:///{tmp_path / 'fresh.db'}",
-                          ",".join(_UPPER_LAYERS)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
-    child = json.loads(out.stdout.strip().splitlines()[-1])
-    assert child["upper_layers"] == []                # none of the upper layers was imported
-    missing = sorted(set(expected) - set(child["tables"]))
-    assert not missing, f"a store created alone lacks {missing}"   # ... and yet every table exists
-    assert sorted(child["tables"]) == sorted(expected)
+    for child in children:
+        assert child["upper_layers"] == []                # none of the upper layers was imported
+        missing = sorted(set(expected) - set(child["tables"]))
+        assert not missing, f"a store created alone lacks {missing}"   # ... and yet every table exists
+        assert sorted(child["tables"]) == sorted(expected)
+
+
+def test_a_store_alone_creates_every_table_the_app_uses(tmp_path: Path) -> None:
+    _check_alone(_create_alone(f"sqlite:///{tmp_path / 'fresh.db'}"))
+
+
+@pytest.mark.postgres
+def test_stores_alone_create_every_table_on_postgres_at_once(postgres_url: str) -> None:
+    """Two processes create the whole schema on one fresh database at the same moment."""
+    _check_alone(_create_alone(postgres_url, processes=2))
 
 
 def test_every_table_is_declared_in_core_tables() -> None:
@@ -84,8 +105,7 @@ def test_a_store_alone_upgrades_an_older_store(tmp_path: Path) -> None:
             "requested_at": 1, "attempts": 0, "payload": b"{}"})
     engine.dispose()
 
-    subprocess.run([sys.executable, "-c", _CHILD, url, ",".join(_UPPER_LAYERS)],
-                   cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    _create_alone(url)
     engine = sa.create_engine(url)
     inspector = sa.inspect(engine)
     for name, columns in added_later.items():
