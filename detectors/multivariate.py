@@ -209,14 +209,10 @@ class PCAReconstructionDrift(Composite):
         with one_thread():
             err, resid2 = self._errors(z)
         cur = float(err.mean())
-        se = self._ref_std * np.sqrt(1.0 / n + 1.0 / self._m)
-        p = float(norm.sf((cur - self._ref_mean) / se)) if se > 0 else (0.0 if cur > self._ref_mean else 1.0)
-        rel = cur / self._ref_mean - 1.0 if self._ref_mean > 0 else (np.inf if cur > 0 else 0.0)
+        p, rel = self._significance(cur, n)
         breach = bool(p < self.alpha and rel >= self.min_increase)
         severity = "critical" if breach and rel >= 5 * self.min_increase else "warning"
-        cur_resid = self._per_feature(resid2.mean(axis=0))
-        growth = {f: cur_resid[f] - self._ref_resid.get(f, 0.0) for f in cur_resid}
-        top = [f for f, g in sorted(growth.items(), key=lambda kv: -kv[1]) if g > 0][:3]
+        growth, top = self._growth(resid2)
         self._last = {"reconstruction_error": cur, "reference_error": self._ref_mean, "increase": rel,
                       "p_value": p, "drifting": breach, "n": n, "components": self.n_components, "top_features": top}
         before = self._book.severity("pca")
@@ -224,6 +220,27 @@ class PCAReconstructionDrift(Composite):
         if change is None:
             return []
         firing = change != "resolve"
+        return [self._detection(window, n, cur, rel, p, growth, top, firing,
+                                severity if firing else (before or "warning"), model_version)]
+
+    def _significance(self, cur: float, n: int) -> tuple[float, float]:
+        """One-sided p-value of a window's mean error ``cur`` above the reference's (standard
+        error from the reference's spread and both sizes) and its relative increase."""
+        se = self._ref_std * np.sqrt(1.0 / n + 1.0 / self._m)
+        p = float(norm.sf((cur - self._ref_mean) / se)) if se > 0 else (0.0 if cur > self._ref_mean else 1.0)
+        rel = cur / self._ref_mean - 1.0 if self._ref_mean > 0 else (np.inf if cur > 0 else 0.0)
+        return p, rel
+
+    def _growth(self, resid2: np.ndarray) -> tuple[dict[str, float], list[str]]:
+        """Per feature, the growth of the mean squared residual over the reference's, and the
+        (at most three) features whose residuals grew most."""
+        cur_resid = self._per_feature(resid2.mean(axis=0))
+        growth = {f: cur_resid[f] - self._ref_resid.get(f, 0.0) for f in cur_resid}
+        top = [f for f, g in sorted(growth.items(), key=lambda kv: -kv[1]) if g > 0][:3]
+        return growth, top
+
+    def _detection(self, window: Window, n: int, cur: float, rel: float, p: float, growth: dict[str, float],
+                   top: list[str], firing: bool, severity: str, model_version: str | None) -> Detection:
         over = f"over the last {n:,} predictions (reference: {self.reference_desc})"
         if firing:
             summary = (f"the joint distribution of the features changed (PCA reconstruction error {cur:.3g} vs "
@@ -231,16 +248,16 @@ class PCAReconstructionDrift(Composite):
                        f"{_names(top)}.")
         else:
             summary = f"the joint distribution of the features is back to normal (PCA reconstruction error {rel:+.0%}) {over}."
-        return [Detection(
+        return Detection(
             kind="multivariate_drift", detector="pca_reconstruction", feature=None, statistic=cur, p_value=p,
             threshold=self._ref_mean * (1 + self.min_increase), window=window, firing=firing,
-            severity=severity if firing else (before or "warning"),  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]
             effect_size=float(rel), summary=summary, model=self.model, model_version=model_version,
             evidence={"reference_error": self._ref_mean, "reference_error_std": self._ref_std,
                       "components": self.n_components, "variance_kept": self.variance, "top_features": top,
                       "residual_growth": {f: growth[f] for f in top}, "alpha": self.alpha,
                       "min_increase": self.min_increase, "reference_n": self._m, "window_n": n},
-        )]
+        )
 
 
 class DomainClassifierDrift(Composite):
@@ -331,20 +348,46 @@ class DomainClassifierDrift(Composite):
             return self._update(window, columns, model_version)
 
     def _update(self, window: Window, columns: Mapping[str, np.ndarray], model_version: str | None) -> list[Detection]:
-        from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.metrics import roc_auc_score
-        from sklearn.model_selection import StratifiedKFold
 
         n = int(window.n)
         if n < 2 * self.folds or not self._names:
             return []
         rng = np.random.default_rng([self.seed, self._windows])
+        ref_x, cur_x = self._sample(columns, n, rng)
+        x = np.vstack([ref_x, cur_x])
+        y = np.concatenate([np.zeros(len(ref_x)), np.ones(len(cur_x))])
+        oof, models, tests = self._cross_validate(x, y, rng)
+        auc = float(roc_auc_score(y, oof))
+        p = auc_pvalue(auc, len(ref_x), len(cur_x))
+        breach = bool(np.isfinite(p) and p < self.alpha and auc >= self.min_auc)
+        severity = "critical" if breach and auc >= 0.75 else "warning"
+        importance, top = self._explain(breach, models, tests, x, y, rng)
+        self._last = {"auc": auc, "p_value": p, "drifting": breach, "n": n, "top_features": top}
+        before = self._book.severity("domain_classifier")
+        change = self._book.update("domain_classifier", breach, severity)
+        if change is None:
+            return []
+        firing = change != "resolve"
+        return [self._detection(window, n, auc, p, importance, top, [len(ref_x), len(cur_x)], firing,
+                                severity if firing else (before or "warning"), model_version)]
+
+    def _sample(self, columns: Mapping[str, np.ndarray], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """At most ``max_rows`` random rows of the reference and of the window (in their
+        order), encoded: the two sides of the classifier's training set."""
         ref_idx = rng.choice(self.reference.n, size=min(self.max_rows, self.reference.n), replace=False)
         cur_idx = rng.choice(n, size=min(self.max_rows, n), replace=False)
         ref_x = self._matrix({k: v[np.sort(ref_idx)] for k, v in self.reference.features.items()}, len(ref_idx))
         cur_x = self._matrix({k: np.asarray(v)[np.sort(cur_idx)] for k, v in columns.items()}, len(cur_idx))
-        x = np.vstack([ref_x, cur_x])
-        y = np.concatenate([np.zeros(len(ref_x)), np.ones(len(cur_x))])
+        return ref_x, cur_x
+
+    def _cross_validate(self, x: np.ndarray, y: np.ndarray,
+                        rng: np.random.Generator) -> tuple[np.ndarray, list[Any], list[np.ndarray]]:
+        """Out-of-fold probabilities of "current" for every row, with each fold's model and
+        held-out rows (for the permutation importance)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.model_selection import StratifiedKFold
+
         cat_mask = np.array([False] * len(self._enc["numeric"]) + [True] * len(self._enc["categorical"]))
         oof = np.zeros(len(y))
         models, tests = [], []
@@ -358,36 +401,36 @@ class DomainClassifierDrift(Composite):
             oof[test] = clf.predict_proba(x[test])[:, 1]
             models.append(clf)
             tests.append(test)
-        auc = float(roc_auc_score(y, oof))
-        p = auc_pvalue(auc, len(ref_x), len(cur_x))
-        breach = bool(np.isfinite(p) and p < self.alpha and auc >= self.min_auc)
-        severity = "critical" if breach and auc >= 0.75 else "warning"
-        top: list[str] = []
-        importance: dict[str, float] = {}
-        if breach or self._book.severity("domain_classifier") is not None:
-            importance = self._importance(models, tests, x, y, rng)
-            top = [f for f, v in sorted(importance.items(), key=lambda kv: -kv[1]) if v > 0][:3]
-        self._last = {"auc": auc, "p_value": p, "drifting": breach, "n": n, "top_features": top}
-        before = self._book.severity("domain_classifier")
-        change = self._book.update("domain_classifier", breach, severity)
-        if change is None:
-            return []
-        firing = change != "resolve"
+        return oof, models, tests
+
+    def _detection(self, window: Window, n: int, auc: float, p: float, importance: dict[str, float],
+                   top: list[str], rows_per_side: list[int], firing: bool, severity: str,
+                   model_version: str | None) -> Detection:
         over = f"over the last {n:,} predictions (reference: {self.reference_desc})"
         if firing:
             summary = (f"current data can be told apart from the reference (domain-classifier AUC {auc:.2f} ≥ "
                        f"{self.min_auc:.2f}, {dec.format_p(p)}) {over}; the features that matter most: {_names(top)}.")
         else:
             summary = f"current data is again like the reference (domain-classifier AUC {auc:.2f}) {over}."
-        return [Detection(
+        return Detection(
             kind="multivariate_drift", detector="domain_classifier", feature=None, statistic=auc, p_value=p,
             threshold=self.min_auc, window=window, firing=firing,
-            severity=severity if firing else (before or "warning"),  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]
             effect_size=auc - 0.5, summary=summary, model=self.model, model_version=model_version,
             evidence={"top_features": top, "importance": {f: importance[f] for f in top}, "folds": self.folds,
-                      "rows_per_side": [len(ref_x), len(cur_x)], "alpha": self.alpha, "reference_n": self.reference.n,
+                      "rows_per_side": rows_per_side, "alpha": self.alpha, "reference_n": self.reference.n,
                       "window_n": n},
-        )]
+        )
+
+    def _explain(self, breach: bool, models: list[Any], tests: list[np.ndarray], x: np.ndarray, y: np.ndarray,
+                 rng: np.random.Generator) -> tuple[dict[str, float], list[str]]:
+        """The features' importance and the (at most three) that matter most; computed only
+        for a breach or while the alert fires (its resolution names them), else empty."""
+        if not (breach or self._book.severity("domain_classifier") is not None):
+            return {}, []
+        importance = self._importance(models, tests, x, y, rng)
+        top = [f for f, v in sorted(importance.items(), key=lambda kv: -kv[1]) if v > 0][:3]
+        return importance, top
 
     def _importance(self, models: list[Any], tests: list[np.ndarray], x: np.ndarray, y: np.ndarray,
                     rng: np.random.Generator) -> dict[str, float]:
