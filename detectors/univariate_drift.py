@@ -33,6 +33,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,33 @@ def _two_proportion_p(p0: np.ndarray, p1: np.ndarray, m: int, n: int) -> np.ndar
         z = np.abs(p1 - p0) / se
     p = 2 * ndtr(-z)
     return np.where(se > 0, p, np.where(p0 == p1, 1.0, 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One test of a window's family: a column's drift test, or a numeric column's
+    missing-rate test (``detector == "missing_rate"``).
+
+    ``p`` is the raw p-value (``None`` if undefined), ``effect`` the effect size the
+    ``threshold`` (and ``critical``) apply to, ``stats`` every statistic reported,
+    ``detail`` what the detection's evidence adds, ``histogram`` the reference-quantile
+    bins (edges, reference counts, current counts) of a numeric drift test.
+    """
+
+    key: str
+    column: str
+    type: str
+    detector: str
+    test: str
+    test_statistic: float | None
+    p: float | None
+    effect: float | None
+    threshold: float
+    critical: float
+    n: int
+    stats: dict[str, float | None]
+    detail: dict[str, Any]
+    histogram: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class UnivariateDrift(Composite):
@@ -291,91 +319,116 @@ class UnivariateDrift(Composite):
         """
         self._windows += 1
         n_rows = int(window.n)
-        rows: list[dict[str, Any]] = []  # one per test in the family
-
+        rows: list[_Row] = []  # one per test in the family
         if self._numeric:
-            mat = np.empty((len(self._numeric), n_rows))
-            for i, name in enumerate(self._numeric):
-                col = columns.get(name)
-                mat[i] = np.nan if col is None else np.asarray(col, dtype=np.float64)
-            tests = set(self.report) | {self.numeric_test, self.numeric_effect}
-            tests &= set(uv.NUMERIC_TESTS)
-            res = uv.numeric_tests(self._num_prof, mat, tuple(sorted(tests)), self.ks_method)  # type: ignore[arg-type]
-            thr = self._numeric_threshold(res["n"])
-            prof = self._num_prof
-            assert prof is not None
-            ref_missing = 1.0 - prof["valid"] / max(prof["sorted"].shape[1], 1)
-            p_missing = _two_proportion_p(ref_missing, res["missing"], prof["sorted"].shape[1], n_rows)
-            for i, name in enumerate(self._numeric):
-                stats = {t: _num(res[t][i]) for t in tests}
-                rows.append({
-                    "key": name, "column": name, "type": "numeric", "detector": self.numeric_effect,
-                    "test": self.numeric_test, "test_statistic": _num(res[self.numeric_test][i]),
-                    "p": _num(res[self.numeric_test + "_p"][i]),
-                    "effect": _num(res[self.numeric_effect][i]), "threshold": float(thr[i]),
-                    "critical": self.critical_numeric, "n": int(res["n"][i]), "stats": stats,
-                    "histogram": (prof["edges"][i], prof["counts"][i], res["counts"][i]) if "counts" in res else None,
-                    "detail": {
-                        "reference_mean": _num(prof["mean"][i]), "current_mean": _num(res["mean"][i]),
-                        "reference_median": _num(prof["median"][i]), "current_median": _num(res["median"][i]),
-                        "reference_missing_rate": _num(ref_missing[i]), "current_missing_rate": _num(res["missing"][i]),
-                    },
-                })
-                # missing rate: a two-proportion z-test on the share of missing values
-                p0, p1 = float(ref_missing[i]), float(res["missing"][i])
-                rows.append({
-                    "key": f"{name}:missing_rate", "column": name, "type": "numeric", "detector": "missing_rate",
-                    "test": "two-proportion z", "test_statistic": p1 - p0,
-                    "p": float(p_missing[i]) if n_rows else None,
-                    "effect": abs(p1 - p0), "threshold": self.min_missing_change, "critical": 0.5,
-                    "n": n_rows, "stats": {"missing_rate": p1, "reference_missing_rate": p0},
-                    "detail": {"reference_missing_rate": p0, "current_missing_rate": p1},
-                })
-
+            rows += self._numeric_rows(columns, n_rows)
         if self._categorical:
-            cols = []
-            for name in self._categorical:
-                col = columns.get(name)
-                if col is None:
-                    col = np.full(n_rows, None, dtype=object)
-                cols.append(np.asarray(col, dtype=object))
-            res = uv.categorical_tests(self._cat_prof, cols)  # type: ignore[arg-type]
-            thr = self._categorical_threshold(res["n"])
-            prof = self._cat_prof
-            assert prof is not None
-            ref_counts = prof["counts"]
-            for i, name in enumerate(self._categorical):
-                stats = {t: _num(res[t][i]) for t in ("chi2", "psi", "jensenshannon")}
-                rows.append({
-                    "key": name, "column": name, "type": "categorical", "detector": self.categorical_effect,
-                    "test": "chi2", "test_statistic": _num(res["chi2"][i]), "p": _num(res["chi2_p"][i]),
-                    "effect": _num(res[self.categorical_effect][i]), "threshold": float(thr[i]),
-                    "critical": self.critical_categorical, "n": int(res["n"][i]), "stats": stats,
-                    "detail": self._category_detail(i, ref_counts[i], res["counts"][i], res),
-                })
-
-        p = np.array([np.nan if r["p"] is None else r["p"] for r in rows])
+            rows += self._categorical_rows(columns, n_rows)
+        p = np.array([np.nan if r.p is None else r.p for r in rows])
         p_adj = dec.adjust_pvalues(p, self.correction)
         out: list[Detection] = []
         for r, pa in zip(rows, p_adj):
-            eff = r["effect"]
-            r["p_adjusted"] = _num(pa)
-            breach = bool(np.isfinite(pa) and pa < self.alpha and eff is not None and eff > r["threshold"])
-            severity = "critical" if breach and eff is not None and eff >= r["critical"] else "warning"
-            r["drifting"] = breach
-            self._last[r["key"]] = {
-                "type": r["type"], "detector": r["detector"], "effect": eff, "threshold": r["threshold"],
-                "test": r["test"], "p_value": r["p"], "p_adjusted": r["p_adjusted"], "n": r["n"],
-                "drifting": breach, **r["stats"],
-            }
-            before = self._book.severity(r["key"])
-            change = self._book.update(r["key"], breach, severity)
-            if change is None:
-                continue
-            firing = change != "resolve"
-            sev = severity if firing else (before or "warning")
-            out.append(self._detection(r, window, firing, sev, model_version))
+            detection = self._judge(r, pa, window, model_version)
+            if detection is not None:
+                out.append(detection)
         return out
+
+    def _judge(self, r: _Row, pa: float, window: Window, model_version: str | None) -> Detection | None:
+        """Decide one test with its adjusted p-value ``pa``: record it in :meth:`last`, pass it
+        to the alert book, and return the detection if its alert changed."""
+        eff = r.effect
+        p_adjusted = _num(pa)
+        breach = bool(np.isfinite(pa) and pa < self.alpha and eff is not None and eff > r.threshold)
+        severity = "critical" if breach and eff is not None and eff >= r.critical else "warning"
+        self._last[r.key] = {
+            "type": r.type, "detector": r.detector, "effect": eff, "threshold": r.threshold,
+            "test": r.test, "p_value": r.p, "p_adjusted": p_adjusted, "n": r.n,
+            "drifting": breach, **r.stats,
+        }
+        before = self._book.severity(r.key)
+        change = self._book.update(r.key, breach, severity)
+        if change is None:
+            return None
+        firing = change != "resolve"
+        sev = severity if firing else (before or "warning")
+        return self._detection(r, p_adjusted, window, firing, sev, model_version)
+
+    def _numeric_matrix(self, columns: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+        """The window's numeric columns as an ``(F, n)`` matrix (an absent column: all ``NaN``)."""
+        mat = np.empty((len(self._numeric), n_rows))
+        for i, name in enumerate(self._numeric):
+            col = columns.get(name)
+            mat[i] = np.nan if col is None else np.asarray(col, dtype=np.float64)
+        return mat
+
+    def _numeric_rows(self, columns: Mapping[str, np.ndarray], n_rows: int) -> list[_Row]:
+        """Per numeric column, its drift test and its missing-rate test (a two-proportion
+        z-test on the share of missing values), all columns' statistics in one vectorised call."""
+        tests = set(self.report) | {self.numeric_test, self.numeric_effect}
+        tests &= set(uv.NUMERIC_TESTS)
+        res = uv.numeric_tests(self._num_prof, self._numeric_matrix(columns, n_rows), tuple(sorted(tests)),  # type: ignore[arg-type]
+                               self.ks_method)
+        thr = self._numeric_threshold(res["n"])
+        prof = self._num_prof
+        assert prof is not None
+        ref_missing = 1.0 - prof["valid"] / max(prof["sorted"].shape[1], 1)
+        p_missing = _two_proportion_p(ref_missing, res["missing"], prof["sorted"].shape[1], n_rows)
+        rows: list[_Row] = []
+        for i, name in enumerate(self._numeric):
+            rows.append(self._numeric_row(i, name, tests, res, float(thr[i]), prof, ref_missing))
+            p0, p1 = float(ref_missing[i]), float(res["missing"][i])
+            rows.append(_Row(
+                key=f"{name}:missing_rate", column=name, type="numeric", detector="missing_rate",
+                test="two-proportion z", test_statistic=p1 - p0, p=float(p_missing[i]) if n_rows else None,
+                effect=abs(p1 - p0), threshold=self.min_missing_change, critical=0.5, n=n_rows,
+                stats={"missing_rate": p1, "reference_missing_rate": p0},
+                detail={"reference_missing_rate": p0, "current_missing_rate": p1},
+            ))
+        return rows
+
+    def _numeric_row(self, i: int, name: str, tests: set[str], res: dict[str, np.ndarray], threshold: float,
+                     prof: dict[str, Any], ref_missing: np.ndarray) -> _Row:
+        """The drift test of numeric column ``i`` from the window's vectorised results ``res``."""
+        stats = {t: _num(res[t][i]) for t in tests}
+        return _Row(
+            key=name, column=name, type="numeric", detector=self.numeric_effect,
+            test=self.numeric_test, test_statistic=_num(res[self.numeric_test][i]),
+            p=_num(res[self.numeric_test + "_p"][i]),
+            effect=_num(res[self.numeric_effect][i]), threshold=threshold,
+            critical=self.critical_numeric, n=int(res["n"][i]), stats=stats,
+            histogram=(prof["edges"][i], prof["counts"][i], res["counts"][i]) if "counts" in res else None,
+            detail={
+                "reference_mean": _num(prof["mean"][i]), "current_mean": _num(res["mean"][i]),
+                "reference_median": _num(prof["median"][i]), "current_median": _num(res["median"][i]),
+                "reference_missing_rate": _num(ref_missing[i]), "current_missing_rate": _num(res["missing"][i]),
+            },
+        )
+
+    def _categorical_rows(self, columns: Mapping[str, np.ndarray], n_rows: int) -> list[_Row]:
+        """Per categorical column, its chi-square test with the effect size (an absent column:
+        all missing), all columns in one vectorised call."""
+        cols = []
+        for name in self._categorical:
+            col = columns.get(name)
+            if col is None:
+                col = np.full(n_rows, None, dtype=object)
+            cols.append(np.asarray(col, dtype=object))
+        res = uv.categorical_tests(self._cat_prof, cols)  # type: ignore[arg-type]
+        thr = self._categorical_threshold(res["n"])
+        prof = self._cat_prof
+        assert prof is not None
+        ref_counts = prof["counts"]
+        rows: list[_Row] = []
+        for i, name in enumerate(self._categorical):
+            stats = {t: _num(res[t][i]) for t in ("chi2", "psi", "jensenshannon")}
+            rows.append(_Row(
+                key=name, column=name, type="categorical", detector=self.categorical_effect,
+                test="chi2", test_statistic=_num(res["chi2"][i]), p=_num(res["chi2_p"][i]),
+                effect=_num(res[self.categorical_effect][i]), threshold=float(thr[i]),
+                critical=self.critical_categorical, n=int(res["n"][i]), stats=stats,
+                detail=self._category_detail(i, ref_counts[i], res["counts"][i], res),
+            ))
+        return rows
 
     def _category_detail(self, i: int, ref: np.ndarray, cur: np.ndarray, res: dict[str, np.ndarray]) -> dict[str, Any]:
         names = uv.category_names(self._cat_prof, i)  # type: ignore[arg-type]
@@ -403,78 +456,80 @@ class UnivariateDrift(Composite):
         return f"the model's `{column}`"
 
     def _detection(
-        self, r: dict[str, Any], window: Window, firing: bool, severity: str, model_version: str | None
+        self, r: _Row, p_adjusted: float | None, window: Window, firing: bool, severity: str, model_version: str | None
     ) -> Detection:
-        eff, thr, det = r["effect"], r["threshold"], r["detector"]
-        n = r["n"] if r["detector"] != "missing_rate" else window.n
-        over = f"over the last {window.n:,} predictions (reference: {self.reference_desc})"
-        subject = self._subject(r["column"])
-        if det == "missing_rate":
-            d = r["detail"]
-            what = f"missing rate {d['reference_missing_rate']:.1%} → {d['current_missing_rate']:.1%}"
-            if firing:
-                summary = f"{subject} is missing more or less often ({what}, {dec.format_p(r['p_adjusted'])}) {over}."
-            else:
-                summary = f"{subject}'s missing rate is back to normal ({what}) {over}."
-        else:
-            label = _LABELS[det]
-            extra = [f"{_LABELS[r['test']]} {dec.format_p(r['p_adjusted'])}"]
-            for s in ("psi", "wasserstein", "jensenshannon"):
-                v = r["stats"].get(s)
-                if s != det and v is not None and s in ("psi", "wasserstein"):
-                    extra.append(f"{_LABELS[s]} {_fmt(s, v)}")
-            nums = f"{label} {_fmt(det, eff) if eff is not None else 'n/a'}"
-            if firing:
-                summary = f"{subject} drifted ({nums} > {_fmt(det, thr)}, {', '.join(extra)}) {over}"
-                summary += self._what_changed(r) + "."
-            else:
-                summary = (
-                    f"{subject} no longer drifts ({nums}, threshold {_fmt(det, thr)}, {', '.join(extra)}) "
-                    f"{over}."
-                )
-        evidence = {
-            "test": r["test"],
-            "test_statistic": r["test_statistic"],
-            "p_value_raw": r["p"],
-            "alpha": self.alpha,
-            "correction": self.correction,
-            "threshold_floor": self.min_effect_numeric if r["type"] == "numeric" else self.min_effect_categorical,
-            "calibrated": self.calibrate,
-            "statistics": dict(r["stats"]),
-            "reference_n": self.reference.n,
-            "reference": self.reference_desc,
-            "window_n": int(n),
-            **r["detail"],
-        }
-        if det == "missing_rate":
-            evidence["threshold_floor"] = self.min_missing_change
-        elif r.get("histogram") is not None:
-            edges, ref_counts, cur_counts = r["histogram"]
-            evidence["histogram"] = {
-                "edges": [float(e) for e in edges],  # bin b is [edges[b-1], edges[b]); the last bin: missing
-                "reference": [int(c) for c in ref_counts],
-                "current": [int(c) for c in cur_counts],
-            }
+        eff, thr, det = r.effect, r.threshold, r.detector
+        n = r.n if r.detector != "missing_rate" else window.n
         return Detection(
             kind=self.kind,
             detector=det,
-            feature=r["column"],
+            feature=r.column,
             statistic=float(eff) if eff is not None else float("nan"),
-            p_value=r["p_adjusted"],
+            p_value=p_adjusted,
             threshold=float(thr),
             window=window,
             firing=firing,
             severity=severity,  # type: ignore[arg-type]
             effect_size=eff,
-            summary=summary,
+            summary=self._summary(r, p_adjusted, window, firing),
             model=self.model,
             model_version=model_version,
-            evidence=evidence,
+            evidence=self._evidence(r, n),
         )
 
-    def _what_changed(self, r: dict[str, Any]) -> str:
-        d = r["detail"]
-        if r["type"] == "numeric":
+    def _summary(self, r: _Row, p_adjusted: float | None, window: Window, firing: bool) -> str:
+        """The detection's sentence: what drifted (or is back to normal), by how much, on what."""
+        over = f"over the last {window.n:,} predictions (reference: {self.reference_desc})"
+        subject = self._subject(r.column)
+        if r.detector == "missing_rate":
+            d = r.detail
+            what = f"missing rate {d['reference_missing_rate']:.1%} → {d['current_missing_rate']:.1%}"
+            if firing:
+                return f"{subject} is missing more or less often ({what}, {dec.format_p(p_adjusted)}) {over}."
+            return f"{subject}'s missing rate is back to normal ({what}) {over}."
+        eff, thr, det = r.effect, r.threshold, r.detector
+        extra = [f"{_LABELS[r.test]} {dec.format_p(p_adjusted)}"]
+        for s in ("psi", "wasserstein", "jensenshannon"):
+            v = r.stats.get(s)
+            if s != det and v is not None and s in ("psi", "wasserstein"):
+                extra.append(f"{_LABELS[s]} {_fmt(s, v)}")
+        nums = f"{_LABELS[det]} {_fmt(det, eff) if eff is not None else 'n/a'}"
+        if firing:
+            summary = f"{subject} drifted ({nums} > {_fmt(det, thr)}, {', '.join(extra)}) {over}"
+            return summary + self._what_changed(r) + "."
+        return f"{subject} no longer drifts ({nums}, threshold {_fmt(det, thr)}, {', '.join(extra)}) {over}."
+
+    def _evidence(self, r: _Row, n: int) -> dict[str, Any]:
+        """The detection's evidence: the test, the decision's settings, every statistic, the
+        row's detail and, for a numeric drift test, the histogram."""
+        evidence = {
+            "test": r.test,
+            "test_statistic": r.test_statistic,
+            "p_value_raw": r.p,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "threshold_floor": self.min_effect_numeric if r.type == "numeric" else self.min_effect_categorical,
+            "calibrated": self.calibrate,
+            "statistics": dict(r.stats),
+            "reference_n": self.reference.n,
+            "reference": self.reference_desc,
+            "window_n": int(n),
+            **r.detail,
+        }
+        if r.detector == "missing_rate":
+            evidence["threshold_floor"] = self.min_missing_change
+        elif r.histogram is not None:
+            edges, ref_counts, cur_counts = r.histogram
+            evidence["histogram"] = {
+                "edges": [float(e) for e in edges],  # bin b is [edges[b-1], edges[b]); the last bin: missing
+                "reference": [int(c) for c in ref_counts],
+                "current": [int(c) for c in cur_counts],
+            }
+        return evidence
+
+    def _what_changed(self, r: _Row) -> str:
+        d = r.detail
+        if r.type == "numeric":
             rm, cm = d.get("reference_mean"), d.get("current_mean")
             rmed, cmed = d.get("reference_median"), d.get("current_median")
             if rm is None or cm is None:
