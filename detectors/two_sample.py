@@ -39,7 +39,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import special, stats
@@ -108,6 +108,27 @@ def ks_statistic_sorted(
     out = np.full(f, np.nan)
     if n == 0 or ref_sorted.shape[1] == 0:
         return out
+    r1, l1 = _reference_ranks(ref_sorted, ref_valid, cur_sorted)
+    ext = _ks_extremes(r1, l1, cur_sorted, ref_valid, cur_valid)
+    for i in range(f):
+        mi, ni = int(ref_valid[i]), int(cur_valid[i])
+        if mi == 0 or ni == 0:
+            continue
+        out[i] = _ks_row_statistic(i, mi, ni, r1, l1, ext)
+    return out
+
+
+def _reference_ranks(
+    ref_sorted: np.ndarray, ref_valid: np.ndarray, cur_sorted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each current value, the number of reference values ``<=`` it (``r1``) and ``<``
+    it (``l1``; the same array as ``r1`` when no value ties), both ``(F, n)`` int64.
+
+    >>> r1, l1 = _reference_ranks(np.array([[1.0, 2.0, 2.0]]), np.array([3]), np.array([[2.0, 5.0]]))
+    >>> r1.tolist(), l1.tolist()
+    ([[3, 3]], [[1, 3]])
+    """
+    f, n = cur_sorted.shape
     r1 = np.empty((f, n), dtype=np.int64)  # reference values <= each current value
     for i in range(f):  # one C-level binary search per feature, over all its values
         r1[i] = np.searchsorted(ref_sorted[i, : ref_valid[i]], cur_sorted[i], side="right")
@@ -121,9 +142,34 @@ def ks_statistic_sorted(
     l1 = r1
     if tied.any():
         l1 = r1.copy()
-        for i in np.flatnonzero(tied.any(axis=1)):
-            cols = np.flatnonzero(tied[i])
-            l1[i, cols] = np.searchsorted(ref_sorted[i, : ref_valid[i]], cur_sorted[i, cols], side="left")
+        for row in np.flatnonzero(tied.any(axis=1)):
+            cols = np.flatnonzero(tied[row])
+            l1[row, cols] = np.searchsorted(ref_sorted[row, : ref_valid[row]], cur_sorted[row, cols], side="left")
+    return r1, l1
+
+
+class _KsExtremes(NamedTuple):
+    """Where ``(F_ref - F_cur) m n`` may be extreme, per feature (rows), in exact integers.
+
+    ``at_cur`` holds it at the current points, ``lo`` its minimum over the ends of runs of
+    equal current values (``tie_end``); ``before`` holds it just before each next distinct
+    current value (``-big`` where there is none) and ``hi`` its maximum.
+    """
+
+    tie_end: np.ndarray
+    at_cur: np.ndarray
+    lo: np.ndarray
+    before: np.ndarray
+    hi: np.ndarray
+    big: int
+
+
+def _ks_extremes(
+    r1: np.ndarray, l1: np.ndarray, cur_sorted: np.ndarray, ref_valid: np.ndarray, cur_valid: np.ndarray
+) -> _KsExtremes:
+    """The candidates of the KS statistic's extremes, all features at once (see
+    :func:`ks_statistic_sorted`)."""
+    f, n = cur_sorted.shape
     uniform = bool((ref_valid == ref_valid[0]).all() and (cur_valid == cur_valid[0]).all())
     # scalars when every feature has the same counts (no missing values): cheaper broadcasting
     m = int(ref_valid[0]) if uniform else ref_valid[:, None]
@@ -148,21 +194,21 @@ def ks_statistic_sorted(
         has_next = tie_end[:, :-1] & (pos1[:, :-1] < nn)
         np.copyto(before, -big, where=~has_next)
     hi = before.max(axis=1) if n > 1 else np.full(f, -big)
-    for i in range(f):
-        mi, ni = int(ref_valid[i]), int(cur_valid[i])
-        if mi == 0 or ni == 0:
-            continue
-        # minimum: scipy's float at the current point(s) attaining it
-        cols = np.flatnonzero(tie_end[i] & (at_cur[i] == lo[i]))
-        min_s = float(np.clip(-np.min(r1[i, cols] / mi - (cols + 1) / ni), 0, 1))
-        # maximum: before the first current value, before each next one, or 0 at the end
-        cands = [0.0, l1[i, 0] / mi]
-        if hi[i] > -big:
-            cols = np.flatnonzero(before[i] == hi[i])
-            cands.append(float(np.max(l1[i, cols + 1] / mi - (cols + 1) / ni)))
-        max_s = max(cands)
-        out[i] = min_s if min_s > max_s else max_s
-    return out
+    return _KsExtremes(tie_end, at_cur, lo, before, hi, big)
+
+
+def _ks_row_statistic(i: int, mi: int, ni: int, r1: np.ndarray, l1: np.ndarray, ext: _KsExtremes) -> float:
+    """Feature ``i``'s statistic, its float formed as scipy forms it at the winning point."""
+    # minimum: scipy's float at the current point(s) attaining it
+    cols = np.flatnonzero(ext.tie_end[i] & (ext.at_cur[i] == ext.lo[i]))
+    min_s = float(np.clip(-np.min(r1[i, cols] / mi - (cols + 1) / ni), 0, 1))
+    # maximum: before the first current value, before each next one, or 0 at the end
+    cands = [0.0, l1[i, 0] / mi]
+    if ext.hi[i] > -ext.big:
+        cols = np.flatnonzero(ext.before[i] == ext.hi[i])
+        cands.append(float(np.max(l1[i, cols + 1] / mi - (cols + 1) / ni)))
+    max_s = max(cands)
+    return min_s if min_s > max_s else max_s
 
 
 def _ks_exact_equal_n(n: int, ds: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -178,56 +224,73 @@ def _ks_exact_equal_n(n: int, ds: Sequence[float]) -> tuple[list[float], list[fl
     """
     hs = [int(np.round(d * n)) for d in ds]
     d_out = [h * 1.0 / n for h in hs]
-    terms: dict[int, list[float]] = {}
     many = [i for i, h in enumerate(hs) if h > 0 and n // h + 1 >= 16]
-    if many:
-        # rows sorted by h: at step j only the rows with h > j work, and they need only the
-        # first n // h + 1 terms of the smallest such h, so the active block shrinks
-        many.sort(key=lambda i: hs[i])
-        h_sorted = [hs[i] for i in many]
-        width = n // h_sorted[0] + 1
-        kh = np.arange(width, dtype=np.float64)[None, :] * np.array(h_sorted, dtype=np.float64)[:, None]
-        num = n - kh  # n - k h - j, exact in float64
-        den = n + kh + 1.0  # n + k h + j + 1
-        p1 = np.ones((len(many), width))
-        j = 0
-        for row, h_row in enumerate(h_sorted):
-            if j >= h_row:
-                continue
-            cols = n // h_row + 1
-            blk, nb, db = p1[row:, :cols], num[row:, :cols], den[row:, :cols]
-            while j < h_row:
-                blk *= nb
-                blk /= db
-                nb -= 1.0
-                db += 1.0
-                j += 1
-                if j % 64 == 0 and not blk.any():  # all underflowed to 0: they stay 0
-                    j = h_sorted[-1]
-                    break
-        for row, i in enumerate(many):
-            terms[i] = p1[row, : n // hs[i] + 1].tolist()
+    terms = _ks_terms_block(n, hs, many) if many else {}
     probs = []
     for i, h in enumerate(hs):
         if h == 0:
             probs.append(1.0)
             continue
-        top = n // h
-        if i not in terms:
-            t = []
-            for k in range(top + 1):
-                v = 1.0
-                for j in range(h):
-                    v = (n - k * h - j) * v / (n + k * h + j + 1)
-                    if v == 0.0:  # underflowed: stays 0
-                        break
-                t.append(v)
-            terms[i] = t
-        prob = 0.0
-        for k in range(top, -1, -1):  # P = A0 (1 - A1 (1 - A2 (...)))
-            prob = terms[i][k] * (1.0 - prob)
-        probs.append(2 * prob)
+        t = terms[i] if i in terms else _ks_terms_scalar(n, h)
+        probs.append(2 * _ks_alternating(t, n // h))
     return d_out, probs
+
+
+def _ks_terms_block(n: int, hs: list[int], many: list[int]) -> dict[int, list[float]]:
+    """The terms ``A_k`` of the statistics ``many`` (indices into ``hs``), vectorised: a row per
+    statistic, each column a ``k``, multiplied then divided step ``j`` by step ``j``.
+
+    Rows are sorted by ``h``: at step ``j`` only the rows with ``h > j`` work, and they need
+    only the first ``n // h + 1`` terms of the smallest such ``h``, so the active block shrinks.
+    """
+    many = sorted(many, key=lambda i: hs[i])
+    h_sorted = [hs[i] for i in many]
+    width = n // h_sorted[0] + 1
+    kh = np.arange(width, dtype=np.float64)[None, :] * np.array(h_sorted, dtype=np.float64)[:, None]
+    num = n - kh  # n - k h - j, exact in float64
+    den = n + kh + 1.0  # n + k h + j + 1
+    p1 = np.ones((len(many), width))
+    j = 0
+    for row, h_row in enumerate(h_sorted):
+        if j >= h_row:
+            continue
+        cols = n // h_row + 1
+        blk, nb, db = p1[row:, :cols], num[row:, :cols], den[row:, :cols]
+        while j < h_row:
+            blk *= nb
+            blk /= db
+            nb -= 1.0
+            db += 1.0
+            j += 1
+            if j % 64 == 0 and not blk.any():  # all underflowed to 0: they stay 0
+                j = h_sorted[-1]
+                break
+    return {i: p1[row, : n // hs[i] + 1].tolist() for row, i in enumerate(many)}
+
+
+def _ks_terms_scalar(n: int, h: int) -> list[float]:
+    """The terms ``A_k`` (k = 0..n // h) of one statistic in plain floats (few terms).
+
+    >>> _ks_terms_scalar(4, 2)
+    [0.4000000000000001, 0.03571428571428571, 0.0]
+    """
+    t = []
+    for k in range(n // h + 1):
+        v = 1.0
+        for j in range(h):
+            v = (n - k * h - j) * v / (n + k * h + j + 1)
+            if v == 0.0:  # underflowed: stays 0
+                break
+        t.append(v)
+    return t
+
+
+def _ks_alternating(terms: list[float], top: int) -> float:
+    """``A0 (1 - A1 (1 - A2 (... A_top)))``, innermost first, as scipy sums it."""
+    prob = 0.0
+    for k in range(top, -1, -1):  # P = A0 (1 - A1 (1 - A2 (...)))
+        prob = terms[k] * (1.0 - prob)
+    return prob
 
 
 def _ks_exact_general(n1: int, n2: int, d: float) -> tuple[bool, float, float]:
