@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
@@ -24,6 +24,11 @@ from driftloop.core.logsetup import log_failure
 from driftloop.core.store import Store
 
 __all__ = ["MonitorService"]
+
+if TYPE_CHECKING:   # annotations only: imported where they are used
+    from detectors.model_monitor import ModelMonitor
+    from driftloop.core.config import ModelConfig
+    from retrain.registry import HistoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +94,6 @@ class MonitorService:
         for the old reference are restored and switched exactly as a live ``promoted`` event
         does (:meth:`ChampionSwitcher.apply`): same detector state, same resolutions.
         """
-        from detectors.model_monitor import ModelMonitor
         from retrain.registry import Registry
 
         registry = Registry(self.cfg, self.store)
@@ -98,33 +102,52 @@ class MonitorService:
             current = self.analyser.source.current_version(model)
             if current is None:
                 continue
-            stored, stored_version = self.store.detector_reference_version(model)
-            if not stored or stored_version == current:
+            behind = self._detectors_behind(model, mcfg, current)
+            if behind is None:
                 continue
-            row = self.store.detector_state_row(model)
-            if row is None:
-                continue
-            blob, generation, stored_version = row
-            try:
-                mon = ModelMonitor.restore(blob)
-            except Exception as exc:  # noqa: BLE001 - a state of another code version: start over
-                log.warning("model %s: cannot restore the detectors of v%s (%s); starting over", model,
-                            stored_version, exc)
-                continue
-            if mon.task != mcfg.task or mon.feature_types != dict(mcfg.features):
-                continue
+            mon, generation, stored_version = behind
             entry = next((h for h in reversed(registry.history(model)) if h.event in ("promoted", "rolled_back")
                           and str(h.champion_version) == current), None)
-            resolves = [str(a) for a in (entry.details.get("alert_ids") or [])] if entry is not None else []
-            self.analyser.monitors[model] = mon
-            self.analyser.generation[model] = generation
-            self.analyser.reference_version[model] = stored_version
-            why = f"{entry.event if entry is not None else 'champion changed'}: {model} v{current}"
-            log.info("model %s: v%s became champion while no monitor ran; switching from v%s now (%s)",
-                     model, current, stored_version, why)
-            self.switcher.apply(model, current, resolves, why)
+            self._switch_stored(model, current, mon, generation, stored_version, entry)
             done.append(model)
         return done
+
+    def _detectors_behind(self, model: str, mcfg: ModelConfig,
+                          current: str) -> tuple[ModelMonitor, int, str | None] | None:
+        """The stored detectors of ``model`` if they were built on another reference than the
+        champion ``current`` and can be restored for this model's task and features:
+        (monitor, generation, reference version); else None."""
+        from detectors.model_monitor import ModelMonitor
+
+        stored, stored_version = self.store.detector_reference_version(model)
+        if not stored or stored_version == current:
+            return None
+        row = self.store.detector_state_row(model)
+        if row is None:
+            return None
+        blob, generation, stored_version = row
+        try:
+            mon = ModelMonitor.restore(blob)
+        except Exception as exc:  # noqa: BLE001 - a state of another code version: start over
+            log.warning("model %s: cannot restore the detectors of v%s (%s); starting over", model,
+                        stored_version, exc)
+            return None
+        if mon.task != mcfg.task or mon.feature_types != dict(mcfg.features):
+            return None
+        return mon, generation, stored_version
+
+    def _switch_stored(self, model: str, current: str, mon: ModelMonitor, generation: int,
+                       stored_version: str | None, entry: HistoryEntry | None) -> None:
+        """Put the stored detectors back in the analyser and switch them to ``current`` as a live
+        promotion does, resolving the alerts ``entry`` (the registry's decision, if found) answered."""
+        resolves = [str(a) for a in (entry.details.get("alert_ids") or [])] if entry is not None else []
+        self.analyser.monitors[model] = mon
+        self.analyser.generation[model] = generation
+        self.analyser.reference_version[model] = stored_version
+        why = f"{entry.event if entry is not None else 'champion changed'}: {model} v{current}"
+        log.info("model %s: v%s became champion while no monitor ran; switching from v%s now (%s)",
+                 model, current, stored_version, why)
+        self.switcher.apply(model, current, resolves, why)
 
     def install_signal_handlers(self) -> None:
         self.monitor.install_signal_handlers()
