@@ -38,7 +38,9 @@ class MonitorService:
 
     def __init__(self, cfg: Config, store: Store | None = None, *, references: dict[str, Any] | None = None,
                  alert_sinks: list[Any] | None = None, on_alert_changes: Any = None) -> None:
+        from retrain.events import switch_target
         from retrain.policy import RetrainScheduler
+        from retrain.registry import Registry
 
         self.cfg = cfg
         self.store = store or Store.from_config(cfg.store)
@@ -47,8 +49,9 @@ class MonitorService:
         self.retrain = RetrainScheduler(cfg, self.store)
         self.on_alert_changes = on_alert_changes
         self.analyser = DriftAnalyser(cfg, self.store, on_detections=self._on_detections,
-                                      reference_source=RegistryReferences(cfg, self.store, references))
-        self.switcher = ChampionSwitcher(cfg, self.store, self.analyser, self.alerts)
+                                      reference_source=RegistryReferences(cfg, self.store, references,
+                                                                          registry=Registry(cfg, self.store)))
+        self.switcher = ChampionSwitcher(cfg, self.store, self.analyser, self.alerts, switch_target=switch_target)
         self.monitor = Monitor(cfg, self.store, analyser=self.analyser, on_idle=self._idle)
         self.catch_up_every_s = 30.0
         self._last_catch_up = time.monotonic()

@@ -25,11 +25,17 @@ A switch that fails for another reason than the store never stops the monitor:
 
 Store errors still propagate (the detectors go back to the stored state; the catch-up redoes the
 switch once the store answers).
+
+The registry and the ``driftloop.models`` message format are the retraining layer's, above this
+one: the application layer passes them in (``registry=`` a ``retrain.registry.Registry``,
+``switch_target=`` ``retrain.events.switch_target``); this module names only what it uses of them
+(:class:`ChampionRegistry`, :class:`SwitchTarget`).
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pandas as pd
 from kafka import TopicPartition
@@ -40,20 +46,39 @@ from driftloop.kafka.clients import make_consumer
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
 
-__all__ = ["RegistryReferences", "ChampionSwitcher"]
+__all__ = ["RegistryReferences", "ChampionSwitcher", "ChampionRegistry", "SwitchTarget"]
 
 log = logging.getLogger(__name__)
+
+
+class ChampionRegistry(Protocol):
+    """What :class:`RegistryReferences` reads of the model registry (``retrain.registry.Registry``)."""
+
+    def champion(self, model: str, conn: Connection | None = None) -> Any: ...
+
+    def get(self, model: str, version: str, conn: Connection | None = None) -> Any: ...
+
+    def load_reference(self, model: str, version: str, sample: Any = "training",
+                       conn: Connection | None = None) -> pd.DataFrame: ...
+
+
+class SwitchTarget(Protocol):
+    """What a ``driftloop.models`` message asks of the monitor (``retrain.events.Switch``)."""
+
+    model: str
+    version: str
+    event: str
+    resolves: list[str]
 
 
 class RegistryReferences(ConfigReferences):
     """The registry champion's held-out sample; the configured file while there is no champion."""
 
-    def __init__(self, cfg: Config, store: Store, frames: dict[str, pd.DataFrame] | None = None) -> None:
+    def __init__(self, cfg: Config, store: Store, frames: dict[str, pd.DataFrame] | None = None, *,
+                 registry: ChampionRegistry) -> None:
         super().__init__(cfg, frames)
-        from retrain.registry import Registry
-
         self.store = store
-        self.registry = Registry(cfg, store)
+        self.registry = registry
 
     def current_version(self, model: str, conn: Connection | None = None) -> str | None:
         champ = self.registry.champion(model, conn)
@@ -67,10 +92,13 @@ class RegistryReferences(ConfigReferences):
 
 
 class ChampionSwitcher:
-    """Polled from the monitor's loop (the analyser is not thread-safe)."""
+    """Polled from the monitor's loop (the analyser is not thread-safe). ``switch_target`` reads a
+    ``driftloop.models`` message: the switch it asks for, or None."""
 
-    def __init__(self, cfg: Config, store: Store, analyser: DriftAnalyser, alerts: Any) -> None:
+    def __init__(self, cfg: Config, store: Store, analyser: DriftAnalyser, alerts: Any, *,
+                 switch_target: Callable[[bytes], SwitchTarget | None]) -> None:
         self.cfg = cfg
+        self.switch_target = switch_target
         self.store = store
         self.analyser = analyser
         self.alerts = alerts
@@ -96,12 +124,10 @@ class ChampionSwitcher:
         return applied
 
     def _poll_events(self) -> int:
-        from retrain.events import switch_target
-
         applied = 0
         for recs in self.consumer.poll(timeout_ms=0).values():
             for rec in recs:
-                sw = switch_target(rec.value)
+                sw = self.switch_target(rec.value)
                 if sw is None or sw.model not in self.cfg.models:
                     continue
                 self.apply(sw.model, str(sw.version), sw.resolves, f"{sw.event}: {sw.model} v{sw.version}")
