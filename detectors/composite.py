@@ -66,10 +66,10 @@ def _current_tag(tag: str) -> str:
     return _RENAMED_MODULES.get(module, module) + sep + qualname
 
 
-def _find_class(tag: str) -> type:
+def _find_class(tag: str) -> type[Snapshotable]:
     tag = _current_tag(tag)
-    stack: list[type] = [Snapshotable]
-    seen: set[type] = set()
+    stack: list[type[Snapshotable]] = [Snapshotable]
+    seen: set[type[Snapshotable]] = set()
     while stack:
         cls = stack.pop()
         if cls in seen:

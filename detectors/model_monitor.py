@@ -46,9 +46,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from detectors import concept as _concept
 from detectors import decision as dec
 from detectors._threads import one_thread
-from detectors.base import Detection, StreamDetector, Window
+from detectors.base import Detection, StreamDetector, Window, WindowDetector
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE
 from detectors.composite import Composite
@@ -57,11 +58,6 @@ from detectors.performance import PerformanceDrift, positive_class
 from detectors.reference import Reference, to_float_array, to_str_array
 from detectors.univariate_drift import UnivariateDrift
 from detectors.windows import WindowBuffer, WindowData
-
-try:  # the concept-drift package is optional: without it the error stream is not watched
-    from detectors import concept as _concept
-except ImportError:  # pragma: no cover - depends on the checkout
-    _concept = None  # type: ignore[assignment]
 
 __all__ = ["ModelMonitor", "MonitorSettings"]
 
@@ -349,62 +345,94 @@ class ModelMonitor(Composite):
 
     def _build(self) -> None:
         """(Re)build every reference-dependent component from ``self.reference``."""
-        s = self.settings
         ref = self.reference
-        self.classes = list(ref.classes) if self.task == "classification" else []
-        self._pos = positive_class(self.classes, s.positive_label) if self.task == "classification" else None
+        classification = self.task == "classification"
+        self.classes = list(ref.classes) if classification else []
+        self._pos = positive_class(self.classes, self.settings.positive_label) if classification else None
         desc = f"{ref.n:,} training rows"
         self._data_drift = UnivariateDrift(ref, kind="data_drift", reference_desc=desc, **self._drift_kwargs())
+        self._build_prediction_drift(desc)
+        self._pca: WindowDetector | None = self._multivariate("pca", desc)
+        self._dc: WindowDetector | None = self._multivariate("domain_classifier", desc)
+        self._cbpe: CBPE | None = self._build_cbpe()
+        self._perf: PerformanceDrift | None = self._build_performance()
+        self._concept: dict[str, StreamDetector] = {}
+        self._concept_state: dict[str, dict[str, Any]] = {}
+        self._build_concept()
+        self._events_since_reference = 0
+
+    def _build_prediction_drift(self, desc: str) -> None:
+        """The prediction-drift detector: on the reference's predictions (and scores, if it has
+        them) when it has predictions; else built later from the first judged window."""
+        ref = self.reference
         self._pred_drift: UnivariateDrift | None = None
         self._pred_source = "none"
         # with reference predictions, watch what the reference has (scores only if it has them);
         # without, the first judged window of the stream becomes the reference of everything
         self._pred_with_scores = ref.prediction is None or ref.scores is not None
-        if s.prediction_drift:
-            if ref.prediction is not None:
-                values = self._prediction_values(ref.prediction, ref.scores, ref.n)
-                self._pred_drift = self._make_pred_drift(values, ref.n, f"the model's outputs on {desc}")
-                self._pred_source = "reference"
-            else:
-                self._pred_source = "stream"
-        self._pca: PCAReconstructionDrift | None = None
-        self._dc: DomainClassifierDrift | None = None
-        if s.multivariate and "pca" in s.multivariate_methods and len(self.feature_types) >= 2:
-            self._pca = PCAReconstructionDrift(ref, variance=s.pca_variance, alpha=s.alpha,
-                                               min_increase=s.min_reconstruction_increase,
-                                               resolve_after=s.resolve_after, reference_desc=desc, model=self.model)
-        if s.multivariate and "domain_classifier" in s.multivariate_methods:
-            self._dc = DomainClassifierDrift(ref, max_rows=s.domain_classifier_rows, folds=s.domain_classifier_folds,
-                                             min_auc=s.min_auc, alpha=s.alpha, resolve_after=s.resolve_after,
-                                             reference_desc=desc, model=self.model, seed=s.seed)
-        self._cbpe: CBPE | None = None
-        if s.cbpe and self.task == "classification" and ref.scores is not None and ref.label is not None:
-            self._cbpe = CBPE(ref, positive_label=s.positive_label, alpha=s.alpha,
-                              min_degradation=s.cbpe_min_degradation, min_n=s.min_window,
-                              resolve_after=s.resolve_after, model=self.model)
-        self._perf: PerformanceDrift | None = None
-        if s.performance:
-            metrics = s.performance_metrics
-            self._perf = PerformanceDrift(
-                self.task, self.classes, metrics=metrics, reference=ref, baseline=s.baseline,
-                positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.min_degradation,
-                bootstrap=s.bootstrap, ci_level=s.ci_level, min_n=s.min_window, resolve_after=s.resolve_after,
-                model=self.model, seed=s.seed,
-            )
-        self._concept: dict[str, StreamDetector] = {}
-        self._concept_state: dict[str, dict[str, Any]] = {}
-        if s.concept_drift and _concept is not None:
-            if s.concept_detectors is not None:
-                names = tuple(s.concept_detectors)
-                specs = [(n, dict(s.concept_params.get(n, {}))) for n in names]
-            elif self.task == "classification":
-                specs = [(n, {**p, **s.concept_params.get(n, {})}) for n, p in _concept.DEFAULT_SET]
-            else:
-                specs = [("page_hinkley", dict(s.concept_params.get("page_hinkley", {})))]
-            for name, params in specs:
-                self._concept[name] = _concept.make_detector(name, **params)
-                self._concept_state[name] = {"firing": False, "since": 0, "detections": 0, "last_hit_ts": None}
-        self._events_since_reference = 0
+        if not self.settings.prediction_drift:
+            return
+        if ref.prediction is None:
+            self._pred_source = "stream"
+            return
+        values = self._prediction_values(ref.prediction, ref.scores, ref.n)
+        self._pred_drift = self._make_pred_drift(values, ref.n, f"the model's outputs on {desc}")
+        self._pred_source = "reference"
+
+    def _multivariate(self, method: str, desc: str) -> WindowDetector | None:
+        """The multivariate detector ``method`` ("pca" or "domain_classifier"), or None when
+        the settings leave it out (PCA also needs two features)."""
+        s = self.settings
+        if not s.multivariate or method not in s.multivariate_methods:
+            return None
+        if method == "pca":
+            if len(self.feature_types) < 2:
+                return None
+            return PCAReconstructionDrift(self.reference, variance=s.pca_variance, alpha=s.alpha,
+                                          min_increase=s.min_reconstruction_increase,
+                                          resolve_after=s.resolve_after, reference_desc=desc, model=self.model)
+        return DomainClassifierDrift(self.reference, max_rows=s.domain_classifier_rows,
+                                     folds=s.domain_classifier_folds, min_auc=s.min_auc, alpha=s.alpha,
+                                     resolve_after=s.resolve_after, reference_desc=desc, model=self.model,
+                                     seed=s.seed)
+
+    def _build_cbpe(self) -> CBPE | None:
+        """The label-free accuracy estimate: classifiers whose reference has scores and labels."""
+        s, ref = self.settings, self.reference
+        if not (s.cbpe and self.task == "classification" and ref.scores is not None and ref.label is not None):
+            return None
+        return CBPE(ref, positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.cbpe_min_degradation,
+                    min_n=s.min_window, resolve_after=s.resolve_after, model=self.model)
+
+    def _build_performance(self) -> PerformanceDrift | None:
+        """Performance against the baseline, on labelled windows."""
+        s = self.settings
+        if not s.performance:
+            return None
+        return PerformanceDrift(
+            self.task, self.classes, metrics=s.performance_metrics, reference=self.reference, baseline=s.baseline,
+            positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.min_degradation,
+            bootstrap=s.bootstrap, ci_level=s.ci_level, min_n=s.min_window, resolve_after=s.resolve_after,
+            model=self.model, seed=s.seed,
+        )
+
+    def _concept_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, constructor parameters) of the concept-drift detectors: the ones named in the
+        settings, else the default set for classifiers and Page–Hinkley for regressors."""
+        s = self.settings
+        if s.concept_detectors is not None:
+            return [(n, dict(s.concept_params.get(n, {}))) for n in tuple(s.concept_detectors)]
+        if self.task == "classification":
+            return [(n, {**p, **s.concept_params.get(n, {})}) for n, p in _concept.DEFAULT_SET]
+        return [("page_hinkley", dict(s.concept_params.get("page_hinkley", {})))]
+
+    def _build_concept(self) -> None:
+        """Fresh concept-drift detectors on the error stream, and their alert state."""
+        if not self.settings.concept_drift or _concept is None:
+            return
+        for name, params in self._concept_specs():
+            self._concept[name] = _concept.make_detector(name, **params)
+            self._concept_state[name] = {"firing": False, "since": 0, "detections": 0, "last_hit_ts": None}
 
     def _make_pred_drift(self, values: dict[str, np.ndarray], n: int, desc: str) -> UnivariateDrift:
         pcols = self._prediction_columns()
