@@ -44,10 +44,10 @@ from driftloop.kafka import lean_records
 from consumers.ingest import BatchAnalyser, commit, prepare
 from consumers.join import expire_pending
 from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
+from driftloop.kafka.lag import partition_lag
 from driftloop.kafka.offsets import Fenced, Positioner, TopicPartitionKey
 from driftloop.kafka.polling import retry_kafka, run_polling
 from driftloop.kafka.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
-from driftloop.app.api.live import partition_lag
 from driftloop.core.config import Config
 from driftloop.core.outbox import OutboxPublisher
 from driftloop.core.store import Store, now_ms

@@ -7,7 +7,7 @@ records what the API shows:
 * ``monitor.expected``: the assigned partitions and their committed next offsets (copied, not
   iterated, since the loop may change it meanwhile);
 * ``monitor.lag``: ``{(topic, partition): messages behind}``, which the loop sets after each
-  poll with :func:`partition_lag` (local values only: no request to the broker);
+  poll with :func:`driftloop.kafka.lag.partition_lag` (local values only: no request to the broker);
 * ``monitor.unpositioned``: a frozenset of the assigned partitions whose stored offsets could
   not be read yet (replaced, never changed in place, by the loop).
 
@@ -26,33 +26,9 @@ import sqlalchemy as sa
 
 from driftloop.core.store import Store, now_ms
 from driftloop.core.tables import api_heartbeat
+from driftloop.kafka.lag import partition_lag   # re-exported: the API's view of the monitor's lag
 
 __all__ = ["partition_lag", "monitor_snapshot", "Readiness", "api_heartbeat", "unpositioned_detail"]
-
-
-def partition_lag(consumer: Any, positions: Mapping[tuple[str, int], int | None]) -> dict[tuple[str, int], int]:
-    """Messages behind per partition: the partition's high-water mark (as of the consumer's
-    last fetch) minus the monitor's committed next offset. Partitions without either are left
-    out. Call it from the consumer's own thread (the monitor loop), after a poll:
-
-        self.lag = partition_lag(self.consumer, self.expected)
-
-    >>> class C:
-    ...     def highwater(self, tp): return {0: 120, 1: None}[tp.partition]
-    >>> partition_lag(C(), {("t", 0): 100, ("t", 1): 5, ("t", 2): None})
-    {('t', 0): 20}
-    """
-    from kafka import TopicPartition
-
-    out: dict[tuple[str, int], int] = {}
-    for (topic, partition), pos in list(positions.items()):
-        if pos is None:
-            continue
-        hw = consumer.highwater(TopicPartition(topic, partition))
-        if hw is None:
-            continue
-        out[(topic, partition)] = max(0, int(hw) - int(pos))
-    return out
 
 
 def _copy(obj: Any, attr: str) -> dict[Any, Any]:
