@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
 import msgspec
+import numpy as np
+import pandas as pd
 from msgspec import Meta
-
-from detectors.reference import class_label
 
 __all__ = [
     "PredictionEvent",
@@ -279,13 +279,32 @@ def _decode_elements(raw: bytes, kind: _Kind, whole_error: Exception, max_events
 
 
 def label_key(value: Any) -> str | None:
-    """The canonical class label of a prediction or label value, as a string (the same function
-    the reference samples use: :func:`detectors.reference.class_label`).
+    """The canonical class label of a prediction or label value, as a string: ``None`` for
+    missing, ``"True"``/``"False"`` for bools, integer text for integral numbers.
+
+    The reference samples canonicalise with :func:`detectors.reference.class_label`, the same
+    rule; the detectors import nothing of the project (and this base layer nothing of the
+    detectors), so the rule is written twice and ``tests/test_label_key.py`` checks that both
+    give the same text for every kind of value, so events' and references' classes compare equal.
 
     >>> [label_key(v) for v in (1, 1.0, "1", True, "cat", 0.5, None)]
     ['1', '1', '1', 'True', 'cat', '0.5', None]
     """
-    return class_label(value)
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        if value != value:  # NaN
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+        return str(float(value))
+    if isinstance(value, bool | np.bool_):
+        return "True" if value else "False"
+    if isinstance(value, np.integer):
+        return str(int(value))
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
