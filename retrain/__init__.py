@@ -16,6 +16,10 @@ The path of a retrain, module by module:
 * the tables (``retrain_jobs``, ``model_versions``, ``champion_history``) are declared with every
   other in :mod:`driftloop.core.tables`;
 * :mod:`retrain.cli` - ``retrain-worker``, ``retrain``, ``models ...`` commands.
+
+The retrain layer sits above the alerts (alerts enqueue its jobs) and below the application.
+May import: ``driftloop.alerts``, ``driftloop.monitoring``, ``detectors``, ``consumers``,
+``driftloop.kafka``, ``driftloop.core``.
 """
 from retrain.events import ModelEvent, RetrainJob, Switch, switch_target
 from retrain.policy import RetrainScheduler

@@ -17,6 +17,10 @@ The path of an alert, module by module:
 * :mod:`~driftloop.alerts.service` — :class:`AlertService`, all of the above for the monitor;
 * :mod:`~driftloop.alerts.cli` — ``driftloop alerts list``;
 * :mod:`~driftloop.core.config.alerts` — :class:`AlertsConfig`, the validated ``alerts:`` section.
+
+The alerts layer sits above the monitoring (whose detections it turns into alerts) and below
+the retraining. May import: ``driftloop.monitoring``, ``detectors``, ``consumers``,
+``driftloop.kafka``, ``driftloop.core``.
 """
 from driftloop.core.config.alerts import AlertsConfig
 from driftloop.alerts.dispatcher import AlertDispatcher

@@ -6,12 +6,13 @@
 * :mod:`driftloop.monitoring.history` - the drift/performance history and
   :func:`record_detector_statistics`, which the monitor calls in its batch transaction;
 * :mod:`driftloop.app.api.metrics` - ``/metrics``; :mod:`driftloop.app.api.queries` - the store reads;
-* :mod:`driftloop.app.api.live` - live figures of the in-process monitor, ``/readyz`` checks,
-  :func:`partition_lag` for the monitor's loop;
+* :mod:`driftloop.app.api.live` - live figures of the in-process monitor, ``/readyz`` checks;
+  :func:`partition_lag` (the monitor's loop sets it, from :mod:`driftloop.kafka.lag`);
 * :mod:`driftloop.app.api.routes`, :mod:`driftloop.app.api.actions` - read and mutating endpoints;
 * ``static/`` - the dashboard (HTML, JS, CSS; uPlot vendored under ``static/vendor``).
 
 Its ``api_heartbeat`` table is declared with every other in :mod:`driftloop.core.tables`.
+Part of the application layer: may import every layer below it.
 """
 from driftloop.core.config.api import ApiConfig
 from driftloop.monitoring.history import record_detector_statistics, windows_judged

@@ -1,5 +1,11 @@
 """driftloop configuration: YAML (or TOML) on disk, environment overrides, validated at start.
 
+Part of the base layer (:mod:`driftloop.core`), with every section's schema: this module holds
+the root :class:`Config` and the ``kafka``, ``topics``, ``store``, ``ingest`` and ``models``
+sections; :mod:`~driftloop.core.config.alerts`, :mod:`~driftloop.core.config.api` and
+:mod:`~driftloop.core.config.retrain` the others. The ``models.<name>.detectors`` section is
+checked against the detectors' own schema (``detectors.model_monitor.MonitorSettings``).
+
 Every key has a documented default except ``models``. An environment variable
 ``DRIFTLOOP__SECTION__KEY`` overrides ``section.key`` (double underscores separate levels; the
 value is parsed as YAML, so ``5000``, ``true`` and ``[a, b]`` keep their types)::
