@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from consumers.ingest import RawRecord as Rec, commit, prepare  # noqa: E402
+from consumers.ingest import RawRecord as Rec  # noqa: E402
+from consumers.ingest import commit, prepare
 from detectors.base import Detection, Window  # noqa: E402
 from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig  # noqa: E402
 from driftloop.alerts import tables as t  # noqa: E402

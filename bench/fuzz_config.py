@@ -36,9 +36,9 @@ if str(ROOT) not in sys.path:
 
 import driftloop.core.config.retrain as _retrain_config  # noqa: E402
 from detectors.model_monitor import MonitorSettings  # noqa: E402
+from driftloop.core.config import ConfigError, load_config_text  # noqa: E402
 from driftloop.core.config.alerts import AlertsConfig  # noqa: E402
 from driftloop.core.config.api import ApiConfig  # noqa: E402
-from driftloop.core.config import ConfigError, load_config_text  # noqa: E402
 
 _real_import = _retrain_config.import_object
 

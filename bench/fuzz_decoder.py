@@ -36,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from driftloop.kafka.dead_letters import MAX_RECORD_BYTES  # noqa: E402
-from consumers.ingest import RawRecord as Rec, commit, prepare  # noqa: E402
+from consumers.ingest import RawRecord as Rec  # noqa: E402
+from consumers.ingest import commit, prepare
 from consumers.validation import MIN_TS_MS  # noqa: E402
 from driftloop.core.config import load_config_dict  # noqa: E402
 from driftloop.core.events import PREDICTION  # noqa: E402
+from driftloop.kafka.dead_letters import MAX_RECORD_BYTES  # noqa: E402
 
 NOW = 1_760_000_000_000
 CFG = load_config_dict({"ingest": {"max_message_bytes": 6_000, "max_events_per_message": 32, "max_features": 16,

@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from driftloop.kafka import lean_records  # noqa: E402
 from consumers.monitor import Monitor  # noqa: E402
 from driftloop.core.config import load_config_dict  # noqa: E402
 from driftloop.core.store import Store  # noqa: E402
+from driftloop.kafka import lean_records  # noqa: E402
 
 FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical", "device": "categorical"}
 
@@ -133,6 +133,7 @@ def pipelined_consume(cfg, bootstrap: str, n: int) -> float:
     """A sketch of the next step, not the monitor: Kafka polling in a child process, decode +
     validate + join + store in this one (no consumer group, no rebalance handling)."""
     import multiprocessing as mp
+
     from consumers.ingest import RawRecord, commit, prepare
     from driftloop.core.store import now_ms
 

@@ -36,10 +36,10 @@ import msgspec  # noqa: E402
 import yaml  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
-from driftloop.kafka.clients import make_producer  # noqa: E402
 from driftloop.core.config import load_config  # noqa: E402
 from driftloop.core.outbox import OutboxPublisher  # noqa: E402
 from driftloop.core.store import Store  # noqa: E402
+from driftloop.kafka.clients import make_producer  # noqa: E402
 from driftloop.kafka.topics import create_topics  # noqa: E402
 from retrain.events import decode_model_event  # noqa: E402
 from retrain.policy import RetrainScheduler  # noqa: E402
@@ -108,11 +108,11 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
     create_topics(cfg)
 
     print(f"[{kind}] generating {rows} post-drift rows and a champion trained before the drift ...", flush=True)
+    import pandas as pd
     import skops.io as sio
 
     from driftloop.core.config.retrain import RecipeConfig
     from retrain.recipe import build_estimator
-    import pandas as pd
 
     pre = agrawal(20_000, 0, 1)
     pre_df = pd.DataFrame([x for x, _ in pre]).assign(label=[str(y) for _, y in pre])

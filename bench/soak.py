@@ -165,9 +165,9 @@ def main() -> None:
         produce(args)
         return
 
-    from driftloop.core.config import load_config
     from driftloop.app.service import MonitorService
     from driftloop.app.stats import collect_stats
+    from driftloop.core.config import load_config
     from driftloop.kafka.topics import create_topics
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

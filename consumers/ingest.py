@@ -23,13 +23,13 @@ from typing import Any, Protocol
 import msgspec
 from sqlalchemy.engine import Connection
 
-from driftloop.kafka.dead_letters import dead_letter
 from consumers.join import JoinResult, apply_batch
-from driftloop.kafka.offsets import TopicPartitionKey, advance_offsets
 from consumers.validation import ValidLabels, ValidPredictions, validate_labels, validate_predictions
 from driftloop.core.config import Config
 from driftloop.core.events import BACKSLASH, LABEL, NUL_ESCAPE, PREDICTION, decode_message
 from driftloop.core.store import UNATTRIBUTED, Store
+from driftloop.kafka.dead_letters import dead_letter
+from driftloop.kafka.offsets import TopicPartitionKey, advance_offsets
 
 __all__ = ["Record", "RawRecord", "PreparedBatch", "BatchAnalyser", "prepare", "commit", "HOLD_BATCH_ENV"]
 

@@ -40,17 +40,17 @@ import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from driftloop.kafka import lean_records
 from consumers.ingest import BatchAnalyser, commit, prepare
 from consumers.join import expire_pending
+from driftloop.core.config import Config
+from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.store import Store, now_ms
+from driftloop.kafka import lean_records
 from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
 from driftloop.kafka.lag import partition_lag
 from driftloop.kafka.offsets import Fenced, Positioner, TopicPartitionKey
 from driftloop.kafka.polling import retry_kafka, run_polling
 from driftloop.kafka.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
-from driftloop.core.config import Config
-from driftloop.core.outbox import OutboxPublisher
-from driftloop.core.store import Store, now_ms
 from driftloop.kafka.topics import create_topics
 
 __all__ = ["Monitor", "MonitorStats", "STORE_ERRORS", "describe_store_error", "KAFKA_RESILIENCE"]

@@ -8,9 +8,9 @@ builds the columns the detectors consume, so validation costs one walk over the 
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-import re
 from datetime import date, datetime
 from operator import itemgetter
 from typing import Any

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
-    from driftloop.core.store import Store
     from driftloop.core.config.retrain import validate
+    from driftloop.core.store import Store
 
     cfg = load_config(args.config)
     validate(cfg)
@@ -44,8 +44,8 @@ def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
 
 
 def _publish(cfg: Config, store: Any, wait_s: float = 10.0) -> None:
-    from driftloop.kafka.clients import BrokerUnavailable, make_producer, wait_for_broker
     from driftloop.core.outbox import OutboxPublisher
+    from driftloop.kafka.clients import BrokerUnavailable, make_producer, wait_for_broker
 
     try:
         wait_for_broker(cfg.kafka, timeout_s=wait_s)

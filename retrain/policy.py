@@ -38,10 +38,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.core.config import Config
-from driftloop.core.store import Store, examples, now_ms
 from driftloop.core.config.retrain import RegistryConfig, RetrainPolicy, registry_config, retrain_policies
-from retrain.events import JobWindow, RetrainJob, encode, rfc3339
+from driftloop.core.store import Store, examples, now_ms
 from driftloop.core.tables import retrain_jobs
+from retrain.events import JobWindow, RetrainJob, encode, rfc3339
 
 __all__ = ["AlertLike", "EnqueueRefused", "RetrainScheduler", "make_job_id"]
 

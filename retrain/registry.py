@@ -31,12 +31,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.core.config import Config, ModelConfig
-from driftloop.core.store import Store, now_ms
-from retrain.artifacts import (BUILTIN_TRUSTED, FileInfo, UntrustedArtifactError, load_frame, load_model,
-                               resolve_inside, safe_name)
 from driftloop.core.config.retrain import RegistryConfig, registry_config
-from retrain.events import ModelEvent, encode, rfc3339
+from driftloop.core.store import Store, now_ms
 from driftloop.core.tables import champion_history, model_versions
+from retrain.artifacts import (
+    BUILTIN_TRUSTED,
+    FileInfo,
+    UntrustedArtifactError,
+    load_frame,
+    load_model,
+    resolve_inside,
+    safe_name,
+)
+from retrain.events import ModelEvent, encode, rfc3339
 
 __all__ = [
     "Registry",

@@ -27,9 +27,9 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from driftloop.core.config import Config
+from driftloop.core.config.retrain import RetrainPolicy
 from driftloop.core.store import Store
 from retrain.artifacts import FileInfo, save_frame, save_model
-from driftloop.core.config.retrain import RetrainPolicy
 from retrain.dataset import DatasetError, LabelledData, concat, frame_to_data, holdout_split, load_window
 from retrain.evaluate import Decision, Outputs, decide, model_outputs
 from retrain.events import ModelEvent, RetrainJob

@@ -64,20 +64,20 @@ import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from driftloop.kafka.dead_letters import dead_letter
-from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
 from consumers.monitor import KAFKA_RESILIENCE, describe_store_error
+from driftloop.core.config import Config
+from driftloop.core.config.retrain import registry_config, retrain_policies
+from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.store import Store, now_ms
+from driftloop.core.tables import retrain_jobs
+from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
+from driftloop.kafka.dead_letters import dead_letter
 from driftloop.kafka.offsets import Fenced, Positioner, TopicPartitionKey, advance_offsets
 from driftloop.kafka.polling import retry_kafka, run_polling
 from driftloop.kafka.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
-from driftloop.core.config import Config
-from driftloop.core.outbox import OutboxPublisher
-from driftloop.core.store import Store, now_ms
 from driftloop.kafka.topics import create_topics
-from driftloop.core.config.retrain import registry_config, retrain_policies
 from retrain.events import ModelEvent, RetrainJob, decode_job
 from retrain.registry import ChampionChanged, Registry
-from driftloop.core.tables import retrain_jobs
 from retrain.training import compare, incumbent_outputs, record_decision, train_challenger
 
 __all__ = ["RetrainWorker", "WorkerStats", "JobOutcome"]
@@ -597,9 +597,9 @@ class _AlreadyDecided(RuntimeError):
 def _warm_imports() -> None:
     """Import the heavy libraries up front, not inside the first job (seconds on a busy host)."""
     import scipy.stats  # noqa: F401
-    import skops.io  # noqa: F401
     import sklearn.compose  # noqa: F401
     import sklearn.ensemble  # noqa: F401
     import sklearn.impute  # noqa: F401
     import sklearn.pipeline  # noqa: F401
     import sklearn.preprocessing  # noqa: F401
+    import skops.io  # noqa: F401

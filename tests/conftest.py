@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from driftloop.core.config import Config, load_config
-from tests.deps import missing, require_module
-from tests.deps import pytest_configure, pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks
+from tests.deps import missing, pytest_configure, pytest_make_collect_report, pytest_runtest_makereport, require_module  # noqa: F401 - hooks
 from tests.kafka_helpers import isolated_kafka
 
 BOOTSTRAP = os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092")

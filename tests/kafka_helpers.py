@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from driftloop.core.config import Config
 from driftloop.app.stats import collect_stats
+from driftloop.core.config import Config
 from driftloop.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,8 +134,8 @@ def start_monitor(config_path: Path, *extra: str, log_path: Path | None = None) 
 def publish_outbox(cfg: Config, store: Store, topics: list[str] | None = None) -> int:
     """Publish the store's unsent outbox rows (only ``topics``' if given) with a producer of its
     own, as the monitor or the worker would; returns how many were acknowledged."""
-    from driftloop.kafka.clients import make_producer
     from driftloop.core.outbox import OutboxPublisher
+    from driftloop.kafka.clients import make_producer
 
     producer = make_producer(cfg.kafka)
     try:

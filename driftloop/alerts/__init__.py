@@ -22,11 +22,11 @@ The alerts layer sits above the monitoring (whose detections it turns into alert
 the retraining. May import: ``driftloop.monitoring``, ``detectors``, ``consumers``,
 ``driftloop.kafka``, ``driftloop.core``.
 """
-from driftloop.core.config.alerts import AlertsConfig
 from driftloop.alerts.dispatcher import AlertDispatcher
 from driftloop.alerts.lifecycle import AlertChange, AlertState, fingerprint
 from driftloop.alerts.manager import AlertManager
 from driftloop.alerts.service import AlertService
+from driftloop.core.config.alerts import AlertsConfig
 
 __all__ = ["AlertsConfig", "AlertManager", "AlertDispatcher", "AlertService", "AlertChange", "AlertState",
            "fingerprint"]

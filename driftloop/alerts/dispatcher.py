@@ -41,8 +41,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from driftloop.alerts import tables as t
-from driftloop.core.config.alerts import AlertsConfig, DispatchConfig
 from driftloop.alerts.sinks.base import DeliveryError
+from driftloop.core.config.alerts import AlertsConfig, DispatchConfig
 from driftloop.core.logsetup import log_failure
 from driftloop.core.store import Store, now_ms
 

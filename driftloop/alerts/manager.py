@@ -34,9 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
-from driftloop.core.config.alerts import KAFKA_SINK, AlertsConfig
 from driftloop.alerts.lifecycle import AlertChange, AlertLifecycle, AlertState, Policy
 from driftloop.alerts.messages import alert_message, summary
+from driftloop.core.config.alerts import KAFKA_SINK, AlertsConfig
 from driftloop.core.store import Store, now_ms
 
 __all__ = ["AlertManager"]

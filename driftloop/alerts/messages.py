@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from driftloop.alerts.lifecycle import AlertChange, AlertState
-from driftloop.core.clock import rfc3339   # re-exported: the alerts' messages and sinks use it
+from driftloop.core.clock import rfc3339  # re-exported: the alerts' messages and sinks use it
 
 __all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "DETECTOR_LABELS"]
 

@@ -124,10 +124,10 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
     alerts a day of live monitoring would have raised. Each announced alert change is passed to
     ``on_alert`` as the contract's alert message, in order.
     """
-    from driftloop.monitoring.analysis import DriftAnalyser
     from driftloop.alerts import AlertService
     from driftloop.alerts.messages import alert_message
     from driftloop.app.stats import collect_stats
+    from driftloop.monitoring.analysis import DriftAnalyser
 
     records = merged_records(cfg, predictions, labels)
     tmp = None

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from driftloop.monitoring.history import detector_history, performance_history
 from driftloop.core.store import Store
+from driftloop.monitoring.history import detector_history, performance_history
 
 __all__ = ["write_report", "svg_series"]
 

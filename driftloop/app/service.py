@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from driftloop.monitoring.analysis import DriftAnalyser
-from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryReferences
 from consumers.monitor import Monitor
 from driftloop.alerts import AlertService
 from driftloop.core.config import Config
 from driftloop.core.logsetup import log_failure
 from driftloop.core.store import Store
+from driftloop.monitoring.analysis import DriftAnalyser
+from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryReferences
 
 __all__ = ["MonitorService"]
 
@@ -159,8 +159,8 @@ class MonitorService:
         self.monitor.stop()
 
     def run(self, *, max_seconds: float | None = None) -> Any:
-        from driftloop.kafka.clients import wait_for_broker
         from driftloop.app.api.runner import start_api
+        from driftloop.kafka.clients import wait_for_broker
 
         # before anything makes a Kafka client: a broker that is not up yet gives one clear
         # line every few seconds and a retry, not a stack trace from the first client

@@ -10,8 +10,8 @@ from __future__ import annotations
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from driftloop.kafka.clients import make_admin
 from driftloop.core.config import Config
+from driftloop.kafka.clients import make_admin
 
 __all__ = ["topic_specs", "create_topics"]
 

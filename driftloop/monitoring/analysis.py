@@ -64,10 +64,10 @@ from detectors.base import Detection
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
 from driftloop.core.clock import rfc3339
-from driftloop.monitoring.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
-from driftloop.monitoring.history import record_detector_statistics
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
+from driftloop.monitoring.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
+from driftloop.monitoring.history import record_detector_statistics
 
 __all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "Failure", "prediction_batch",
            "labelled_batch", "STORE_FAILURES"]

@@ -41,10 +41,10 @@ import pandas as pd
 from kafka import TopicPartition
 from sqlalchemy.engine import Connection
 
-from driftloop.monitoring.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser
-from driftloop.kafka.clients import make_consumer
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
+from driftloop.kafka.clients import make_consumer
+from driftloop.monitoring.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser
 
 __all__ = ["RegistryReferences", "ChampionSwitcher", "ChampionRegistry", "SwitchTarget"]
 

@@ -11,11 +11,11 @@ import sys
 
 
 def main(path: str, max_seconds: float = 120.0) -> None:
-    from driftloop.monitoring.analysis import DriftAnalyser
     from consumers.monitor import Monitor
     from driftloop.alerts import AlertService
     from driftloop.core.config import load_config
     from driftloop.core.store import Store
+    from driftloop.monitoring.analysis import DriftAnalyser
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)

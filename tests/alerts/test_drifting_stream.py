@@ -15,12 +15,12 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
-from driftloop.monitoring.analysis import DriftAnalyser
 from driftloop.alerts import AlertService
 from driftloop.alerts import tables as t
 from driftloop.alerts.lifecycle import group_fingerprint
 from driftloop.core.config import load_config_dict
 from driftloop.core.store import Store
+from driftloop.monitoring.analysis import DriftAnalyser
 from tests.alerts.test_manager import rows
 from tests.consumers.test_analysis import run
 from tests.consumers.test_ingest_unit import NOW

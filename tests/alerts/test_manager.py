@@ -14,8 +14,8 @@ from driftloop.alerts import tables as t
 from driftloop.alerts.lifecycle import fingerprint, group_fingerprint
 from driftloop.alerts.sinks import build_sinks, verify_signature
 from driftloop.alerts.stale import StaleChecker
-from driftloop.core.config.api import ApiConfig
 from driftloop.core.config import load_config
+from driftloop.core.config.api import ApiConfig
 from driftloop.core.store import now_ms
 from tests.alerts.helpers import Behaviour, det
 

@@ -96,9 +96,9 @@ def test_monitor_killed_between_alert_and_delivery(kafka_bootstrap, make_config,
         keys = event_keys()
         assert receiver.on("/hook") == []          # nothing accepted before the kill
     down.fail = 0                                   # the sink is back; restart (in-process: saves an import)
-    from driftloop.monitoring.analysis import DriftAnalyser
     from consumers.monitor import Monitor
     from driftloop.alerts import AlertService
+    from driftloop.monitoring.analysis import DriftAnalyser
 
     alerts = AlertService(cfg, store)
     monitor = Monitor(cfg, store, analyser=DriftAnalyser(cfg, store, on_detections=alerts.on_detections))

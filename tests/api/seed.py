@@ -28,9 +28,9 @@ import pandas as pd
 
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
-from driftloop.monitoring.history import record_detector_statistics
 from driftloop.core.config import Config, load_config_dict
 from driftloop.core.store import Store
+from driftloop.monitoring.history import record_detector_statistics
 
 WINDOW = 1000
 STEP_MS = 15 * 60 * 1000

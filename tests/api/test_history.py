@@ -6,9 +6,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from driftloop.monitoring.history import (detector_history, latest_drift, performance_history, read_drift_history,
-                                   read_performance_history, record_detector_statistics)
 from driftloop.core.store import Store
+from driftloop.monitoring.history import (
+    detector_history,
+    latest_drift,
+    performance_history,
+    read_drift_history,
+    read_performance_history,
+    record_detector_statistics,
+)
 from tests.api.seed import Seeded
 
 

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftloop.monitoring.analysis import DriftAnalyser
 from consumers.monitor import Monitor
 from driftloop.app.api import create_app, partition_lag, record_detector_statistics, serve_in_thread
 from driftloop.core.store import Store
+from driftloop.monitoring.analysis import DriftAnalyser
 from tests.kafka_helpers import label, prediction, produce
 
 pytestmark = pytest.mark.kafka

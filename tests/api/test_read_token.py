@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.core.config.api import ApiConfig
 from driftloop.core.config import ConfigError
+from driftloop.core.config.api import ApiConfig
 from tests.api.conftest import TOKEN, app_for
 from tests.api.seed import Seeded
 

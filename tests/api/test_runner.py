@@ -6,8 +6,8 @@ import urllib.request
 
 import msgspec
 
-from driftloop.core.config.api import ApiConfig
 from driftloop.app.api.runner import start_api
+from driftloop.core.config.api import ApiConfig
 from tests.api.seed import Seeded
 
 

@@ -6,11 +6,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from driftloop.monitoring.analysis import DriftAnalyser
 from consumers.ingest import commit, prepare
-from driftloop.kafka.offsets import Fenced
 from driftloop.core.config import load_config_dict
 from driftloop.core.store import Store
+from driftloop.kafka.offsets import Fenced
+from driftloop.monitoring.analysis import DriftAnalyser
 from tests.consumers.test_ingest_unit import NOW, Rec
 
 SETTINGS = {"window_size": 1000, "warmup": 500, "multivariate": False, "calibration_draws": 20}

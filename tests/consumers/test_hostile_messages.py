@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from driftloop.kafka.dead_letters import MAX_RECORD_BYTES
 from consumers.ingest import commit, prepare
 from consumers.validation import MIN_TS_MS, parse_ts
-from driftloop.core.config import load_config_dict
 from driftloop.app.stats import collect_stats
+from driftloop.core.config import load_config_dict
+from driftloop.kafka.dead_letters import MAX_RECORD_BYTES
 from tests.consumers.test_ingest_unit import NOW, Rec, cfg, label, pred, store  # noqa: F401 - fixtures
 
 DAY_MS = 86_400_000
@@ -435,6 +435,7 @@ def test_dead_letter_of_binary_input_is_base64(cfg, store):
 
 def test_duplicate_keys_are_stored_as_received_and_reread_the_same(cfg, store):
     import sqlalchemy as sa
+
     from driftloop.core.store import examples
     raw = _sub(pred(5), b'"amount":5.0', b'"amount":"x","amount":5.0')
     run_hostile(store, cfg, [raw], accepted=1)

@@ -1,16 +1,16 @@
 """Pure-logic tests of decode -> validate -> join -> store, with fake records and SQLite."""
 from __future__ import annotations
 
-
 import msgspec
 import orjson
 import pytest
 
-from consumers.ingest import RawRecord as Rec, commit, prepare
-from driftloop.kafka.offsets import Fenced
-from driftloop.core.config import load_config_dict
+from consumers.ingest import RawRecord as Rec
+from consumers.ingest import commit, prepare
 from driftloop.app.stats import collect_stats
+from driftloop.core.config import load_config_dict
 from driftloop.core.store import Store
+from driftloop.kafka.offsets import Fenced
 
 NOW = 1_760_000_000_000
 
@@ -128,6 +128,7 @@ def test_payload_roundtrip_has_event(cfg, store):
     P = cfg.topics.predictions
     run(store, cfg, recs(P, [pred(7, model_version="v2")]))
     import sqlalchemy as sa
+
     from driftloop.core.store import examples
     with store.engine.connect() as c:
         row = c.execute(sa.select(examples.c.payload, examples.c.model_version)).one()

@@ -13,11 +13,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from driftloop.monitoring.analysis import DriftAnalyser
 from consumers.ingest import commit, prepare
 from detectors.model_monitor import ModelMonitor
 from driftloop.core.config import ConfigError, load_config_dict
 from driftloop.core.store import Store
+from driftloop.monitoring.analysis import DriftAnalyser
 from tests.consumers.test_ingest_unit import NOW, Rec
 
 SETTINGS = {"window_size": 500, "warmup": 0, "multivariate": False, "calibration_draws": 20}

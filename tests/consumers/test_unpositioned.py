@@ -20,10 +20,10 @@ import pytest
 from kafka import TopicPartition
 
 from consumers.monitor import Monitor, _SeekToStored
-from driftloop.kafka.offsets import advance_offsets
 from driftloop.app.api.live import Readiness, monitor_snapshot
 from driftloop.core.config import load_config_dict
 from driftloop.core.store import Store
+from driftloop.kafka.offsets import advance_offsets
 
 GROUP = "g"
 

@@ -28,8 +28,8 @@ import yaml
 from kafka import KafkaProducer
 
 from driftloop.alerts import tables as at
-from driftloop.core.config import Config, load_config
 from driftloop.app.stats import collect_stats
+from driftloop.core.config import Config, load_config
 from driftloop.core.store import Store
 from driftloop.core.tables import retrain_jobs
 from tests.alerts.test_monitor_kafka import DETECTORS, events, reference

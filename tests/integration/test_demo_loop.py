@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from driftloop.core.config import load_config
 from driftloop.app.demo import MODEL
+from driftloop.core.config import load_config
 from driftloop.core.store import Store
 from retrain.registry import Registry
 from retrain.worker import RetrainWorker

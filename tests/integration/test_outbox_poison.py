@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from kafka.admin import NewTopic
 
-from driftloop.kafka.clients import make_admin, make_producer
 from driftloop.core.outbox import OutboxPublisher
 from driftloop.core.store import Store, outbox
+from driftloop.kafka.clients import make_admin, make_producer
 from tests.kafka_helpers import read_topic
 
 

@@ -12,7 +12,14 @@ from driftloop.core.store import Store
 from tests.deps import require_module
 from tests.fault_helpers import wait_until
 from tests.kafka_helpers import (
-    group_members, invalid_messages, label, prediction, produce, read_topic, start_monitor, wait_for_counts,
+    group_members,
+    invalid_messages,
+    label,
+    prediction,
+    produce,
+    read_topic,
+    start_monitor,
+    wait_for_counts,
 )
 
 pytestmark = pytest.mark.kafka

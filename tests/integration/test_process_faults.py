@@ -48,9 +48,9 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,12 +63,12 @@ from kafka import KafkaConsumer, TopicPartition
 
 from detectors.state import loads
 from driftloop.alerts import tables as at
-from driftloop.core.config import Config, load_config
 from driftloop.app.stats import collect_stats
+from driftloop.core.config import Config, load_config
 from driftloop.core.store import Store, detector_state, offsets
+from driftloop.core.tables import retrain_jobs
 from driftloop.kafka.topics import create_topics
 from retrain.registry import Registry
-from driftloop.core.tables import retrain_jobs
 from retrain.training import SLOW_ENV
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.integration.test_pipeline_kafka import WANT, scenario

@@ -38,9 +38,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop.core.config import load_config
 from driftloop.app.replay import replay
 from driftloop.app.service import MonitorService
+from driftloop.core.config import load_config
 from driftloop.core.store import Store
 from tests.kafka_helpers import NOW_MS, ROOT, produce, read_topic, wait_for_counts
 

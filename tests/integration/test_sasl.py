@@ -12,9 +12,9 @@ import uuid
 import orjson
 import pytest
 
-from driftloop.kafka.clients import BrokerRefused, make_consumer, make_producer, wait_for_broker
-from driftloop.core.config import KafkaConfig, load_config
 from driftloop.app.service import MonitorService
+from driftloop.core.config import KafkaConfig, load_config
+from driftloop.kafka.clients import BrokerRefused, make_consumer, make_producer, wait_for_broker
 from tests.kafka_helpers import label, prediction, produce, wait_for_counts
 
 pytestmark = pytest.mark.kafka

@@ -12,9 +12,9 @@ import pytest
 from kafka.future import Future
 
 from consumers.monitor import Monitor
-from driftloop.kafka.stuck_calls import CallWatchdog, StallCheck
 from driftloop.app.stats import collect_stats
 from driftloop.core.store import Store
+from driftloop.kafka.stuck_calls import CallWatchdog, StallCheck
 from driftloop.kafka.topics import create_topics
 from retrain.policy import RetrainScheduler
 from retrain.worker import RetrainWorker

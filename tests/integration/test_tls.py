@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from driftloop.kafka.clients import BrokerRefused, wait_for_broker
 from driftloop.core.config import Config, ConfigError, KafkaConfig, load_config
+from driftloop.kafka.clients import BrokerRefused, wait_for_broker
 from tests.integration.test_sasl import roundtrip
 from tests.kafka_helpers import label, prediction, produce, start_monitor, wait_for_counts
 

@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from driftloop.core.store import Store
+from driftloop.core.tables import champion_history, model_versions
 from driftloop.kafka.topics import create_topics
 from retrain.events import decode_model_event
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
-from driftloop.core.tables import champion_history, model_versions
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.kafka_helpers import publish_outbox, read_topic
 from tests.retrain.helpers import agrawal, config_data, insert_examples, job_row, write_config

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from driftloop.core.config import ConfigError
 from driftloop.core.store import Store
+from driftloop.core.tables import model_versions
 from retrain.artifacts import ArtifactError, UntrustedArtifactError
 from retrain.registry import Registry
-from driftloop.core.tables import model_versions
 from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, write_config
 from tests.retrain.test_worker_unit import alert_job, champion_file, env, rec  # noqa: F401  (fixtures)
 

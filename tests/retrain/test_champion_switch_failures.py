@@ -12,9 +12,9 @@ import pytest
 import skops.io as sio
 
 from detectors.model_monitor import ModelMonitor
-from driftloop.monitoring.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
 from driftloop.app.service import MonitorService
 from driftloop.core.store import Store
+from driftloop.monitoring.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
 from retrain.registry import Registry
 from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, write_config
 

@@ -18,16 +18,25 @@ import sqlalchemy as sa
 from consumers.monitor import Monitor
 from detectors.reference import Reference
 from driftloop.core.store import Store
+from driftloop.core.tables import champion_history, model_versions
 from driftloop.kafka.topics import create_topics
 from retrain.events import decode_model_event, switch_target
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry, load_reference
-from driftloop.core.tables import champion_history, model_versions
 from retrain.training import SLOW_ENV
 from retrain.worker import RetrainWorker
 from tests.kafka_helpers import produce, publish_outbox, read_topic, wait_for_counts
 from tests.retrain.helpers import (
-    AGRAWAL, Alert, agrawal, config_data, fitted_model, frame, insert_examples, job_row, predict, write_config,
+    AGRAWAL,
+    Alert,
+    agrawal,
+    config_data,
+    fitted_model,
+    frame,
+    insert_examples,
+    job_row,
+    predict,
+    write_config,
 )
 
 pytestmark = pytest.mark.kafka

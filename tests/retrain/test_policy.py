@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from driftloop.core.store import Store, outbox
+from driftloop.core.tables import retrain_jobs
 from retrain.events import decode_job
 from retrain.policy import EnqueueRefused, RetrainScheduler
-from driftloop.core.tables import retrain_jobs
 from tests.retrain.helpers import Alert, agrawal, config_data, insert_examples, write_config
 
 NOW = int(time.time() * 1000)

@@ -9,10 +9,10 @@ import skops.io as sio
 import sqlalchemy as sa
 
 from driftloop.core.store import Store
+from driftloop.core.tables import model_versions
 from retrain.events import encode
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
-from driftloop.core.tables import model_versions
 from retrain.worker import RetrainWorker
 from tests.retrain.helpers import Alert, agrawal, config_data, fitted_model, frame, insert_examples, write_config
 

@@ -12,9 +12,9 @@ import pytest
 import skops.io as sio
 
 import retrain.registry as registry_module
+from driftloop.app.cli import main as cli
 from driftloop.core.store import Store
 from retrain.artifacts import ArtifactError, ArtifactIntegrityError, UntrustedArtifactError, load_model, save_model
-from driftloop.app.cli import main as cli
 from retrain.events import decode_model_event, switch_target
 from retrain.registry import Registry, RegistryError, code_version, load_reference
 from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, predict, write_config

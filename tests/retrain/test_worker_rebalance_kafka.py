@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from kafka import KafkaConsumer
 
-from driftloop.core.store import Store, outbox
-from driftloop.kafka.topics import create_topics
 from driftloop.core.config.retrain import registry_config
+from driftloop.core.store import Store, outbox
+from driftloop.core.tables import model_versions
+from driftloop.kafka.topics import create_topics
 from retrain.events import encode
 from retrain.policy import RetrainScheduler
-from driftloop.core.tables import model_versions
 from retrain.worker import JobOutcome, RetrainWorker
 from tests.fault_helpers import wait_until
 from tests.kafka_helpers import produce

@@ -9,15 +9,23 @@ import pytest
 import skops.io as sio
 import sqlalchemy as sa
 
-from driftloop.kafka.offsets import read_offsets
 from driftloop.core.store import Store, outbox
+from driftloop.core.tables import champion_history, model_versions, retrain_jobs
+from driftloop.kafka.offsets import read_offsets
 from retrain.events import decode_model_event, encode
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
-from driftloop.core.tables import champion_history, model_versions, retrain_jobs
 from retrain.worker import RetrainWorker
-from tests.retrain.helpers import (Alert, agrawal, config_data, fitted_model, frame, insert_examples, job_row,
-                                   write_config)
+from tests.retrain.helpers import (
+    Alert,
+    agrawal,
+    config_data,
+    fitted_model,
+    frame,
+    insert_examples,
+    job_row,
+    write_config,
+)
 
 NOW = int(time.time() * 1000)
 PRE = agrawal(1500, function=0, seed=1)

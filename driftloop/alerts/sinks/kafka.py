@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from driftloop.alerts import tables
-from driftloop.core.config.alerts import KAFKA_SINK
 from driftloop.alerts.sinks.base import DeliveryError
+from driftloop.core.config.alerts import KAFKA_SINK
 
 __all__ = ["KafkaSink"]
 

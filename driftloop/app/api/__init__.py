@@ -14,9 +14,9 @@
 Its ``api_heartbeat`` table is declared with every other in :mod:`driftloop.core.tables`.
 Part of the application layer: may import every layer below it.
 """
+from driftloop.app.api.live import partition_lag
 from driftloop.core.config.api import ApiConfig
 from driftloop.monitoring.history import record_detector_statistics, windows_judged
-from driftloop.app.api.live import partition_lag
 
 __all__ = ["ApiConfig", "create_app", "serve_in_thread", "record_detector_statistics", "windows_judged",
            "partition_lag"]

@@ -35,10 +35,10 @@ from starlette.responses import FileResponse, Response
 
 from driftloop.app.api import actions, routes, schemas
 from driftloop.app.api.auth import Unauthorized, check_read_token
-from driftloop.core.config.api import ApiConfig
 from driftloop.app.api.context import JSON, Context
 from driftloop.app.api.live import Readiness
 from driftloop.app.api.metrics import make_registry
+from driftloop.core.config.api import ApiConfig
 from driftloop.core.store import Store
 
 __all__ = ["create_app", "STATIC_DIR"]

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.responses import Response
 
-from driftloop.core.config.api import ApiConfig
 from driftloop.app.api.live import Readiness
+from driftloop.core.config.api import ApiConfig
 from driftloop.core.jsonio import dumps
 from driftloop.core.store import Store, detector_state
 

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from driftloop.core.store import Store, now_ms
 from driftloop.core.tables import api_heartbeat
-from driftloop.kafka.lag import partition_lag   # re-exported: the API's view of the monitor's lag
+from driftloop.kafka.lag import partition_lag  # re-exported: the API's view of the monitor's lag
 
 __all__ = ["partition_lag", "monitor_snapshot", "Readiness", "api_heartbeat", "unpositioned_detail"]
 

@@ -49,9 +49,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from driftloop.app.api import queries
-from driftloop.monitoring import history
 from driftloop.app.api.live import monitor_snapshot
 from driftloop.core.store import UNATTRIBUTED, Store
+from driftloop.monitoring import history
 
 __all__ = ["DriftloopCollector", "make_registry"]
 

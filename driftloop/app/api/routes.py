@@ -6,10 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from driftloop.app.api import queries, schemas
-from driftloop.monitoring import history
 from driftloop.app.api.context import JSON, Context
 from driftloop.app.api.live import monitor_snapshot
 from driftloop.app.stats import collect_stats
+from driftloop.monitoring import history
 
 __all__ = ["router"]
 

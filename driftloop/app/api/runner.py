@@ -13,8 +13,8 @@ import ipaddress
 import logging
 from typing import Any
 
-from driftloop.core.config.api import ApiConfig
 from driftloop.app.api.server import ServerHandle, serve_in_thread
+from driftloop.core.config.api import ApiConfig
 
 __all__ = ["start_api"]
 

@@ -488,7 +488,6 @@ def _section(where: str, check: Any, *args: Any) -> None:
 def _check(cfg: Config) -> Config:
     from driftloop.core.config.alerts import AlertsConfig
     from driftloop.core.config.api import ApiConfig
-
     from driftloop.core.config.retrain import validate as validate_retrain
 
     _check_numbers(cfg)
