@@ -65,10 +65,17 @@ class ChampionRegistry(Protocol):
 class SwitchTarget(Protocol):
     """What a ``driftloop.models`` message asks of the monitor (``retrain.events.Switch``)."""
 
-    model: str
-    version: str
-    event: str
-    resolves: list[str]
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def event(self) -> str: ...
+
+    @property
+    def resolves(self) -> list[str]: ...
 
 
 class RegistryReferences(ConfigReferences):
