@@ -52,16 +52,21 @@ _RENAMED_MODULES: dict[str, str] = {
     "detectors.drift": "detectors.univariate_drift",
     "detectors.univariate": "detectors.two_sample",
 }
+#: Classes renamed (or moved alone) since snapshots were first written: old tag -> new tag,
+#: both ``"module:qualname"``. Empty so far; never remove an entry.
+_RENAMED_CLASSES: dict[str, str] = {}
 
 
 def _current_tag(tag: str) -> str:
-    """``tag`` with a module renamed since it was written replaced by the current name.
+    """``tag`` with a class or module renamed since it was written replaced by the current name.
 
     >>> _current_tag("detectors.drift:UnivariateDrift")
     'detectors.univariate_drift:UnivariateDrift'
     >>> _current_tag("detectors.windows:WindowBuffer")
     'detectors.windows:WindowBuffer'
     """
+    if tag in _RENAMED_CLASSES:
+        return _RENAMED_CLASSES[tag]
     module, sep, qualname = tag.partition(":")
     return _RENAMED_MODULES.get(module, module) + sep + qualname
 
