@@ -159,9 +159,10 @@ def is_window_detector(cls: type) -> bool:
     """Whether ``cls`` implements :class:`~detectors.base.WindowDetector`: its methods, and an
     ``update`` taking ``(window, columns, model_version)`` (``isinstance`` on a runtime
     protocol checks the names only)."""
-    if not all(callable(getattr(cls, m, None)) for m in ("update", "firing", "last")):
+    update, firing, last = (getattr(cls, m, None) for m in ("update", "firing", "last"))
+    if not (callable(update) and callable(firing) and callable(last)):
         return False
-    params = list(inspect.signature(cls.update).parameters)
+    params = list(inspect.signature(update).parameters)
     return params[1:4] == ["window", "columns", "model_version"]
 
 

@@ -137,7 +137,7 @@ def _feed_alert_book(book: AlertBook, rng: np.random.Generator) -> Any:
 def _feed_window_buffer(buf: WindowBuffer, rng: np.random.Generator) -> Any:
     n = int(rng.integers(1, 300))
     ts = np.sort(rng.integers(0, 50_000, n)) if buf.kind == "time" else np.arange(n)
-    out = buf.push(ts, {"x": rng.normal(size=n), "c": rng.choice(["a", "b", None], n).astype(object)})
+    out = buf.push(ts, {"x": rng.normal(size=n), "c": rng.choice(np.array(["a", "b", None], dtype=object), n)})
     return [(w.window.n, w.window.start_ts, w.window.end_ts, float(w.columns["x"].sum())) for w in out]
 
 

@@ -42,7 +42,7 @@ def _retag(tree: Any, new: str, old: str) -> tuple[Any, int]:
     return tree, 0
 
 
-def test_snapshot_tagged_with_the_old_module_restores():
+def test_snapshot_tagged_with_the_old_module_restores() -> None:
     """A monitor snapshot whose UnivariateDrift is tagged ``detectors.drift:UnivariateDrift``
     (as written before the rename) restores to the same monitor, byte for byte."""
     mon = _monitor()
@@ -55,7 +55,7 @@ def test_snapshot_tagged_with_the_old_module_restores():
     assert restored.snapshot() == blob
 
 
-def test_every_renamed_module_resolves_to_a_module_that_exists():
+def test_every_renamed_module_resolves_to_a_module_that_exists() -> None:
     import importlib
 
     for old, new in _RENAMED_MODULES.items():
@@ -99,7 +99,7 @@ TAGS_WRITTEN = {
 }
 
 
-def test_the_tags_snapshots_write_still_name_classes():
+def test_the_tags_snapshots_write_still_name_classes() -> None:
     """Moving or renaming a class that snapshots name orphans the snapshots in users' stores:
     this fails until the old name has an alias in ``detectors.composite``."""
     rng = np.random.default_rng(4)
