@@ -34,17 +34,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import orjson
+import sqlalchemy as sa
 
-from consumers.ingest import RawRecord as Rec  # noqa: E402
+from consumers.ingest import RawRecord as Rec
 from consumers.ingest import commit, prepare
-from detectors.base import Detection, Window  # noqa: E402
-from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig  # noqa: E402
-from driftloop.alerts import tables as t  # noqa: E402
-from driftloop.alerts.sinks import build_sinks  # noqa: E402
-from driftloop.core.config import load_config_dict  # noqa: E402
-from driftloop.core.store import Store, now_ms  # noqa: E402
+from detectors.base import Detection, Window
+from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig
+from driftloop.alerts import tables as t
+from driftloop.alerts.sinks import build_sinks
+from driftloop.core.config import load_config_dict
+from driftloop.core.store import Store, now_ms
 
 FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical"}
 
@@ -62,7 +62,7 @@ class Receiver:
             def log_message(self, *a: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 mode = recv.mode.get(self.path, "ok")
                 if mode == "hang":

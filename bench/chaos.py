@@ -68,7 +68,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -85,8 +84,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
-import yaml  # noqa: E402
+import orjson
+import yaml
 
 MODELS = ("alpha", "beta", "drifty")
 DRIFT_MODEL = "drifty"

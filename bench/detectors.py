@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from river import drift as rdrift  # noqa: E402
+from river import drift as rdrift
 
-from detectors.concept import make_detector  # noqa: E402
+from detectors.concept import make_detector
 
 N, BATCH = 1_000_000, 1000
 

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.base import Window  # noqa: E402
-from detectors.multivariate import DomainClassifierDrift  # noqa: E402
-from detectors.reference import Reference  # noqa: E402
+from detectors.base import Window
+from detectors.multivariate import DomainClassifierDrift
+from detectors.reference import Reference
 
 TYPES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical", "device": "categorical"}
 

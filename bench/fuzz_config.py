@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import driftloop.core.config.retrain as _retrain_config  # noqa: E402
-from detectors.model_monitor import MonitorSettings  # noqa: E402
-from driftloop.core.config import ConfigError, load_config_text  # noqa: E402
-from driftloop.core.config.alerts import AlertsConfig  # noqa: E402
-from driftloop.core.config.api import ApiConfig  # noqa: E402
+import driftloop.core.config.retrain as _retrain_config
+from detectors.model_monitor import MonitorSettings
+from driftloop.core.config import ConfigError, load_config_text
+from driftloop.core.config.alerts import AlertsConfig
+from driftloop.core.config.api import ApiConfig
 
 _real_import = _retrain_config.import_object
 

@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from consumers.ingest import RawRecord as Rec  # noqa: E402
+from consumers.ingest import RawRecord as Rec
 from consumers.ingest import commit, prepare
-from consumers.validation import MIN_TS_MS  # noqa: E402
-from driftloop.core.config import load_config_dict  # noqa: E402
-from driftloop.core.events import PREDICTION  # noqa: E402
-from driftloop.kafka.dead_letters import MAX_RECORD_BYTES  # noqa: E402
+from consumers.validation import MIN_TS_MS
+from driftloop.core.config import load_config_dict
+from driftloop.core.events import PREDICTION
+from driftloop.kafka.dead_letters import MAX_RECORD_BYTES
 
 NOW = 1_760_000_000_000
 CFG = load_config_dict({"ingest": {"max_message_bytes": 6_000, "max_events_per_message": 32, "max_features": 16,
@@ -129,7 +129,7 @@ def _check_accepted(batch) -> int:
         for model, v in side.items():
             assert model in CFG.models
             if len(v.ts):
-                assert MIN_TS_MS <= int(v.ts.min()) and int(v.ts.max()) <= NOW + lim.max_future_skew_s * 1000
+                assert int(v.ts.min()) >= MIN_TS_MS and int(v.ts.max()) <= NOW + lim.max_future_skew_s * 1000
             for ev in v.events:
                 assert ev.model == model and 1 <= len(ev.event_id) <= 128 and "\x00" not in ev.event_id
                 assert ev.schema_version == 1

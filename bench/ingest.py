@@ -29,13 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from consumers.monitor import Monitor  # noqa: E402
-from driftloop.core.config import load_config_dict  # noqa: E402
-from driftloop.core.store import Store  # noqa: E402
-from driftloop.kafka import lean_records  # noqa: E402
+from consumers.monitor import Monitor
+from driftloop.core.config import load_config_dict
+from driftloop.core.store import Store
+from driftloop.kafka import lean_records
 
 FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical", "device": "categorical"}
 
@@ -48,7 +48,7 @@ def make_events(n: int, uuid_ids: bool = False) -> list[bytes]:
     out = []
     for i in range(n):
         feats = {f"f{j}": round(rnd.gauss(0, 1), 4) for j in range(8)}
-        feats |= {"country": rnd.choice("DE FR US GB".split()), "device": rnd.choice(["ios", "android", "web"])}
+        feats |= {"country": rnd.choice(["DE", "FR", "US", "GB"]), "device": rnd.choice(["ios", "android", "web"])}
         p1 = rnd.random()
         eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4)) if uuid_ids else f"ev-{i}"
         out.append(orjson.dumps({"event_id": eid, "model": "bench", "ts": now + i, "features": feats,

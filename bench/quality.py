@@ -33,12 +33,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from river import drift as rdrift  # noqa: E402
-from river.datasets import synth  # noqa: E402
-from scipy import stats  # noqa: E402
-from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+from river import drift as rdrift
+from river.datasets import synth
+from scipy import stats
+from sklearn.tree import DecisionTreeClassifier
 
-from detectors.concept import DEFAULT_SET, default_set, make_detector  # noqa: E402
+from detectors.concept import DEFAULT_SET, default_set, make_detector
 
 PRE, POST, WIDTH, STATIONARY, TRAIN = 10_000, 5_000, 2_000, 40_000, 5_000
 BATCH = 1000

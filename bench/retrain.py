@@ -32,18 +32,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import msgspec  # noqa: E402
-import yaml  # noqa: E402
-from kafka import KafkaConsumer  # noqa: E402
+import msgspec
+import yaml
+from kafka import KafkaConsumer
 
-from driftloop.core.config import load_config  # noqa: E402
-from driftloop.core.outbox import OutboxPublisher  # noqa: E402
-from driftloop.core.store import Store  # noqa: E402
-from driftloop.kafka.clients import make_producer  # noqa: E402
-from driftloop.kafka.topics import create_topics  # noqa: E402
-from retrain.events import decode_model_event  # noqa: E402
-from retrain.policy import RetrainScheduler  # noqa: E402
-from retrain.registry import Registry  # noqa: E402
+from driftloop.core.config import load_config
+from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.store import Store
+from driftloop.kafka.clients import make_producer
+from driftloop.kafka.topics import create_topics
+from retrain.events import decode_model_event
+from retrain.policy import RetrainScheduler
+from retrain.registry import Registry
 
 FEATURES = {"salary": "numeric", "commission": "numeric", "age": "numeric", "elevel": "categorical",
             "car": "categorical", "zipcode": "categorical", "hvalue": "numeric", "hyears": "numeric",

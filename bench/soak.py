@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import deque
@@ -31,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import orjson  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import orjson
+import yaml
 
 MODEL = "soak"
 LABEL_DELAY_S = 2.0

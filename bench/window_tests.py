@@ -38,12 +38,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scipy import stats  # noqa: E402
+from scipy import stats
 
-from detectors import two_sample as uv  # noqa: E402
-from detectors.base import Window  # noqa: E402
-from detectors.reference import Reference  # noqa: E402
-from detectors.univariate_drift import UnivariateDrift  # noqa: E402
+from detectors import two_sample as uv
+from detectors.base import Window
+from detectors.reference import Reference
+from detectors.univariate_drift import UnivariateDrift
 
 VENV = ROOT / "bench" / ".venv-evidently"
 EVIDENTLY_RUNNER = r"""

@@ -114,13 +114,13 @@ class _SeekToStored(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         try:
             self.monitor.positioner.revoke(revoked, self.monitor.expected)
-        except Exception:  # noqa: BLE001 - must not raise; the next assignment replaces the state
+        except Exception:  # must not raise; the next assignment replaces the state
             log.exception("monitor[%s]: on_partitions_revoked(%s)", self.monitor.group, revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         try:
             self.monitor.seek_to_stored(assigned)
-        except Exception:  # noqa: BLE001 - seek_to_stored does not raise; belt and braces
+        except Exception:  # seek_to_stored does not raise; belt and braces
             log.exception("monitor[%s]: on_partitions_assigned(%s)", self.monitor.group, assigned)
 
 

@@ -161,7 +161,7 @@ def _timestamps(values: list[Any], rej: _Rejects, max_ts: int) -> np.ndarray:
     early = np.flatnonzero(ts < MIN_TS_MS)
     if len(early):
         rej.mark(early, lambda r: (f"ts: {values[r]} is before 1973-03-03 as epoch milliseconds; epoch seconds? "
-                                   "(ts is in milliseconds)") if type(values[r]) is int and 0 < values[r]
+                                   "(ts is in milliseconds)") if type(values[r]) is int and values[r] > 0
                  else "ts: before 1973-03-03T09:46:40Z, the earliest accepted")
     late = np.flatnonzero(ts > min(max_ts, _INT64_MAX))
     if len(late):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -85,7 +85,7 @@ def make_job_id(model: str, trigger: str, ts_ms: int, reason: Iterable[str] = ()
     >>> make_job_id("fraud", "schedule", 1704067200000)
     'schedule-20240101T000000000Z-c7b97bf7e1'
     """
-    stamp = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y%m%dT%H%M%S") + f"{ts_ms % 1000:03d}Z"
+    stamp = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%S") + f"{ts_ms % 1000:03d}Z"
     h = hashlib.blake2b(f"{model}\x00{trigger}\x00{ts_ms}\x00{','.join(sorted(reason))}".encode(),
                         digest_size=5).hexdigest()
     return f"{trigger}-{stamp}-{h}"
@@ -194,7 +194,7 @@ class RetrainScheduler:
     def _cron_job(self, model: str) -> None:
         try:
             job = self.cron_tick(model)
-        except Exception:  # noqa: BLE001 - a failed tick must not kill the scheduler thread
+        except Exception:  # a failed tick must not kill the scheduler thread
             log.exception("scheduled retrain of %s failed to enqueue", model)
             return
         if job is not None:

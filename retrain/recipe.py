@@ -68,7 +68,7 @@ def build_estimator(recipe: RecipeConfig, task: str, features: Mapping[str, str]
         fn = import_object(recipe.factory)
         try:
             est = fn(**recipe.params)
-        except Exception as exc:  # noqa: BLE001 - the user's code: report it as the recipe's failure
+        except Exception as exc:  # the user's code: report it as the recipe's failure
             raise RecipeError(f"recipe factory {recipe.factory} failed: {type(exc).__name__}: {exc}") from exc
         if not hasattr(est, "fit") or not hasattr(est, "predict"):
             raise RecipeError(f"recipe factory {recipe.factory} returned {type(est).__name__}, "

@@ -129,7 +129,7 @@ class _Listener(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         try:
             self.worker.positioner.revoke(revoked, self.worker.expected)
-        except Exception:  # noqa: BLE001 - must not raise; the next assignment replaces the state
+        except Exception:  # must not raise; the next assignment replaces the state
             log.exception("%s: on_partitions_revoked(%s)", self.worker.worker_id, revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -137,7 +137,7 @@ class _Listener(ConsumerRebalanceListener):
             positioned = self.worker.seek_to_stored(assigned)
             if self.worker.busy.is_set() and positioned:     # a job runs: consumed after it
                 self.worker.consumer.pause(*positioned)
-        except Exception:  # noqa: BLE001 - seek_to_stored does not raise; belt and braces
+        except Exception:  # seek_to_stored does not raise; belt and braces
             log.exception("%s: on_partitions_assigned(%s)", self.worker.worker_id, assigned)
 
 
@@ -281,7 +281,7 @@ class RetrainWorker(GuardedConsumer):
         def target() -> None:
             try:
                 result.append(self.handle(rec, expected))
-            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            except BaseException as exc:  # reported to the main thread
                 result.append(JobOutcome("retry", error=f"{type(exc).__name__}: {exc}"))
                 log.exception("job at %s offset %d: unexpected error; will retry", key, rec.offset)
 
@@ -597,9 +597,9 @@ class _AlreadyDecided(RuntimeError):
 def _warm_imports() -> None:
     """Import the heavy libraries up front, not inside the first job (seconds on a busy host)."""
     import scipy.stats  # noqa: F401
-    import sklearn.compose  # noqa: F401
-    import sklearn.ensemble  # noqa: F401
-    import sklearn.impute  # noqa: F401
-    import sklearn.pipeline  # noqa: F401
+    import sklearn.compose
+    import sklearn.ensemble
+    import sklearn.impute
+    import sklearn.pipeline
     import sklearn.preprocessing  # noqa: F401
     import skops.io  # noqa: F401

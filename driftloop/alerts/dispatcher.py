@@ -250,7 +250,7 @@ class AlertDispatcher:
             self.sinks[name].send(t.loads(messages[row.idempotency_key]), row.idempotency_key)
         except DeliveryError as exc:
             return False, self._failed(name, row, exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in a sink is a failed attempt, not a dead worker
+        except Exception as exc:  # a bug in a sink is a failed attempt, not a dead worker
             log.exception("alert sink %s: unexpected error", name)
             self._failed(name, row, DeliveryError(type(exc).__name__))
             return False, None

@@ -165,7 +165,7 @@ class AlertManager:
         for fn in self._listeners:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a wake-up must never break the batch
+            except Exception:  # a wake-up must never break the batch
                 log.exception("alert listener failed")
 
 

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line for known operational failures
+    except Exception as exc:  # one clear line for known operational failures
         from driftloop.kafka.clients import BrokerUnavailable
         if isinstance(exc, BrokerUnavailable):
             print(f"driftloop: {exc}", file=sys.stderr)

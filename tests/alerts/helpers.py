@@ -62,7 +62,7 @@ class Receiver:
             def log_message(self, *a: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 req = Request(self.path, dict(self.headers.items()), body, time.monotonic())
                 b = recv.behaviour.get(self.path)

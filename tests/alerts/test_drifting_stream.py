@@ -13,7 +13,6 @@ from collections import Counter
 import numpy as np
 import orjson
 import pandas as pd
-import sqlalchemy as sa
 
 from driftloop.alerts import AlertService
 from driftloop.alerts import tables as t

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import skops.io as sio
-import sqlalchemy as sa
 
 from driftloop.core.config import ConfigError
 from driftloop.core.store import Store

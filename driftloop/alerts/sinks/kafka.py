@@ -49,6 +49,6 @@ class KafkaSink:
         if self._producer is not None:
             try:
                 self._producer.close(timeout=5)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("alerts producer close failed", exc_info=True)
             self._producer = None

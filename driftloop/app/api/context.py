@@ -72,7 +72,7 @@ class Context:
         if self.on_change is not None:
             try:
                 self.on_change()
-            except Exception:  # noqa: BLE001 - the change is committed; publishing retries later
+            except Exception:  # the change is committed; publishing retries later
                 log.exception("on_change hook failed")
 
     # -- detector status ---------------------------------------------------------------------

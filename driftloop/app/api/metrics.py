@@ -80,7 +80,7 @@ class DriftloopCollector(Collector):
                            ("monitor", self._monitor)):
             try:
                 yield from list(part())
-            except Exception:  # noqa: BLE001 - one broken part must not empty the whole scrape
+            except Exception:  # one broken part must not empty the whole scrape
                 log.exception("metrics: %s failed", name)
                 self.errors[name] = self.errors.get(name, 0) + 1
         err = CounterMetricFamily("driftloop_scrape_errors", "Parts of a /metrics scrape that failed.",
