@@ -129,7 +129,7 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log_path = workdir / f"worker-{tag}.log"
     worker = subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", "retrain-worker", "-c", str(path)], cwd=ROOT,
-                              env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+                              env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 - the child owns it
     try:
         deadline = time.monotonic() + 120
         while "; resuming from stored offsets" not in log_path.read_text():

@@ -289,8 +289,8 @@ def expire_pending(conn: Connection, now: int, prediction_ttl_ms: int, label_ttl
         return out
     lock_models(conn, models)
     locked = examples.c.model.in_(models)
-    for name, cond in conds.items():
-        cond = sa.and_(locked, cond)
+    for name, matches in conds.items():
+        cond = sa.and_(locked, matches)
         for model, n in conn.execute(sa.select(examples.c.model, sa.func.count()).where(cond)
                                      .group_by(examples.c.model)):
             out[(model, name)] += int(n)

@@ -306,7 +306,7 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
         evs = [events[i] for i in idx]
         rej = _Rejects(len(evs))
         too_many = [i for i, e in enumerate(evs) if len(e.features) > lim.max_features]
-        rej.mark(too_many, lambda r: f"features: {len(evs[r].features)} features > limit {lim.max_features}")
+        rej.mark(too_many, lambda r: f"features: {len(evs[r].features)} features > limit {lim.max_features}")  # noqa: B023 - called by mark() within this iteration
         ts = _timestamps([e.ts for e in evs], rej, max_ts)
         cols: dict[str, np.ndarray] = {}
         for (name, kind), col in zip(mcfg.features.items(), _feature_lists(evs, list(mcfg.features))):

@@ -702,8 +702,8 @@ def categorical_profile(columns: Sequence[np.ndarray], max_categories: int = 50)
     """
     cats: list[list[str]] = []
     full: list[list[str]] = []
-    for col in columns:
-        col = np.asarray(col, dtype=object)
+    for given in columns:
+        col = np.asarray(given, dtype=object)
         present = col[~_is_missing(col)]
         if len(present):
             values, counts = np.unique(present.astype(str), return_counts=True)

@@ -229,12 +229,11 @@ class UnivariateDrift(Composite):
         self._num_prof: dict[str, Any] | None = None
         self._num_cal: dict[str, Any] | None = None
         self._rebuild()
-        if self._numeric:
-            if self.calibrate:
-                self._num_cal = dec.calibrate_numeric(
-                    self._num_prof, numeric_effect, self.calibration_n, self.calibration_draws,
-                    self.calibration_k, rng,
-                )
+        if self._numeric and self.calibrate:
+            self._num_cal = dec.calibrate_numeric(
+                self._num_prof, numeric_effect, self.calibration_n, self.calibration_draws,
+                self.calibration_k, rng,
+            )
         self._cat_prof: dict[str, Any] | None = None
         self._cat_cal: dict[str, Any] | None = None
         if self._categorical:

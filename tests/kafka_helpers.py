@@ -126,7 +126,7 @@ def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0,
 
 def start_monitor(config_path: Path, *extra: str, log_path: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child process
     return subprocess.Popen([sys.executable, "-m", "driftloop.app.cli", "monitor", "-c", str(config_path), *extra],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -108,7 +108,7 @@ def calibrate(
     nulls = tuple(nulls)
     table = []
     for value in grid:
-        rates = false_alarm_rates(lambda: make(value), nulls, n_events, seed)
+        rates = false_alarm_rates(lambda: make(value), nulls, n_events, seed)  # noqa: B023 - used up within this iteration
         table.append((value, rates))
         if max(rates.values()) <= budget:
             return value, table

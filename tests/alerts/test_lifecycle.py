@@ -178,7 +178,7 @@ def test_announcements_are_well_formed(events, hold, cool, window):
         per.setdefault(c.alert_id, []).append(c)
     keys = [c.idempotency_key for c in log]
     assert len(keys) == len(set(keys))
-    for aid, cs in per.items():
+    for _aid, cs in per.items():
         assert [c.seq for c in cs] == list(range(cs[0].seq, cs[0].seq + len(cs)))
         assert cs[0].seq == 1 and cs[0].status == "firing" and cs[0].reason == "fired"
         state = "resolved"

@@ -64,7 +64,7 @@ def test_status_from_the_store_and_live(client, seeded: Seeded) -> None:
     assert r["source"] == "store" and r["status"]["windows_judged"]["predictions"] == seeded.windows
 
     class Analyser:
-        monitors = {"fraud": seeded.monitor}
+        monitors = {"fraud": seeded.monitor}  # noqa: RUF012 - a test double, never mutated
 
     with app_for(seeded, analyser=Analyser()) as c:
         r = c.get("/api/models/fraud/status").json()

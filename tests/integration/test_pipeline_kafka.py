@@ -123,7 +123,7 @@ def kill_loop(config_path, cfg, tmp_path, kills=3, want=WANT, timeout_s=240):
     for _ in range(kills):
         proc = start_monitor(config_path, log_path=log)
         before = progress(cfg)
-        wait_until(lambda: progress(cfg) >= before + 2000, 120, "the monitor counted 2000 more records",
+        wait_until(lambda: progress(cfg) >= before + 2000, 120, "the monitor counted 2000 more records",  # noqa: B023 - waited on within this iteration
                    every_s=0.05, proc=proc, log=log)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

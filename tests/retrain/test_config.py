@@ -44,7 +44,7 @@ def test_invalid_retrain_sections_name_the_key(section, message):
 
 
 def test_invalid_registry_section():
-    with pytest.raises(ConfigError, match="registry.max_attempts: must be positive"):
+    with pytest.raises(ConfigError, match=r"registry.max_attempts: must be positive"):
         validate(_cfg(registry={"max_attempts": 0}))
     with pytest.raises(ConfigError, match="unknown field `artifacts`"):
         RegistryConfig.from_dict({"artifacts": "x"})

@@ -129,9 +129,9 @@ def test_register_external_model_then_tamper(env, model_file, fresh_code_version
         b = bytearray(p.read_bytes())
         b[-1] ^= 0x01
         p.write_bytes(bytes(b))
-    with pytest.raises(ArtifactIntegrityError, match="model.skops was modified or is corrupt"):
+    with pytest.raises(ArtifactIntegrityError, match=r"model.skops was modified or is corrupt"):
         reg.load_model("agr", 1)
-    with pytest.raises(ArtifactIntegrityError, match="reference.json.gz was modified or is corrupt"):
+    with pytest.raises(ArtifactIntegrityError, match=r"reference.json.gz was modified or is corrupt"):
         load_reference(cfg, store, "agr", 1)
     assert cli(["models", "show", "-c", str(path), "agr", "--verify", "--json"]) == 1
 
