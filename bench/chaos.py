@@ -744,7 +744,7 @@ class Env:
             if what is not None:
                 try:
                     what.stop()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - shutting down: report and go on stopping the rest
                     print(f"stopping {type(what).__name__}: {exc}")
         if self.disk is not None:
             if self.keep and self.pg is None:          # the chaos store, off the tmpfs before it goes

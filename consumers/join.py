@@ -65,11 +65,12 @@ def _existing(store: Store, conn: Connection, model: str, ids: list[str]) -> dic
     """The stored rows among ``ids``, in one query (SQLite: ``json_each``; PostgreSQL: ``ANY``)."""
     if not ids:
         return {}
+    arg: bytes | list[str]
     if store.is_sqlite:
         sql, arg = _SELECT + "event_id IN (SELECT value FROM json_each(?))", orjson.dumps(ids)
     else:
         sql, arg = (_SELECT + "event_id = ANY(?)").replace("?", "%s"), ids
-    cur = conn.connection.driver_connection.cursor()
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # checked out: never None
     try:
         cur.execute(sql, (model, arg))
         return {r[0]: _Row(r[1], r[2], r[3], r[4], r[5], in_db=True) for r in cur.fetchall()}
@@ -202,7 +203,8 @@ def _joined_columns(cfg: Config, model: str, eids: list[str], state: dict[str, _
                     vp: ValidPredictions | None, pred_row_of: dict[str, int]) -> Joined:
     """The examples ``eids`` completed in this batch as aligned columns (predictions, label, label time)."""
     merged, order = _joined_predictions(cfg, model, eids, state, vp, pred_row_of)
-    label_values = [_label_dec.decode(state[e].label if e in state else fresh[e][6]) for e in order]
+    label_values = [_label_dec.decode(state[e].label if e in state else fresh[e][6])  # type: ignore[arg-type]  # joined: labelled
+                    for e in order]
     if cfg.models[model].task == "classification":
         label = np.empty(len(order), dtype=object)
         label[:] = label_values
@@ -225,7 +227,7 @@ def _joined_predictions(cfg: Config, model: str, eids: list[str], state: dict[st
         parts.append(vp.take(np.asarray([pred_row_of[e] for e in in_batch], dtype=np.int64)))
         order += in_batch
     if from_db:
-        events = [_pred_dec.decode(state[e].payload) for e in from_db]
+        events = [_pred_dec.decode(state[e].payload) for e in from_db]  # type: ignore[arg-type]  # joined: predicted
         valid, _errors = validate_predictions(events, cfg, now_ms=2**62)
         if model in valid:
             parts.append(valid[model])

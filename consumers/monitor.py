@@ -238,7 +238,7 @@ class Monitor(GuardedConsumer):
         if self.outbox is not None and not self._outbox_failing:   # a last try, unless the broker is away
             try:
                 self.outbox.publish_pending()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - shutting down: the rows go out at the next start
                 log.warning("outbox not fully published at shutdown (the rows go out at the next start): %s", exc)
         # the outbox may have replaced the producer (a broker-side refusal breaks it)
         producer = self.outbox.producer if self.outbox is not None else self.producer
@@ -348,7 +348,7 @@ class Monitor(GuardedConsumer):
             return False
         if self._analyser_stale:
             try:
-                self.analyser.rollback()   # type: ignore[union-attr]
+                self.analyser.rollback()   # type: ignore[union-attr]  # set whenever _analyser_stale is
             except STORE_ERRORS as exc:
                 self.store_failures += 1
                 self.store_error = describe_store_error(exc)

@@ -49,16 +49,17 @@ def parse_ts(value: int | str) -> int:
     """
     if type(value) is int:
         return value
-    if _RFC3339_SHAPE(value) is not None:      # the usual string: C parses it
+    text: str = value  # type: ignore[assignment]  # not an int: a str (anything else fails below, as before)
+    if _RFC3339_SHAPE(text) is not None:      # the usual string: C parses it
         try:
-            dt = datetime.fromisoformat(value)
+            dt = datetime.fromisoformat(text)
         except ValueError:
             pass                               # a leap second, a lowercase t/z, a bad date: below
         else:
             if dt.tzinfo is None:
                 raise ValueError("RFC 3339 timestamp needs a time-zone offset (e.g. 'Z')")
             return int(dt.timestamp() * 1000 + 0.5)
-    return _parse_rfc3339(value)
+    return _parse_rfc3339(text)
 
 
 def _parse_rfc3339(value: str) -> int:
@@ -200,7 +201,7 @@ def _feature_lists(evs: list[PredictionEvent], names: list[str]) -> list[list[An
         return [[e.features.get(name) for e in evs] for name in names]
 
 
-def _numeric_column(name: str, col: list[Any], rej: _Rejects) -> np.ndarray:
+def _numeric_column(name: str, col: list[Any] | tuple[Any, ...], rej: _Rejects) -> np.ndarray:
     kinds = set(map(type, col))
     if kinds <= {_FLOAT, _NONE}:
         return np.array(col, dtype=np.float64)
@@ -214,7 +215,7 @@ def _numeric_column(name: str, col: list[Any], rej: _Rejects) -> np.ndarray:
     return out
 
 
-def _categorical_column(name: str, col: list[Any], rej: _Rejects, max_chars: int) -> np.ndarray:
+def _categorical_column(name: str, col: list[Any] | tuple[Any, ...], rej: _Rejects, max_chars: int) -> np.ndarray:
     kinds = set(map(type, col))
     arr = np.empty(len(col), dtype=object)
     arr[:] = col if kinds <= {_STR, _NONE} else [v if type(v) is _STR else label_key(v) for v in col]
@@ -259,9 +260,9 @@ def _same_keyed_scores(events: list[PredictionEvent], max_classes: int) -> tuple
     k = len(keys)
     get = itemgetter(*keys)
     try:
-        if any(len(e.scores) != k for e in events):       # type: ignore[arg-type]
+        if any(len(e.scores) != k for e in events):       # type: ignore[arg-type]  # None raises TypeError: below
             return None
-        mat = np.array([get(e.scores) for e in events], dtype=np.float64)
+        mat = np.array([get(e.scores) for e in events], dtype=np.float64)  # type: ignore[arg-type]  # as above
     except (KeyError, TypeError):                            # a class missing, or no scores
         return None
     return mat.reshape(len(events), k), keys

@@ -22,7 +22,7 @@ def one_thread() -> Iterator[None]:
         # the controller only sees libraries already loaded: load scikit-learn's OpenMP runtime
         # first, else its first fits run with every core's thread spinning (measured: 19 s instead
         # of 0.25 s for one domain-classifier window while another process held a core)
-        import sklearn.ensemble  # noqa: F401
+        import sklearn.ensemble  # noqa: F401 - loaded for its OpenMP runtime (above)
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()

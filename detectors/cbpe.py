@@ -140,7 +140,7 @@ class CBPE(Composite):
         """Calibrated class probabilities ``(n, k)`` (rows sum to 1)."""
         s = np.asarray(scores, dtype=np.float64)
         if len(self._knots) == 1:
-            k = self.classes.index(self._pos)  # type: ignore[arg-type]
+            k = self.classes.index(self._pos)  # type: ignore[arg-type]  # _pos is set for binary tasks, the only ones with one knot list
             p = np.clip(apply_isotonic(s[:, k], self._knots[0]), 0, 1)
             out = np.empty_like(s)
             out[:, k] = p
@@ -194,7 +194,7 @@ class CBPE(Composite):
         if change is None:
             return []
         firing = change != "resolve"
-        lo, hi = entry["ci"]
+        lo, hi = entry["ci"]  # type: ignore[misc]  # the (low, high) pair stored a few lines up
         if firing:
             summary = (f"estimated accuracy dropped to {est:.2f} (95% CI {lo:.2f}–{hi:.2f}, {dec.format_p(p)}) over the "
                        f"last {n:,} predictions, from {b:.2f} on the reference; labels have not arrived yet "
@@ -205,7 +205,7 @@ class CBPE(Composite):
         return [Detection(
             kind="performance", detector="cbpe_accuracy", feature=None, statistic=est, p_value=p,
             threshold=b - self.min_degradation, window=window, firing=firing,
-            severity=severity if firing else (before or "warning"),  # type: ignore[arg-type]
+            severity=severity if firing else (before or "warning"),  # type: ignore[arg-type]  # str from AlertBook; always a Severity value
             effect_size=drop, summary=summary, model=self.model, model_version=model_version,
             evidence={"baseline_accuracy": b, "reference_expected_accuracy": self.reference_expected_accuracy,
                       "se": se_est, "ci": [lo, hi], "alpha": self.alpha, "min_degradation": self.min_degradation,

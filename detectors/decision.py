@@ -126,7 +126,7 @@ def scale_threshold(stat: str, threshold: Any, n: Any, m: Any, n_cal: Any, m_cal
     return np.asarray(threshold, dtype=np.float64) * _scale(stat, n, m) / _scale(stat, n_cal, m_cal)
 
 
-def _summary(values: np.ndarray, k: float) -> dict[str, np.ndarray]:
+def _summary(values: np.ndarray, k: float) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: features never present
         mean = np.nanmean(values, axis=0)

@@ -251,7 +251,7 @@ class PCAReconstructionDrift(Composite):
         return Detection(
             kind="multivariate_drift", detector="pca_reconstruction", feature=None, statistic=cur, p_value=p,
             threshold=self._ref_mean * (1 + self.min_increase), window=window, firing=firing,
-            severity=severity,  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]  # str from AlertBook; always a Severity value
             effect_size=float(rel), summary=summary, model=self.model, model_version=model_version,
             evidence={"reference_error": self._ref_mean, "reference_error_std": self._ref_std,
                       "components": self.n_components, "variance_kept": self.variance, "top_features": top,
@@ -415,7 +415,7 @@ class DomainClassifierDrift(Composite):
         return Detection(
             kind="multivariate_drift", detector="domain_classifier", feature=None, statistic=auc, p_value=p,
             threshold=self.min_auc, window=window, firing=firing,
-            severity=severity,  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]  # str from AlertBook; always a Severity value
             effect_size=auc - 0.5, summary=summary, model=self.model, model_version=model_version,
             evidence={"top_features": top, "importance": {f: importance[f] for f in top}, "folds": self.folds,
                       "rows_per_side": rows_per_side, "alpha": self.alpha, "reference_n": self.reference.n,

@@ -648,7 +648,7 @@ class PerformanceDrift(Composite):
         threshold = (b - need) if HIGHER_IS_BETTER[m] else (b + need)
         return Detection(
             kind="performance", detector=m, feature=None, statistic=float(v), p_value=float(p),
-            threshold=float(threshold), window=window, firing=firing, severity=severity,  # type: ignore[arg-type]
+            threshold=float(threshold), window=window, firing=firing, severity=severity,  # type: ignore[arg-type]  # str from AlertBook; always a Severity value
             effect_size=float(drop), summary=summary, model=self.model, model_version=model_version,
             evidence={"baseline": b, "baseline_source": self._base_desc, "baseline_se": self._base_se.get(m, 0.0),
                       "ci": list(ci), "ci_level": self.ci_level, "degradation": drop, "min_degradation": need,

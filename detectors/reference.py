@@ -353,7 +353,7 @@ class Reference(Composite):
             _arrays_equal(getattr(self, a), getattr(other, a)) for a in ("label", "prediction", "scores")
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: unhashable on purpose
 
     def __repr__(self) -> str:
         return (

@@ -231,7 +231,8 @@ class UnivariateDrift(Composite):
         self._rebuild()
         if self._numeric and self.calibrate:
             self._num_cal = dec.calibrate_numeric(
-                self._num_prof, numeric_effect, self.calibration_n, self.calibration_draws,
+                self._num_prof,  # type: ignore[arg-type]  # _rebuild() has just set it
+                numeric_effect, self.calibration_n, self.calibration_draws,
                 self.calibration_k, rng,
             )
         self._cat_prof: dict[str, Any] | None = None
@@ -284,7 +285,7 @@ class UnivariateDrift(Composite):
         if self._num_cal is None:
             return floor
         cal = self._num_cal
-        m = self._num_prof["valid"]  # type: ignore[index]
+        m = self._num_prof["valid"]  # type: ignore[index]  # set by _rebuild() when there are numeric features
         t = dec.scale_threshold(self.numeric_effect, cal["threshold"], n, m, cal["n_cal"], cal["m_cal"])
         return np.fmax(floor, t)
 
@@ -293,7 +294,7 @@ class UnivariateDrift(Composite):
         if self._cat_cal is None:
             return floor
         cal = self._cat_cal
-        m = self._cat_prof["counts"].sum(axis=1)  # type: ignore[index]
+        m = self._cat_prof["counts"].sum(axis=1)  # type: ignore[index]  # set by _rebuild() when there are categorical features
         t = dec.scale_threshold(self.categorical_effect, cal["threshold"], n, m, cal["n_cal"], cal["m_cal"])
         return np.fmax(floor, t)
 
@@ -365,7 +366,7 @@ class UnivariateDrift(Composite):
         z-test on the share of missing values), all columns' statistics in one vectorised call."""
         tests = set(self.report) | {self.numeric_test, self.numeric_effect}
         tests &= set(uv.NUMERIC_TESTS)
-        res = uv.numeric_tests(self._num_prof, self._numeric_matrix(columns, n_rows), tuple(sorted(tests)),  # type: ignore[arg-type]
+        res = uv.numeric_tests(self._num_prof, self._numeric_matrix(columns, n_rows), tuple(sorted(tests)),  # type: ignore[arg-type]  # set by _rebuild() when there are numeric features
                                self.ks_method)
         thr = self._numeric_threshold(res["n"])
         prof = self._num_prof
@@ -412,7 +413,7 @@ class UnivariateDrift(Composite):
             if col is None:
                 col = np.full(n_rows, None, dtype=object)
             cols.append(np.asarray(col, dtype=object))
-        res = uv.categorical_tests(self._cat_prof, cols)  # type: ignore[arg-type]
+        res = uv.categorical_tests(self._cat_prof, cols)  # type: ignore[arg-type]  # set by _rebuild() when there are categorical features
         thr = self._categorical_threshold(res["n"])
         prof = self._cat_prof
         assert prof is not None
@@ -430,7 +431,7 @@ class UnivariateDrift(Composite):
         return rows
 
     def _category_detail(self, i: int, ref: np.ndarray, cur: np.ndarray, res: dict[str, np.ndarray]) -> dict[str, Any]:
-        names = uv.category_names(self._cat_prof, i)  # type: ignore[arg-type]
+        names = uv.category_names(self._cat_prof, i)  # type: ignore[arg-type]  # set by _rebuild() when there are categorical features
         pr = ref / max(ref.sum(), 1)
         pc = cur / max(cur.sum(), 1)
         diff = pc - pr
@@ -468,7 +469,7 @@ class UnivariateDrift(Composite):
             threshold=float(thr),
             window=window,
             firing=firing,
-            severity=severity,  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]  # str from AlertBook; always a Severity value
             effect_size=eff,
             summary=self._summary(r, p_adjusted, window, firing),
             model=self.model,

@@ -197,7 +197,7 @@ def load_model(path: str | os.PathLike[str], sha256: str, trusted_types: list[st
             "registry.trusted_types (the types recorded with a version in the database are not trusted)")
     try:
         return sio.loads(data, trusted=list(needed) or None)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any skops failure means the file cannot be loaded
         raise ArtifactError(f"cannot load model file {path}: {type(exc).__name__}: {exc}") from None
 
 

@@ -140,12 +140,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.version is not None:
             v = reg.get(args.model, args.version)
         else:
-            v = reg.champion(args.model)
-            if v is None:
+            champion = reg.champion(args.model)
+            if champion is None:
                 versions = reg.versions(args.model)
                 if not versions:
                     raise RegistryError(f"model {args.model!r} has no registered version")
-                v = versions[-1]
+                champion = versions[-1]
+            v = champion
     except RegistryError as exc:
         return _refused(exc)
     out: dict[str, Any] = {"version": v.as_dict(), "history": [h.as_dict() for h in reg.history(args.model,

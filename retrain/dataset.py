@@ -19,6 +19,7 @@ the same rows. The held-out part is always the most recent ``holdout_fraction`` 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,7 @@ def _reader_rows(store: Store, sql: str, params: tuple) -> list[tuple]:
         cur = raw.cursor()
         try:
             cur.execute(sql, params)
-            return cur.fetchall()
+            return cur.fetchall()  # type: ignore[return-value]  # a list of tuples (DB-API)
         finally:
             cur.close()
     finally:
@@ -184,7 +185,7 @@ def _merge_scores(parts: list[tuple[np.ndarray | None, list[str]]]) -> tuple[np.
     return mat, classes
 
 
-def frame_to_data(df: pd.DataFrame, features: dict[str, str], task: str, *, label: str = "label") -> LabelledData:
+def frame_to_data(df: pd.DataFrame, features: Mapping[str, str], task: str, *, label: str = "label") -> LabelledData:
     """Rows of a reference sample (features + ``label``) in the training layout."""
     from detectors.reference import to_float_array, to_str_array
 

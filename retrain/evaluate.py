@@ -78,7 +78,7 @@ def model_outputs(est: Any, X: Any, task: str) -> Outputs:
         try:
             scores = np.asarray(est.predict_proba(X), dtype=np.float64)
             classes = [label_key(c) for c in np.asarray(est.classes_, dtype=object).tolist()]
-            return Outputs(prediction, scores, classes)
+            return Outputs(prediction, scores, classes)  # type: ignore[arg-type]  # label_key(None) only for None
         except (AttributeError, NotImplementedError, ValueError):
             pass
     return Outputs(prediction)

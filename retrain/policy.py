@@ -246,7 +246,7 @@ class RetrainScheduler:
         window = JobWindow(start_ts=now - int((window_s or policy.window_s) * 1000), end_ts=now, as_of=now,
                            max_rows=policy.max_examples)
         job = RetrainJob(job_id=job_id, model=model, reason=reason, requested_at=rfc3339(now), window=window,
-                         trigger=trigger, requested_by=requested_by)  # type: ignore[arg-type]
+                         trigger=trigger, requested_by=requested_by)  # type: ignore[arg-type]  # trigger is one of JobTrigger's values, checked by the callers
         payload = encode(job)
         ins = self.store._insert(retrain_jobs).values(
             job_id=job_id, model=model, trigger=trigger, reason=reason, status="queued", requested_at=now,

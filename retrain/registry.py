@@ -353,13 +353,14 @@ class Registry:
             model=model, event=event, version=version, champion_version=champion_version,
             previous_champion=previous_champion, decided_at=now, actor=actor[:255], job_id=job_id,
             reason=reason, details=_jsonable(details)))
-        history_id = int(res.inserted_primary_key[0])
+        history_id = int(res.inserted_primary_key[0])  # type: ignore[index]  # an INSERT of one row has its key
         ref = None
         if champion_version is not None:
             v = self.get(model, champion_version, conn)
             ref = {"path": v.reference_path, "sha256": v.reference_sha256, "rows": v.reference_rows,
                    "holdout_path": v.holdout_path, "holdout_sha256": v.holdout_sha256}
-        ev = ModelEvent(event=event, model=model, version=str(version), champion_version=_str(champion_version),
+        ev = ModelEvent(event=event,  # type: ignore[arg-type]  # one of ModelEvent's four, from the callers
+                        model=model, version=str(version), champion_version=_str(champion_version),
                         previous_champion=_str(previous_champion), decided_at=rfc3339(now),
                         metrics=_jsonable(metrics), decision=_jsonable(decision), job_id=job_id, trigger=trigger,
                         reason=list(alert_ids or []), note=note or reason, history_id=history_id, reference=ref)
@@ -462,7 +463,7 @@ class Registry:
 
         try:
             est = sio.loads(data, trusted=list(needed) or None)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any skops failure means the file cannot be loaded
             raise RegistryError(f"cannot load {src} with skops: {type(exc).__name__}: {exc}") from None
         return data, needed, est
 
@@ -513,7 +514,7 @@ def _checked_reference(est: Any, reference: pd.DataFrame,
         raise RegistryError("the reference sample has no usable rows (features + label)")
     try:
         out = model_outputs(est, rows.X, mcfg.task)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the user's model: any failure is a refusal
         raise RegistryError(f"the model cannot predict on the reference's feature columns "
                             f"{list(mcfg.features)}: {type(exc).__name__}: {exc}") from None
     sample = rows.frame()
@@ -536,7 +537,7 @@ def _write_bytes(path: Path, data: bytes, trusted: tuple[str, ...]) -> FileInfo:
 def _safe_params(est: Any) -> dict[str, Any]:
     try:
         params = est.get_params(deep=False)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - parameters are informational only
         return {}
     return {k: v for k, v in params.items() if v is None or isinstance(v, (bool, int, float, str))}
 

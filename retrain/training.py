@@ -83,7 +83,7 @@ def _fit_params(est: Any) -> dict[str, Any]:
     final = est.steps[-1][1] if isinstance(est, Pipeline) else est
     try:
         return {k: v for k, v in final.get_params(deep=False).items() if _plain(v)}
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - parameters are informational only
         return {}
 
 
@@ -202,8 +202,9 @@ def record_decision(conn: Connection, registry: Registry, trained: TrainedChalle
         holdout=trained.holdout_file, estimator=trained.estimator_name, params=trained.params, metrics=metrics,
         data_window=trained.data_window, job_id=job.job_id, note=decision.reason, now=now,
         lib_versions=library_versions(type(trained.estimator).__module__))
+    champion_after: int | None
     if decision.promote:
-        previous = registry.make_champion(conn, job.model, version)
+        previous: int | None = registry.make_champion(conn, job.model, version)
         event, champion_after = "promoted", version
     else:
         previous, event, champion_after = current_v, "rejected", current_v

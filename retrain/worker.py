@@ -451,7 +451,7 @@ class RetrainWorker(GuardedConsumer):
                 trained.timings["compare_s"] = time.perf_counter() - tc
             except _TRANSIENT as exc:
                 return JobOutcome("retry", job.job_id, error=str(exc))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - the user's model: the job fails with the reason
                 log.warning("job %s: comparison failed: %s: %s", job.job_id, type(exc).__name__, exc)
                 return self._fail(job, key, expected, new, f"{type(exc).__name__}: {exc}", t0)
             now = now_ms()
@@ -596,10 +596,10 @@ class _AlreadyDecided(RuntimeError):
 
 def _warm_imports() -> None:
     """Import the heavy libraries up front, not inside the first job (seconds on a busy host)."""
-    import scipy.stats  # noqa: F401
+    import scipy.stats  # noqa: F401 - warmed up, not used here
     import sklearn.compose
     import sklearn.ensemble
     import sklearn.impute
     import sklearn.pipeline
-    import sklearn.preprocessing  # noqa: F401
-    import skops.io  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401 - warmed up, not used here
+    import skops.io  # noqa: F401 - warmed up, not used here

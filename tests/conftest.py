@@ -80,7 +80,7 @@ def _answers(**client: object) -> str | None:
         admin.list_topics()
         admin.close()
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failure means no broker: the reason is reported
         return f"{type(exc).__name__}: {exc}"
 
 

@@ -208,7 +208,8 @@ class ADWIN(BatchDetector):
         self._sum = float(p[-1])
         return -1
 
-    def _check(self, ticks, ends, u0, n0, p, q) -> int:
+    def _check(self, ticks: np.ndarray, ends: np.ndarray, u0: np.ndarray, n0: int, p: np.ndarray,
+               q: np.ndarray) -> int:
         """Position (count since reset) of the first tick with a significant cut, or -1."""
         at = ticks - (n0 + 1)
         w = ticks.astype(np.float64)

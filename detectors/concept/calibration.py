@@ -115,7 +115,7 @@ def calibrate(
     return None, table
 
 
-def calibrate_page_hinkley(budget: float = 0.1, n_events: int = 2_000_000, delta: float = 0.25):
+def calibrate_page_hinkley(budget: float = 0.1, n_events: int = 2_000_000, delta: float = 0.25) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """Page–Hinkley ``threshold`` (in reference sd) for drift allowance ``delta``."""
     from detectors.concept.page_hinkley import PageHinkley
 
@@ -123,7 +123,7 @@ def calibrate_page_hinkley(budget: float = 0.1, n_events: int = 2_000_000, delta
     return calibrate(lambda h: PageHinkley(threshold=h, delta=delta), grid, REAL_NULLS, budget, n_events)
 
 
-def calibrate_adwin(budget: float = 0.1, n_events: int = 2_000_000):
+def calibrate_adwin(budget: float = 0.1, n_events: int = 2_000_000) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """ADWIN ``delta`` (increase-only) on 0/1 error streams."""
     from detectors.concept.adwin import ADWIN
 
@@ -131,7 +131,7 @@ def calibrate_adwin(budget: float = 0.1, n_events: int = 2_000_000):
     return calibrate(lambda d: ADWIN(delta=d), grid, BINARY_NULLS, budget, n_events)
 
 
-def calibrate_kswin(budget: float = 0.1, n_events: int = 100_000):
+def calibrate_kswin(budget: float = 0.1, n_events: int = 100_000) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """KSWIN ``alpha`` (one-sided, window 300, stat 100); fewer events: KSWIN is slow."""
     from detectors.concept.kswin import KSWIN
 
@@ -139,7 +139,7 @@ def calibrate_kswin(budget: float = 0.1, n_events: int = 100_000):
     return calibrate(lambda a: KSWIN(alpha=a), grid, REAL_NULLS, budget, n_events)
 
 
-def calibrate_hddm_a(budget: float = 0.1, n_events: int = 2_000_000):
+def calibrate_hddm_a(budget: float = 0.1, n_events: int = 2_000_000) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """HDDM_A ``drift_confidence`` (one-sided)."""
     from detectors.concept.hddm_a import HDDM_A
 
@@ -147,7 +147,7 @@ def calibrate_hddm_a(budget: float = 0.1, n_events: int = 2_000_000):
     return calibrate(lambda c: HDDM_A(drift_confidence=c), grid, BINARY_NULLS, budget, n_events)
 
 
-def calibrate_hddm_w(budget: float = 0.1, n_events: int = 2_000_000):
+def calibrate_hddm_w(budget: float = 0.1, n_events: int = 2_000_000) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """HDDM_W ``drift_confidence`` (one-sided, lambda 0.05)."""
     from detectors.concept.hddm_w import HDDM_W
 
@@ -155,7 +155,7 @@ def calibrate_hddm_w(budget: float = 0.1, n_events: int = 2_000_000):
     return calibrate(lambda c: HDDM_W(drift_confidence=c), grid, BINARY_NULLS, budget, n_events)
 
 
-def calibrate_eddm(budget: float = 0.1, n_events: int = 2_000_000):
+def calibrate_eddm(budget: float = 0.1, n_events: int = 2_000_000) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """EDDM ``(warm_start, beta)`` (``alpha`` follows at ``beta + 0.05``)."""
     from detectors.concept.eddm import EDDM
 
@@ -163,7 +163,7 @@ def calibrate_eddm(budget: float = 0.1, n_events: int = 2_000_000):
     return calibrate(lambda g: EDDM(warm_start=g[0], beta=g[1], alpha=g[1] + 0.05), grid, BINARY_NULLS, budget, n_events)
 
 
-def calibrate_ddm(budget: float = 0.1, n_events: int = 2_000_000):
+def calibrate_ddm(budget: float = 0.1, n_events: int = 2_000_000) -> tuple[Any, list[tuple[Any, dict[str, float]]]]:
     """DDM ``(warm_start, drift_threshold)``: its false alarms come right after a start."""
     from detectors.concept.ddm import DDM
 

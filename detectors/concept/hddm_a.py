@@ -93,7 +93,8 @@ class HDDM_A(BatchDetector):
         self._hi_n, self._hi_mean, self._hi_g = 0, 0.0, -float("inf")
         self._warning = False
 
-    def _cut(self, g: np.ndarray, g0: float, n: np.ndarray, mean: np.ndarray, n0: int, mean0: float, low: bool):
+    def _cut(self, g: np.ndarray, g0: float, n: np.ndarray, mean: np.ndarray, n0: int, mean0: float,
+             low: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = len(g)
         acc = np.minimum if low else np.maximum
         run = acc.accumulate(acc(g, g0))

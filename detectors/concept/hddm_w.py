@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy.signal import lfilter
@@ -128,7 +129,8 @@ class HDDM_W(BatchDetector):
             return out
         return lfilter([lam], [1.0, lam - 1.0], xs, zi=[(1.0 - lam) * y0])[0]
 
-    def _side(self, xs, ewma, ibc, eps, state, up: bool):
+    def _side(self, xs: np.ndarray, ewma: np.ndarray, ibc: np.ndarray, eps: np.ndarray, state: list[Any],
+              up: bool) -> tuple[np.ndarray, bool, list[Any]]:
         m = len(xs)
         cut0, init0, e0, i0, k0, y0 = state
         g = ewma + eps if up else ewma - eps

@@ -125,7 +125,7 @@ class PageHinkley(BatchDetector):
         elif self.reference is not None:
             self._mu, self._sd = self.reference
         else:
-            self._mu, self._sd = None, None
+            self._mu, self._sd = None, None  # type: ignore[assignment]  # set from the warm-up before any use
         self._buf = np.empty(0)
         self._n = 0
         self._sum = 0.0

@@ -453,7 +453,7 @@ def _strength(st: AlertState) -> tuple[int, float]:
     """Order members by severity, then by how far the statistic is past its threshold."""
     d = st.detection or {}
     try:
-        ratio = abs(float(d.get("statistic"))) / max(abs(float(d.get("threshold"))), 1e-12)
+        ratio = abs(float(d.get("statistic"))) / max(abs(float(d.get("threshold"))), 1e-12)  # type: ignore[arg-type]  # None: TypeError, handled below
     except (TypeError, ValueError):
         ratio = 0.0
     if not math.isfinite(ratio):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -171,7 +171,7 @@ class AlertManager:
 
 def _state_summary(book: AlertLifecycle, st: AlertState) -> str:
     """The sentence for a state that changed without an announcement (listings only)."""
-    status = "resolved" if st.status == "resolved" else "firing"
+    status: Literal["firing", "resolved"] = "resolved" if st.status == "resolved" else "firing"
     reason = (st.resolve_reason or "cleared") if status == "resolved" else "fired"
     members = tuple(book.group_members(st)) if st.is_group else ()
     text = summary(AlertChange(st.alert_id, status, st.seq, reason, st.updated_at, st, members))

@@ -55,6 +55,7 @@ class AlertScheduler:
 
     def _stale(self) -> None:
         try:
+            assert self.stale_checker is not None, "scheduled only with a stale checker"
             self.stale_checker.check()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - try again at the next check
             log_failure(log, "stale-stream check failed", exc)

@@ -60,7 +60,7 @@ def stale_decisions(counts: Mapping[str, Mapping[str, int]], watch: Watch,
                 out.append(Detection(
                     kind="stale_stream", detector=detector, feature=None, statistic=quiet / 1000,
                     p_value=None, threshold=limit / 1000, window=Window(changed_at, now, 0), firing=True,
-                    severity=severity, model=model,  # type: ignore[arg-type]
+                    severity=severity, model=model,  # type: ignore[arg-type]  # config-validated severity and model strings
                     summary=(f"no {stream} received for {duration(quiet)} (limit {duration(limit)}); check the "
                              f"service that publishes them and the {stream} topic."),
                     evidence={"stream": stream, "last_count": count, "last_activity_at": changed_at,
@@ -70,7 +70,7 @@ def stale_decisions(counts: Mapping[str, Mapping[str, int]], watch: Watch,
                 out.append(Detection(
                     kind="stale_stream", detector=detector, feature=None, statistic=quiet / 1000, p_value=None,
                     threshold=limit / 1000, window=Window(changed_at, now, count - last), firing=False,
-                    severity=severity, model=model,  # type: ignore[arg-type]
+                    severity=severity, model=model,  # type: ignore[arg-type]  # config-validated severity and model strings
                     summary=f"{stream} are arriving again ({count - last:,} new since the last check).",
                     evidence={"stream": stream, "new_events": count - last}))
                 stale = False

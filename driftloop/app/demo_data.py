@@ -11,6 +11,8 @@ both the data and the concept drift: the incumbent model's error rate rises).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -39,7 +41,7 @@ def agrawal_frame(n: int, *, concept: int, seed: int, salary_shift: float = 1.0,
     return df, np.asarray(labels)
 
 
-def make_estimator(**params):
+def make_estimator(**params: Any) -> Any:
     """One-hot for the categorical columns, then gradient-boosted trees."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -50,13 +52,13 @@ def make_estimator(**params):
     return Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(random_state=0, **params))])
 
 
-def train_model(X: pd.DataFrame, y: np.ndarray):
+def train_model(X: pd.DataFrame, y: np.ndarray) -> Any:
     model = make_estimator(max_iter=150)
     model.fit(X, y)
     return model
 
 
-def reference_frame(model, X: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
+def reference_frame(model: Any, X: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
     """Held-out rows with the label and the model's outputs (prediction, score_<class>)."""
     ref = X.copy()
     ref["label"] = y

@@ -95,7 +95,7 @@ class _Kind:
 
 
 def _kind(name: str, cls: type) -> _Kind:
-    return _Kind(name, cls, msgspec.json.Decoder(cls | list[cls]), msgspec.json.Decoder(cls))
+    return _Kind(name, cls, msgspec.json.Decoder(cls | list[cls]), msgspec.json.Decoder(cls))  # type: ignore[valid-type]  # a type built at run time, one per event class
 
 
 PREDICTION: Final = _kind("prediction", PredictionEvent)
@@ -105,7 +105,7 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _model_probe = msgspec.json.Decoder(Any)
 # decoders of one value of a map field, to say which key of `features` / `scores` is wrong
-_MAP_VALUE = {"features": msgspec.json.Decoder(FeatureValue), "scores": msgspec.json.Decoder(float)}
+_MAP_VALUE: dict[str, msgspec.json.Decoder] = {"features": msgspec.json.Decoder(FeatureValue), "scores": msgspec.json.Decoder(float)}
 
 BOM: Final = b"\xef\xbb\xbf"
 NUL_ESCAPE: Final = b"\\u0000"    # the only way a JSON text can carry U+0000 inside a string

@@ -91,7 +91,7 @@ class OutboxPublisher:
     def _replace_producer(self, why: Exception, then: str) -> None:
         log.warning("outbox: the broker refused a record for good (%s); replacing the producer it left "
                     "failing everything, then %s", why, then)
-        old, self.producer = self.producer, self.new_producer()   # type: ignore[misc]
+        old, self.producer = self.producer, self.new_producer()   # type: ignore[misc]  # producer is replaced on purpose (a broken one)
         try:
             old.close(timeout=0)
         except Exception as exc:  # noqa: BLE001 - it is being thrown away
@@ -125,7 +125,7 @@ class OutboxPublisher:
                 failure, refused = exc, row
                 break
         self.producer.flush(timeout=self.timeout_s)
-        done = []
+        done: list[Any] = []
         for row, fut in zip(rows, futures):
             try:
                 fut.get(timeout=0)

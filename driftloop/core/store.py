@@ -222,7 +222,7 @@ class Store:
             return
         if not self.is_sqlite:
             sql = sql.replace("?", "%s")
-        cur = conn.connection.driver_connection.cursor()
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # checked out: never None
         dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
             cur.executemany(sql, rows)
@@ -234,10 +234,12 @@ class Store:
     # -- helpers -----------------------------------------------------------------------------
     def _insert(self, table: sa.Table) -> Any:
         if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert(table)
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
 
     @contextmanager
     def _conn(self, conn: Connection | None) -> Iterator[Connection]:

@@ -29,10 +29,10 @@ import kafka.errors as Errors
 from kafka.record import MemoryRecords
 
 try:
-    from kafka.consumer.fetcher import ConsumerRecord, Fetcher, IsolationLevel  # type: ignore[attr-defined]
+    from kafka.consumer.fetcher import ConsumerRecord, Fetcher, IsolationLevel
     from kafka.record.default_records import DefaultRecordBatch
 except ImportError:     # pragma: no cover - another kafka-python layout: install() says so
-    Fetcher = None      # type: ignore[assignment,misc]
+    Fetcher = None
 
 __all__ = ["install", "LeanPartitionRecords"]
 
@@ -104,7 +104,7 @@ def _simple_batches(data: Any, isolation_level: Any) -> list[Any] | None:
 
 
 if Fetcher is not None:
-    class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc,name-defined]
+    class LeanPartitionRecords(Fetcher.PartitionRecords):
         """kafka-python's ``PartitionRecords`` with a lean record loop for simple fetches."""
 
         def __init__(self, fetch_offset: int, tp: Any, records: Any, key_deserializer: Any = None,
@@ -151,7 +151,7 @@ if Fetcher is not None:
                         key_len, key, pos = nullable(buf, pos)
                         value_len, value, pos = nullable(buf, pos)
                         n_headers, pos = varint(buf, pos)
-                        headers = []
+                        headers: list[tuple[str, bytes | None]] = []
                         header_size = -1
                         if n_headers:   # rare: a call only for records that carry headers
                             headers, header_size, pos = _headers(buf, pos, n_headers)
@@ -175,7 +175,7 @@ if Fetcher is not None:
                 self.next_fetch_offset = last.next_offset
             self.drain()
 else:   # pragma: no cover
-    LeanPartitionRecords = None  # type: ignore[assignment,misc]
+    LeanPartitionRecords = None  # type: ignore[assignment,misc]  # another kafka-python layout: install() says so
 
 
 def install(consumer: Any) -> bool:
@@ -184,7 +184,7 @@ def install(consumer: Any) -> bool:
     False, with one log line, when this kafka-python does not have the layout this relies on:
     the consumer then keeps kafka-python's own unpacking (slower, same records).
     """
-    fetcher = getattr(consumer, "_fetcher", None)
+    fetcher: Any = getattr(consumer, "_fetcher", None)
     ok = (LeanPartitionRecords is not None and fetcher is not None
           and hasattr(fetcher, "PartitionRecords") and hasattr(DefaultRecordBatch, "_maybe_uncompress")
           and "_buffer" in getattr(DefaultRecordBatch, "__slots__", ()) and hasattr(MemoryRecords, "__slots__")

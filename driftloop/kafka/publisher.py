@@ -45,7 +45,7 @@ class Publisher:
             servers = bootstrap_servers.split(",") if isinstance(bootstrap_servers, str) else bootstrap_servers
             producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5, **kafka_kwargs)
         self._producer = producer
-        self._topics = {PredictionEvent: predictions_topic, LabelEvent: labels_topic}
+        self._topics: dict[type, str] = {PredictionEvent: predictions_topic, LabelEvent: labels_topic}
         self._batch_size = batch_size
         self._linger_s = linger_s
         self._buf: dict[tuple[str, str], list[Any]] = defaultdict(list)

@@ -162,7 +162,7 @@ def abandon_consumer(consumer: Any, owner: str, timeout_s: float = 10.0) -> None
         if stop is not None:
             try:
                 stop(timeout_ms=1000)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - the consumer is being thrown away
                 log.info("%s: stopping the replaced consumer's IO loop: %s", owner, exc)
 
 

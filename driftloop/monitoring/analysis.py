@@ -162,7 +162,7 @@ class DriftAnalyser:
         self.monitors: dict[str, ModelMonitor] = {}
         self.generation: dict[str, int] = {}
         self.reference_version: dict[str, str | None] = {}
-        self.detections = Counter()
+        self.detections: Counter[tuple[str, str, bool]] = Counter()
         self.quarantined: dict[str, Failure] = {}       # model -> its quarantine episode
         self.switch_failures: dict[str, Failure] = {}   # model -> a champion sample that could not be used
         self._cleared: dict[str, Failure] = {}          # quarantines ended in the open transaction

@@ -17,7 +17,7 @@ def det(feature: str | None = "amount", *, firing: bool = True, kind: str = "dat
     summary = (f"{subject} drifted (PSI {stat:.2f} > 0.1, KS p<1e-6) over the last {n:,} predictions "
                f"(reference: 20,000 training rows)." if firing else f"{subject} no longer drifts (PSI {stat:.2f}).")
     return Detection(kind, detector, feature, stat, p, 0.1, Window(0, 60_000, n), firing=firing,
-                     severity=severity, effect_size=stat, summary=summary,  # type: ignore[arg-type]
+                     severity=severity, effect_size=stat, summary=summary,  # type: ignore[arg-type]  # test data: a Severity value
                      evidence={"reference_n": 20_000, "statistics": {"psi": stat}})
 
 

@@ -36,7 +36,7 @@ class LagMonitor(Monitor):
 
 
 class RecordingAnalyser(DriftAnalyser):
-    def analyse(self, conn, result, now):  # type: ignore[override]
+    def analyse(self, conn, result, now):  # type: ignore[override]  # a test double with the same call
         super().analyse(conn, result, now)
         for model, mon in self.monitors.items():
             record_detector_statistics(conn, model, mon.status(), now)

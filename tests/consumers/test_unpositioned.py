@@ -140,7 +140,7 @@ def test_monitor_processes_no_record_of_an_unpositioned_partition_and_positions_
     fault.break_()
     monitor = monitor_with(cfg, fault, consumer)
     processed: list[Any] = []
-    monitor._process = processed.extend                               # type: ignore[method-assign]
+    monitor._process = processed.extend                               # type: ignore[method-assign]  # the test records what the monitor would process
     _SeekToStored(monitor).on_partitions_assigned({P0, P1, P2})
     consumer.resume(P0, P1, P2)            # something resumed them (a store-backoff resume, say)...
     consumer.to_poll = {P0: [record(P0, 3)], P1: [record(P1, 0)]}     # ...and records came

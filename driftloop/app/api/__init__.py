@@ -14,6 +14,8 @@
 Its ``api_heartbeat`` table is declared with every other in :mod:`driftloop.core.tables`.
 Part of the application layer: may import every layer below it.
 """
+from typing import Any
+
 from driftloop.app.api.live import partition_lag
 from driftloop.core.config.api import ApiConfig
 from driftloop.monitoring.history import record_detector_statistics, windows_judged
@@ -22,7 +24,7 @@ __all__ = ["ApiConfig", "create_app", "serve_in_thread", "record_detector_statis
            "partition_lag"]
 
 
-def __getattr__(name: str):  # the web stack is imported only when the app is built
+def __getattr__(name: str) -> Any:  # the web stack is imported only when the app is built
     if name == "create_app":
         from driftloop.app.api.app import create_app
 

@@ -58,7 +58,7 @@ def monitor_snapshot(monitor: Any) -> dict[str, Any]:
     if monitor is None:
         return {}
     stats = getattr(monitor, "stats", None)
-    out: dict[str, Any] = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
+    out: dict[str, Any] = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) and not isinstance(stats, type) else {}
     expected = _copy(monitor, "expected")
     lag = _copy(monitor, "lag")
     out["assigned"] = [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(expected.items())]
@@ -172,7 +172,8 @@ class Readiness:
                     raise
             return True, "a write committed"
         except sa.exc.SQLAlchemyError as exc:
-            return False, f"write failed: {type(exc.orig or exc).__name__}: {str(exc.orig or exc)[:200]}"
+            cause = getattr(exc, "orig", None) or exc   # DBAPIError has the driver's; others do not
+            return False, f"write failed: {type(cause).__name__}: {str(cause)[:200]}"
 
     # -- consumer ----------------------------------------------------------------------------
     def consumer(self) -> tuple[bool | None, str]:

@@ -48,7 +48,7 @@ class _Counts:
 
 
 def _stats(ctx: Context, firing: dict[str, int]) -> dict[str, Any]:
-    return collect_stats(ctx.cfg, _Counts(ctx.store), firing)  # type: ignore[arg-type]
+    return collect_stats(ctx.cfg, _Counts(ctx.store), firing)  # type: ignore[arg-type]  # _Counts reads the same counters from the store (duck-typed Monitor)
 
 
 def _summary(ctx: Context, name: str, stats: dict[str, Any], champs: dict[str, int],

@@ -199,7 +199,7 @@ class KafkaConfig(ConfigSection):
             return [f"kafka.ssl_certfile: cannot load the client certificate and key ({hint} {exc})"]
         return []
 
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]  # never print a secret
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # never print a secret
         return [(f, "<hidden>" if f in _SECRETS and getattr(self, f) else getattr(self, f))
                 for f in self.__struct_fields__]
 
@@ -243,7 +243,7 @@ class StoreConfig(ConfigSection):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     busy_timeout_ms: int = 10_000   # a locked SQLite file fails the batch after this; the monitor backs off and retries
 
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
         """A PostgreSQL URL may carry the password:
 
         >>> StoreConfig(url="postgresql://app:s3cret@db:5432/drift")
@@ -304,7 +304,7 @@ class Config(ConfigSection):
     api: dict[str, Any] = msgspec.field(default_factory=dict)        # validated by driftloop.app.api
     base_dir: str = "."
 
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # type: ignore[override]  # kafka and store hide their own
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # kafka and store hide their own
         return [(f, _hide_secrets(getattr(self, f)) if f in ("alerts", "api") else getattr(self, f))
                 for f in self.__struct_fields__]
 
