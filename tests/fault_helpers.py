@@ -7,6 +7,7 @@ jar cache (``.kafka/lib``); the dedicated PostgreSQL runs ``scripts/postgres.sh`
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -135,17 +136,25 @@ def spawn(*args: str, log: Path, env: dict[str, str] | None = None) -> subproces
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-def stop_process(proc: subprocess.Popen, timeout_s: float = 60) -> float:
-    """SIGTERM ``proc`` (if still running) and wait; returns the seconds until it exited."""
+def stop_process(proc: subprocess.Popen, timeout_s: float = 60, log: Path | None = None) -> float:
+    """SIGTERM ``proc`` (if still running) and wait; returns the seconds until it exited.
+
+    If it does not exit in time, SIGUSR1 first (the CLI dumps every thread's stack to its
+    output), then SIGKILL; the error quotes the end of ``log``, where the stacks went."""
     t0 = time.monotonic()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2)
             proc.kill()
             proc.wait(10)
-            raise AssertionError(f"process {proc.pid} ignored SIGTERM for {timeout_s}s") from None
+            tail = log.read_text(errors="replace")[-12000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"process {proc.pid} ignored SIGTERM for {timeout_s}s; its log ends "
+                                 f"(thread stacks at SIGUSR1):\n{tail}") from None
     return time.monotonic() - t0
 
 

@@ -150,8 +150,8 @@ class Pipeline:
             for proc in self.procs.values():
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-            for proc in self.procs.values():
-                stop_process(proc)
+            for cmd, proc in self.procs.items():
+                stop_process(proc, log=self.log(cmd))
         finally:
             for proc in self.procs.values():
                 if proc.poll() is None:
