@@ -111,3 +111,28 @@ def job_row(store: Store, job_id: str) -> Any:
     """The ``retrain_jobs`` row of a job (None if there is none)."""
     with store.engine.connect() as c:
         return c.execute(sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job_id)).first()
+
+
+def service_following_v1(tmp_path: Path, data: dict[str, Any]) -> tuple[Any, Any, Store]:
+    """A ``MonitorService`` on a fresh store whose registry holds ``agr`` v1 and v2 (Agrawal
+    concept 0), v1 champion and the monitor switched to it: the detectors' state on v1 is
+    stored. Returns ``(service, registry, store)``; the caller disposes of the store."""
+    import skops.io as sio
+
+    from driftloop.app.service import MonitorService
+    from retrain.registry import Registry
+
+    _, cfg = write_config(tmp_path, data)
+    store = Store.from_config(cfg.store)
+    store.create_schema()
+    reg = Registry(cfg, store)
+    for version, seed in ((1, 1), (2, 2)):
+        rows = agrawal(600, function=0, seed=seed)
+        f = tmp_path / f"v{version}.skops"
+        sio.dump(fitted_model(rows), f)
+        reg.register("agr", f, frame(rows), actor="test", trust=sio.get_untrusted_types(file=f))
+    service = MonitorService(cfg)
+    reg.promote("agr", 1, actor="test")
+    service.switcher.apply("agr", "1", [], "promoted: agr v1")
+    service.switcher.switched.clear()
+    return service, reg, store

@@ -4,31 +4,15 @@ the stored (old) reference, and the monitor's periodic catch-up makes the switch
 from __future__ import annotations
 
 import pytest
-import skops.io as sio
 import sqlalchemy.exc
 
 from driftloop.app.service import MonitorService
-from driftloop.core.store import Store
-from retrain.registry import Registry
-from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, write_config
+from tests.retrain.helpers import config_data, service_following_v1
 
 
 @pytest.fixture
 def service_with_two_versions(tmp_path):
-    path, cfg = write_config(tmp_path, config_data(tmp_path))
-    store = Store.from_config(cfg.store)
-    store.create_schema()
-    reg = Registry(cfg, store)
-    for version, seed in ((1, 1), (2, 2)):
-        rows = agrawal(600, function=0, seed=seed)
-        f = tmp_path / f"v{version}.skops"
-        sio.dump(fitted_model(rows), f)
-        reg.register("agr", f, frame(rows), actor="test", trust=sio.get_untrusted_types(file=f))
-    service = MonitorService(cfg)
-    # v1 becomes champion and the monitor follows: the detectors' state on v1 is in the store
-    reg.promote("agr", 1, actor="test")
-    service.switcher.apply("agr", "1", [], "promoted: agr v1")
-    service.switcher.switched.clear()
+    service, reg, store = service_following_v1(tmp_path, config_data(tmp_path))
     yield service, reg, store
     store.dispose()
 

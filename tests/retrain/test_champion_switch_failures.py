@@ -9,33 +9,18 @@
 from __future__ import annotations
 
 import pytest
-import skops.io as sio
 
 from detectors.model_monitor import ModelMonitor
 from driftloop.app.service import MonitorService
-from driftloop.core.store import Store
 from driftloop.monitoring.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
-from retrain.registry import Registry
-from tests.retrain.helpers import agrawal, config_data, fitted_model, frame, write_config
+from tests.retrain.helpers import config_data, service_following_v1
 
 
 @pytest.fixture
 def service(tmp_path):
     data = config_data(tmp_path)
     data["alerts"] = {"group_window_s": 0, "hold_down_s": 0, "stale": {"enabled": False}}
-    path, cfg = write_config(tmp_path, data)
-    store = Store.from_config(cfg.store)
-    store.create_schema()
-    reg = Registry(cfg, store)
-    for version, seed in ((1, 1), (2, 2)):
-        rows = agrawal(600, function=0, seed=seed)
-        f = tmp_path / f"v{version}.skops"
-        sio.dump(fitted_model(rows), f)
-        reg.register("agr", f, frame(rows), actor="test", trust=sio.get_untrusted_types(file=f))
-    svc = MonitorService(cfg)
-    reg.promote("agr", 1, actor="test")
-    svc.switcher.apply("agr", "1", [], "promoted: agr v1")
-    svc.switcher.switched.clear()
+    svc, reg, store = service_following_v1(tmp_path, data)
     yield svc, reg, store
     store.dispose()
 
