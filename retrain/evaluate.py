@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.paired import mcnemar  # the gate's test lives with the other pure statistics; exported here too
 from driftloop.core.events import label_key
 
 __all__ = [
@@ -206,23 +207,6 @@ def metrics(task: str, y: np.ndarray, out: Outputs, names: tuple[str, ...] | Non
         if np.isfinite(value):
             res[name] = value
     return res
-
-
-def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> tuple[float, int, int]:
-    """One-sided exact McNemar test that the challenger is right more often: ``(p, b, c)``.
-
-    >>> mcnemar(np.array([1, 1, 0, 0, 0]), np.array([1, 1, 1, 1, 1]))
-    (0.125, 0, 3)
-    """
-    from scipy.stats import binomtest
-
-    a = np.asarray(champion_correct, dtype=bool)
-    c_ = np.asarray(challenger_correct, dtype=bool)
-    b = int(np.sum(a & ~c_))
-    c = int(np.sum(~a & c_))
-    if b + c == 0:
-        return 1.0, b, c
-    return float(binomtest(c, b + c, 0.5, alternative="greater").pvalue), b, c
 
 
 def paired_bootstrap(task: str, metric: str, y: np.ndarray, challenger: Outputs, champion: Outputs, *,

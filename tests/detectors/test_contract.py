@@ -42,6 +42,7 @@ from detectors.concept._common import BatchDetector
 from detectors.decision import AlertBook
 from detectors.model_monitor import ModelMonitor, MonitorSettings
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
+from detectors.paired import ShadowComparison
 from detectors.performance import PerformanceDrift
 from detectors.reference import Reference
 from detectors.univariate_drift import UnivariateDrift
@@ -183,6 +184,15 @@ def _feed_settings(s: MonitorSettings, rng: np.random.Generator) -> Any:
     return [s.to_dict(), s.alpha]
 
 
+def _feed_shadow(cmp: ShadowComparison, rng: np.random.Generator) -> Any:
+    n = int(rng.integers(1, 200))
+    if cmp.task == "classification":
+        served = rng.random(n) < 0.8
+        return cmp.update(served, np.where(rng.random(n) < rng.choice([0.05, 0.3]), ~served, served)).report()
+    served_err = np.abs(rng.normal(size=n))
+    return cmp.update_errors(served_err, np.abs(served_err + rng.normal(0.0, 0.3, n))).report()
+
+
 def _errors(kind: str) -> Feed:
     """A feed of error streams: 0/1 errors, [0, 1] values or real values."""
     def feed(det: StreamDetector, rng: np.random.Generator) -> Any:
@@ -233,6 +243,9 @@ CASES: dict[type, Case] = {
                     _feed_reference),
     MonitorSettings: Case((_kw(), _kw(window_size=1000, correction="bh", concept_params={"adwin": {"delta": 0.1}})),
                           _feed_settings),
+    ShadowComparison: Case((_kw(served_version="v1", shadow_version="v2"),
+                            _kw(served_version="v1", shadow_version="v2", task="regression", alpha=0.01, min_n=10)),
+                           _feed_shadow),
 }
 
 #: Classes the discovery must find (so that a broken discovery cannot pass by finding nothing).
