@@ -19,6 +19,7 @@ Where things are, in the order a window is judged:
   (per-column data and prediction drift), :mod:`detectors.multivariate` (PCA reconstruction,
   domain classifier), :mod:`detectors.performance`, :mod:`detectors.cbpe`, and
   :mod:`detectors.concept` (streaming concept-drift detectors on the error stream);
+* :mod:`detectors.paired` — one model version against another: shadow (paired) and canary (window);
 * :mod:`detectors.decision` — thresholds, multiple-testing corrections and the alert
   lifecycle of each detector; :mod:`detectors.model_monitor` — :class:`ModelMonitor`, which
   composes them for one model (the object the monitoring layer calls).
