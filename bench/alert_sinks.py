@@ -94,6 +94,9 @@ class Analyser:
     def __init__(self, manager: AlertManager, every: int = 5) -> None:
         self.manager, self.every, self.n, self.changes = manager, every, 0, 0
 
+    def stamp_versions(self, predictions: Any) -> None:
+        """No registry here: events keep the version they name."""
+
     def analyse(self, conn: Any, result: Any, now: int) -> None:
         self.n += 1
         if self.n % self.every:

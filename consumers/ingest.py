@@ -77,6 +77,8 @@ class BatchAnalyser(Protocol):
 
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None: ...
 
+    def stamp_versions(self, predictions: dict[str, ValidPredictions]) -> None: ...
+
 
 # a message's own bytes are stored as the event's payload only up to this size (bigger ones may
 # carry unknown fields the schema ignores; those events are re-encoded, which drops them)
@@ -199,6 +201,8 @@ def commit(store: Store, cfg: Config, batch: PreparedBatch, *, group: str,
     with store.transaction() as conn:
         store.lock_models(conn, set(batch.predictions) | set(batch.labels))
         advance_offsets(store, conn, group, expected, batch.next_offsets, now)
+        if analyser is not None:   # an event naming no version is the champion's: stored so
+            analyser.stamp_versions(batch.predictions)
         result = apply_batch(store, conn, cfg, batch.predictions, batch.labels, now)
         deltas = Counter(batch.deltas)
         deltas.update(result.deltas)

@@ -228,6 +228,8 @@ def _joined_predictions(cfg: Config, model: str, eids: list[str], state: dict[st
         order += in_batch
     if from_db:
         events = [_pred_dec.decode(state[e].payload) for e in from_db]  # type: ignore[arg-type]  # joined: predicted
+        for e, ev in zip(from_db, events):   # the version it was stored with (stamped when it named none)
+            ev.model_version = ev.model_version or state[e].version
         valid, _errors = validate_predictions(events, cfg, now_ms=2**62)
         if model in valid:
             parts.append(valid[model])

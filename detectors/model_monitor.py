@@ -677,6 +677,11 @@ class ModelMonitor(Composite):
         self._build()
         return out
 
+    def clear_open(self) -> None:
+        """Forget the alerts open now: the caller has resolved them (a version that stopped being
+        the champion, or was retired)."""
+        self._open = {}
+
     # ------------------------------------------------------------------ status
     def firing(self) -> list[dict[str, Any]]:
         """The alerts firing now (the last detection of each)."""

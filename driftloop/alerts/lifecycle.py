@@ -1,6 +1,6 @@
 """The alert state machine: pure logic, no I/O, driven by detections and a clock you pass in.
 
-Every problem has a stable ``alert_id`` (:func:`fingerprint` of model, kind, detector and
+Every problem has a stable ``alert_id`` (:func:`fingerprint` of model, version, kind, detector and
 feature) and one :class:`AlertState`. Its status moves like this::
 
              detect                 group window closes            clear               hold-down over
@@ -57,21 +57,31 @@ ACTIVE = ("pending", "firing", "resolving")
 _RANK = {"warning": 0, "critical": 1}
 
 
-def fingerprint(model: str, kind: str, detector: str, feature: str | None) -> str:
-    """Stable id of a problem: the same (model, kind, detector, feature) always gives the same id.
+def fingerprint(model: str, kind: str, detector: str, feature: str | None, version: str | None = None) -> str:
+    """Stable id of a problem: the same (model, version, kind, detector, feature) always gives the
+    same id (contract v1.1: each version served is judged on its own, so two versions with the same
+    problem have two alerts). Without a version (events that name none, no registry) the id is the
+    one earlier releases gave.
 
     >>> fingerprint("fraud", "data_drift", "psi", "amount")
     '9552703cc861a17fe44b'
+    >>> fingerprint("fraud", "data_drift", "psi", "amount", "") == fingerprint("fraud", "data_drift", "psi", "amount")
+    True
+    >>> fingerprint("fraud", "data_drift", "psi", "amount", "2") != fingerprint("fraud", "data_drift", "psi", "amount", "3")
+    True
     >>> fingerprint("fraud", "data_drift", "psi", None) != fingerprint("fraud", "data_drift", "psi", "None")
     True
     """
-    raw = json.dumps([model, kind, detector, feature], separators=(",", ":"), ensure_ascii=False)
+    key: list[str | None] = [model, kind, detector, feature]
+    if version:
+        key.append(version)
+    raw = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def group_fingerprint(model: str, kind: str) -> str:
-    """The id of the group alert of one (model, kind)."""
-    return fingerprint(model, kind, GROUP_DETECTOR, None)
+def group_fingerprint(model: str, kind: str, version: str | None = None) -> str:
+    """The id of the group alert of one (model, version, kind)."""
+    return fingerprint(model, kind, GROUP_DETECTOR, None, version)
 
 
 def severity_max(a: str, b: str) -> str:
@@ -253,12 +263,12 @@ class AlertLifecycle:
         for st in sorted(self.states.values(), key=lambda s: s.alert_id):
             if st.status == "resolving" and st.due_at is not None and st.due_at <= now:
                 changes += self._resolve_one(st, now, "cleared")
-        due: dict[tuple[str, str], list[AlertState]] = {}
+        due: dict[tuple[str, str, str], list[AlertState]] = {}
         for st in sorted(self.states.values(), key=lambda s: (s.started_at or 0, s.alert_id)):
             if st.status == "pending" and st.due_at is not None and st.due_at <= now:
-                due.setdefault((st.model, st.kind), []).append(st)
-        for (model, kind), items in sorted(due.items()):
-            changes += self._fire(model, kind, items, now)
+                due.setdefault((st.model, st.model_version or "", st.kind), []).append(st)
+        for (model, version, kind), items in sorted(due.items()):
+            changes += self._fire(model, version, kind, items, now)
         return changes
 
     def resolve(self, alert_ids: Iterable[str], reason: str, now: int) -> list[AlertChange]:
@@ -289,15 +299,15 @@ class AlertLifecycle:
 
     def _observe(self, det: Any, model: str, model_version: str | None, now: int) -> list[AlertChange]:
         """Apply one detection to its alert's state; returns the changes to announce now."""
-        fp = fingerprint(model, det.kind, det.detector, det.feature)
-        st = self.states.get(fp)
         version = det.model_version or model_version
+        fp = fingerprint(model, det.kind, det.detector, det.feature, version)
+        st = self.states.get(fp)
         if not det.firing:
             if st is not None and st.active:
                 self._observe_cleared(st, det, now)
             return []
         if st is None:
-            st = self.states[fp] = AlertState(fp, model, det.kind, det.detector, det.feature)
+            st = self.states[fp] = AlertState(fp, model, det.kind, det.detector, det.feature, model_version=version)
         return self._observe_firing(st, det, version, now)
 
     def _observe_cleared(self, st: AlertState, det: Any, now: int) -> None:
@@ -350,12 +360,13 @@ class AlertLifecycle:
         gw = self.policy.group_window_ms
         closes = [o.started_at + gw for o in self.states.values()
                   if o is not st and o.status == "pending" and o.model == st.model and o.kind == st.kind
+                  and (o.model_version or "") == (st.model_version or "")
                   and o.started_at is not None and o.started_at + gw >= now]
         window_close = min(closes) if closes else now + gw
         return max(window_close, st.cooldown_until or 0)
 
-    def _fire(self, model: str, kind: str, items: list[AlertState], now: int) -> list[AlertChange]:
-        gid = group_fingerprint(model, kind)
+    def _fire(self, model: str, version: str, kind: str, items: list[AlertState], now: int) -> list[AlertChange]:
+        gid = group_fingerprint(model, kind, version)
         group = self.states.get(gid)
         if group is not None and group.active:
             for st in items:
@@ -363,7 +374,8 @@ class AlertLifecycle:
             return self._update_group(group, now)
         if len(items) >= self.policy.group_min:
             if group is None:
-                group = self.states[gid] = AlertState(gid, model, kind, GROUP_DETECTOR, None, members=[])
+                group = self.states[gid] = AlertState(gid, model, kind, GROUP_DETECTOR, None, members=[],
+                                                      model_version=version or None)
             group.members = []
             group.status, group.started_at = "firing", min(s.started_at or now for s in items)
             group.cleared_at = group.resolved_at = group.due_at = None

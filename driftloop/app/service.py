@@ -26,7 +26,7 @@ from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryRefer
 __all__ = ["MonitorService"]
 
 if TYPE_CHECKING:   # annotations only: imported where they are used
-    from detectors.model_monitor import ModelMonitor
+    from detectors.versions import VersionedMonitor
     from driftloop.core.config import ModelConfig
     from retrain.registry import HistoryEntry
 
@@ -116,12 +116,10 @@ class MonitorService:
         return done
 
     def _detectors_behind(self, model: str, mcfg: ModelConfig,
-                          current: str) -> tuple[ModelMonitor, int, str | None] | None:
+                          current: str) -> tuple[VersionedMonitor, int, str | None] | None:
         """The stored detectors of ``model`` if they were built on another reference than the
         champion ``current`` and can be restored for this model's task and features:
         (monitor, generation, reference version); else None."""
-        from detectors.model_monitor import ModelMonitor
-
         stored, stored_version = self.store.detector_reference_version(model)
         if not stored or stored_version == current:
             return None
@@ -130,7 +128,7 @@ class MonitorService:
             return None
         blob, generation, stored_version = row
         try:
-            mon = ModelMonitor.restore(blob)
+            mon = self.analyser.restore_stored(blob, stored_version)
         except Exception as exc:  # noqa: BLE001 - a state of another code version: start over
             log.warning("model %s: cannot restore the detectors of v%s (%s); starting over", model,
                         stored_version, exc)
@@ -139,7 +137,7 @@ class MonitorService:
             return None
         return mon, generation, stored_version
 
-    def _switch_stored(self, model: str, current: str, mon: ModelMonitor, generation: int,
+    def _switch_stored(self, model: str, current: str, mon: VersionedMonitor, generation: int,
                        stored_version: str | None, entry: HistoryEntry | None) -> None:
         """Put the stored detectors back in the analyser and switch them to ``current`` as a live
         promotion does, resolving the alerts ``entry`` (the registry's decision, if found) answered."""

@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
@@ -63,9 +64,11 @@ from consumers.validation import ValidPredictions
 from detectors.base import Detection
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
+from detectors.versions import VersionedMonitor
 from driftloop.core.clock import rfc3339
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
+from driftloop.core.tables import model_versions
 from driftloop.monitoring.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
 from driftloop.monitoring.history import record_detector_statistics
 
@@ -106,6 +109,8 @@ class ReferenceSource(Protocol):
 
     def frame(self, model: str, version: str | None, conn: Connection | None = None) -> pd.DataFrame | None: ...
 
+    def knows(self, model: str, version: str, conn: Connection | None = None) -> bool: ...
+
 
 class ConfigReferences:
     """The reference files named in the configuration (no registry)."""
@@ -123,10 +128,46 @@ class ConfigReferences:
         path = self.cfg.models[model].reference
         return None if path is None else pd.read_csv(self.cfg.resolve(path))
 
+    def knows(self, model: str, version: str, conn: Connection | None = None) -> bool:
+        """Whether ``version`` has a registered sample of its own (never, without a registry)."""
+        return False
+
+
+def registered(conn: Connection, model: str, version: str) -> bool:
+    """Whether the registry (table ``model_versions``) holds ``version`` of ``model``."""
+    if not version.isdigit() or len(version) > 18:
+        return False
+    return conn.execute(sa.select(model_versions.c.version).where(
+        model_versions.c.model == model, model_versions.c.version == int(version))).first() is not None
+
 
 def _version(events: list[Any]) -> str | None:
     versions = Counter(e.model_version for e in events if e.model_version is not None)
     return versions.most_common(1)[0][0] if versions else None
+
+
+def rows_by_version(events: list[Any], default: str) -> dict[str, np.ndarray | None]:
+    """The rows of each version served (``default`` for events that name none); None for "all
+    rows" when the batch has one version (the common case costs no copy).
+
+    >>> from types import SimpleNamespace as E
+    >>> rows_by_version([E(model_version="2"), E(model_version=None), E(model_version="2")], "1")
+    {'1': array([1]), '2': array([0, 2])}
+    >>> rows_by_version([E(model_version=None)], "1")
+    {'1': None}
+    """
+    versions = [e.model_version or default for e in events]
+    first = versions[0] if versions else default
+    if all(v == first for v in versions):
+        return {first: None}
+    groups: dict[str, list[int]] = {}
+    for i, v in enumerate(versions):
+        groups.setdefault(v, []).append(i)
+    return {v: np.asarray(rows, dtype=np.int64) for v, rows in sorted(groups.items())}
+
+
+def _take_joined(j: Joined, rows: np.ndarray | None) -> Joined:
+    return j if rows is None else Joined(j.predictions.take(rows), j.label[rows], j.label_ts[rows])
 
 
 def prediction_batch(vp: ValidPredictions) -> PredictionBatch:
@@ -159,7 +200,7 @@ class DriftAnalyser:
         self.store = store
         self.on_detections = on_detections
         self.source: ReferenceSource = reference_source or ConfigReferences(cfg, references)
-        self.monitors: dict[str, ModelMonitor] = {}
+        self.monitors: dict[str, VersionedMonitor] = {}
         self.generation: dict[str, int] = {}
         self.reference_version: dict[str, str | None] = {}
         self.detections: Counter[tuple[str, str, bool]] = Counter()
@@ -174,13 +215,33 @@ class DriftAnalyser:
         return sorted(m for m, q in list(self.quarantined.items()) if q.active)
 
     # -- state -------------------------------------------------------------------------------
-    def _fresh(self, model: str, version: str | None, conn: Connection | None = None) -> ModelMonitor | None:
+    def _monitor(self, model: str, reference: Any) -> ModelMonitor:
+        """One version's detectors on ``reference`` (a frame, or a version's Reference)."""
         mcfg = self.cfg.models[model]
+        return ModelMonitor(model, mcfg.task, mcfg.features, reference, mcfg.detectors)
+
+    def _versioned(self, model: str) -> VersionedMonitor:
+        mcfg, vcfg = self.cfg.models[model], self.cfg.versions
+        return VersionedMonitor(model, mcfg.task, mcfg.features, max_live=vcfg.max_live,
+                                retire_after_ms=int(vcfg.retire_after_s * 1000))
+
+    def _fresh(self, model: str, version: str | None, conn: Connection | None = None) -> VersionedMonitor | None:
+        """The model's detectors from scratch: the champion ``version``'s on its sample."""
         ref = self.source.frame(model, version, conn)
         if ref is None:
             log.warning("model %s has no reference sample: drift detectors are off for it", model)
             return None
-        return ModelMonitor(model, mcfg.task, mcfg.features, ref, mcfg.detectors)
+        vm = self._versioned(model)
+        vm.add(version or "", self._monitor(model, ref), reference_of=version or "", now=0)
+        vm.champion = version or ""
+        return vm
+
+    def restore_stored(self, blob: bytes, stored_version: str | None) -> VersionedMonitor:
+        """Stored detectors; a state written before versions (one ModelMonitor) becomes the
+        champion's. The version limits are the configuration's, not the snapshot's."""
+        vm = VersionedMonitor.from_snapshot(blob, version=stored_version or "")
+        vm.max_live, vm.retire_after_ms = self.cfg.versions.max_live, int(self.cfg.versions.retire_after_s * 1000)
+        return vm
 
     def _load_model(self, model: str, conn: Connection | None = None, *, follow_champion: bool = True) -> None:
         """Restore the model's stored detectors. ``follow_champion``: if they use another
@@ -194,7 +255,7 @@ class DriftAnalyser:
         mon, gen, version = None, 0, champion
         if row is not None:
             blob, gen, stored_version = row
-            mon = ModelMonitor.restore(blob)
+            mon = self.restore_stored(blob, stored_version)
             if mon.task != mcfg.task or mon.feature_types != dict(mcfg.features):
                 log.warning("model %s: stored detector state is for another configuration; starting over", model)
                 mon = None
@@ -267,16 +328,17 @@ class DriftAnalyser:
                     failure.announced = False
 
     def _save(self, conn: Connection, model: str, now: int,
-              state: tuple[bytes, dict[str, Any]] | None = None) -> None:
+              state: tuple[bytes, list[dict[str, Any]]] | None = None) -> None:
         """Write the model's detectors (``state``: their snapshot and status, if already taken)."""
         mon = self.monitors[model]
-        blob, status = state if state is not None else (mon.snapshot(), mon.status())
+        blob, statuses = state if state is not None else (mon.snapshot(), _statuses(mon, list(mon.versions)))
         self.generation[model] = self.generation.get(model, 0) + 1
         self.store.save_detector_state(conn, model, blob, now, generation=self.generation[model],
                                        reference_version=self.reference_version.get(model))
-        record_detector_statistics(conn, model, status, now)
+        for status in statuses:
+            record_detector_statistics(conn, model, status, now)
 
-    def _current(self, conn: Connection, model: str) -> ModelMonitor | None:
+    def _current(self, conn: Connection, model: str) -> VersionedMonitor | None:
         """The model's detectors, reloaded first if another process saved a newer state."""
         stored = self.store.detector_generation(conn, model)
         if stored is not None and stored != self.generation.get(model):
@@ -294,12 +356,16 @@ class DriftAnalyser:
         mon = self._current(conn, model)
         if mon is not None and self.reference_version.get(model) == version:
             return []   # another monitor process switched it already (found on reloading)
+        v = version or ""
+        dets: list[Detection] = []
         if mon is None:
-            mcfg = self.cfg.models[model]
-            mon = ModelMonitor(model, mcfg.task, mcfg.features, reference, mcfg.detectors)
-            dets: list[Detection] = []
-        else:
-            dets = mon.set_reference(reference)
+            mon = self._versioned(model)
+            mon.add(v, self._monitor(model, reference), reference_of=v, now=now)
+            mon.champion = v
+        else:   # a version already judged on its own sample (a canary) keeps its detectors
+            own = v in mon and mon.reference_of.get(v) == v
+            dets = mon.promote(v, None if own else self._monitor(model, reference), reference_of=v, now=now,
+                               why=f"v{v} is the champion")
         self.monitors[model] = mon
         self.reference_version[model] = version
         self._emit(conn, model, dets, now)
@@ -327,8 +393,8 @@ class DriftAnalyser:
         if mon is None:
             return
         try:   # the snapshot and status are detector code too
-            found = _update(mon, result.new_predictions.get(model), result.joined.get(model))
-            state = (mon.snapshot(), mon.status())
+            found, touched = self._update(conn, model, mon, result, now)
+            state = (mon.snapshot(), _statuses(mon, touched))
         except STORE_FAILURES:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken model never stops the others
@@ -338,6 +404,66 @@ class DriftAnalyser:
             self._emit(conn, model, dets, now)
         self._save(conn, model, now, state)
         self._recovered(conn, model, now)
+
+    def _update(self, conn: Connection, model: str, mon: VersionedMonitor, result: JoinResult,
+                now: int) -> tuple[list[list[Detection]], list[str]]:
+        """One model's detectors on a batch, each version's on its own rows: the predictions,
+        then the joined labels (each to the version that served its prediction), then the
+        retirement of idle versions. Returns the detections and the versions fed."""
+        found: list[list[Detection]] = []
+        touched: list[str] = []
+        vp, joined = result.new_predictions.get(model), result.joined.get(model)
+        if vp is not None:
+            for version, rows in rows_by_version(vp.events, mon.champion).items():
+                if self._ensure_version(conn, model, mon, version, len(vp.events) if rows is None else len(rows), now):
+                    sub = vp if rows is None else vp.take(rows)
+                    found.append(mon.update_predictions(version, prediction_batch(sub), now))
+                    touched.append(version)
+        if joined is not None:
+            for version, rows in rows_by_version(joined.predictions.events, mon.champion).items():
+                n = len(joined.label) if rows is None else len(rows)
+                if self._ensure_version(conn, model, mon, version, n, now):
+                    found.append(mon.update_labelled(version, labelled_batch(_take_joined(joined, rows)), now))
+                    touched.append(version)
+        found.append(mon.retire_idle(now))
+        return found, list(dict.fromkeys(touched))
+
+    def _ensure_version(self, conn: Connection, model: str, mon: VersionedMonitor, version: str, n: int,
+                        now: int) -> bool:
+        """Give a version seen for the first time its detectors: on its own registered sample, or
+        (a version the registry does not know) on the champion's. False when the per-model cap
+        keeps it out (its events are stored and counted, never judged)."""
+        if version in mon:
+            return True
+        if not mon.has_room():
+            if version not in mon.capped:
+                log.warning("model %s: version %r gets no detectors: %d versions are live already "
+                            "(versions.max_live); its events are stored and counted, not judged",
+                            model, version, len(mon.versions))
+            mon.refuse(version, n)
+            return False
+        if self.source.knows(model, version, conn):
+            ref_of, reference = version, self.source.frame(model, version, conn)
+        else:
+            ref_of = mon.reference_of.get(mon.champion, mon.champion)
+            champion = mon.versions.get(mon.champion)
+            reference = champion.reference if champion is not None else self.source.frame(model, ref_of or None, conn)
+        log.info("model %s: version %r serves traffic: its own detectors, on v%s's sample", model, version,
+                 ref_of or "(configured)")
+        mon.add(version, self._monitor(model, reference), reference_of=ref_of, now=now)
+        return True
+
+    def stamp_versions(self, predictions: dict[str, ValidPredictions]) -> None:
+        """Events that name no version were served by the champion the detectors follow now:
+        say so on the event before it is stored, so that its label, however late, goes to that
+        version's detectors (contract: ``model_version`` defaults to the current champion)."""
+        for model, vp in predictions.items():
+            champion = self.reference_version.get(model)
+            if not champion:
+                continue
+            for ev in vp.events:
+                if ev.model_version is None:
+                    ev.model_version = champion
 
     # -- quarantine --------------------------------------------------------------------------
     def _backoff_ms(self, failures: int) -> int:
@@ -459,11 +585,6 @@ class DriftAnalyser:
             self.on_detections(conn, model, detections, now)
 
 
-def _update(mon: ModelMonitor, vp: ValidPredictions | None, joined: Joined | None) -> list[list[Detection]]:
-    """One model's detectors on a batch: the predictions, then the joined labels."""
-    found = []
-    if vp is not None:
-        found.append(mon.update_predictions(prediction_batch(vp)))
-    if joined is not None:
-        found.append(mon.update_labelled(labelled_batch(joined)))
-    return found
+def _statuses(mon: VersionedMonitor, versions: list[str]) -> list[dict[str, Any]]:
+    """The status of each of ``versions`` still live (its statistics go to the history)."""
+    return [mon.version_status(v) for v in versions if v in mon]

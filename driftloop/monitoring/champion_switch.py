@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
 from driftloop.kafka.clients import make_consumer
-from driftloop.monitoring.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser
+from driftloop.monitoring.analysis import STORE_FAILURES, ConfigReferences, DriftAnalyser, registered
 
 __all__ = ["RegistryReferences", "ChampionSwitcher", "ChampionRegistry", "SwitchTarget"]
 
@@ -96,6 +96,12 @@ class RegistryReferences(ConfigReferences):
             return super().frame(model, None)
         info = self.registry.get(model, version, conn)
         return self.registry.load_reference(model, version, "holdout" if info.holdout_path else "training", conn)
+
+    def knows(self, model: str, version: str, conn: Connection | None = None) -> bool:
+        if conn is not None:
+            return registered(conn, model, version)
+        with self.store.engine.connect() as c:
+            return registered(c, model, version)
 
 
 class ChampionSwitcher:

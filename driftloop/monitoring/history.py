@@ -4,8 +4,9 @@
 detector; the dashboard and ``/api/models/{model}/drift`` need their history. After the
 detectors have run on a batch, the monitor calls, inside the batch's transaction::
 
-    record_detector_statistics(conn, model, analyser.monitors[model].status(), now)
+    record_detector_statistics(conn, model, analyser.monitors[model].version_status(version), now)
 
+for each version the batch fed (each version's windows are numbered, and recorded, apart),
 which appends one row per column and detector to ``detector_history`` when a prediction window
 was judged since the last call, and one row per metric to ``performance_history`` when a
 labelled window was (realised metrics) or a prediction window gave a label-free estimate
@@ -174,9 +175,14 @@ def _estimated_rows(model: str, status: Mapping[str, Any], seq: int, now: int) -
 
 
 def _newest(conn: Connection, table: sa.Table, model: str, *conds: Any) -> Any:
+    """The newest row of a model (and ``conds``: its version, its source)."""
     q = (sa.select(table.c.seq, table.c.window_end).where(table.c.model == model, *conds)
          .order_by(table.c.id.desc()).limit(1))
     return conn.execute(q).first()
+
+
+def _of_version(table: sa.Table, version: str | None) -> Any:
+    return table.c.model_version.is_(None) if version is None else table.c.model_version == version
 
 
 def record_detector_statistics(conn: Connection, model: str, monitor_status: Mapping[str, Any], now: int) -> int:
@@ -187,8 +193,11 @@ def record_detector_statistics(conn: Connection, model: str, monitor_status: Map
     """
     data_seq, label_seq = windows_judged(monitor_status)
     written = 0
+    version = monitor_status.get("model_version")   # each version's windows are numbered apart
+    drift_v = _of_version(detector_history, version)
+    perf_v = _of_version(performance_history, version)
     if data_seq > 0:
-        newest = _newest(conn, detector_history, model)
+        newest = _newest(conn, detector_history, model, drift_v)
         if newest is None or newest.seq != data_seq:
             rows = _drift_rows(model, monitor_status, data_seq, now)
             if rows:
@@ -196,12 +205,12 @@ def record_detector_statistics(conn: Connection, model: str, monitor_status: Map
                 written += len(rows)
             est = _estimated_rows(model, monitor_status, data_seq, now)
             if est:  # CBPE skips small windows: its last estimate may be an older window's
-                prev = _newest(conn, performance_history, model, performance_history.c.source == "estimated")
+                prev = _newest(conn, performance_history, model, perf_v, performance_history.c.source == "estimated")
                 if prev is None or prev.window_end is None or prev.window_end != est[0]["window_end"]:
                     conn.execute(performance_history.insert(), est)
                     written += len(est)
     if label_seq > 0:
-        newest = _newest(conn, performance_history, model, performance_history.c.source == "realised")
+        newest = _newest(conn, performance_history, model, perf_v, performance_history.c.source == "realised")
         if newest is None or newest.seq != label_seq:
             rows = _realised_rows(model, monitor_status, label_seq, now)
             if rows:

@@ -88,7 +88,7 @@ def test_fifteen_features_drifting_in_a_real_stream_page_once_with_the_list(tmp_
 
 
 def check_page(store, receiver, page) -> None:
-    assert (page.status, page.alert_id) == ("firing", group_fingerprint("fraud", "data_drift"))
+    assert (page.status, page.alert_id) == ("firing", group_fingerprint("fraud", "data_drift", "3"))
     [event] = rows(store, t.alert_events)
     assert event["idempotency_key"] == page.idempotency_key
     assert Counter(r["sink"] for r in rows(store, t.alert_deliveries)) == {"kafka": 1, "hook": 1}

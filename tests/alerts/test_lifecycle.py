@@ -25,8 +25,10 @@ def test_fingerprint_is_stable_and_distinguishes_fields():
     assert a == fingerprint("fraud", "data_drift", "psi", "amount")
     others = {fingerprint("fraud", "data_drift", "psi", "age"), fingerprint("fraud", "data_drift", "ks", "amount"),
               fingerprint("fraud", "prediction_drift", "psi", "amount"), fingerprint("price", "data_drift", "psi", "amount"),
-              fingerprint("fraud", "data_drift", "psi", None), group_fingerprint("fraud", "data_drift")}
-    assert a not in others and len(others) == 6
+              fingerprint("fraud", "data_drift", "psi", None), group_fingerprint("fraud", "data_drift"),
+              fingerprint("fraud", "data_drift", "psi", "amount", "2"), group_fingerprint("fraud", "data_drift", "2")}
+    assert a not in others and len(others) == 8
+    assert fingerprint("fraud", "data_drift", "psi", "amount", "2") != fingerprint("fraud", "data_drift", "psi", "amount", "3")
 
 
 def test_fires_once_and_redetections_only_update():
@@ -34,7 +36,7 @@ def test_fires_once_and_redetections_only_update():
     assert statuses(b.observe(det(stat=0.3), "fraud", "3", now=0)) == [("firing", "fired")]
     for i in range(1, 20):
         assert b.observe(det(stat=0.3 + i / 100), "fraud", "3", now=i * S) == []
-    st = b.states[fingerprint("fraud", "data_drift", "psi", "amount")]
+    st = b.states[fingerprint("fraud", "data_drift", "psi", "amount", "3")]
     assert st.status == "firing" and st.seq == 1
     assert st.detection["statistic"] == 0.49 and st.detected_at == 19 * S   # evidence updated
 
@@ -97,7 +99,7 @@ def test_fifteen_features_at_once_page_once_with_the_list():
     [ch] = changes
     assert ch.status == "firing" and ch.state.detector == "group" and ch.state.feature is None
     assert sorted(m.feature for m in ch.members) == [f"f{i:02d}" for i in range(15)]
-    assert ch.alert_id == group_fingerprint("fraud", "data_drift")
+    assert ch.alert_id == group_fingerprint("fraud", "data_drift", "3")
     # the group's evidence is its strongest member's
     assert ch.state.detection["statistic"] == 0.34
     members = [s for s in b.states.values() if s.group_id == ch.alert_id]
@@ -114,7 +116,7 @@ def test_group_window_collects_alerts_across_calls():
     # a late joiner of the same (model, kind) joins silently
     assert b.observe(det("late"), "fraud", "3", now=30 * S) == []
     assert b.tick(40 * S) == []
-    assert b.states[fingerprint("fraud", "data_drift", "psi", "late")].group_id == ch.alert_id
+    assert b.states[fingerprint("fraud", "data_drift", "psi", "late", "3")].group_id == ch.alert_id
 
 
 def test_single_alert_is_not_grouped_and_kinds_group_separately():

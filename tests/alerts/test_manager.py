@@ -47,7 +47,7 @@ def test_process_writes_state_event_and_routed_deliveries_in_the_callers_transac
     with any_store.transaction() as conn:
         [ch] = m.process(conn, "fraud", "3", [det("amount")], 1_000)
     key = ch.idempotency_key
-    assert key == f"{fingerprint('fraud', 'data_drift', 'psi', 'amount')}:firing:1"
+    assert key == f"{fingerprint('fraud', 'data_drift', 'psi', 'amount', '3')}:firing:1"
     assert deliveries(any_store) == {(key, "kafka"), (key, "all")}      # not critical, not price
     [ev] = rows(any_store, t.alert_events)
     msg = orjson.loads(ev["message"])
@@ -78,7 +78,7 @@ def test_fifteen_drifted_features_raise_one_grouped_page(any_store):
     with any_store.transaction() as conn:
         changes = m.process(conn, "fraud", "3", [det(f"feature_{i:02d}", stat=0.2 + i / 100) for i in range(15)], S)
     [ch] = changes
-    assert ch.alert_id == group_fingerprint("fraud", "data_drift")
+    assert ch.alert_id == group_fingerprint("fraud", "data_drift", "3")
     [ev] = rows(any_store, t.alert_events)
     msg = orjson.loads(ev["message"])
     assert msg["detector"] == "group" and msg["feature"] is None

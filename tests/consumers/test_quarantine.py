@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from consumers.ingest import commit, prepare
-from detectors.model_monitor import ModelMonitor
+from detectors.versions import VersionedMonitor
 from driftloop.core.config import ConfigError, load_config_dict
 from driftloop.core.store import Store
 from driftloop.monitoring.analysis import DriftAnalyser
@@ -126,12 +126,12 @@ def test_a_failing_rebuild_stays_quarantined_with_a_doubling_back_off(setup, mon
     b.run(now=NOW)
     assert an.quarantined["fraud"].retry_at == NOW + 10_000
 
-    real_restore = ModelMonitor.restore
+    real_restore = VersionedMonitor.restore
 
     def broken_restore(blob):
         raise RuntimeError("state of an unknown code version")
 
-    monkeypatch.setattr(ModelMonitor, "restore", broken_restore)
+    monkeypatch.setattr(VersionedMonitor, "restore", broken_restore)
     b.run(now=NOW + 10_000)                                  # rebuild due: it fails again
     q = an.quarantined["fraud"]
     assert q.stage == "rebuild" and q.failures == 2 and q.retry_at == NOW + 30_000   # 20 s
@@ -141,7 +141,7 @@ def test_a_failing_rebuild_stays_quarantined_with_a_doubling_back_off(setup, mon
     assert an.quarantined["fraud"].retry_at == NOW + 55_000, "capped at quarantine_max_retry_s (25 s)"
     assert store.read_counters()["fraud"]["predictions"] == 2400   # every batch counted meanwhile
 
-    monkeypatch.setattr(ModelMonitor, "restore", real_restore)
+    monkeypatch.setattr(VersionedMonitor, "restore", real_restore)
     b.run(now=NOW + 55_000)
     assert "fraud" not in an.quarantined and not failures(seen)[-1].firing
 

@@ -43,6 +43,7 @@ from detectors.decision import AlertBook
 from detectors.model_monitor import ModelMonitor, MonitorSettings
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.paired import ShadowComparison
+from detectors.versions import VersionedMonitor
 from detectors.performance import PerformanceDrift
 from detectors.reference import Reference
 from detectors.univariate_drift import UnivariateDrift
@@ -174,6 +175,18 @@ def _feed_monitor(mon: ModelMonitor, rng: np.random.Generator) -> Any:
     return out + mon.update_labelled(LabelledBatch(ts, pred, df.label.to_numpy().astype(object), scores, ["no", "yes"]))
 
 
+def _feed_versions(vm: VersionedMonitor, rng: np.random.Generator) -> Any:
+    """Two versions, the champion and a canary, each on its own rows; now and then a promotion."""
+    out = []
+    for version in ("1", "2"):
+        if version not in vm:
+            vm.add(version, ModelMonitor(**_monitor_params()), reference_of=version, now=0)
+        out += _feed_monitor(vm.versions[version], rng)
+    if rng.random() < 0.3:
+        out += vm.promote("2" if vm.champion == "1" else "1", None, reference_of="2", now=1, why="test")
+    return [d.to_dict() for d in out] + [vm.status()["versions"]]
+
+
 def _feed_reference(ref: Reference, rng: np.random.Generator) -> Any:
     """A reference does not change; what it answers must not either."""
     sample = ref.sample(50, seed=int(rng.integers(1000)))
@@ -243,6 +256,10 @@ CASES: dict[type, Case] = {
                     _feed_reference),
     MonitorSettings: Case((_kw(), _kw(window_size=1000, correction="bh", concept_params={"adwin": {"delta": 0.1}})),
                           _feed_settings),
+    VersionedMonitor: Case((_kw(model="m", task="classification", feature_types=_MONITOR_FEATURES),
+                            _kw(model="m", task="classification", feature_types=_MONITOR_FEATURES, max_live=2,
+                                retire_after_ms=1000)),
+                           _feed_versions),
     ShadowComparison: Case((_kw(served_version="v1", shadow_version="v2"),
                             _kw(served_version="v1", shadow_version="v2", task="regression", alpha=0.01, min_n=10)),
                            _feed_shadow),
@@ -251,7 +268,7 @@ CASES: dict[type, Case] = {
 #: Classes the discovery must find (so that a broken discovery cannot pass by finding nothing).
 KNOWN = {ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley, UnivariateDrift, PCAReconstructionDrift,
          DomainClassifierDrift, CBPE, PerformanceDrift, ModelMonitor, AlertBook, WindowBuffer, Reference,
-         MonitorSettings}
+         MonitorSettings, VersionedMonitor, ShadowComparison}
 KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.model_monitor import ModelMonitor
+from detectors.versions import VersionedMonitor
 from driftloop.app.service import MonitorService
 from driftloop.monitoring.failures import CHAMPION_SAMPLE, KIND, QUARANTINE
 from tests.retrain.helpers import config_data, service_following_v1
@@ -68,10 +68,10 @@ def test_detectors_that_raise_on_the_new_sample_quarantine_the_model(service, mo
     svc, reg, store = service
     reg.promote("agr", 2, actor="test", reason="retrained")
 
-    def broken(self, reference):
+    def broken(self, *_args, **_kwargs):
         raise KeyError("score_1")
 
-    monkeypatch.setattr(ModelMonitor, "set_reference", broken)
+    monkeypatch.setattr(VersionedMonitor, "promote", broken)
     svc.switcher.apply("agr", "2", [], "promoted: agr v2")    # today: KeyError ends the monitor
 
     assert svc.analyser.quarantined_models == ["agr"]

@@ -77,7 +77,8 @@ class Context:
 
     # -- detector status ---------------------------------------------------------------------
     def model_status(self, model: str) -> tuple[dict[str, Any] | None, str]:
-        """``ModelMonitor.status()`` of a model and where it came from: ``live`` (the
+        """``VersionedMonitor.status()`` of a model (its champion's, and every version's in
+        ``versions``) and where it came from: ``live`` (the
         in-process analyser), ``store`` (the committed detector state), or ``none``."""
         mons = getattr(self.analyser, "monitors", None) or {}
         mon = mons.get(model) if isinstance(mons, dict) else None
@@ -107,9 +108,9 @@ class Context:
             return None, "none"
         blob, updated = bytes(row[0]), row[1]
         try:
-            from detectors.model_monitor import ModelMonitor
+            from detectors.versions import VersionedMonitor
 
-            status = ModelMonitor.restore(blob).status()
+            status = VersionedMonitor.from_snapshot(blob).status()
         except Exception as exc:  # noqa: BLE001 - a state from another version of the code
             log.warning("cannot read the stored detector state of %s: %s", model, exc)
             return None, "none"

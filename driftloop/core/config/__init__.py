@@ -277,6 +277,23 @@ class IngestConfig(ConfigSection):
     quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (driftloop.monitoring.analysis)
 
 
+class VersionsConfig(ConfigSection):
+    """Each version of a model that serves traffic has its own detectors
+    (:mod:`driftloop.monitoring.versions`); these keys bound how many live at once.
+
+    ``retire_after_s``: a version that served no prediction and had no label joined for this long
+    (event time, against the model's newest event) is retired: its detectors are dropped and its
+    open alerts resolve. ``max_live``: at most this many versions of one model have detectors; the
+    events of a version beyond it are still stored and counted, never judged (logged, counted as
+    ``versions_capped``). ``shadow_min_labels``: labelled requests a shadow comparison needs
+    before it reports a decision.
+    """
+
+    retire_after_s: float = 86_400.0
+    max_live: int = 10
+    shadow_min_labels: int = 200
+
+
 class ModelConfig(ConfigSection):
     """One monitored model: its task, feature types and training reference."""
 
@@ -298,6 +315,7 @@ class Config(ConfigSection):
     topics: TopicsConfig = msgspec.field(default_factory=TopicsConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
+    versions: VersionsConfig = msgspec.field(default_factory=VersionsConfig)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     alerts: dict[str, Any] = msgspec.field(default_factory=dict)     # validated by driftloop.alerts
     registry: dict[str, Any] = msgspec.field(default_factory=dict)   # validated by retrain
@@ -426,11 +444,17 @@ def _check_numbers(cfg: Config) -> None:
     if cfg.store.busy_timeout_ms < 0:
         raise ConfigError("store.busy_timeout_ms: must be >= 0")
     _check_ingest_numbers(cfg.ingest)
+    if not cfg.versions.retire_after_s > 0:
+        raise ConfigError("versions.retire_after_s: must be positive")
+    if cfg.versions.max_live < 1:
+        raise ConfigError("versions.max_live: must be at least 1")
+    if cfg.versions.shadow_min_labels < 1:
+        raise ConfigError("versions.shadow_min_labels: must be at least 1")
 
 
 def _check_number_types(cfg: Config) -> None:
     """Every int of those sections fits Kafka's 32-bit fields; every float is finite."""
-    for section in ("kafka", "topics", "store", "ingest"):
+    for section in ("kafka", "topics", "store", "ingest", "versions"):
         obj = getattr(cfg, section)
         for key in obj.__struct_fields__:
             value = getattr(obj, key)

@@ -1,0 +1,250 @@
+"""Every version of one model judged on its own: one :class:`~detectors.model_monitor.ModelMonitor`
+per version that serves traffic.
+
+Real services run several versions of a model at once (a canary, a rollout, the old champion
+whose labels still arrive after a promotion). One stream of detectors for all of them would
+score v1's late labels against v2's baseline and blame a broken canary on the champion.
+:class:`VersionedMonitor` keeps a monitor per version and routes each batch to the version that
+served it:
+
+* **the champion** is the version unversioned events belong to (the caller stamps them); its
+  monitor is never retired;
+* **serving** versions (predictions arrive) are judged and page like the champion, their alerts
+  naming their version;
+* **draining**: after a promotion the old champion's monitor keeps taking its own late labels
+  (never the new champion's), so its statistics go on being reported, but it pages no more: its
+  open alerts resolve at the promotion (the promotion answered them). A draining version that
+  serves predictions again (a rollback, a rollout) is serving again;
+* **retired**: a version other than the champion with no event for ``retire_after_ms`` (the
+  clock the caller passes) is dropped with its state; its open alerts resolve, saying why;
+* **capped**: at most ``max_live`` versions have monitors; a further version's events are
+  counted (:attr:`VersionedMonitor.capped`) and never judged.
+
+The caller builds each version's monitor (it knows where a version's reference sample comes
+from) and says which registered version's sample it is (``reference_of``): a version the
+registry does not know is judged against the champion's sample, and its detections say so in
+their evidence.
+
+>>> import numpy as np, pandas as pd
+>>> from detectors.batch import LabelledBatch
+>>> rng = np.random.default_rng(0)
+>>> ref = pd.DataFrame({"x": rng.normal(size=2000), "label": rng.choice(["a", "b"], 2000)})
+>>> ref["prediction"] = ref["label"]
+>>> def monitor():
+...     return ModelMonitor("m", "classification", {"x": "numeric"}, ref,
+...                         {"window_size": 500, "warmup": 0, "multivariate": False, "calibration_draws": 10})
+>>> vm = VersionedMonitor("m", "classification", {"x": "numeric"})
+>>> vm.add("1", monitor(), reference_of="1", now=0)
+True
+>>> vm.champion = "1"
+>>> vm.add("2", monitor(), reference_of="2", now=0)
+True
+>>> def labelled(n, wrong):
+...     y = rng.choice(["a", "b"], n).astype(object)
+...     pred = np.where(rng.random(n) < wrong, np.where(y == "a", "b", "a"), y).astype(object)
+...     return LabelledBatch(ts=np.arange(n, dtype=np.int64), prediction=pred, label=y,
+...                          features={"x": rng.normal(size=n)})
+>>> found = vm.update_labelled("2", labelled(1000, wrong=0.5), now=1)   # a broken canary
+>>> sorted({(d.model_version, d.kind) for d in found if d.firing})
+[('2', 'performance')]
+>>> vm.update_labelled("1", labelled(1000, wrong=0.0), now=1)   # the healthy champion
+[]
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from detectors.base import Detection, Window
+from detectors.batch import LabelledBatch, PredictionBatch
+from detectors.composite import Composite
+from detectors.model_monitor import ModelMonitor
+
+__all__ = ["VersionedMonitor", "SERVING", "DRAINING"]
+
+SERVING = "serving"
+DRAINING = "draining"
+
+
+class VersionedMonitor(Composite):
+    """The monitors of every live version of one model (see the module docstring).
+
+    Parameters
+    ----------
+    model : str
+    task : {"classification", "regression"}
+    feature_types : mapping of str to {"numeric", "categorical"}
+        Every version's monitor watches these (checked by the caller against the configuration).
+    max_live : int
+        At most this many versions have monitors.
+    retire_after_ms : int
+        A version other than the champion with no event for this long is retired.
+    """
+
+    _params = ("model", "task", "feature_types", "max_live", "retire_after_ms")
+
+    def __init__(self, model: str, task: str, feature_types: Mapping[str, str], *, max_live: int = 10,
+                 retire_after_ms: int = 86_400_000) -> None:
+        self.model = str(model)
+        self.task = task
+        self.feature_types = {str(k): str(v) for k, v in feature_types.items()}
+        self.max_live = int(max_live)
+        self.retire_after_ms = int(retire_after_ms)
+        self.champion = ""                            # '' = no version known (no registry, none named)
+        self.versions: dict[str, ModelMonitor] = {}
+        self.reference_of: dict[str, str] = {}        # version -> the version whose sample it is judged on
+        self.phase: dict[str, str] = {}               # version -> SERVING | DRAINING
+        self.last_event_at: dict[str, int] = {}       # version -> the caller's clock at its last event
+        self.capped: dict[str, int] = {}              # version refused by the cap -> events not judged
+
+    @classmethod
+    def from_snapshot(cls, blob: bytes, *, version: str = "") -> VersionedMonitor:
+        """:meth:`restore`, or a :class:`ModelMonitor` snapshot (written before versions had
+        monitors of their own) as the champion ``version``'s monitor."""
+        try:
+            return cls.restore(blob)
+        except ValueError:              # "snapshot is of ModelMonitor, not VersionedMonitor"
+            mon = ModelMonitor.restore(blob)
+        vm = cls(mon.model, mon.task, mon.feature_types)
+        vm.add(version, mon, reference_of=version, now=0)
+        vm.champion = version
+        return vm
+
+    # ------------------------------------------------------------------ membership
+    def __contains__(self, version: str) -> bool:
+        return version in self.versions
+
+    def has_room(self) -> bool:
+        """Whether one more version can have a monitor."""
+        return len(self.versions) < self.max_live
+
+    def add(self, version: str, monitor: ModelMonitor, *, reference_of: str, now: int) -> bool:
+        """Give ``version`` its monitor (built on the sample of ``reference_of``); False, and
+        nothing changes, when ``max_live`` versions already have one."""
+        if version not in self.versions and not self.has_room():
+            return False
+        self.versions[version] = monitor
+        self.reference_of[version] = reference_of
+        self.phase[version] = SERVING
+        self.last_event_at[version] = now
+        self.capped.pop(version, None)
+        return True
+
+    def refuse(self, version: str, n: int) -> None:
+        """Count ``n`` events of a version the cap kept from having a monitor."""
+        self.capped[version] = self.capped.get(version, 0) + int(n)
+
+    # ------------------------------------------------------------------ batches
+    def update_predictions(self, version: str, batch: PredictionBatch, now: int) -> list[Detection]:
+        """Feed ``version``'s predictions to its monitor; a draining version serves again."""
+        self.phase[version] = SERVING
+        self.last_event_at[version] = max(self.last_event_at.get(version, now), now)
+        batch.model_version = version or None
+        return self._tag(version, self.versions[version].update_predictions(batch))
+
+    def update_labelled(self, version: str, batch: LabelledBatch, now: int) -> list[Detection]:
+        """Feed ``version``'s joined examples to its monitor; a draining version reports
+        (its statistics change) but pages no more."""
+        self.last_event_at[version] = max(self.last_event_at.get(version, now), now)
+        batch.model_version = version or None
+        found = self.versions[version].update_labelled(batch)
+        if self.phase.get(version) == DRAINING:
+            return []
+        return self._tag(version, found)
+
+    def _tag(self, version: str, detections: list[Detection]) -> list[Detection]:
+        """Name the version on each detection; say when it is judged on another version's sample."""
+        ref = self.reference_of.get(version, version)
+        for d in detections:
+            d.model_version = version or None
+            if ref != version:
+                d.evidence["reference_version"] = ref or None
+                d.evidence["reference_note"] = (
+                    f"v{version} is not in the registry: judged against "
+                    + (f"the champion v{ref}'s sample" if ref else "the configured reference sample"))
+        return detections
+
+    # ------------------------------------------------------------------ champion changes
+    def promote(self, version: str, monitor: ModelMonitor | None, *, reference_of: str, now: int,
+                why: str) -> list[Detection]:
+        """``version`` is the champion now. ``monitor``: its new monitor (None keeps the one it
+        has: a canary already judged on its own sample). The old champion drains; the alerts it
+        had open resolve, as do those of a monitor replaced. Returns those resolutions."""
+        out: list[Detection] = []
+        old = self.champion
+        if monitor is not None:
+            if version in self.versions:
+                out += self._resolve_open(version, f"the detectors start over on v{reference_of}'s sample ({why})")
+            self.versions[version] = monitor
+            self.reference_of[version] = reference_of
+            self.last_event_at[version] = now
+        self.phase[version] = SERVING
+        self.champion = version
+        if old != version and old in self.versions:
+            self.phase[old] = DRAINING
+            out += self._resolve_open(old, f"v{old} is no longer the champion ({why}); its late labels are "
+                                           "still reported, never paged")
+        return out
+
+    def _resolve_open(self, version: str, why: str) -> list[Detection]:
+        """Resolutions of the alerts ``version``'s monitor has open (their last finding quoted)."""
+        mon = self.versions[version]
+        out = []
+        for item in mon.firing():
+            item["window"] = Window(**item["window"])
+            item["firing"] = False
+            item["summary"] = f"cleared: {why}. Last finding: {item['summary']}"
+            out.append(Detection(**item))
+        mon.clear_open()
+        return self._tag(version, out)
+
+    def retire_idle(self, now: int) -> list[Detection]:
+        """Drop the versions (never the champion) with no event for ``retire_after_ms``; the
+        resolutions of their open alerts."""
+        out: list[Detection] = []
+        for version in sorted(self.versions):
+            idle = now - self.last_event_at.get(version, now)
+            if version == self.champion or idle <= self.retire_after_ms:
+                continue
+            out += self._resolve_open(version, f"v{version} retired after {idle / 3_600_000:.1f} h without events")
+            for table in (self.versions, self.reference_of, self.phase, self.last_event_at):
+                table.pop(version, None)
+        return out
+
+    def flush(self) -> list[Detection]:
+        """Judge every version's partial windows (end of a replay)."""
+        out: list[Detection] = []
+        for version in sorted(self.versions):
+            found = self.versions[version].flush()
+            out += [] if self.phase.get(version) == DRAINING else self._tag(version, found)
+        return out
+
+    # ------------------------------------------------------------------ status
+    def firing(self) -> list[dict[str, Any]]:
+        """The alerts firing now, every version's."""
+        return [d for v in sorted(self.versions) for d in self.versions[v].firing()]
+
+    def version_status(self, version: str) -> dict[str, Any]:
+        """One version's :meth:`ModelMonitor.status`, with its phase and reference."""
+        st = self.versions[version].status()
+        st["model_version"] = version or None
+        st["phase"] = self.phase.get(version, SERVING)
+        st["reference_version"] = self.reference_of.get(version) or None
+        st["champion"] = version == self.champion
+        return st
+
+    def status(self) -> dict[str, Any]:
+        """The champion's status (what the dashboard shows first), and every version's in short."""
+        champion = self.champion if self.champion in self.versions else next(iter(sorted(self.versions)), None)
+        out: dict[str, Any] = {} if champion is None else self.version_status(champion)
+        out["versions"] = {v: self._brief(v) for v in sorted(self.versions)}
+        out["versions_capped"] = dict(self.capped)
+        return out
+
+    def _brief(self, version: str) -> dict[str, Any]:
+        st = self.versions[version].status()
+        return {"phase": self.phase.get(version), "reference_version": self.reference_of.get(version) or None,
+                "predictions": st["predictions"], "labelled": st["labelled"], "firing": len(st["firing"]),
+                "last_event_at": self.last_event_at.get(version), "champion": version == self.champion}
+
+    summary = status
