@@ -24,7 +24,8 @@ import msgspec
 from sqlalchemy.engine import Connection
 
 from consumers.join import JoinResult, apply_batch
-from consumers.validation import ValidLabels, ValidPredictions, validate_labels, validate_predictions
+from consumers.shadow_join import Source, apply_shadows
+from consumers.validation import ValidLabels, ValidPredictions, split_shadows, validate_labels, validate_predictions
 from driftloop.core.config import Config
 from driftloop.core.events import BACKSLASH, LABEL, NUL_ESCAPE, PREDICTION, decode_message
 from driftloop.core.store import UNATTRIBUTED, Store
@@ -70,6 +71,10 @@ class PreparedBatch:
     deltas: Counter = field(default_factory=Counter)
     next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     records: int = 0
+    # contract v1.1: model -> the batch's valid shadow predictions, kept out of ``predictions``
+    # (consumers.shadow_join), and where each was read (aligned), for a dead letter in commit()
+    shadows: dict[str, ValidPredictions] = field(default_factory=dict)
+    shadow_sources: dict[str, list[Source]] = field(default_factory=dict)
 
 
 class BatchAnalyser(Protocol):
@@ -121,6 +126,9 @@ def _decode_side(records: list[Record], kind: Any, cfg: Config, validate: Callab
     if kind is PREDICTION:
         for vp in valid.values():
             vp.payloads = [verbatim[i] for i in vp.index.tolist()]
+        valid, out.shadows = split_shadows(valid)
+        out.shadow_sources = {m: [(records[source[i]].topic, records[source[i]].partition, records[source[i]].offset)
+                                  for i in vs.index.tolist()] for m, vs in out.shadows.items()}
     return valid
 
 
@@ -199,15 +207,16 @@ def commit(store: Store, cfg: Config, batch: PreparedBatch, *, group: str,
     """Apply a prepared batch and advance the offsets, atomically. Raises ``Fenced``."""
     _hold_for_test(batch)
     with store.transaction() as conn:
-        store.lock_models(conn, set(batch.predictions) | set(batch.labels))
+        store.lock_models(conn, set(batch.predictions) | set(batch.labels) | set(batch.shadows))
         advance_offsets(store, conn, group, expected, batch.next_offsets, now)
         if analyser is not None:   # an event naming no version is the champion's: stored so
             analyser.stamp_versions(batch.predictions)
         result = apply_batch(store, conn, cfg, batch.predictions, batch.labels, now)
+        shadow_dead = apply_shadows(store, conn, cfg, batch.shadows, batch.shadow_sources, result, now)
         deltas = Counter(batch.deltas)
         deltas.update(result.deltas)
         store.add_counters(conn, deltas)
-        store.add_outbox(conn, cfg.topics.dlq, batch.dead_letters, now)
+        store.add_outbox(conn, cfg.topics.dlq, batch.dead_letters + shadow_dead, now)
         if analyser is not None:
             analyser.analyse(conn, result, now)
     return result

@@ -21,8 +21,9 @@ from consumers.validation import ValidLabels, ValidPredictions, validate_predict
 from driftloop.core.config import Config
 from driftloop.core.events import PredictionEvent
 from driftloop.core.store import Store, examples, lock_models
+from driftloop.core.tables import shadow_examples
 
-__all__ = ["JoinResult", "Joined", "apply_batch", "expire_pending"]
+__all__ = ["JoinResult", "Joined", "ShadowJoined", "apply_batch", "concat_predictions", "expire_pending"]
 
 _enc = msgspec.json.Encoder()
 _pred_dec = msgspec.json.Decoder(PredictionEvent)
@@ -39,10 +40,31 @@ class Joined:
 
 
 @dataclass(slots=True)
+class ShadowJoined:
+    """Shadow predictions of one model joined in this batch (:mod:`consumers.shadow_join`), with
+    their served prediction and its label, aligned row by row.
+
+    ``shadow``: the shadow predictions (each event carries its ``model_version``);
+    ``served_prediction``: the served prediction of the same ``event_id`` (the dtype of
+    :attr:`ValidPredictions.prediction`: object ``str`` for classification, float64 for
+    regression); ``served_version``: the served prediction's stored version (None: unversioned);
+    ``label``/``label_ts``: the served row's label and its time (as in :class:`Joined`).
+    """
+
+    shadow: ValidPredictions
+    served_prediction: np.ndarray
+    served_version: list[str | None]
+    label: np.ndarray
+    label_ts: np.ndarray
+
+
+@dataclass(slots=True)
 class JoinResult:
     new_predictions: dict[str, ValidPredictions] = field(default_factory=dict)
     joined: dict[str, Joined] = field(default_factory=dict)
     deltas: Counter = field(default_factory=Counter)
+    # model -> its shadow predictions joined in this batch (contract v1.1; consumers.shadow_join)
+    shadow_joined: dict[str, ShadowJoined] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -234,11 +256,12 @@ def _joined_predictions(cfg: Config, model: str, eids: list[str], state: dict[st
         if model in valid:
             parts.append(valid[model])
             order += [ev.event_id for ev in valid[model].events]
-    merged = parts[0] if len(parts) == 1 else _concat(parts)
+    merged = parts[0] if len(parts) == 1 else concat_predictions(parts)
     return merged, order
 
 
-def _concat(parts: list[ValidPredictions]) -> ValidPredictions:
+def concat_predictions(parts: list[ValidPredictions]) -> ValidPredictions:
+    """One model's prediction columns, one part after the other (scores over the union of classes)."""
     classes = list(dict.fromkeys(c for p in parts for c in p.classes))
     scores = None
     if classes:
@@ -265,6 +288,11 @@ def expire_pending(conn: Connection, now: int, prediction_ttl_ms: int, label_ttl
     A dropped row no longer stops a late duplicate of its event: the dedupe horizon of an event
     is the TTL of its half, or the retention once joined.
 
+    Shadow predictions (``shadow_examples``, :mod:`consumers.shadow_join`) go the same way: one
+    not joined within ``prediction_ttl_ms`` (its served prediction or that one's label never
+    came) is dropped and counted in ``expired_shadows``; a joined one after the retention, in
+    ``pruned_shadows``.
+
     Guarantee with several monitors on PostgreSQL: a half is never deleted while a batch holds
     it between :func:`apply_batch`'s read and its update. The models that have rows to drop are
     locked first (the same transaction-scoped advisory locks, in the same sorted order, that
@@ -286,19 +314,22 @@ def expire_pending(conn: Connection, now: int, prediction_ttl_ms: int, label_ttl
     ...     dict(expire_pending(conn, now=10_000, prediction_ttl_ms=5_000, label_ttl_ms=5_000))
     {('m', 'expired_labels'): 1}
     """
-    conds = _expiry_conditions(now, prediction_ttl_ms, label_ttl_ms, joined_retention_ms)
-    models = sorted(m for (m,) in conn.execute(sa.select(examples.c.model).distinct().where(sa.or_(*conds.values()))))
+    tables = ((examples, _expiry_conditions(now, prediction_ttl_ms, label_ttl_ms, joined_retention_ms)),
+              (shadow_examples, _shadow_expiry_conditions(now, prediction_ttl_ms, joined_retention_ms)))
+    models = sorted({m for table, conds in tables
+                     for (m,) in conn.execute(sa.select(table.c.model).distinct().where(sa.or_(*conds.values())))})
     out: Counter = Counter()
     if not models:
         return out
     lock_models(conn, models)
-    locked = examples.c.model.in_(models)
-    for name, matches in conds.items():
-        cond = sa.and_(locked, matches)
-        for model, n in conn.execute(sa.select(examples.c.model, sa.func.count()).where(cond)
-                                     .group_by(examples.c.model)):
-            out[(model, name)] += int(n)
-        conn.execute(examples.delete().where(cond))
+    for table, conds in tables:
+        locked = table.c.model.in_(models)
+        for name, matches in conds.items():
+            cond = sa.and_(locked, matches)
+            for model, n in conn.execute(sa.select(table.c.model, sa.func.count()).where(cond)
+                                         .group_by(table.c.model)):
+                out[(model, name)] += int(n)
+            conn.execute(table.delete().where(cond))
     return out
 
 
@@ -312,4 +343,16 @@ def _expiry_conditions(now: int, prediction_ttl_ms: int, label_ttl_ms: int,
     if joined_retention_ms > 0:
         conds["pruned_joined"] = sa.and_(examples.c.pred_ts.is_not(None), examples.c.label_ts.is_not(None),
                                          examples.c.created_at < now - joined_retention_ms)
+    return conds
+
+
+def _shadow_expiry_conditions(now: int, prediction_ttl_ms: int,
+                              joined_retention_ms: int) -> dict[str, sa.ColumnElement[bool]]:
+    """Counter name -> which shadow predictions it drops: unjoined ones after the prediction TTL
+    (their served prediction or its label never came), joined ones after the retention."""
+    conds = {"expired_shadows": sa.and_(shadow_examples.c.joined_at.is_(None),
+                                        shadow_examples.c.created_at < now - prediction_ttl_ms)}
+    if joined_retention_ms > 0:
+        conds["pruned_shadows"] = sa.and_(shadow_examples.c.joined_at.is_not(None),
+                                          shadow_examples.c.created_at < now - joined_retention_ms)
     return conds

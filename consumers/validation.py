@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,8 @@ import numpy as np
 from driftloop.core.config import Config, ModelConfig
 from driftloop.core.events import LabelEvent, PredictionEvent, label_key
 
-__all__ = ["ValidPredictions", "ValidLabels", "validate_predictions", "validate_labels", "parse_ts", "MIN_TS_MS"]
+__all__ = ["ValidPredictions", "ValidLabels", "validate_predictions", "validate_labels", "split_shadows", "parse_ts",
+           "MIN_TS_MS", "SHADOW_NEEDS_VERSION"]
 
 _FLOAT, _STR, _BOOL, _NONE = float, str, bool, type(None)
 
@@ -34,6 +35,8 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 MIN_TS_MS = 100_000_000_000
 """The earliest accepted ``ts``, 1973-03-03T09:46:40Z: a smaller epoch value is almost surely in seconds."""
 _INT64_MAX = 2**63 - 1
+SHADOW_NEEDS_VERSION = "model_version: a shadow prediction must name its version"
+_shadow = attrgetter("shadow")
 
 
 def parse_ts(value: int | str) -> int:
@@ -308,6 +311,8 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
         rej = _Rejects(len(evs))
         too_many = [i for i, e in enumerate(evs) if len(e.features) > lim.max_features]
         rej.mark(too_many, lambda r: f"features: {len(evs[r].features)} features > limit {lim.max_features}")  # noqa: B023 - called by mark() within this iteration
+        if any(map(_shadow, evs)):        # contract v1.1: a shadow names the challenger that answered
+            rej.mark([i for i, e in enumerate(evs) if e.shadow and e.model_version is None], SHADOW_NEEDS_VERSION)
         ts = _timestamps([e.ts for e in evs], rej, max_ts)
         cols: dict[str, np.ndarray] = {}
         for (name, kind), col in zip(mcfg.features.items(), _feature_lists(evs, list(mcfg.features))):
@@ -325,6 +330,32 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
         vp = ValidPredictions(model, evs, np.asarray(idx, dtype=np.int64), ts, cols, prediction, scores, classes)
         out[model] = vp if len(keep) == len(evs) else vp.take(keep)
     return out, errors
+
+
+def split_shadows(valid: dict[str, ValidPredictions]
+                  ) -> tuple[dict[str, ValidPredictions], dict[str, ValidPredictions]]:
+    """``(served, shadows)``: each model's accepted predictions split on the ``shadow`` flag
+    (contract v1.1). Shadows are kept apart: they are never deduped against, nor stored as, the
+    served prediction with their ``event_id``. A batch without shadows costs one scan of the flag.
+
+    >>> ev = lambda i, **kw: PredictionEvent(event_id=f"e{i}", model="m", ts=10**12, features={}, prediction=1, **kw)
+    >>> vp = ValidPredictions("m", [ev(0), ev(0, shadow=True, model_version="v2")], np.arange(2),
+    ...                       np.zeros(2, np.int64), {}, np.array(["1", "1"], dtype=object))
+    >>> served, shadows = split_shadows({"m": vp})
+    >>> [e.shadow for e in served["m"].events], [e.model_version for e in shadows["m"].events]
+    ([False], ['v2'])
+    """
+    served: dict[str, ValidPredictions] = {}
+    shadows: dict[str, ValidPredictions] = {}
+    for model, vp in valid.items():
+        flags = np.fromiter(map(_shadow, vp.events), dtype=bool, count=len(vp.events))
+        if not flags.any():
+            served[model] = vp
+            continue
+        shadows[model] = vp.take(np.flatnonzero(flags))
+        if not flags.all():
+            served[model] = vp.take(np.flatnonzero(~flags))
+    return served, shadows
 
 
 def validate_labels(events: list[LabelEvent], cfg: Config, now_ms: int

@@ -52,6 +52,9 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     features: dict[str, FeatureValue]
     prediction: Scalar
     model_version: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    # contract v1.1: a challenger's answer to the same request, never shown to the user; it
+    # carries the served prediction's event_id and its own model_version (consumers.shadow_join)
+    shadow: bool = False
     scores: dict[str, float] | None = None
     schema_version: int = 1
 

@@ -45,6 +45,10 @@ Retraining and the registry (:mod:`retrain.policy`, :mod:`retrain.worker`, :mod:
     row with ``decided_at <= t``.
 The HTTP API (:mod:`driftloop.app.api.live`)
     ``api_heartbeat``: one row per API process, rewritten by ``/readyz``.
+Shadow predictions (:mod:`consumers.shadow_join`, in the monitor's batch transaction)
+    ``shadow_examples``: one row per (model, event_id, model_version): a challenger's answer
+    to the request whose served answer has that ``event_id`` (contract v1.1). ``joined_at`` is
+    set when the served row in ``examples`` holds both halves; the label stays there.
 
 >>> import sqlalchemy as sa
 >>> engine = sa.create_engine("sqlite://")
@@ -52,7 +56,7 @@ The HTTP API (:mod:`driftloop.app.api.live`)
 >>> sorted(sa.inspect(engine).get_table_names()) == sorted(metadata.tables)
 True
 >>> len(metadata.tables)
-15
+16
 """
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ __all__ = ["metadata",
            "detector_history", "performance_history",
            "alerts", "alert_events", "alert_deliveries", "alert_stream_watch",
            "retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES",
-           "api_heartbeat"]
+           "api_heartbeat", "shadow_examples"]
 
 metadata = sa.MetaData()
 """The one metadata every table is declared on: ``Store.create_schema`` creates it whole."""
@@ -324,3 +328,20 @@ api_heartbeat = sa.Table(
     sa.Column("ts", sa.BigInteger, nullable=False),
 )
 """One row per API process, rewritten by ``/readyz`` to prove the store takes writes."""
+
+# -- shadow predictions (consumers.shadow_join) ------------------------------------------------
+# One row per (model, event_id, model_version): a shadow prediction, a challenger's answer to the
+# request the served prediction ``examples[(model, event_id)]`` answered. Its label is that served
+# row's label (not copied here). The key is (model, model_version, event_id), in the order that
+# lets the primary key's index find every version of one event id (the label's join).
+shadow_examples = sa.Table(
+    "shadow_examples", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("model_version", sa.String(128), primary_key=True),
+    sa.Column("pred_ts", sa.BigInteger, nullable=False),      # event time of the shadow prediction, epoch ms
+    sa.Column("payload", sa.LargeBinary, nullable=False),     # the shadow prediction event as JSON
+    sa.Column("created_at", sa.BigInteger, nullable=False),   # wall clock: its TTL, and the retention once joined
+    sa.Column("joined_at", sa.BigInteger),                    # when the served row had both halves; null: pending
+)
+sa.Index("ix_shadow_examples_created_at", shadow_examples.c.created_at)
