@@ -290,3 +290,17 @@ def test_no_shadow_traffic_changes_nothing(feed):
     assert res.shadow_joined == {} and not any(k[1].startswith("shadow") for k in res.deltas)
     assert np.array_equal(res.new_predictions["fraud"].ts, np.arange(20) + NOW - 1000)
     assert feed.shadow_rows() == []
+
+
+def test_a_batch_of_shadows_alone_locks_its_model(feed, monkeypatch):
+    """Two monitors on PostgreSQL: the shadows' model is locked like any other (its dedupe read
+    and insert must not interleave with another process's batch of the same model)."""
+    locked: list[set] = []
+    real = feed.store.lock_models
+
+    def spy(conn, models):
+        locked.append(set(models))
+        real(conn, models)
+    monkeypatch.setattr(feed.store, "lock_models", spy)
+    feed.batch([shadow(18)])
+    assert locked == [{"fraud"}]
