@@ -373,7 +373,8 @@ def compare_windows(version_outcomes: np.ndarray | tuple[int, int],
     task
         ``"classification"`` or ``"regression"``.
     version, champion
-        The versions' names, for the summary.
+        The two sides' names, as the summary writes them (e.g. ``"v2"`` and ``"champion v1"``;
+        the reference side need not be the champion: a degrading champion against its canary).
     alpha
         Significance level of the one-sided test behind ``worse``.
 
@@ -388,7 +389,7 @@ def compare_windows(version_outcomes: np.ndarray | tuple[int, int],
 
     Examples
     --------
-    >>> compare_windows((183, 300), (5415, 5700), version="v2", champion="v1")["summary"]
+    >>> compare_windows((183, 300), (5415, 5700), version="v2", champion="champion v1")["summary"]
     'v2 accuracy 0.610 vs champion v1 0.950 on the same window (n=300 vs 5,700, Fisher p=6.5e-64): v2 significantly worse at alpha 0.05'
     >>> import numpy as np
     >>> rng = np.random.default_rng(3)
@@ -432,12 +433,12 @@ def compare_windows(version_outcomes: np.ndarray | tuple[int, int],
     diff = vm - cm if vm is not None and cm is not None else None
     worse = p is not None and p < alpha
     if p is None or vm is None or cm is None:
-        summary = (f"{version} vs champion {champion}: no labelled requests of "
+        summary = (f"{version} vs {champion}: no labelled requests of "
                    f"{version if not vn else champion} in the window to compare (n={vn:,} vs {cn:,})")
     else:
         verdict = (f"{version} significantly worse at alpha {alpha:g}" if worse
                    else f"{version} not significantly worse at alpha {alpha:g}")
-        summary = (f"{version} {metric} {_fmt(vm)} vs champion {champion} {_fmt(cm)} on the same window "
+        summary = (f"{version} {metric} {_fmt(vm)} vs {champion} {_fmt(cm)} on the same window "
                    f"(n={vn:,} vs {cn:,}, {name} p={_fmt_p(p)}): {verdict}")
     return {"version": version, "champion": champion, "task": task, "metric": metric, "version_metric": vm,
             "champion_metric": cm, "version_n": vn, "champion_n": cn, "difference": diff, "test": test,

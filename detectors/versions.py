@@ -20,6 +20,14 @@ served it:
 * **capped**: at most ``max_live`` versions have monitors; a further version's events are
   counted (:attr:`VersionedMonitor.capped`) and never judged.
 
+**Side by side.** Each version keeps its last ``outcomes_kept`` labelled outcomes (right or wrong;
+the absolute error for regression) with their serving time. A performance alert of a version
+while another serves beside it carries the comparison of the two on the same time window (the
+alert's): :func:`detectors.paired.compare_windows` (Fisher's exact test; Mann–Whitney U for
+regression), e.g. "v2 accuracy 0.610 vs champion v1 0.950 on the same window (n=480 vs 3,520,
+Fisher p=3e-40)", in ``evidence["versus"]`` and at the end of the summary. The champion is
+compared with the busiest other version, any other version with the champion.
+
 The caller builds each version's monitor (it knows where a version's reference sample comes
 from) and says which registered version's sample it is (``reference_of``): a version the
 registry does not know is judged against the champion's sample, and its detections say so in
@@ -44,21 +52,25 @@ True
 ...     pred = np.where(rng.random(n) < wrong, np.where(y == "a", "b", "a"), y).astype(object)
 ...     return LabelledBatch(ts=np.arange(n, dtype=np.int64), prediction=pred, label=y,
 ...                          features={"x": rng.normal(size=n)})
->>> found = vm.update_labelled("2", labelled(1000, wrong=0.5), now=1)   # a broken canary
->>> sorted({(d.model_version, d.kind) for d in found if d.firing})
+>>> found = vm.update_labelled({"1": labelled(1000, wrong=0.0), "2": labelled(1000, wrong=0.5)}, now=1)
+>>> sorted({(d.model_version, d.kind) for d in found if d.firing})   # the broken canary, not the champion
 [('2', 'performance')]
->>> vm.update_labelled("1", labelled(1000, wrong=0.0), now=1)   # the healthy champion
-[]
+>>> [d.evidence["versus"]["summary"] for d in found if d.detector == "accuracy"][0][:37]
+'v2 accuracy 0.468 vs champion v1 1.00'
+
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from detectors.base import Detection, Window
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.composite import Composite
 from detectors.model_monitor import ModelMonitor
+from detectors.paired import compare_windows
 
 __all__ = ["VersionedMonitor", "SERVING", "DRAINING"]
 
@@ -82,6 +94,7 @@ class VersionedMonitor(Composite):
     """
 
     _params = ("model", "task", "feature_types", "max_live", "retire_after_ms")
+    outcomes_kept = 20_000
 
     def __init__(self, model: str, task: str, feature_types: Mapping[str, str], *, max_live: int = 10,
                  retire_after_ms: int = 86_400_000) -> None:
@@ -96,6 +109,7 @@ class VersionedMonitor(Composite):
         self.phase: dict[str, str] = {}               # version -> SERVING | DRAINING
         self.last_event_at: dict[str, int] = {}       # version -> the caller's clock at its last event
         self.capped: dict[str, int] = {}              # version refused by the cap -> events not judged
+        self.outcomes: dict[str, np.ndarray] = {}     # version -> (n, 2) [serving ts, right or abs error]
 
     @classmethod
     def from_snapshot(cls, blob: bytes, *, version: str = "") -> VersionedMonitor:
@@ -142,15 +156,57 @@ class VersionedMonitor(Composite):
         batch.model_version = version or None
         return self._tag(version, self.versions[version].update_predictions(batch))
 
-    def update_labelled(self, version: str, batch: LabelledBatch, now: int) -> list[Detection]:
-        """Feed ``version``'s joined examples to its monitor; a draining version reports
-        (its statistics change) but pages no more."""
-        self.last_event_at[version] = max(self.last_event_at.get(version, now), now)
-        batch.model_version = version or None
-        found = self.versions[version].update_labelled(batch)
-        if self.phase.get(version) == DRAINING:
-            return []
-        return self._tag(version, found)
+    def update_labelled(self, batches: Mapping[str, LabelledBatch], now: int) -> list[Detection]:
+        """Feed each version's joined examples (version -> batch) to its monitor; a draining
+        version reports (its statistics change) but pages no more. Every version's outcomes are
+        kept before any is judged, so a comparison sees the whole batch of the other version."""
+        for version, batch in batches.items():
+            self.last_event_at[version] = max(self.last_event_at.get(version, now), now)
+            batch.model_version = version or None
+            self._keep_outcomes(version, batch)
+        out: list[Detection] = []
+        for version, batch in batches.items():
+            found = self.versions[version].update_labelled(batch)
+            if self.phase.get(version) != DRAINING:
+                out += self._versus(version, self._tag(version, found))
+        return out
+
+    def _keep_outcomes(self, version: str, batch: LabelledBatch) -> None:
+        if self.task == "classification":
+            value = (np.asarray(batch.prediction, dtype=object) == np.asarray(batch.label, dtype=object))
+        else:
+            value = np.abs(np.asarray(batch.prediction, dtype=np.float64) - np.asarray(batch.label, dtype=np.float64))
+        rows = np.column_stack([np.asarray(batch.ts, dtype=np.float64), value.astype(np.float64)])
+        kept = self.outcomes.get(version)
+        both = rows if kept is None else np.concatenate([kept, rows])
+        self.outcomes[version] = both[-self.outcomes_kept:]
+
+    def _in_window(self, version: str, window: Window) -> np.ndarray:
+        rows = self.outcomes.get(version)
+        if rows is None or window.start_ts is None or window.end_ts is None:
+            return np.empty(0)
+        inside = (rows[:, 0] >= window.start_ts) & (rows[:, 0] <= window.end_ts)
+        return rows[inside, 1]
+
+    def _versus(self, version: str, detections: list[Detection]) -> list[Detection]:
+        """Performance alerts of a version with another beside it: the two on the same window."""
+        for d in detections:
+            if not (d.firing and d.kind == "performance"):
+                continue
+            others = [v for v in self.versions if v != version and self.phase.get(v) == SERVING]
+            if version != self.champion:
+                others = [self.champion] if self.champion in others else []
+            other = max(others, key=lambda v: len(self._in_window(v, d.window)), default=None)
+            mine = self._in_window(version, d.window)
+            theirs = np.empty(0) if other is None else self._in_window(other, d.window)
+            if len(mine) == 0 or len(theirs) == 0:
+                continue
+            report = compare_windows(mine, theirs, task="regression" if self.task == "regression" else "classification",
+                                     version=f"v{version}",
+                                     champion=f"champion v{other}" if other == self.champion else f"v{other}")
+            d.evidence["versus"] = report
+            d.summary = f"{d.summary} {report['summary']}"
+        return detections
 
     def _tag(self, version: str, detections: list[Detection]) -> list[Detection]:
         """Name the version on each detection; say when it is judged on another version's sample."""
@@ -207,7 +263,7 @@ class VersionedMonitor(Composite):
             if version == self.champion or idle <= self.retire_after_ms:
                 continue
             out += self._resolve_open(version, f"v{version} retired after {idle / 3_600_000:.1f} h without events")
-            for table in (self.versions, self.reference_of, self.phase, self.last_event_at):
+            for table in (self.versions, self.reference_of, self.phase, self.last_event_at, self.outcomes):
                 table.pop(version, None)
         return out
 

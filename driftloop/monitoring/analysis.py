@@ -420,11 +420,13 @@ class DriftAnalyser:
                     found.append(mon.update_predictions(version, prediction_batch(sub), now))
                     touched.append(version)
         if joined is not None:
+            batches = {}
             for version, rows in rows_by_version(joined.predictions.events, mon.champion).items():
                 n = len(joined.label) if rows is None else len(rows)
                 if self._ensure_version(conn, model, mon, version, n, now):
-                    found.append(mon.update_labelled(version, labelled_batch(_take_joined(joined, rows)), now))
-                    touched.append(version)
+                    batches[version] = labelled_batch(_take_joined(joined, rows))
+            found.append(mon.update_labelled(batches, now))
+            touched += list(batches)
         found.append(mon.retire_idle(now))
         return found, list(dict.fromkeys(touched))
 

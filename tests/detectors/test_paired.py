@@ -228,7 +228,7 @@ def test_fisher_p_value_by_hand():
 
 def test_broken_canary_is_worse():
     rng = np.random.default_rng(8)
-    r = compare_windows(rng.random(300) < 0.6, rng.random(5700) < 0.95, version="v2", champion="v1")
+    r = compare_windows(rng.random(300) < 0.6, rng.random(5700) < 0.95, version="v2", champion="champion v1")
     assert r["worse"] and r["p_value"] < 1e-20
     assert r["summary"].startswith("v2 accuracy 0.6") and "vs champion v1 0.9" in r["summary"]
     assert "(n=300 vs 5,700, Fisher p=" in r["summary"] and r["summary"].endswith("v2 significantly worse at alpha 0.05")
