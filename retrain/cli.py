@@ -12,6 +12,7 @@ for a refused operation (exit 1)::
               [--trust TYPE ...] [--params JSON] [--metrics JSON] [--note TEXT] [--promote] [--no-publish]
     driftloop models promote -c CONFIG MODEL VERSION [--reason TEXT] [--no-publish]
     driftloop models rollback -c CONFIG MODEL [--to VERSION] [--reason TEXT] [--no-publish]
+    driftloop models shadow -c CONFIG MODEL VERSION [--replace] [--reason TEXT] [--no-publish]
 
 Commands that change the registry or enqueue a job publish their events right away when the
 broker answers; otherwise they stay in the outbox for the next monitor or worker to publish.
@@ -247,6 +248,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow(args: argparse.Namespace) -> int:
+    from retrain.registry import Registry, RegistryError, cli_actor
+
+    cfg, store = _setup(args)
+    try:
+        ev = Registry(cfg, store).start_shadow(args.model, args.version, actor=cli_actor(), replace=args.replace,
+                                               reason=args.reason or "manual shadow")
+    except RegistryError as exc:
+        return _refused(exc)
+    print(f"{args.model}: version {ev.version} in shadow beside champion {ev.champion_version}")
+    if not args.no_publish:
+        _publish(cfg, store)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 def _with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sp.add_argument("-c", "--config", required=True, help="YAML or TOML configuration file")
@@ -308,3 +324,12 @@ def add_commands(subparsers: Any) -> None:
     mb.add_argument("--reason", default=None)
     mb.add_argument("--no-publish", action="store_true", help="leave the event in the outbox")
     mb.set_defaults(func=cmd_rollback)
+
+    mh = _with_config(msub.add_parser(
+        "shadow", help="run a version in shadow beside the champion; promoted or rejected on live traffic"))
+    mh.add_argument("model")
+    mh.add_argument("version")
+    mh.add_argument("--replace", action="store_true", help="reject the model's running shadow and replace it")
+    mh.add_argument("--reason", default=None)
+    mh.add_argument("--no-publish", action="store_true", help="leave the event in the outbox")
+    mh.set_defaults(func=cmd_shadow)

@@ -78,11 +78,12 @@ class ModelEvent(msgspec.Struct, kw_only=True):
     """One registry event (topic ``driftloop.models``).
 
     ``version`` is the version the event is about; ``champion_version`` the champion after
-    it (``None`` if the model has none). ``reason`` lists the alert ids the job answered (the
+    it (``None`` if the model has none; a shadow phase's events leave it unchanged until
+    ``promoted``). ``reason`` lists the alert ids the job answered (the
     monitor resolves them on a switch). ``note``: one sentence a person can read.
     """
 
-    event: Literal["registered", "promoted", "rejected", "rolled_back"]
+    event: Literal["registered", "promoted", "rejected", "rolled_back", "shadow_started", "shadow_report"]
     model: str
     version: str
     champion_version: str | None
@@ -132,8 +133,9 @@ def decode_model_event(raw: bytes) -> ModelEvent:
 def switch_target(message: bytes | ModelEvent | dict[str, Any]) -> Switch | None:
     """``Switch`` if the ``driftloop.models`` message makes a version the champion, else None.
 
-    ``promoted`` and ``rolled_back`` switch (to ``champion_version``); ``registered`` and
-    ``rejected`` leave the champion as it was. Undecodable messages give None (and should be
+    ``promoted`` and ``rolled_back`` switch (to ``champion_version``); ``registered``,
+    ``rejected``, ``shadow_started`` and ``shadow_report`` leave the champion as it was (a
+    promotion after a shadow phase is an ordinary ``promoted`` event). Undecodable messages give None (and should be
     logged by the caller). Delivery is at-least-once: switching to the version already in
     use must be a no-op on the monitor's side.
     """

@@ -249,6 +249,15 @@ class Registry:
         with self._c(conn) as c:
             return [_version_of(r) for r in c.execute(q)]
 
+    def shadows(self, model: str | None = None, conn: Connection | None = None) -> list[VersionInfo]:
+        """Versions in status ``shadow`` (at most one per model), by model and version."""
+        q = (sa.select(model_versions).where(model_versions.c.status == "shadow")
+             .order_by(model_versions.c.model, model_versions.c.version))
+        if model is not None:
+            q = q.where(model_versions.c.model == model)
+        with self._c(conn) as c:
+            return [_version_of(r) for r in c.execute(q)]
+
     def version_for_job(self, job_id: str, conn: Connection | None = None) -> VersionInfo | None:
         with self._c(conn) as c:
             row = c.execute(sa.select(model_versions).where(model_versions.c.job_id == job_id)).first()
@@ -265,6 +274,16 @@ class Registry:
         with self._c(conn) as c:
             rows = [_history_of(r) for r in c.execute(q)]
         return rows[::-1]
+
+    def last_event(self, model: str, version: int, event: str,
+                   conn: Connection | None = None) -> HistoryEntry | None:
+        """The newest audit row of ``event`` about ``version`` (None if there is none)."""
+        h = champion_history.c
+        q = (sa.select(champion_history).where(h.model == model, h.version == version, h.event == event)
+             .order_by(h.id.desc()).limit(1))
+        with self._c(conn) as c:
+            row = c.execute(q).first()
+        return None if row is None else _history_of(row)
 
     def champion_at(self, model: str, ts_ms: int) -> int | None:
         """The version that was champion at ``ts_ms`` (None if there was none)."""
@@ -324,6 +343,10 @@ class Registry:
             note=note))
         return version
 
+    def set_status(self, conn: Connection, model: str, version: int, status: str) -> None:
+        """Set a version's status (no event: the caller records one)."""
+        self._set_status(conn, model, version, status)
+
     def _set_status(self, conn: Connection, model: str, version: int, status: str) -> None:
         conn.execute(model_versions.update().where(model_versions.c.model == model,
                                                    model_versions.c.version == version).values(status=status))
@@ -359,7 +382,7 @@ class Registry:
             v = self.get(model, champion_version, conn)
             ref = {"path": v.reference_path, "sha256": v.reference_sha256, "rows": v.reference_rows,
                    "holdout_path": v.holdout_path, "holdout_sha256": v.holdout_sha256}
-        ev = ModelEvent(event=event,  # type: ignore[arg-type]  # one of ModelEvent's four, from the callers
+        ev = ModelEvent(event=event,  # type: ignore[arg-type]  # one of ModelEvent's six, from the callers
                         model=model, version=str(version), champion_version=_str(champion_version),
                         previous_champion=_str(previous_champion), decided_at=rfc3339(now),
                         metrics=_jsonable(metrics), decision=_jsonable(decision), job_id=job_id, trigger=trigger,
@@ -381,6 +404,54 @@ class Registry:
             return self.record_event(conn, model=model, event="promoted", version=v.version,
                                      champion_version=v.version, previous_champion=previous, actor=actor,
                                      reason=reason, now=now, metrics=v.metrics or None)
+
+    def start_shadow(self, model: str, version: int | str, *, actor: str, reason: str = "manual shadow",
+                     conn: Connection | None = None, now: int | None = None, replace: bool = False,
+                     metrics: dict[str, Any] | None = None, decision: dict[str, Any] | None = None,
+                     job_id: str | None = None, trigger: str | None = None, alert_ids: list[str] | None = None,
+                     timings: dict[str, float] | None = None) -> ModelEvent:
+        """Put ``version`` in shadow beside the champion (``driftloop models shadow``); returns
+        its ``shadow_started`` event (audit row + outbox, in ``conn`` if given, else in a
+        transaction of its own).
+
+        A shadow answers live requests without being shown; :mod:`retrain.shadow` promotes or
+        rejects it on the monitor's live paired comparison. The model needs a champion to be
+        compared with, and the version must not be the champion or already in shadow. One shadow
+        per model: another one running is refused unless ``replace``, which rejects it first
+        (event ``rejected``, "superseded"). ``metrics``/``decision``: the offline gate's numbers
+        when the worker starts it (default: the version's recorded metrics).
+        """
+        now = now_ms() if now is None else now
+        if conn is None:
+            with self.store.transaction() as own:
+                return self.start_shadow(model, version, actor=actor, reason=reason, conn=own, now=now,
+                                         replace=replace, metrics=metrics, decision=decision, job_id=job_id,
+                                         trigger=trigger, alert_ids=alert_ids, timings=timings)
+        self.store.lock_models(conn, [model])
+        v = self.get(model, version, conn)
+        current = self.champion(model, conn)
+        if current is None:
+            raise RegistryError(f"{model} has no champion for a shadow to be compared with; promote version "
+                                f"{v.version} instead")
+        if v.status == "champion":
+            raise RegistryError(f"{model} version {v.version} is the champion; a shadow must be another version")
+        if v.status == "shadow":
+            raise RegistryError(f"{model} version {v.version} is already in shadow")
+        others = [o for o in self.shadows(model, conn) if o.version != v.version]
+        if others and not replace:
+            raise RegistryError(f"{model} version {others[0].version} is in shadow already (one shadow per model); "
+                                "wait for its decision, or replace it (--replace)")
+        for o in others:
+            self._set_status(conn, model, o.version, "rejected")
+            self.record_event(conn, model=model, event="rejected", version=o.version,
+                              champion_version=current.version, previous_champion=current.version, actor=actor,
+                              reason=f"rejected: shadow phase superseded by version {v.version}", now=now)
+        self._set_status(conn, model, v.version, "shadow")
+        return self.record_event(conn, model=model, event="shadow_started", version=v.version,
+                                 champion_version=current.version, previous_champion=current.version, actor=actor,
+                                 reason=reason, now=now, job_id=job_id, trigger=trigger, alert_ids=alert_ids,
+                                 metrics=metrics if metrics is not None else (v.metrics or None), decision=decision,
+                                 timings=timings)
 
     def rollback(self, model: str, *, to_version: int | str | None = None, actor: str,
                  reason: str = "manual rollback", now: int | None = None) -> ModelEvent:

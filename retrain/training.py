@@ -183,8 +183,13 @@ def compare(trained: TrainedChallenger, incumbent: Incumbent, policy: RetrainPol
 
 
 def record_decision(conn: Connection, registry: Registry, trained: TrainedChallenger, incumbent: Incumbent,
-                    decision: Decision, *, actor: str, now: int) -> tuple[int, ModelEvent]:
+                    decision: Decision, *, actor: str, now: int, shadow: bool = False) -> tuple[int, ModelEvent]:
     """Register the challenger (champion or rejected) and its audit row + event, in ``conn``.
+
+    ``shadow`` (the policy has ``retrain.shadow``): a challenger that passes the gate is put in
+    shadow beside the champion instead (status ``shadow``, event ``shadow_started`` with the
+    gate's metrics and decision; a shadow already running is superseded); :mod:`retrain.shadow`
+    decides on live traffic. Without a registry champion there is nothing to shadow: promoted.
 
     Raises :class:`ChampionChanged` if the champion is no longer the one compared with.
     """
@@ -202,6 +207,14 @@ def record_decision(conn: Connection, registry: Registry, trained: TrainedChalle
         holdout=trained.holdout_file, estimator=trained.estimator_name, params=trained.params, metrics=metrics,
         data_window=trained.data_window, job_id=job.job_id, note=decision.reason, now=now,
         lib_versions=library_versions(type(trained.estimator).__module__))
+    timings = {k: round(v, 3) for k, v in trained.timings.items()}
+    if decision.promote and shadow and current is not None:
+        words = decision.reason.removeprefix("promoted: ")
+        ev = registry.start_shadow(
+            job.model, version, actor=actor, conn=conn, now=now, replace=True, job_id=job.job_id,
+            trigger=job.trigger, alert_ids=job.reason, metrics=metrics, decision=decision.summary(), timings=timings,
+            reason=f"passed the offline gate ({words}); in shadow beside version {current_v} for the live comparison")
+        return version, ev
     champion_after: int | None
     if decision.promote:
         previous: int | None = registry.make_champion(conn, job.model, version)
@@ -212,5 +225,5 @@ def record_decision(conn: Connection, registry: Registry, trained: TrainedChalle
         conn, model=job.model, event=event, version=version, champion_version=champion_after,
         previous_champion=previous, actor=actor, reason=decision.reason, now=now, job_id=job.job_id,
         trigger=job.trigger, alert_ids=job.reason, metrics=metrics, decision=decision.summary(),
-        timings={k: round(v, 3) for k, v in trained.timings.items()})
+        timings=timings)
     return version, ev

@@ -8,7 +8,9 @@ rebalance completes in seconds even while a model trains for minutes.
 Where a partition resumes is the store's ``offsets`` table (group ``registry.worker_group_id``),
 never Kafka's committed offsets (written too, for lag tooling only). A job's decision, its
 registry rows, the audit row, the ``driftloop.models`` event (outbox) and the job's next offset
-commit in ONE transaction, with the fencing of :mod:`driftloop.kafka.offsets`.
+commit in ONE transaction (with ``retrain.shadow`` in the model's policy, a challenger that passes
+the gate is put in shadow, event ``shadow_started``, and :mod:`retrain.shadow` decides later on
+live traffic), with the fencing of :mod:`driftloop.kafka.offsets`.
 
 What happens if the worker dies (SIGKILL, OOM, power) between two steps of a job:
 
@@ -93,6 +95,7 @@ class WorkerStats:
     jobs: int = 0
     promoted: int = 0
     rejected: int = 0
+    shadowed: int = 0          # passed the offline gate, put in shadow (policy ``retrain.shadow``)
     failed: int = 0
     skipped: int = 0
     fenced: int = 0
@@ -371,6 +374,8 @@ class RetrainWorker(GuardedConsumer):
             s.last_job_s = o.seconds
             if o.event is not None and o.event.event == "promoted":
                 s.promoted += 1
+            elif o.event is not None and o.event.event == "shadow_started":
+                s.shadowed += 1
             else:
                 s.rejected += 1
         elif o.status == "failed":
@@ -463,7 +468,7 @@ class RetrainWorker(GuardedConsumer):
                     if status in ("done", "failed", "skipped"):
                         raise _AlreadyDecided(status)
                     version, event = record_decision(conn, self.registry, trained, incumbent, decision,
-                                                     actor=self.worker_id, now=now)
+                                                     actor=self.worker_id, now=now, shadow=policy.shadow is not None)
                     conn.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job.job_id).values(
                         status="done", decision=event.event, version=version, finished_at=now, error=None))
             except ChampionChanged as exc:

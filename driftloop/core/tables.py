@@ -36,10 +36,12 @@ Retraining and the registry (:mod:`retrain.policy`, :mod:`retrain.worker`, :mod:
     ``model_versions``: every version of every model: artifact and reference sample (paths
     relative to the artifact folder, with their SHA-256), params, metrics, data window, code and
     library versions. ``status``: ``champion`` (at most one per model: a partial unique index),
-    ``registered`` (never champion yet), ``archived`` (was champion) or ``rejected``. ``job_id``
-    is unique: one job yields at most one version.
+    ``registered`` (never champion yet), ``archived`` (was champion), ``rejected`` or ``shadow``
+    (a challenger answering live requests beside the champion until the live comparison decides,
+    :mod:`retrain.shadow`; at most one per model, kept by the registry under the model's lock).
+    ``job_id`` is unique: one job yields at most one version.
     ``champion_history``: the audit trail, append-only: every registry event (``registered``,
-    ``promoted``, ``rejected``, ``rolled_back``) with the champion before and after it, who
+    ``promoted``, ``rejected``, ``rolled_back``, ``shadow_started``, ``shadow_report``) with the champion before and after it, who
     decided (``actor``), why (``reason``) and the evidence (``details``: both models' metrics,
     the test). Which version was champion at time *t* is the ``champion_version`` of the last
     row with ``decided_at <= t``.
@@ -248,7 +250,7 @@ alert_stream_watch = sa.Table(
 
 # -- retraining and the registry (retrain) ---------------------------------------------------
 JOB_STATUSES = ("queued", "running", "done", "failed", "skipped")
-VERSION_STATUSES = ("registered", "champion", "archived", "rejected")
+VERSION_STATUSES = ("registered", "champion", "archived", "rejected", "shadow")
 
 retrain_jobs = sa.Table(
     "retrain_jobs", metadata,
@@ -310,6 +312,7 @@ champion_history = sa.Table(
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("event", sa.String(16), nullable=False),            # registered | promoted | rejected | rolled_back
+    #                                                               | shadow_started | shadow_report
     sa.Column("version", sa.Integer, nullable=False),             # the version the event is about
     sa.Column("champion_version", sa.Integer),                    # champion after the event
     sa.Column("previous_champion", sa.Integer),                   # champion before it

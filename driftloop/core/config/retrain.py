@@ -47,6 +47,7 @@ __all__ = [
     "REGRESSION_METRICS",
     "RecipeConfig",
     "RetrainPolicy",
+    "ShadowPolicy",
     "RegistryConfig",
     "registry_config",
     "retrain_policy",
@@ -158,6 +159,25 @@ class RecipeConfig(ConfigSection):
         return out
 
 
+class ShadowPolicy(ConfigSection):
+    """The shadow phase before a promotion (``models.<name>.retrain.shadow``).
+
+    ``min_labels`` [1000]: labelled live requests both the champion and the shadow answered
+    before the live comparison decides (>= 1); ``max_hours`` [72]: a shadow not promoted
+    this long after it started is rejected (> 0). The live decision takes the paired
+    comparison's own verdict (:class:`detectors.paired.ShadowComparison`: McNemar for
+    classification, a paired test of the errors for regression, at its ``alpha``): significantly
+    better: promoted; otherwise rejected. See :mod:`retrain.shadow`.
+    """
+
+    min_labels: int = 1000
+    max_hours: float = 72.0
+
+    @property
+    def max_ms(self) -> int:
+        return int(self.max_hours * 3_600_000)
+
+
 class RetrainPolicy(ConfigSection):
     """When and how one model is retrained (``models.<name>.retrain``). Defaults in brackets.
 
@@ -183,6 +203,16 @@ class RetrainPolicy(ConfigSection):
         by at least ``min_delta`` [0.0, in the metric's units] AND the improvement is
         significant at ``alpha`` [0.05]: exact McNemar test for ``accuracy``, a one-sided
         paired bootstrap with ``bootstrap_samples`` [1000] resamples otherwise.
+    Shadow phase
+        ``shadow`` [none: a challenger that passes the gate is promoted at once]:
+        ``{min_labels, max_hours}`` (:class:`ShadowPolicy`). A challenger that passes the offline
+        gate above is put in shadow instead (registry status ``shadow``, event ``shadow_started``):
+        it answers live requests beside the champion without being shown, and the monitor
+        compares both on the same labelled requests. Once ``min_labels`` are compared, a
+        significantly better shadow is promoted (its live paired p-value in the ``promoted``
+        event) and any other is rejected with the live evidence; a shadow still undecided
+        ``max_hours`` after it started is rejected. One shadow per model: a newer challenger
+        that passes the gate replaces the running one (rejected as superseded).
     ``recipe``: see :class:`RecipeConfig`.
     """
 
@@ -206,6 +236,7 @@ class RetrainPolicy(ConfigSection):
     alpha: float = 0.05
     bootstrap_samples: int = 1000
     recipe: RecipeConfig = msgspec.field(default_factory=RecipeConfig)
+    shadow: ShadowPolicy | None = None
     task: str = "classification"   # filled from the model's config, not read from the section
 
     @property
@@ -247,6 +278,11 @@ class RetrainPolicy(ConfigSection):
                 raise ConfigError(f"{where}.schedule: {self.schedule!r} is not a 5-field crontab "
                                   f"(minute hour day month weekday) in time zone {self.timezone!r}: {exc}") from None
         self._check_recipe(f"{where}.recipe")
+        if self.shadow is not None:
+            if self.shadow.min_labels < 1:
+                raise ConfigError(f"{where}.shadow.min_labels: must be >= 1, got {self.shadow.min_labels}")
+            if not self.shadow.max_hours > 0:
+                raise ConfigError(f"{where}.shadow.max_hours: must be > 0, got {self.shadow.max_hours}")
 
     def _check_recipe(self, where: str) -> None:
         r = self.recipe
