@@ -28,6 +28,12 @@ regression), e.g. "v2 accuracy 0.610 vs champion v1 0.950 on the same window (n=
 Fisher p=3e-40)", in ``evidence["versus"]`` and at the end of the summary. The champion is
 compared with the busiest other version, any other version with the champion.
 
+**Shadows.** A shadow challenger (contract v1.1: ``"shadow": true`` predictions) serves nobody:
+it has no monitor of its own, only a :class:`~detectors.paired.ShadowComparison` with the
+served predictions of the same labelled requests (exact McNemar; a paired t test on the
+absolute errors for regression), in ``status()["shadows"]``. Its state is in the snapshot
+like everything else, so a crash neither loses nor double-counts a pair.
+
 The caller builds each version's monitor (it knows where a version's reference sample comes
 from) and says which registered version's sample it is (``reference_of``): a version the
 registry does not know is judged against the champion's sample, and its detections say so in
@@ -70,7 +76,7 @@ from detectors.base import Detection, Window
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.composite import Composite
 from detectors.model_monitor import ModelMonitor
-from detectors.paired import compare_windows
+from detectors.paired import ShadowComparison, compare_windows
 
 __all__ = ["VersionedMonitor", "SERVING", "DRAINING"]
 
@@ -110,6 +116,7 @@ class VersionedMonitor(Composite):
         self.last_event_at: dict[str, int] = {}       # version -> the caller's clock at its last event
         self.capped: dict[str, int] = {}              # version refused by the cap -> events not judged
         self.outcomes: dict[str, np.ndarray] = {}     # version -> (n, 2) [serving ts, right or abs error]
+        self.shadows: dict[str, ShadowComparison] = {}  # shadow version -> paired comparison with the served
 
     @classmethod
     def from_snapshot(cls, blob: bytes, *, version: str = "") -> VersionedMonitor:
@@ -220,6 +227,36 @@ class VersionedMonitor(Composite):
                     + (f"the champion v{ref}'s sample" if ref else "the configured reference sample"))
         return detections
 
+    def update_shadow(self, shadow_version: str, served_version: str, served: np.ndarray, shadow: np.ndarray,
+                      label: np.ndarray) -> dict[str, Any]:
+        """Pairs of one shadow version's predictions and the served ones on the same labelled
+        requests; returns the comparison's report.
+
+        >>> vm = VersionedMonitor("m", "classification", {"x": "numeric"})
+        >>> y = np.array(["a", "b"] * 200, dtype=object)
+        >>> served = np.where(np.arange(400) % 5 == 0, "c", y).astype(object)     # wrong 1 in 5
+        >>> r = vm.update_shadow("3", "2", served, y.copy(), y)
+        >>> r["n"], r["better"], r["served_metric"], r["shadow_metric"]
+        (400, True, 0.8, 1.0)
+        """
+        cmp = self.shadows.get(shadow_version)
+        if cmp is None:
+            cmp = self.shadows[shadow_version] = ShadowComparison(
+                served_version, shadow_version, "regression" if self.task == "regression" else "classification")
+        cmp.served_version = served_version
+        if self.task == "regression":
+            y = np.asarray(label, dtype=np.float64)
+            cmp.update_errors(np.abs(np.asarray(served, dtype=np.float64) - y),
+                              np.abs(np.asarray(shadow, dtype=np.float64) - y))
+        else:
+            y = np.asarray(label, dtype=object)
+            cmp.update(np.asarray(served, dtype=object) == y, np.asarray(shadow, dtype=object) == y)
+        return cmp.report()
+
+    def end_shadow(self, shadow_version: str) -> None:
+        """Forget a shadow's comparison (it was promoted or rejected)."""
+        self.shadows.pop(shadow_version, None)
+
     # ------------------------------------------------------------------ champion changes
     def promote(self, version: str, monitor: ModelMonitor | None, *, reference_of: str, now: int,
                 why: str) -> list[Detection]:
@@ -236,6 +273,7 @@ class VersionedMonitor(Composite):
             self.last_event_at[version] = now
         self.phase[version] = SERVING
         self.champion = version
+        self.end_shadow(version)                  # a shadow promoted: it serves now
         if old != version and old in self.versions:
             self.phase[old] = DRAINING
             out += self._resolve_open(old, f"v{old} is no longer the champion ({why}); its late labels are "
@@ -295,6 +333,7 @@ class VersionedMonitor(Composite):
         out: dict[str, Any] = {} if champion is None else self.version_status(champion)
         out["versions"] = {v: self._brief(v) for v in sorted(self.versions)}
         out["versions_capped"] = dict(self.capped)
+        out["shadows"] = {v: c.report() for v, c in sorted(self.shadows.items())}
         return out
 
     def _brief(self, version: str) -> dict[str, Any]:

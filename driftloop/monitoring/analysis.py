@@ -59,7 +59,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
-from consumers.join import Joined, JoinResult
+from consumers.join import Joined, JoinResult, ShadowJoined
 from consumers.validation import ValidPredictions
 from detectors.base import Detection
 from detectors.batch import LabelledBatch, PredictionBatch
@@ -78,6 +78,7 @@ __all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "Failure", "p
 log = logging.getLogger(__name__)
 
 OnDetections = Callable[[Connection, str, list[Detection], int], Any]
+OnShadowReport = Callable[[Connection, str, dict[str, Any], int], Any]
 
 STORE_FAILURES = (sqlalchemy.exc.SQLAlchemyError,)
 """Errors that are the store's, never a model's: they propagate (the batch is retried)."""
@@ -195,10 +196,12 @@ class DriftAnalyser:
 
     def __init__(self, cfg: Config, store: Store, *, on_detections: OnDetections | None = None,
                  references: dict[str, pd.DataFrame] | None = None,
-                 reference_source: ReferenceSource | None = None) -> None:
+                 reference_source: ReferenceSource | None = None,
+                 on_shadow_report: OnShadowReport | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.on_detections = on_detections
+        self.on_shadow_report = on_shadow_report
         self.source: ReferenceSource = reference_source or ConfigReferences(cfg, references)
         self.monitors: dict[str, VersionedMonitor] = {}
         self.generation: dict[str, int] = {}
@@ -377,7 +380,7 @@ class DriftAnalyser:
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None:
         """Run each model's detectors on what the batch added (in the batch's transaction)."""
         self._cleared = {}     # the previous transaction's fate is known (rollback() ran if it failed)
-        for model in sorted(set(result.new_predictions) | set(result.joined)):
+        for model in sorted(set(result.new_predictions) | set(result.joined) | set(result.shadow_joined)):
             self._analyse_model(conn, model, result, now)
 
     def _analyse_model(self, conn: Connection, model: str, result: JoinResult, now: int) -> None:
@@ -394,6 +397,7 @@ class DriftAnalyser:
             return
         try:   # the snapshot and status are detector code too
             found, touched = self._update(conn, model, mon, result, now)
+            reports = _update_shadows(mon, result.shadow_joined.get(model), self.cfg.versions.shadow_min_labels)
             state = (mon.snapshot(), _statuses(mon, touched))
         except STORE_FAILURES:
             raise
@@ -404,6 +408,23 @@ class DriftAnalyser:
             self._emit(conn, model, dets, now)
         self._save(conn, model, now, state)
         self._recovered(conn, model, now)
+        for report in reports:
+            self._report_shadow(conn, model, report, now)
+
+    def _report_shadow(self, conn: Connection, model: str, report: dict[str, Any], now: int) -> None:
+        """A shadow comparison passed another ``versions.shadow_min_labels`` pairs: to the hook (the
+        retrain policy's live gate), in the batch's transaction. A hook that raises anything but
+        a store error is logged; the next report asks again."""
+        log.info("model %s: shadow v%s: %s", model, report.get("shadow_version"), report.get("summary"))
+        if self.on_shadow_report is None:
+            return
+        try:
+            self.on_shadow_report(conn, model, report, now)
+        except STORE_FAILURES:
+            raise
+        except Exception:  # the live gate's failure must not stop the monitor (logged whole)
+            log.exception("model %s: the shadow report of v%s could not be acted on", model,
+                          report.get("shadow_version"))
 
     def _update(self, conn: Connection, model: str, mon: VersionedMonitor, result: JoinResult,
                 now: int) -> tuple[list[list[Detection]], list[str]]:
@@ -585,6 +606,23 @@ class DriftAnalyser:
             log.info("%s %s: %s", "FIRING" if d.firing else "resolved", model, d.summary)
         if self.on_detections is not None:
             self.on_detections(conn, model, detections, now)
+
+
+def _update_shadows(mon: VersionedMonitor, sj: ShadowJoined | None, every: int) -> list[dict[str, Any]]:
+    """Each shadow version's pairs of this batch into its comparison; the reports of those whose
+    labelled pairs passed another multiple of ``every``."""
+    if sj is None:
+        return []
+    reports = []
+    for version, rows in rows_by_version(sj.shadow.events, "").items():
+        idx = np.arange(len(sj.label)) if rows is None else rows
+        served = Counter(sj.served_version[i] or mon.champion for i in idx).most_common(1)[0][0]
+        before = mon.shadows[version].n if version in mon.shadows else 0
+        report = mon.update_shadow(version, served, sj.served_prediction[idx], sj.shadow.prediction[idx],
+                                   sj.label[idx])
+        if report["n"] // every > before // every:
+            reports.append(report)
+    return reports
 
 
 def _statuses(mon: VersionedMonitor, versions: list[str]) -> list[dict[str, Any]]:
