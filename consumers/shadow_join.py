@@ -20,9 +20,12 @@ model_version). The label stays in ``examples`` (the served row's label half): a
 Per model and batch, one read of ``shadow_examples`` (by the primary key's prefix (model,
 event_id): the batch's shadow ids and the ids joined in this batch), one read of ``examples``
 for the batch's shadow ids (only when the batch has shadows), one ``executemany`` of inserts
-and one of updates. A batch with neither shadows nor joined examples costs nothing here; a batch
-that joins examples of a model costs one indexed query even when no shadow exists (no per-process
-flag: with several monitor processes a flag could miss the shadows another process stored).
+and one of updates. A batch with neither shadows nor joined examples costs nothing here. A
+batch that joins examples of a model but carries no shadows first probes whether the model has
+any shadow stored at all (``SELECT 1 ... LIMIT 1``, one index probe) and stops there when not:
+the common case, no shadow traffic, costs that probe per model and batch with joins. The probe
+reads the store inside the batch's transaction under the model's lock, not a per-process flag,
+so a label joins the shadows another monitor process stored, with no window.
 
 Outcomes, counted per model: a new shadow is stored (``shadow_predictions``); a repeat of a stored
 (model, model_version, event_id), or of one earlier in the batch, is a duplicate
@@ -69,6 +72,7 @@ _value_dec = msgspec.json.Decoder()
 _SHADOWS = ("SELECT event_id, model_version, joined_at, CASE WHEN joined_at IS NULL THEN payload END "
             "FROM shadow_examples WHERE model = ? AND ")
 _SERVED = "SELECT event_id, pred_ts, model_version, payload, label_ts, label FROM examples WHERE model = ? AND "
+_ANY = "SELECT 1 FROM shadow_examples WHERE model = ? LIMIT 1"
 _INSERT = ("INSERT INTO shadow_examples (model, event_id, model_version, pred_ts, payload, created_at, joined_at) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
 _JOIN = "UPDATE shadow_examples SET joined_at = ? WHERE model = ? AND event_id = ? AND model_version = ?"
@@ -92,6 +96,16 @@ class _Served:
     payload: bytes | None
     label_ts: int | None
     label: bytes | None
+
+
+def _any_stored(store: Store, conn: Connection, model: str) -> bool:
+    """Whether ``model`` has any shadow prediction stored (one probe of the primary key's index)."""
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # checked out: never None
+    try:
+        cur.execute(_ANY if store.is_sqlite else _ANY.replace("?", "%s"), (model,))
+        return cur.fetchone() is not None
+    finally:
+        cur.close()
 
 
 def _select(store: Store, conn: Connection, sql: str, model: str, ids: list[str]) -> list[tuple]:
@@ -144,6 +158,8 @@ def _apply_model(store: Store, conn: Connection, cfg: Config, model: str, vs: Va
                  sources: list[Source], result: JoinResult, now: int,
                  dead: list[tuple[bytes | None, bytes]]) -> None:
     joined = result.joined.get(model)
+    if vs is None and not _any_stored(store, conn, model):   # no shadow traffic: nothing can join
+        return
     joined_ids = [e.event_id for e in joined.predictions.events] if joined is not None else []
     shadow_ids = [e.event_id for e in vs.events] if vs is not None else []
     stored_keys: set[tuple[str, str]] = set()
