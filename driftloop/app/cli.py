@@ -112,14 +112,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
         with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("replaying", total=None)
             result = replay(cfg, args.predictions, args.labels, on_alert=write, report=args.report,
+                            registry=args.registry,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except ValueError as exc:
+        print(f"driftloop: {exc}", file=sys.stderr)
+        return 2
     finally:
         if args.out:
             out.close()
+    _print_registry_use(result["registry"])
     totals = result["stats"]["totals"]
     print(f"replayed {result['records']:,} events: {totals['predictions']:,} predictions, {totals['labels']:,} labels, "
           f"{totals['joined']:,} joined, {totals['invalid']:,} invalid; {n_alerts} alert changes", file=sys.stderr)
     return 0
+
+
+def _print_registry_use(used: dict[str, Any] | None) -> None:
+    """Say on stderr which references the replay used, and when it switched champions."""
+    from driftloop.core.clock import rfc3339
+
+    if used is None:
+        print("references: the configured reference files (no registry used)", file=sys.stderr)
+        return
+    print(f"references and champion switches: the registry of {used['source']} ({', '.join(used['models'])})",
+          file=sys.stderr)
+    for sw in used["switches"]:
+        when = ("in effect at the first event" if sw["at_start"]
+                else f"applied before event #{sw['before_record'] + 1:,}")
+        print(f"  {sw['model']}: {sw['event']} v{sw['version']} at {rfc3339(sw['decided_at'])}, {when}",
+              file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--labels", help="label events (same formats)")
     r.add_argument("--out", help="write the alert messages here as JSON lines (default: standard output)")
     r.add_argument("--report", help="also write a self-contained HTML report (drift, performance, alerts)")
+    r.add_argument("--registry", action=argparse.BooleanOptionalAction, default=None,
+                   help="references and champion switches from the registry of the configuration's store (read "
+                        "only): each promotion or rollback takes effect before the first event whose ts is at or "
+                        "after its time, as the live monitor switches. Default: used when the store holds a "
+                        "version of a configured model (said on stderr); --registry requires it, --no-registry "
+                        "uses the configured reference files only")
     r.set_defaults(func=cmd_replay)
 
     d = sub.add_parser("demo", help="the whole loop on a local broker with a drifting stream",
