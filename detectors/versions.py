@@ -15,8 +15,11 @@ served it:
   (never the new champion's), so its statistics go on being reported, but it pages no more: its
   open alerts resolve at the promotion (the promotion answered them). A draining version that
   serves predictions again (a rollback, a rollout) is serving again;
-* **retired**: a version other than the champion with no event for ``retire_after_ms`` (the
-  clock the caller passes) is dropped with its state; its open alerts resolve, saying why;
+* **retired**: a version other than the champion with no event for ``retire_after_ms`` is
+  dropped with its state; its open alerts resolve, saying why. Time here is **event time**
+  (:attr:`VersionedMonitor.clock`, the newest event time seen, any version: a prediction's
+  ``ts``, a label's ``ts`` for its version), never the wall clock: the same events give the same
+  retirements in a replay, after a crash and in every monitor process;
 * **capped**: at most ``max_live`` versions have monitors; a further version's events are
   counted (:attr:`VersionedMonitor.capped`) and never judged.
 
@@ -48,17 +51,17 @@ their evidence.
 ...     return ModelMonitor("m", "classification", {"x": "numeric"}, ref,
 ...                         {"window_size": 500, "warmup": 0, "multivariate": False, "calibration_draws": 10})
 >>> vm = VersionedMonitor("m", "classification", {"x": "numeric"})
->>> vm.add("1", monitor(), reference_of="1", now=0)
+>>> vm.add("1", monitor(), reference_of="1")
 True
 >>> vm.champion = "1"
->>> vm.add("2", monitor(), reference_of="2", now=0)
+>>> vm.add("2", monitor(), reference_of="2")
 True
 >>> def labelled(n, wrong):
 ...     y = rng.choice(["a", "b"], n).astype(object)
 ...     pred = np.where(rng.random(n) < wrong, np.where(y == "a", "b", "a"), y).astype(object)
 ...     return LabelledBatch(ts=np.arange(n, dtype=np.int64), prediction=pred, label=y,
 ...                          features={"x": rng.normal(size=n)})
->>> found = vm.update_labelled({"1": labelled(1000, wrong=0.0), "2": labelled(1000, wrong=0.5)}, now=1)
+>>> found = vm.update_labelled({"1": labelled(1000, wrong=0.0), "2": labelled(1000, wrong=0.5)})
 >>> sorted({(d.model_version, d.kind) for d in found if d.firing})   # the broken canary, not the champion
 [('2', 'performance')]
 >>> [d.evidence["versus"]["summary"] for d in found if d.detector == "accuracy"][0][:37]
@@ -109,6 +112,7 @@ class VersionedMonitor(Composite):
         self.feature_types = {str(k): str(v) for k, v in feature_types.items()}
         self.max_live = int(max_live)
         self.retire_after_ms = int(retire_after_ms)
+        self.clock = 0                                # the newest event time seen (epoch ms)
         self.champion = ""                            # '' = no version known (no registry, none named)
         self.versions: dict[str, ModelMonitor] = {}
         self.reference_of: dict[str, str] = {}        # version -> the version whose sample it is judged on
@@ -127,7 +131,7 @@ class VersionedMonitor(Composite):
         except ValueError:              # "snapshot is of ModelMonitor, not VersionedMonitor"
             mon = ModelMonitor.restore(blob)
         vm = cls(mon.model, mon.task, mon.feature_types)
-        vm.add(version, mon, reference_of=version, now=0)
+        vm.add(version, mon, reference_of=version)
         vm.champion = version
         return vm
 
@@ -139,7 +143,7 @@ class VersionedMonitor(Composite):
         """Whether one more version can have a monitor."""
         return len(self.versions) < self.max_live
 
-    def add(self, version: str, monitor: ModelMonitor, *, reference_of: str, now: int) -> bool:
+    def add(self, version: str, monitor: ModelMonitor, *, reference_of: str) -> bool:
         """Give ``version`` its monitor (built on the sample of ``reference_of``); False, and
         nothing changes, when ``max_live`` versions already have one."""
         if version not in self.versions and not self.has_room():
@@ -147,7 +151,7 @@ class VersionedMonitor(Composite):
         self.versions[version] = monitor
         self.reference_of[version] = reference_of
         self.phase[version] = SERVING
-        self.last_event_at[version] = now
+        self.last_event_at[version] = self.clock
         self.capped.pop(version, None)
         return True
 
@@ -156,19 +160,31 @@ class VersionedMonitor(Composite):
         self.capped[version] = self.capped.get(version, 0) + int(n)
 
     # ------------------------------------------------------------------ batches
-    def update_predictions(self, version: str, batch: PredictionBatch, now: int) -> list[Detection]:
+    def _seen(self, version: str, ts: int) -> None:
+        self.clock = max(self.clock, int(ts))
+        self.last_event_at[version] = max(self.last_event_at.get(version, ts), int(ts))
+
+    def update_predictions(self, version: str, batch: PredictionBatch) -> list[Detection]:
         """Feed ``version``'s predictions to its monitor; a draining version serves again."""
         self.phase[version] = SERVING
-        self.last_event_at[version] = max(self.last_event_at.get(version, now), now)
+        if len(batch):
+            self._seen(version, int(np.max(batch.ts)))
         batch.model_version = version or None
         return self._tag(version, self.versions[version].update_predictions(batch))
 
-    def update_labelled(self, batches: Mapping[str, LabelledBatch], now: int) -> list[Detection]:
+    def update_labelled(self, batches: Mapping[str, LabelledBatch],
+                        label_ts: Mapping[str, int] | None = None) -> list[Detection]:
         """Feed each version's joined examples (version -> batch) to its monitor; a draining
         version reports (its statistics change) but pages no more. Every version's outcomes are
-        kept before any is judged, so a comparison sees the whole batch of the other version."""
+        kept before any is judged, so a comparison sees the whole batch of the other version.
+        ``label_ts``: the newest label time of each version's batch (its activity; default: the
+        batch's serving times)."""
         for version, batch in batches.items():
-            self.last_event_at[version] = max(self.last_event_at.get(version, now), now)
+            seen = (label_ts or {}).get(version)
+            if seen is None and len(batch):
+                seen = int(np.max(batch.ts))
+            if seen is not None:
+                self._seen(version, seen)
             batch.model_version = version or None
             self._keep_outcomes(version, batch)
         out: list[Detection] = []
@@ -258,7 +274,7 @@ class VersionedMonitor(Composite):
         self.shadows.pop(shadow_version, None)
 
     # ------------------------------------------------------------------ champion changes
-    def promote(self, version: str, monitor: ModelMonitor | None, *, reference_of: str, now: int,
+    def promote(self, version: str, monitor: ModelMonitor | None, *, reference_of: str,
                 why: str) -> list[Detection]:
         """``version`` is the champion now. ``monitor``: its new monitor (None keeps the one it
         has: a canary already judged on its own sample). The old champion drains; the alerts it
@@ -270,7 +286,7 @@ class VersionedMonitor(Composite):
                 out += self._resolve_open(version, f"the detectors start over on v{reference_of}'s sample ({why})")
             self.versions[version] = monitor
             self.reference_of[version] = reference_of
-            self.last_event_at[version] = now
+            self.last_event_at[version] = self.clock
         self.phase[version] = SERVING
         self.champion = version
         self.end_shadow(version)                  # a shadow promoted: it serves now
@@ -292,12 +308,12 @@ class VersionedMonitor(Composite):
         mon.clear_open()
         return self._tag(version, out)
 
-    def retire_idle(self, now: int) -> list[Detection]:
-        """Drop the versions (never the champion) with no event for ``retire_after_ms``; the
-        resolutions of their open alerts."""
+    def retire_idle(self) -> list[Detection]:
+        """Drop the versions (never the champion) with no event for ``retire_after_ms`` of event
+        time; the resolutions of their open alerts."""
         out: list[Detection] = []
         for version in sorted(self.versions):
-            idle = now - self.last_event_at.get(version, now)
+            idle = self.clock - self.last_event_at.get(version, self.clock)
             if version == self.champion or idle <= self.retire_after_ms:
                 continue
             out += self._resolve_open(version, f"v{version} retired after {idle / 3_600_000:.1f} h without events")

@@ -235,7 +235,7 @@ class DriftAnalyser:
             log.warning("model %s has no reference sample: drift detectors are off for it", model)
             return None
         vm = self._versioned(model)
-        vm.add(version or "", self._monitor(model, ref), reference_of=version or "", now=0)
+        vm.add(version or "", self._monitor(model, ref), reference_of=version or "")
         vm.champion = version or ""
         return vm
 
@@ -363,11 +363,11 @@ class DriftAnalyser:
         dets: list[Detection] = []
         if mon is None:
             mon = self._versioned(model)
-            mon.add(v, self._monitor(model, reference), reference_of=v, now=now)
+            mon.add(v, self._monitor(model, reference), reference_of=v)
             mon.champion = v
         else:   # a version already judged on its own sample (a canary) keeps its detectors
             own = v in mon and mon.reference_of.get(v) == v
-            dets = mon.promote(v, None if own else self._monitor(model, reference), reference_of=v, now=now,
+            dets = mon.promote(v, None if own else self._monitor(model, reference), reference_of=v,
                                why=f"v{v} is the champion")
         self.monitors[model] = mon
         self.reference_version[model] = version
@@ -438,17 +438,18 @@ class DriftAnalyser:
             for version, rows in rows_by_version(vp.events, mon.champion).items():
                 if self._ensure_version(conn, model, mon, version, len(vp.events) if rows is None else len(rows), now):
                     sub = vp if rows is None else vp.take(rows)
-                    found.append(mon.update_predictions(version, prediction_batch(sub), now))
+                    found.append(mon.update_predictions(version, prediction_batch(sub)))
                     touched.append(version)
         if joined is not None:
-            batches = {}
+            batches, label_ts = {}, {}
             for version, rows in rows_by_version(joined.predictions.events, mon.champion).items():
                 n = len(joined.label) if rows is None else len(rows)
                 if self._ensure_version(conn, model, mon, version, n, now):
-                    batches[version] = labelled_batch(_take_joined(joined, rows))
-            found.append(mon.update_labelled(batches, now))
+                    part = _take_joined(joined, rows)
+                    batches[version], label_ts[version] = labelled_batch(part), int(part.label_ts.max())
+            found.append(mon.update_labelled(batches, label_ts))
             touched += list(batches)
-        found.append(mon.retire_idle(now))
+        found.append(mon.retire_idle())
         return found, list(dict.fromkeys(touched))
 
     def _ensure_version(self, conn: Connection, model: str, mon: VersionedMonitor, version: str, n: int,
@@ -473,7 +474,7 @@ class DriftAnalyser:
             reference = champion.reference if champion is not None else self.source.frame(model, ref_of or None, conn)
         log.info("model %s: version %r serves traffic: its own detectors, on v%s's sample", model, version,
                  ref_of or "(configured)")
-        mon.add(version, self._monitor(model, reference), reference_of=ref_of, now=now)
+        mon.add(version, self._monitor(model, reference), reference_of=ref_of)
         return True
 
     def stamp_versions(self, predictions: dict[str, ValidPredictions]) -> None:

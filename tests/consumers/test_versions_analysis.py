@@ -60,8 +60,8 @@ class Stream:
                       analyser=self.analyser)
 
 
-def prediction(i, rng, version=None, shadow=False, pred=None):
-    ev = {"event_id": f"e{i}", "model": "fraud", "ts": NOW - 10**6 + i, "prediction": pred or "0",
+def prediction(i, rng, version=None, shadow=False, pred=None, later_ms=0):
+    ev = {"event_id": f"e{i}", "model": "fraud", "ts": NOW - 10**6 + i + later_ms, "prediction": pred or "0",
           "features": {"amount": float(rng.normal(50, 10)), "country": str(rng.choice(["DE", "FR"]))}}
     if version is not None:
         ev["model_version"] = version
@@ -71,7 +71,7 @@ def prediction(i, rng, version=None, shadow=False, pred=None):
 
 
 def label(i, y):
-    return orjson.dumps({"event_id": f"e{i}", "model": "fraud", "ts": NOW - 10**5 + i, "label": y})
+    return orjson.dumps({"event_id": f"e{i}", "model": "fraud", "ts": NOW - 10**6 + i + 1, "label": y})
 
 
 def test_a_shadow_is_compared_on_the_same_labelled_requests_and_reported(setup):
@@ -140,10 +140,11 @@ def test_an_idle_version_retires_and_its_open_alerts_resolve(setup):
     s.send(preds=[prediction(i, rng, "2", pred="1") for i in range(600)],
            labels=[label(i, "0") for i in range(600)])
     assert any(d.firing and d.model_version == "2" and d.kind == "performance" for d in seen)
-    s.send(preds=[prediction(i, rng) for i in range(600, 700)], now=NOW + 5_000)
+    # event time decides, not the wall clock: a batch much later on the wall clock retires nothing
+    s.send(preds=[prediction(i, rng, later_ms=5_000) for i in range(600, 700)], now=NOW + 3_600_000)
     assert "2" in an.monitors["fraud"]
-    s.send(preds=[prediction(i, rng) for i in range(700, 800)], now=NOW + 20_000)
-    assert "2" not in an.monitors["fraud"], "no event for 20 s > retire_after_s"
+    s.send(preds=[prediction(i, rng, later_ms=20_000) for i in range(700, 800)])
+    assert "2" not in an.monitors["fraud"], "no event of v2 for 20 s of event time > retire_after_s"
     resolved = [d for d in seen if not d.firing and d.model_version == "2"]
     assert resolved and all("retired" in d.summary for d in resolved)
 

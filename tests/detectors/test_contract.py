@@ -180,10 +180,10 @@ def _feed_versions(vm: VersionedMonitor, rng: np.random.Generator) -> Any:
     out = []
     for version in ("1", "2"):
         if version not in vm:
-            vm.add(version, ModelMonitor(**_monitor_params()), reference_of=version, now=0)
+            vm.add(version, ModelMonitor(**_monitor_params()), reference_of=version)
         out += _feed_monitor(vm.versions[version], rng)
     if rng.random() < 0.3:
-        out += vm.promote("2" if vm.champion == "1" else "1", None, reference_of="2", now=1, why="test")
+        out += vm.promote("2" if vm.champion == "1" else "1", None, reference_of="2", why="test")
     return [d.to_dict() for d in out] + [vm.status()["versions"]]
 
 
