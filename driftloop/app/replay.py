@@ -338,7 +338,8 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
 
     timeline = read_registry(cfg) if registry is not False else None
     if registry and timeline is None:
-        raise ValueError(f"replay --registry: the store {cfg.store.url!r} holds no registered version of "
+        shown = sa.engine.make_url(cfg.store.url).render_as_string(hide_password=True)
+        raise ValueError(f"replay --registry: the store {shown} holds no registered version of "
                          f"{', '.join(sorted(cfg.models))}")
     records = merged_records(cfg, predictions, labels)
     times = [_event_time(r.value or b"") for r in records]
