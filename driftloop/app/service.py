@@ -41,6 +41,7 @@ class MonitorService:
         from retrain.events import switch_target
         from retrain.policy import RetrainScheduler
         from retrain.registry import Registry
+        from retrain.shadow import shadow_report_hook
 
         self.cfg = cfg
         self.store = store or Store.from_config(cfg.store)
@@ -48,9 +49,12 @@ class MonitorService:
         self.alerts = AlertService(cfg, self.store, sinks=alert_sinks)
         self.retrain = RetrainScheduler(cfg, self.store)
         self.on_alert_changes = on_alert_changes
+        self.registry = Registry(cfg, self.store)
         self.analyser = DriftAnalyser(cfg, self.store, on_detections=self._on_detections,
                                       reference_source=RegistryReferences(cfg, self.store, references,
-                                                                          registry=Registry(cfg, self.store)))
+                                                                          registry=self.registry),
+                                      # the shadow phase's live gate (retrain.shadow), in the batch transaction
+                                      on_shadow_report=shadow_report_hook(cfg, self.registry))
         self.switcher = ChampionSwitcher(cfg, self.store, self.analyser, self.alerts, switch_target=switch_target)
         self.monitor = Monitor(cfg, self.store, analyser=self.analyser, on_idle=self._idle)
         self.catch_up_every_s = 30.0
@@ -76,7 +80,8 @@ class MonitorService:
 
     def _idle(self) -> None:
         """After every poll, in the monitor's thread: live champion switches, and every
-        ``catch_up_every_s`` a check that the stored detectors follow the registry's champion."""
+        ``catch_up_every_s`` a check that the stored detectors follow the registry's champion, and
+        the shadows past ``retrain.shadow.max_hours`` rejected."""
         self.switcher.poll()
         if time.monotonic() - self._last_catch_up >= self.catch_up_every_s:
             self._last_catch_up = time.monotonic()
@@ -84,6 +89,19 @@ class MonitorService:
                 self.catch_up_champions()
             except Exception as exc:  # noqa: BLE001 - the next check retries
                 log_failure(log, "checking that the detectors follow the champion", exc)
+            try:
+                self.expire_shadows()
+            except Exception as exc:  # noqa: BLE001 - the next check retries
+                log_failure(log, "rejecting shadows past retrain.shadow.max_hours", exc)
+
+    def expire_shadows(self) -> list[Any]:
+        """Reject the shadows no live report decided within their ``retrain.shadow.max_hours``
+        (:func:`retrain.shadow.expire_shadows`); returns their ``rejected`` events."""
+        from driftloop.core.store import now_ms
+        from retrain.shadow import expire_shadows
+
+        with self.store.transaction() as conn:
+            return expire_shadows(conn, self.cfg, self.registry, now_ms())
 
     def catch_up_champions(self) -> list[str]:
         """Apply the champion changes the stored detectors have not followed; returns the models.
