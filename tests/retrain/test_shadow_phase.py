@@ -328,3 +328,36 @@ def test_worker_without_shadow_policy_promotes_and_a_failed_gate_is_rejected(wor
     job = sched.enqueue_manual("agr", now=NOW)
     out = worker.handle(rec(job, 0), None)
     assert out.event.event == "promoted" and reg.champion("agr").version == 2
+
+
+# -- PostgreSQL: two monitors deciding at once --------------------------------------------------
+@pytest.mark.postgres
+def test_two_monitors_decide_a_shadow_once_on_postgres(postgres_url, tmp_path, model_files):
+    import threading
+
+    _, cfg = write_config(tmp_path, config_data(tmp_path, store_url=postgres_url, retrain={"shadow": SHADOW}))
+    store = Store.from_config(cfg.store)
+    store.create_schema()
+    try:
+        reg = Registry(cfg, store)
+        for name, rows, promote in (("pre", PRE, True), ("post", POST, False)):
+            f = model_files[name]
+            reg.register("agr", f, frame(rows[:600]), actor="t", trust=sio.get_untrusted_types(file=f),
+                         promote=promote)
+        reg.start_shadow("agr", 2, actor="t", now=NOW)
+        live = report(500)
+        second: list[str | None] = []
+        with store.transaction() as conn:
+            assert on_shadow_report(conn, cfg, reg, "agr", live, NOW + 1) == "promoted"
+            # another monitor's batch with the same report waits for the model's lock ...
+            t = threading.Thread(target=lambda: second.append(decide(store, cfg, reg, live, NOW + 2)))
+            t.start()
+            t.join(1.0)
+            assert t.is_alive() and second == []
+        t.join(30)                          # ... and then finds the version decided
+        assert second == [None]
+        assert [e.event for e in events(store)].count("promoted") == 2        # v1 at registration, v2 once
+        assert [e.event for e in events(store)].count("shadow_report") == 1
+        assert reg.champion("agr").version == 2
+    finally:
+        store.dispose()
