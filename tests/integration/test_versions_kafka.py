@@ -59,8 +59,8 @@ class Running:
         self.store.create_schema()
         create_topics(self.cfg)
         self.registry = Registry(self.cfg, self.store)
-        for version, (est, reference) in sorted(models.items()):
-            reference = reference.assign(prediction=est.predict(reference[list(AGRAWAL)]))  # the baseline
+        for version, (est, sample) in sorted(models.items()):
+            reference = sample.assign(prediction=est.predict(sample[list(AGRAWAL)]))  # the baseline
             path = tmp_path / f"v{version}.skops"
             sio.dump(est, path)
             self.registry.register("agr", path, reference, actor="test", promote=version == 1,
