@@ -11,7 +11,9 @@ The path of a retrain, module by module:
 * :mod:`retrain.training` - one job: :mod:`retrain.dataset` (the window's labelled examples,
   time-ordered, newest part held out), :mod:`retrain.recipe` (the unfitted challenger),
   :mod:`retrain.evaluate` (metrics, McNemar, paired bootstrap, the promotion rule);
-* :mod:`retrain.registry` - versions, champion, audit history, :func:`load_reference`;
+* :mod:`retrain.registry` - versions, champion, shadow, audit history, :func:`load_reference`;
+* :mod:`retrain.shadow` - the shadow phase (``retrain.shadow``): the monitor's live paired
+  comparison promotes or rejects a challenger running in shadow;
   :mod:`retrain.artifacts` - skops model files and JSON samples, SHA-256 checked;
 * the tables (``retrain_jobs``, ``model_versions``, ``champion_history``) are declared with every
   other in :mod:`driftloop.core.tables`;

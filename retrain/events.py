@@ -19,6 +19,12 @@ A registry event (``metrics``: the challenger and the incumbent on the same held
      "delta": 0.21, "min_delta": 0.0, "alpha": 0.05, "significant": true}, "job_id": "...",
      "reason": ["a1b2..."], "decided_at": "2024-01-01T00:02:10.000Z", "history_id": 7, ...}
 
+A shadow phase (policy ``retrain.shadow``, :mod:`retrain.shadow`) adds ``shadow_started`` (the
+challenger runs beside the champion; ``metrics``/``decision``: the offline gate's) and
+``shadow_report`` (``metrics``: the live paired comparison, :meth:`detectors.paired.ShadowComparison.report`),
+then ends with ``promoted`` or ``rejected`` whose ``metrics`` are ``{"phase": "shadow", "primary": ...,
+"live": {...the comparison, with "test", "p_value", "n"...}, "offline": {...}, "offline_decision": {...}}``.
+
 The monitor acts on :func:`switch_target`:
 
 >>> ev = ModelEvent(event="promoted", model="fraud", version="3", champion_version="3",

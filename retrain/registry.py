@@ -10,6 +10,10 @@ outbox row, so the event goes out if and only if the change committed). The hist
 "which version was champion when, and why" (:meth:`Registry.champion_at`,
 :meth:`Registry.history`) - the audit trail MLflow's registry lacks (mlflow/mlflow#2169).
 
+A version in status ``shadow`` (:meth:`Registry.start_shadow`, at most one per model) answers
+live requests beside the champion; :mod:`retrain.shadow` promotes or rejects it on the live
+evidence, with the same events.
+
 The monitor needs two things from here: :func:`load_reference` (a version's reference sample
 as a DataFrame) and, for events, :func:`retrain.events.switch_target`.
 """
