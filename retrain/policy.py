@@ -10,7 +10,8 @@ has one writer):
 1. the policy is enabled; for alerts: a *firing* alert of a kind in ``on_kinds`` with
    severity at least ``min_severity``;
 2. no job of the model in flight (``queued``/``running`` and younger than
-   ``registry.job_timeout_s``);
+   ``registry.job_timeout_s``), nor a version in shadow (:mod:`retrain.shadow`: the live
+   comparison decides first; a new challenger would replace it before it has its labels);
 3. for alerts only: the cooldown since the model's previous job has passed;
 4. the window holds at least ``min_examples`` joined labelled examples.
 
@@ -40,7 +41,7 @@ from sqlalchemy.engine import Connection
 from driftloop.core.config import Config
 from driftloop.core.config.retrain import RegistryConfig, RetrainPolicy, registry_config, retrain_policies
 from driftloop.core.store import Store, examples, now_ms
-from driftloop.core.tables import retrain_jobs
+from driftloop.core.tables import model_versions, retrain_jobs
 from retrain.events import JobWindow, RetrainJob, encode, rfc3339
 
 __all__ = ["AlertLike", "EnqueueRefused", "RetrainScheduler", "make_job_id"]
@@ -223,6 +224,10 @@ class RetrainScheduler:
             busy = self.in_flight(conn, model, now)
             if busy is not None:
                 return f"job {busy} is already in flight"
+            shadow = conn.execute(sa.select(model_versions.c.version).where(
+                model_versions.c.model == model, model_versions.c.status == "shadow").limit(1)).scalar()
+            if shadow is not None:
+                return f"version {shadow} is in shadow (its live comparison decides first)"
         if cooldown and policy.cooldown_s > 0:
             last = conn.execute(sa.select(sa.func.max(retrain_jobs.c.requested_at), sa.func.max(retrain_jobs.c.finished_at))
                                 .where(retrain_jobs.c.model == model)).first()

@@ -18,7 +18,7 @@ from driftloop.core.config.retrain import RetrainPolicy, ShadowPolicy
 from driftloop.core.store import Store, outbox
 from driftloop.core.tables import VERSION_STATUSES, champion_history
 from retrain.events import decode_model_event, encode, switch_target
-from retrain.policy import RetrainScheduler
+from retrain.policy import EnqueueRefused, RetrainScheduler
 from retrain.registry import Registry, RegistryError
 from retrain.shadow import expire_shadows, on_shadow_report, shadow_policy, shadow_report_hook
 from retrain.worker import RetrainWorker
@@ -303,8 +303,15 @@ def test_worker_puts_a_challenger_that_passes_the_gate_in_shadow(worker_env):
     worker._count(out)
     assert (worker.stats.shadowed, worker.stats.promoted, worker.stats.rejected) == (1, 0, 0)
 
-    # a second challenger that passes the gate supersedes the running shadow
-    job2 = sched.enqueue_manual("agr", now=NOW + 1)
+    # while it runs, alerts, the schedule and a plain manual job enqueue nothing: the live
+    # comparison decides first
+    with store.transaction() as conn:
+        assert sched.on_alerts(conn, "agr", [Alert("a2")], NOW + HOUR) == []
+    assert sched.cron_tick("agr", now=NOW + HOUR) is None
+    with pytest.raises(EnqueueRefused, match="version 2 is in shadow"):
+        sched.enqueue_manual("agr", now=NOW + 1)
+    # a second challenger (forced) that passes the gate supersedes the running shadow
+    job2 = sched.enqueue_manual("agr", now=NOW + 1, force=True)
     out2 = worker.handle(rec(job2, 1), 1)
     assert out2.event.event == "shadow_started" and out2.version == 3
     assert reg.get("agr", 2).status == "rejected" and [v.version for v in reg.shadows("agr")] == [3]
