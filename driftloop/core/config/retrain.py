@@ -211,8 +211,9 @@ class RetrainPolicy(ConfigSection):
         compares both on the same labelled requests. Once ``min_labels`` are compared, a
         significantly better shadow is promoted (its live paired p-value in the ``promoted``
         event) and any other is rejected with the live evidence; a shadow still undecided
-        ``max_hours`` after it started is rejected. One shadow per model: a newer challenger
-        that passes the gate replaces the running one (rejected as superseded).
+        ``max_hours`` after it started is rejected. One shadow per model: while it runs, alerts
+        and the schedule enqueue no job of the model (a manual one needs ``--force``); a newer
+        challenger that passes the gate replaces the running one (rejected as superseded).
     ``recipe``: see :class:`RecipeConfig`.
     """
 
