@@ -368,3 +368,22 @@ def test_two_monitors_decide_a_shadow_once_on_postgres(postgres_url, tmp_path, m
         assert reg.champion("agr").version == 2
     finally:
         store.dispose()
+
+
+# -- the monitor service's wiring ------------------------------------------------------------------
+def test_the_monitor_service_wires_the_live_gate_and_the_expiry(tmp_path):
+    from tests.retrain.helpers import service_following_v1
+
+    data = config_data(tmp_path, retrain={"shadow": {"min_labels": 300, "max_hours": 0.0001}})
+    service, reg, store = service_following_v1(tmp_path, data)
+    try:
+        reg.start_shadow("agr", 2, actor="t")
+        with store.transaction() as conn:                     # as the analyser calls it in a batch
+            service.analyser.on_shadow_report(conn, "agr", report(100), NOW)
+        assert events(store)[-1].event == "shadow_report" and reg.get("agr", 2).status == "shadow"
+        time.sleep(0.5)                                          # past max_hours (0.36 s)
+        (ev,) = service.expire_shadows()
+        assert (ev.event, ev.version) == ("rejected", "2") and "max_hours" in ev.note
+        assert reg.get("agr", 2).status == "rejected" and reg.champion("agr").version == 1
+    finally:
+        store.dispose()
