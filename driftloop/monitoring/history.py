@@ -226,21 +226,29 @@ _PERF_COLS = ("ts", "window_start", "window_end", "n", "source", "metric", "valu
               "p_value", "threshold", "degraded", "model_version", "seq")
 
 
-def _filters(table: sa.Table, model: str, since: int | None, until: int | None) -> list[Any]:
+def _filters(table: sa.Table, model: str, since: int | None, until: int | None,
+             model_version: str | None = None) -> list[Any]:
     conds = [table.c.model == model]
     if since is not None:
         conds.append(table.c.ts >= since)
     if until is not None:
         conds.append(table.c.ts <= until)
+    if model_version is not None:   # "": the rows of no named version (written before versions, or none known)
+        conds.append(_of_version(table, model_version or None))
     return conds
 
 
 def read_drift_history(conn: Connection, model: str, *, features: Iterable[str] | None = None,
                        kinds: Iterable[str] | None = None, since: int | None = None, until: int | None = None,
-                       limit: int = 5000, details: bool = False) -> list[dict[str, Any]]:
-    """Drift rows of a model, oldest first: the newest ``limit`` rows matching the filters."""
+                       limit: int = 5000, details: bool = False,
+                       model_version: str | None = None) -> list[dict[str, Any]]:
+    """Drift rows of a model, oldest first: the newest ``limit`` rows matching the filters.
+
+    ``model_version``: only that version's rows (``""``: the rows that name no version); None:
+    every version's.
+    """
     cols = [detector_history.c[c] for c in _DRIFT_COLS] + ([detector_history.c.details] if details else [])
-    conds = _filters(detector_history, model, since, until)
+    conds = _filters(detector_history, model, since, until, model_version)
     if features is not None:
         conds.append(detector_history.c.feature.in_(sorted(set(features))))
     if kinds is not None:
@@ -251,9 +259,10 @@ def read_drift_history(conn: Connection, model: str, *, features: Iterable[str] 
 
 def read_performance_history(conn: Connection, model: str, *, metrics: Iterable[str] | None = None,
                              source: str | None = None, since: int | None = None, until: int | None = None,
-                             limit: int = 5000) -> list[dict[str, Any]]:
-    """Performance rows of a model (realised and estimated), oldest first."""
-    conds = _filters(performance_history, model, since, until)
+                             limit: int = 5000, model_version: str | None = None) -> list[dict[str, Any]]:
+    """Performance rows of a model (realised and estimated), oldest first; ``model_version`` as in
+    :func:`read_drift_history`."""
+    conds = _filters(performance_history, model, since, until, model_version)
     if metrics is not None:
         conds.append(performance_history.c.metric.in_(sorted(set(metrics))))
     if source is not None:
@@ -264,21 +273,29 @@ def read_performance_history(conn: Connection, model: str, *, metrics: Iterable[
 
 
 def _latest(conn: Connection, table: sa.Table, cols: tuple[str, ...], keys: tuple[str, ...],
-            model: str | None) -> list[dict[str, Any]]:
-    newest = sa.select(sa.func.max(table.c.id).label("id")).group_by(table.c.model, *[table.c[k] for k in keys])
+            model: str | None, model_version: str | None = None) -> list[dict[str, Any]]:
+    """The newest row of every (model, model_version, *keys*), oldest first. Each version's
+    statistics are their own: the newest row of v1 does not hide v2's, nor v2's v1's."""
+    newest = sa.select(sa.func.max(table.c.id).label("id")).group_by(
+        table.c.model, table.c.model_version, *[table.c[k] for k in keys])
     if model is not None:
         newest = newest.where(table.c.model == model)
+    if model_version is not None:
+        newest = newest.where(_of_version(table, model_version or None))
     sub = newest.subquery()
     q = sa.select(table.c.model, *[table.c[c] for c in cols]).join(sub, table.c.id == sub.c.id).order_by(table.c.id)
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def latest_drift(conn: Connection, model: str | None = None) -> list[dict[str, Any]]:
-    """The newest row of every (model, kind, detector, feature): what ``/metrics`` shows when the
-    detectors run in another process."""
-    return _latest(conn, detector_history, _DRIFT_COLS, ("kind", "detector", "feature"), model)
+def latest_drift(conn: Connection, model: str | None = None, *,
+                 model_version: str | None = None) -> list[dict[str, Any]]:
+    """The newest row of every (model, model_version, kind, detector, feature): what ``/metrics``
+    shows when the detectors run in another process. Rows of versions no longer served are
+    among them (the caller keeps the live ones); ``model_version`` as in :func:`read_drift_history`."""
+    return _latest(conn, detector_history, _DRIFT_COLS, ("kind", "detector", "feature"), model, model_version)
 
 
-def latest_performance(conn: Connection, model: str | None = None) -> list[dict[str, Any]]:
-    """The newest row of every (model, source, metric)."""
-    return _latest(conn, performance_history, _PERF_COLS, ("source", "metric"), model)
+def latest_performance(conn: Connection, model: str | None = None, *,
+                       model_version: str | None = None) -> list[dict[str, Any]]:
+    """The newest row of every (model, model_version, source, metric)."""
+    return _latest(conn, performance_history, _PERF_COLS, ("source", "metric"), model, model_version)

@@ -99,6 +99,11 @@ def test_dashboard_shows_charts_with_data(server, empty_server, seeded: Seeded, 
         assert "country" in page.inner_text("#alerts")
         assert page.locator("#versions tr").count() == 3
         assert "promoted v2" in page.inner_text("#history")
+        # the versions judged now (issue 14): the seed's state names no version, one champion row
+        assert page.locator("#live-versions tr").count() == 2
+        live = page.inner_text("#live-versions")
+        assert "champion" in live and "serving" in live and "share of traffic" in live.lower()
+        assert page.locator("#shadows li").count() == 0
         # the charts are drawn: each canvas holds more than a blank background
         for canvas in page.locator(".panel canvas").all()[:3]:
             assert _nonblank(canvas.screenshot()) > 200
@@ -112,6 +117,7 @@ def test_dashboard_shows_charts_with_data(server, empty_server, seeded: Seeded, 
         assert empty_page.get_attribute("body", "data-ready") == "1", empty_page.inner_text("#error")
         assert empty_page.locator(".empty").count() == 4     # data, prediction, performance, timeline
         assert "No active alerts" in empty_page.inner_text("#alerts")
+        assert "No version judged yet" in empty_page.inner_text("#live-versions")
     assert not problems, problems
     assert shot.stat().st_size > 50_000
     keep = os.environ.get("DRIFTLOOP_DASHBOARD_SCREENSHOT")

@@ -86,7 +86,7 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
                               "Times are epoch milliseconds. POST endpoints need `Authorization: Bearer <token>`.",
                   default_response_class=JSON)
     app.state.ctx = ctx
-    app.state.metrics = make_registry(cfg, store, monitor)
+    app.state.metrics = make_registry(cfg, store, monitor, status_of=ctx.model_status)
     _handlers(app)
     if api.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(api.cors_origins), allow_methods=["GET", "POST"],

@@ -90,6 +90,23 @@ class Context:
                     continue
         return self._stored_status(model)
 
+    def version_status(self, model: str, version: str | None) -> dict[str, Any] | None:
+        """One version's full status (``VersionedMonitor.version_status``): live when the analyser
+        runs here; from the store only for the champion (the stored status is the champion's
+        in full, the others' in short). ``version`` None: the champion's."""
+        status, _ = self.model_status(model)
+        if version is None or (status or {}).get("model_version") == (version or None):
+            return status
+        mons = getattr(self.analyser, "monitors", None) or {}
+        mon = mons.get(model) if isinstance(mons, dict) else None
+        if mon is not None and version in getattr(mon, "versions", {}):
+            for _ in range(3):  # the consumer thread may be updating it right now
+                try:
+                    return dict(mon.version_status(version))
+                except (RuntimeError, ValueError, KeyError, IndexError):
+                    continue
+        return None
+
     def _stored_status(self, model: str) -> tuple[dict[str, Any] | None, str]:
         from driftloop.app.api.queries import reader
 

@@ -39,13 +39,21 @@ __all__ = [
     "retrain_jobs",
     "retrain_job_counts",
     "outbox_pending",
+    "traffic_share",
     "ACTIVE_STATUSES",
+    "TRAFFIC_WINDOW_MS",
+    "TRAFFIC_SAMPLE",
 ]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 D = TypeVar("D")   # the default's own type: an empty {} or [] must not pin T to dict[Never, Never]
+
+TRAFFIC_WINDOW_MS = 3_600_000
+""":func:`traffic_share` looks at the predictions of the last hour (by their event time) ..."""
+TRAFFIC_SAMPLE = 2_000
+"""... and of those at most the newest 2,000: a bounded read, whatever the model's traffic."""
 
 ACTIVE_STATUSES = ("firing", "resolving")
 """Alert statuses that count as firing: announced and not resolved yet (``resolving`` is a
@@ -295,3 +303,32 @@ def outbox_pending(conn: Connection) -> dict[str, int]:
 
     q = sa.select(outbox.c.topic, sa.func.count()).where(outbox.c.sent_at.is_(None)).group_by(outbox.c.topic)
     return {t: int(n) for t, n in conn.execute(q)}
+
+
+# -- versions -----------------------------------------------------------------------------------
+def traffic_share(conn: Connection, model: str, now: int, *, window_ms: int = TRAFFIC_WINDOW_MS,
+                  sample: int = TRAFFIC_SAMPLE) -> dict[str, Any]:
+    """The share of a model's recent predictions each version served: ``{"shares": {version:
+    share}, "n": predictions counted, "since": epoch ms, "window_ms", "sample"}``.
+
+    Recent = the newest ``sample`` predictions stored in ``examples`` whose event time is within
+    ``window_ms`` of ``now``: at most ``sample`` index entries of ``ix_examples_model_pred_ts``
+    and their rows are read, so the cost is bounded however busy the model is (measured on
+    1,000,000 stored predictions of the last two hours: about 14 ms on SQLite for 2,000; the
+    whole hour, 500,000 rows, took 4.4 s, which is why it is not counted). When the model served
+    more than ``sample`` predictions in the window, the shares are those of its newest
+    ``sample`` ones (a sample of the current traffic split, within about ±1 percentage point).
+    A prediction stored without a version (written before versions were stamped) counts as
+    version ``""``. Predictions pruned from ``examples`` (``ingest.joined_retention_s``) or
+    expired unlabelled ones are not seen: keep the window well inside the retention.
+    """
+    e = _need("examples")
+    since = now - window_ms
+    newest = (sa.select(e.c.model_version).where(e.c.model == model, e.c.pred_ts >= since)
+              .order_by(e.c.pred_ts.desc()).limit(sample)).subquery()
+    counts = {("" if v is None else str(v)): int(n)
+              for v, n in conn.execute(sa.select(newest.c.model_version, sa.func.count())
+                                       .group_by(newest.c.model_version))}
+    n = sum(counts.values())
+    return {"shares": {v: c / n for v, c in sorted(counts.items())} if n else {}, "n": n, "since": since,
+            "window_ms": window_ms, "sample": sample}

@@ -9,6 +9,7 @@ from driftloop.app.api import queries, schemas
 from driftloop.app.api.context import JSON, Context
 from driftloop.app.api.live import monitor_snapshot
 from driftloop.app.stats import collect_stats
+from driftloop.core.store import now_ms
 from driftloop.monitoring import history
 
 __all__ = ["router"]
@@ -20,6 +21,8 @@ Since = Annotated[int | None, Query(ge=0, description="only rows at or after thi
 Until = Annotated[int | None, Query(ge=0, description="only rows at or before this time (epoch ms)")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.Problem, "description": "unknown model or alert"}}
+Version = Annotated[str | None, Query(max_length=128, description=(
+    "only this model version's rows (each version is judged on its own); empty: the rows that name no version"))]
 
 
 def _ctx(request: Request) -> Context:
@@ -95,7 +98,35 @@ def get_model(request: Request, model: str) -> JSON:
     summary["versions"] = queries.safe(ctx.store, lambda c: queries.versions(c, model), [])
     summary["history"] = queries.safe(ctx.store, lambda c: queries.champion_history(c, model), [])
     summary["alerts"] = queries.safe(ctx.store, lambda c: queries.alerts_list(c, model=model, status="active"), [])
+    summary.update(_live_versions(ctx, model, summary["alerts"]))
     return JSON(summary)
+
+
+def _live_versions(ctx: Context, model: str, active: list[dict[str, Any]]) -> dict[str, Any]:
+    """The versions the detectors judge now (the status' ``versions`` block), each with its
+    share of the recent traffic and its active alerts; ``versions_capped``; ``shadows`` (the
+    shadow comparisons, when the status has them); ``traffic`` (what the shares count)."""
+    status, source = ctx.model_status(model)
+    versions = (status or {}).get("versions") or {}
+    traffic = (queries.safe(ctx.store, lambda c: queries.traffic_share(c, model, now_ms()), None)
+               if versions else None)
+    shares = (traffic or {}).get("shares") or {}
+    firing: dict[str, int] = {}
+    for a in active:
+        if a.get("status") in queries.ACTIVE_STATUSES:
+            v = "" if a.get("model_version") is None else str(a["model_version"])
+            firing[v] = firing.get(v, 0) + 1
+    live = {v: {**brief, "version": v, "traffic_share": shares.get(v, 0.0) if traffic and traffic["n"] else None,
+                "firing_alerts": firing.get(v, 0)}
+            for v, brief in sorted(versions.items())}
+    out: dict[str, Any] = {"live_versions": live, "versions_capped": dict((status or {}).get("versions_capped") or {}),
+                           "status_source": source,
+                           "traffic": None if traffic is None else {k: traffic[k] for k in ("n", "since", "window_ms",
+                                                                                            "sample")}}
+    shadows = (status or {}).get("shadows")
+    if shadows:
+        out["shadows"] = shadows
+    return out
 
 
 @router.get("/models/{model}/versions", response_model=schemas.Versions, responses=NOT_FOUND,
@@ -116,13 +147,16 @@ def get_drift(request: Request, model: str,
               kind: Annotated[list[str] | None, Query(
                   description="data_drift, prediction_drift, multivariate_drift (repeatable)")] = None,
               since: Since = None, until: Until = None, limit: Limit = 20_000,
-              details: Annotated[bool, Query(description="add every statistic of each window")] = False) -> JSON:
+              details: Annotated[bool, Query(description="add every statistic of each window")] = False,
+              model_version: Version = None) -> JSON:
     ctx = _ctx(request)
     _check_model(ctx, model)
     points = queries.safe(ctx.store, lambda c: history.read_drift_history(
-        c, model, features=feature, kinds=kind, since=since, until=until, limit=limit, details=details), [])
-    status, _ = ctx.model_status(model)
-    return JSON({"model": model, "thresholds": (status or {}).get("thresholds") or {}, "points": points})
+        c, model, features=feature, kinds=kind, since=since, until=until, limit=limit, details=details,
+        model_version=model_version), [])
+    status = ctx.version_status(model, model_version)
+    return JSON({"model": model, "model_version": model_version,
+                 "thresholds": (status or {}).get("thresholds") or {}, "points": points})
 
 
 @router.get("/models/{model}/performance", response_model=schemas.PerformanceHistory, responses=NOT_FOUND,
@@ -130,12 +164,14 @@ def get_drift(request: Request, model: str,
 def get_performance(request: Request, model: str,
                     metric: Annotated[list[str] | None, Query(description="only these metrics (repeatable)")] = None,
                     source: Annotated[str | None, Query(pattern="^(realised|estimated)$")] = None,
-                    since: Since = None, until: Until = None, limit: Limit = 20_000) -> JSON:
+                    since: Since = None, until: Until = None, limit: Limit = 20_000,
+                    model_version: Version = None) -> JSON:
     ctx = _ctx(request)
     _check_model(ctx, model)
     points = queries.safe(ctx.store, lambda c: history.read_performance_history(
-        c, model, metrics=metric, source=source, since=since, until=until, limit=limit), [])
-    return JSON({"model": model, "points": points})
+        c, model, metrics=metric, source=source, since=since, until=until, limit=limit,
+        model_version=model_version), [])
+    return JSON({"model": model, "model_version": model_version, "points": points})
 
 
 @router.get("/models/{model}/status", responses=NOT_FOUND,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Health", "Ready", "Check", "PromoteBody", "RollbackBody", "ResolveBody", "ActionResult", "ModelSummary",
-    "ModelList", "ModelDetail", "Versions", "DriftPoint", "DriftHistory", "PerformancePoint", "PerformanceHistory",
+    "ModelList", "ModelDetail", "LiveVersion", "ShadowReport", "Traffic", "Versions", "DriftPoint", "DriftHistory", "PerformancePoint", "PerformanceHistory",
     "Alert", "AlertList", "AlertEvent", "AlertEvents", "AlertEpisode", "Timeline", "RetrainJobs", "Problem",
 ]
 
@@ -91,10 +91,57 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
+class LiveVersion(_Open):
+    """A version the detectors judge now (``VersionedMonitor.status()["versions"]``)."""
+
+    version: str = Field(description='"" when no version is known (no registry, none named)')
+    phase: str | None = Field(description="serving, or draining (the old champion, taking its late labels)")
+    reference_version: str | None = Field(description="the version whose reference sample it is judged on")
+    predictions: int
+    labelled: int
+    firing: int = Field(description="its detectors' firing detections")
+    firing_alerts: int = Field(description="its active alerts (firing or resolving)")
+    last_event_at: int | None
+    champion: bool
+    traffic_share: float | None = Field(
+        description="share of the model's newest predictions it served (see `traffic`); null: none stored")
+
+
+class ShadowReport(_Open):
+    """A shadow challenger against the served version on the same labelled requests
+    (``ShadowComparison.report()``)."""
+
+    n: int
+    metric: str
+    served_metric: float | None
+    shadow_metric: float | None
+    p_value: float | None
+    better: bool
+    worse: bool
+    summary: str
+    served_version: str
+    shadow_version: str
+
+
+class Traffic(BaseModel):
+    n: int = Field(description="predictions counted")
+    since: int = Field(description="epoch ms: predictions with an event time from here on")
+    window_ms: int
+    sample: int = Field(description="at most the newest this many predictions of the window are counted")
+
+
 class ModelDetail(ModelSummary):
-    versions: list[dict[str, Any]]
+    versions: list[dict[str, Any]] = Field(description="the registered versions (the registry)")
     history: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
+    live_versions: dict[str, LiveVersion] = Field(
+        default_factory=dict, description="the versions the detectors judge now, each on its own")
+    versions_capped: dict[str, int] = Field(
+        default_factory=dict, description="versions refused a monitor by versions.max_live: events not judged")
+    status_source: str | None = Field(None, description="live (in-process analyser), store or none")
+    traffic: Traffic | None = Field(None, description="what `traffic_share` counts; null: no live version")
+    shadows: dict[str, ShadowReport] | None = Field(
+        None, description="per shadow version: its comparison with the served version (absent: no shadow)")
 
 
 class Versions(BaseModel):
@@ -122,6 +169,7 @@ class DriftPoint(_Open):
 
 class DriftHistory(BaseModel):
     model: str
+    model_version: str | None = Field(None, description="the version filter, if one was given")
     thresholds: dict[str, float] = Field(description="the effect-size threshold in force per feature (live)")
     points: list[DriftPoint]
 
@@ -146,6 +194,7 @@ class PerformancePoint(_Open):
 
 class PerformanceHistory(BaseModel):
     model: str
+    model_version: str | None = Field(None, description="the version filter, if one was given")
     points: list[PerformancePoint]
 
 

@@ -272,6 +272,32 @@ function versionsTable(target, list, versions) {
 }
 let versionsHistory = [];
 
+/* the versions the detectors judge now (issue 14): phase, champion, traffic share, counts, alerts;
+   below, each shadow challenger's comparison with the served version (its one-sentence summary) */
+const vname = (v) => (v === "" ? "–" : /^\d+$/.test(v) ? `v${v}` : v);
+function liveVersionsTable(target, list, detail) {
+  const cols = ["version", "phase", "share of traffic", "predictions", "labelled", "firing alerts"];
+  target.replaceChildren(el("tr", {}, ...cols.map((h) => el("th", { text: h }))));
+  const live = Object.values(detail.live_versions || {});
+  if (!live.length) target.append(el("tr", {}, el("td", { colspan: cols.length, class: "muted", text: "No version judged yet." })));
+  live.sort((a, b) => (b.champion - a.champion) || a.version.localeCompare(b.version, undefined, { numeric: true }));
+  for (const v of live) {
+    target.append(el("tr", { "data-version": v.version },
+      el("td", {}, vname(v.version), v.champion ? " " : null, v.champion ? el("span", { class: "badge champion", text: "champion" }) : null),
+      el("td", {}, el("span", { class: `badge ${v.phase || "serving"}`, text: v.phase || "serving" })),
+      el("td", { text: v.traffic_share == null ? "–" : `${(100 * v.traffic_share).toFixed(1)} %` }),
+      el("td", { text: fmt(v.predictions, 6) }), el("td", { text: fmt(v.labelled, 6) }),
+      el("td", { class: v.firing_alerts ? "bad" : "", text: String(v.firing_alerts ?? 0) })));
+  }
+  const capped = Object.entries(detail.versions_capped || {});
+  if (capped.length) {
+    const text = "not judged (versions.max_live reached): " + capped.map(([v, n]) => `${vname(v)} (${fmt(n, 6)} events)`).join(", ");
+    target.append(el("tr", {}, el("td", { colspan: cols.length, class: "muted", text })));
+  }
+  list.replaceChildren(...Object.values(detail.shadows || {}).map((r) =>
+    el("li", { class: r.better ? "better" : r.worse ? "worse" : "", text: r.summary || "" })));
+}
+
 function cards(target, m, perf) {
   const lastReal = perf.filter((p) => p.source === "realised" && p.metric === "accuracy").pop();
   const lastEst = perf.filter((p) => p.source === "estimated").pop();
@@ -315,14 +341,14 @@ async function render() {
     const m = encodeURIComponent(state.model);
     const range = +$("#range").value;
     const since = range ? `since=${Date.now() - range}` : "";
-    const [drift, perf, tl, active, versions] = await Promise.all([
+    const [drift, perf, tl, active, detail] = await Promise.all([
       api(`/api/models/${m}/drift?${since}`), api(`/api/models/${m}/performance?${since}`),
       api(`/api/alerts/timeline?model=${m}&${since}`), api(`/api/alerts?model=${m}&status=active`),
-      api(`/api/models/${m}/versions`),
+      api(`/api/models/${m}`),
     ]);
     for (const c of state.charts) c.u.destroy();
     state.charts = [];
-    const promos = versions.history.filter((h) => h.event === "promoted" || h.event === "rolled_back")
+    const promos = detail.history.filter((h) => h.event === "promoted" || h.event === "rolled_back")
       .map((h) => ({ t: h.decided_at / 1000, label: `v${h.champion_version}` }));
     state.extent = extent(drift.points, perf.points, tl.episodes, promos);
     const summary = state.models.find((x) => x.name === state.model) || {};
@@ -332,8 +358,9 @@ async function render() {
     const n3 = performancePanels($("#performance"), perf.points, promos);
     timeline($("#timeline"), tl.episodes, promos);
     alertsTable($("#alerts"), active.alerts);
-    versionsHistory = versions.history;
-    versionsTable($("#versions"), $("#history"), versions.versions);
+    versionsHistory = detail.history;
+    versionsTable($("#versions"), $("#history"), detail.versions);
+    liveVersionsTable($("#live-versions"), $("#shadows"), detail);
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     showError("");
     document.body.dataset.charts = String(n1 + n2 + n3);
