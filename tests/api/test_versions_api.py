@@ -77,9 +77,9 @@ def save(store: Store, vm: VersionedMonitor, now: int, *, record: bool = True) -
         store.save_detector_state(conn, "fraud", vm.snapshot(), now)
 
 
-def versioned_store(tmp: Path) -> Versioned:
+def versioned_store(tmp: Path, *, store_url: str | None = None) -> Versioned:
     rng = np.random.default_rng(11)
-    cfg = make_config(tmp)
+    cfg = make_config(tmp, store_url=store_url)
     store = Store(cfg.store.url)
     store.create_schema()
     now = int(time.time() * 1000)
@@ -315,3 +315,19 @@ def test_traffic_share_is_a_bounded_indexed_read(versioned: Versioned) -> None:
             "ORDER BY pred_ts DESC LIMIT 200")))
     assert got["n"] == 200 and got["shares"] == {"1": pytest.approx(0.5), "2": pytest.approx(0.5)}  # newest 200
     assert "ix_examples_model_pred_ts" in plan and "TEMP B-TREE" not in plan
+
+
+@pytest.mark.postgres
+def test_versions_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    v = versioned_store(tmp_path, store_url=postgres_url)
+    try:
+        with app_for(v) as c:
+            m = scrape(c)
+            detail = c.get("/api/models/fraud").json()
+            v2 = c.get("/api/models/fraud/drift", params={"model_version": "2"}).json()["points"]
+        assert {s.labels["model_version"] for s in series(m, "driftloop_drift_statistic")} == {"1", "2"}
+        assert value(m, "driftloop_version_traffic_share", model="fraud", model_version="2") == pytest.approx(0.1)
+        assert detail["live_versions"]["1"]["traffic_share"] == pytest.approx(0.9)
+        assert v2 and {p["model_version"] for p in v2} == {"2"}
+    finally:
+        v.store.dispose()
