@@ -34,6 +34,7 @@ import skops.io as sio
 from driftloop.app.replay import RegistryStep, plan_batches, read_registry, replay
 from driftloop.core.store import Store
 from driftloop.kafka.topics import create_topics
+from tests.fault_helpers import wait_until
 from tests.kafka_helpers import produce, read_topic
 from tests.retrain.helpers import AGRAWAL, agrawal, config_data, fitted_model, frame, predict, write_config
 
@@ -129,15 +130,6 @@ def promote_answering(cfg: Any, alert_ids: list[str]) -> None:
                               alert_ids=alert_ids)
     store.dispose()
 
-
-def wait_until(fn: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not reached in {timeout_s}s: {what}")
 
 
 def wait_for_deliveries(store: Store, timeout_s: float = 60) -> None:

@@ -23,6 +23,7 @@ from detectors.batch import LabelledBatch
 from detectors.model_monitor import ModelMonitor
 from driftloop.core.store import Store
 from driftloop.kafka.topics import create_topics
+from tests.fault_helpers import wait_until
 from tests.kafka_helpers import produce
 from tests.retrain.helpers import AGRAWAL, agrawal, config_data, fitted_model, frame, predict, write_config
 
@@ -33,15 +34,6 @@ DETECTORS = {"window_size": 400, "warmup": 0, "multivariate": False, "calibratio
              "performance_window_size": 400}
 ALERTS = {"group_window_s": 0, "cooldown_s": 1, "hold_down_s": 0}
 
-
-def wait_until(fn: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not reached in {timeout_s}s: {what}")
 
 
 class Running:
