@@ -40,9 +40,14 @@ from driftloop.kafka import lean_records
 FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical", "device": "categorical"}
 
 
-def make_events(n: int, uuid_ids: bool = False) -> list[bytes]:
+def make_events(n: int, uuid_ids: bool = False, versions: int = 0) -> list[bytes]:
     """``n`` prediction events; ids ``ev-0, ev-1, ...`` or, with ``uuid_ids``, random UUIDs (what
-    most services send: each insert then lands at a random place in the store's key index)."""
+    most services send: each insert then lands at a random place in the store's key index).
+
+    ``versions`` > 0: event ``i`` was served by version ``1 + i % versions`` (round-robin), and
+    every event carries ``model_version``: ``null`` for version 1 (the champion: the contract's
+    default) and ``"2"``, ``"3"``, ... for the others, so the events are the same, byte for byte
+    but for that one field (19-20 bytes), whatever the number of versions."""
     rnd = random.Random(1)
     now = int(time.time() * 1000) - 3_600_000
     out = []
@@ -51,8 +56,11 @@ def make_events(n: int, uuid_ids: bool = False) -> list[bytes]:
         feats |= {"country": rnd.choice(["DE", "FR", "US", "GB"]), "device": rnd.choice(["ios", "android", "web"])}
         p1 = rnd.random()
         eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4)) if uuid_ids else f"ev-{i}"
-        out.append(orjson.dumps({"event_id": eid, "model": "bench", "ts": now + i, "features": feats,
-                                 "prediction": int(p1 > 0.5), "scores": {"0": 1 - p1, "1": p1}}))
+        ev = {"event_id": eid, "model": "bench", "ts": now + i, "features": feats,
+              "prediction": int(p1 > 0.5), "scores": {"0": 1 - p1, "1": p1}}
+        if versions:
+            ev["model_version"] = str(1 + i % versions) if i % versions else None
+        out.append(orjson.dumps(ev))
     return out
 
 
@@ -89,9 +97,12 @@ def raw_consume(bootstrap: str, topic: str, n: int, max_records: int, lean: bool
     return dt
 
 
-def monitor_consume(cfg, n: int, profile: bool) -> tuple[float, Monitor, str]:
-    store = Store.from_config(cfg.store)
-    mon = Monitor(cfg, store)
+def monitor_consume(cfg, n: int, profile: bool, mon: Monitor | None = None,
+                    sorts: tuple[str, ...] = ("tottime",)) -> tuple[float, Monitor, str]:
+    """Seconds for ``mon`` (default: the ingest path alone, no detectors) to take ``n`` records,
+    from the start of its first batch; with ``profile``, a cProfile of the run sorted by ``sorts``."""
+    if mon is None:
+        mon = Monitor(cfg, Store.from_config(cfg.store))
     mon.start()
     prof = cProfile.Profile() if profile else None
     t0 = None
@@ -108,7 +119,8 @@ def monitor_consume(cfg, n: int, profile: bool) -> tuple[float, Monitor, str]:
     text = ""
     if prof:
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
+        for key in sorts:
+            pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(18 if key == "tottime" else 30)
         text = buf.getvalue()
     return dt, mon, text
 
@@ -203,12 +215,205 @@ def multi_process(config_path: Path, cfg, n: int, processes: int) -> float:
         store.dispose()
 
 
+def make_reference(rows: int = 10_000):
+    """The champion's sample for :func:`make_events`' model: the same feature distributions, the
+    model's outputs (``prediction``, ``score_0``, ``score_1``) and labels (10% wrong)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    ref = pd.DataFrame({f"f{j}": rng.normal(0, 1, rows).round(4) for j in range(8)})
+    ref["country"] = rng.choice(["DE", "FR", "US", "GB"], rows)
+    ref["device"] = rng.choice(["ios", "android", "web"], rows)
+    p1 = rng.random(rows)
+    ref["prediction"] = (p1 > 0.5).astype(int)
+    ref["label"] = np.where(rng.random(rows) < 0.1, 1 - ref["prediction"], ref["prediction"])
+    ref["score_0"], ref["score_1"] = 1 - p1, p1
+    return ref
+
+
+# what the child of a versions run times apart (owner module, class or None, attribute, label)
+_TIMED = (("driftloop.monitoring.analysis", "DriftAnalyser", "analyse", "detectors in all"),
+          ("detectors.versions", "VersionedMonitor", "update_predictions", "update"),
+          ("driftloop.monitoring.analysis", "DriftAnalyser", "_monitor", "new version"),
+          ("detectors.versions", "VersionedMonitor", "snapshot", "snapshot"),
+          ("detectors.versions", "VersionedMonitor", "version_status", "status"),
+          ("driftloop.core.store", "Store", "save_detector_state", "state write"),
+          ("driftloop.monitoring.analysis", None, "record_detector_statistics", "statistics history"))
+
+
+def _time_calls(spent: dict[str, float], sizes: list[int]) -> None:
+    """Wrap :data:`_TIMED` in this process so that each one's seconds add up in ``spent`` (and
+    each snapshot's size goes to ``sizes``)."""
+    import functools
+    import importlib
+
+    for module, cls, attr, label in _TIMED:
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        fn = getattr(owner, attr)
+
+        @functools.wraps(fn)
+        def timed(*a, _fn=fn, _label=label, **kw):
+            t = time.perf_counter()
+            try:
+                out = _fn(*a, **kw)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - t
+            if _label == "snapshot":
+                sizes.append(len(out))
+            return out
+        setattr(owner, attr, timed)
+
+
+def _versions_child(cfg_data: dict, base_dir: str, n: int, profile: bool, conn) -> None:
+    """One run of a versions measurement, in a fresh process (so that its peak RSS is its own):
+    the monitor service (:class:`driftloop.app.service.MonitorService`: ingest, the detectors of
+    every version, alerts) takes ``n`` records; sends its figures through ``conn``."""
+    import logging
+
+    from driftloop.app.service import MonitorService
+
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)   # "tick skipped" on a busy machine
+    spent: dict[str, float] = {}
+    sizes: list[int] = []
+    if not profile:
+        _time_calls(spent, sizes)
+    cfg = load_config_dict(cfg_data, base_dir=base_dir, environ={})
+    svc = MonitorService(cfg)
+    spent.clear()     # the champion's detectors were built before the clock starts: not in the run
+    sizes.clear()
+    svc.alerts.start()
+    try:
+        secs, mon, prof = monitor_consume(cfg, n, profile, svc.monitor, sorts=("tottime", "cumulative"))
+    finally:
+        svc.alerts.stop()
+    vm = svc.analyser.monitors.get("bench")
+    conn.send({"seconds": secs, "batches": mon.stats.batches, "spent": spent, "sizes": sizes,
+               "live": 0 if vm is None else len(vm.versions),
+               "rss_mib": _peak_rss_kib() / 1024, "profile": prof})
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS since it started (``VmHWM``; ``getrusage``'s ``ru_maxrss`` would
+    report the parent's if that was larger: Linux keeps it across the fork and exec of a spawn)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _child_run(cfg_data: dict, base_dir: str, n: int, profile: bool = False) -> dict:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_versions_child, args=(cfg_data, base_dir, n, profile, child))
+    proc.start()
+    child.close()
+    try:
+        out = parent.recv()
+    except EOFError:
+        proc.join()
+        raise SystemExit(f"the measured monitor process failed (exit code {proc.exitcode})") from None
+    proc.join()
+    return out
+
+
+def versions_bench(args, cfg_data: dict, tmp: str) -> None:
+    """``--versions 1,2,5``: the same events spread round-robin over 1, 2, 5 versions of one
+    model, each count on its own topic; per count, the raw anchor then the monitor service with
+    its detectors, in a child process each; plus the same service with the detectors off."""
+    import copy
+
+    import yaml
+
+    from driftloop.kafka.topics import create_topics
+
+    n, mpr, bootstrap = args.events, args.max_poll_records, args.bootstrap
+    counts = [int(v) for v in args.versions.split(",")]
+    make_reference().to_csv(Path(tmp, "ref.csv"), index=False)
+    topics: dict[int, str] = {}
+    for k in counts:
+        data = copy.deepcopy(cfg_data)
+        data["topics"]["predictions"] = topics[k] = cfg_data["topics"]["predictions"] + f".v{k}"
+        create_topics(load_config_dict(data, environ={}))
+        events = make_events(n, args.uuid_ids, versions=k)
+        t_pub = publish(bootstrap, topics[k], events)
+        print(f"{k} version(s): published {n:,} events ({sum(map(len, events)) / n:.0f} B each) in {t_pub:.1f}s")
+        del events
+
+    def config(k: int, detectors: bool, run: str) -> dict:
+        data = copy.deepcopy(cfg_data)
+        data["topics"]["predictions"] = topics[k]
+        data["kafka"]["group_id"] += f"-{run}"
+        data["store"]["url"] = args.store_url or f"sqlite:///{tmp}/{run}.db"
+        data["api"] = {"enabled": False}
+        if detectors:
+            data["models"]["bench"]["reference"] = "ref.csv"
+        Path(tmp, f"{run}.yaml").write_text(yaml.safe_dump(data))   # to rerun one by hand
+        return data
+
+    plan = [("off", counts[0], False)] + [(f"v{k}", k, True) for k in counts]
+    rows = []
+    for run, k, detectors in plan:
+        raw_s = raw_consume(bootstrap, topics[k], n, mpr)
+        res = _child_run(config(k, detectors, run), tmp, n)
+        setup = res["spent"].get("new version", 0.0)   # detectors built for versions 2..k in the first batch
+        rows.append((run, k, detectors, n / raw_s, n / (res["seconds"] - setup), res))
+        print(f"  {run}: raw {n / raw_s:,.0f} events/s, monitor {n / res['seconds']:,.0f} events/s "
+              f"({n / (res['seconds'] - setup):,.0f} without the new versions' setup, {setup:.1f}s)", flush=True)
+
+    one = next((r[4] for r in rows if r[2] and r[1] == 1), rows[1][4])
+    print()
+    print(f"{n:,} events, model_version round-robin (v1 = null, the champion; others unregistered: judged on the "
+          f"champion's sample); batches of {mpr:,}; default detectors; each monitor run in its own process")
+    print("monitor ev/s: without the one-off setup of versions 2..k's detectors in the first batch (its seconds:"
+          " 'setup'); ratios on it; 'whole run' includes it")
+    print(f"{'versions':<22}{'monitor ev/s':>13}{'ratio to 1 version':>19}{'ratio to raw':>13}{'peak RSS':>9}"
+          f"{'raw ev/s':>9}{'whole run':>10}{'setup':>7}{'detectors':>10}{'snapshot':>9}{'snapshot':>10}")
+    print(f"{'':<22}{'':>13}{'':>19}{'':>13}{'MiB':>9}{'':>9}{'ev/s':>10}{'s':>7}{'us/event':>10}{'us/event':>9}"
+          f"{'KiB/batch':>10}")
+    for _run, k, detectors, raw_rate, rate, res in rows:
+        label = f"{k} (detectors off)" if not detectors else f"{k} ({res['live']} monitors)"
+        sp, sizes = res["spent"], res["sizes"]
+        kib = f"{sum(sizes) / len(sizes) / 1024:,.0f}" if sizes else "-"
+        print(f"{label:<22}{rate:>13,.0f}{rate / one:>19.2f}{rate / raw_rate:>13.2f}{res['rss_mib']:>9,.0f}"
+              f"{raw_rate:>9,.0f}{n / res['seconds']:>10,.0f}{sp.get('new version', 0):>7.1f}"
+              f"{1e6 * (sp.get('detectors in all', 0) - sp.get('new version', 0)) / n:>10.1f}"
+              f"{1e6 * sp.get('snapshot', 0) / n:>9.1f}{kib:>10}")
+    print()
+    print("detectors' time per event (us), by part (inside the batch transaction; 'other' = routing, batches, "
+          "alerts):")
+    parts = [label for _m, _c, _a, label in _TIMED[1:]]
+    print(f"{'versions':<22}" + "".join(f"{p:>20}" for p in parts) + f"{'other':>10}")
+    for _run, k, detectors, _raw, _rate, res in rows:
+        if not detectors:
+            continue
+        sp = res["spent"]
+        other = sp.get("detectors in all", 0) - sum(sp.get(p, 0) for p in parts)
+        print(f"{k:<22}" + "".join(f"{1e6 * sp.get(p, 0) / n:>20.1f}" for p in parts) + f"{1e6 * other / n:>10.1f}")
+    if args.profile:
+        k = max(counts)
+        res = _child_run(config(k, True, f"profile-v{k}"), tmp, n, profile=True)
+        print()
+        print(f"cProfile of a separate run with {k} versions ({n / res['seconds']:,.0f} events/s under the profiler; "
+              "read it for where the time goes, not for the rate):")
+        print(res["profile"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--bootstrap", default=os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092"))
     ap.add_argument("--max-poll-records", type=int, default=5000)
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="with --versions: also profile a separate run with the most versions")
+    ap.add_argument("--versions", default=None, metavar="1,2,5",
+                    help="only this: the monitor with its detectors on the same events spread round-robin over "
+                         "1, 2, 5 versions of one model, beside the raw anchor and the detectors off")
     ap.add_argument("--uuid-ids", action="store_true", help="random UUID event ids instead of ev-0, ev-1, ...")
     ap.add_argument("--pipelined", action="store_true",
                     help="also measure a sketch of a two-process design: poll in a child, ingest in the parent")
@@ -232,6 +437,9 @@ def main() -> None:
     import yaml
     Path(tmp, "cfg.yaml").write_text(yaml.safe_dump(cfg_data))
     cfg = load_config_dict(cfg_data, environ={})
+    if args.versions:
+        versions_bench(args, cfg_data, tmp)
+        return
     from driftloop.kafka.topics import create_topics
     create_topics(cfg)
     events = make_events(n, args.uuid_ids)
