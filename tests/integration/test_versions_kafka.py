@@ -39,12 +39,15 @@ ALERTS = {"group_window_s": 0, "cooldown_s": 1, "hold_down_s": 0}
 class Running:
     """A ``MonitorService`` in a thread, with every detection it passes to the alerts recorded."""
 
-    def __init__(self, tmp_path: Path, bootstrap: str, models: dict[int, tuple[Any, Any]]) -> None:
+    def __init__(self, tmp_path: Path, bootstrap: str, models: dict[int, tuple[Any, Any]],
+                 retrain: dict[str, Any] | None = None) -> None:
         from driftloop.app.service import MonitorService
         from retrain.registry import Registry
 
         data = config_data(tmp_path, bootstrap=bootstrap)
         data["models"]["agr"]["detectors"] = DETECTORS
+        data["models"]["agr"]["retrain"].update(retrain or {})
+        data["versions"] = {"shadow_min_labels": 100}
         data["alerts"] = ALERTS
         _, self.cfg = write_config(tmp_path, data)
         self.store = Store.from_config(self.cfg.store)
@@ -87,8 +90,9 @@ class Running:
 
 
 def messages(cfg: Any, rows: list[Any], preds: np.ndarray, start: int, *, version: str | None,
-             labels: bool = True, predictions: bool = True) -> list[tuple[str, bytes, bytes]]:
-    """Prediction events (``version`` None: the event names none) and/or their labels."""
+             labels: bool = True, predictions: bool = True, shadow: bool = False) -> list[tuple[str, bytes, bytes]]:
+    """Prediction events (``version`` None: the event names none; ``shadow``: a challenger's
+    answer to the same request) and/or their labels."""
     out = []
     for i, ((x, y), p) in enumerate(zip(rows, preds)):
         eid = f"p{start + i}"
@@ -96,6 +100,8 @@ def messages(cfg: Any, rows: list[Any], preds: np.ndarray, start: int, *, versio
             ev = {"event_id": eid, "model": "agr", "ts": T0 + start + i, "features": x, "prediction": str(p)}
             if version is not None:
                 ev["model_version"] = version
+            if shadow:
+                ev["shadow"] = True
             out.append((cfg.topics.predictions, b"agr", orjson.dumps(ev)))
         if labels:
             out.append((cfg.topics.labels, b"agr", orjson.dumps({"event_id": eid, "model": "agr",
@@ -197,3 +203,33 @@ def test_canary_beside_the_champion_each_pages_as_itself(kafka_bootstrap: str, t
         good_version = "1" if bad_version == "2" else "2"
         assert not [d.summary for d in run.fired(model_version=good_version)], f"v{good_version} is healthy"
         assert not run.fired(model_version=None)
+
+
+@pytest.mark.parametrize("challenger", ["better", "no better"])
+def test_a_shadow_phase_decides_on_live_paired_evidence(kafka_bootstrap: str, tmp_path: Path, challenger: str) -> None:
+    old_rows, new_rows = agrawal(3000, function=0, seed=1), agrawal(3000, function=2, seed=2)
+    champion = fitted_model(old_rows)
+    shadow = fitted_model(new_rows) if challenger == "better" else fitted_model(agrawal(3000, function=0, seed=9))
+    traffic = agrawal(600, function=2 if challenger == "better" else 0, seed=3)
+    policy = {"shadow": {"min_labels": 300, "max_hours": 1}}
+    with Running(tmp_path, kafka_bootstrap, {1: (champion, frame(old_rows)), 2: (shadow, frame(new_rows))},
+                 retrain=policy) as run:
+        run.registry.start_shadow("agr", 2, actor="test", reason="try v2 on live traffic")
+        # v1 serves; v2 answers the same requests in shadow; the labels come
+        produce(kafka_bootstrap, messages(run.cfg, traffic, predict(champion, traffic), 0, version="1")
+                + messages(run.cfg, traffic, predict(shadow, traffic), 0, version="2", shadow=True, labels=False))
+        decided = wait_until(lambda: [h for h in run.registry.history("agr") if h.event in ("promoted", "rejected")
+                                      and h.version == 2], 90, "the shadow phase decided")
+        reports = [h for h in run.registry.history("agr") if h.event == "shadow_report"]
+        if challenger == "better":
+            wait_until(lambda: run.service.analyser.reference_version.get("agr") == "2", 60, "the monitor follows v2")
+    [entry] = decided
+    live = entry.details["metrics"]["live"]
+    assert reports and all(r.details["metrics"]["shadow_version"] == "2" for r in reports)   # published as decided
+    assert live["n"] >= 300 and live["test"] == "mcnemar" and live["served_version"] == "1"
+    if challenger == "better":
+        assert entry.event == "promoted" and live["better"] and live["p_value"] < 0.001
+        assert run.registry.champion("agr").version == 2
+    else:
+        assert entry.event == "rejected" and not live["better"] and live["p_value"] is not None
+        assert run.registry.champion("agr").version == 1
