@@ -11,6 +11,10 @@ them to fresh topics on the local broker, then reads the prediction topic twice 
 
 Prints events/s side by side, the ratio (target >= 0.70), where the monitor's time goes, and a
 cProfile of the monitor run.  Usage: ``python bench/ingest.py [--events 200000] [--profile]``
+
+``--versions 1,2,5`` measures only this: the monitor service with its detectors on the same events
+spread round-robin over 1, 2, 5 versions of one model, beside the raw anchor and the same service
+with the detectors off (:func:`versions_bench`; figures in ``bench/README.md``, Ingest > Versions).
 """
 from __future__ import annotations
 
