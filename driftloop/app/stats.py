@@ -9,7 +9,8 @@ from driftloop.core.store import UNATTRIBUTED, Store
 __all__ = ["COUNTERS", "collect_stats"]
 
 COUNTERS = ("predictions", "labels", "joined", "invalid", "duplicates", "expired_predictions", "expired_labels",
-            "pruned_joined")
+            "pruned_joined", "shadow_predictions", "shadow_joined", "shadow_duplicates", "expired_shadows",
+            "pruned_shadows")
 
 
 def collect_stats(cfg: Config, store: Store, firing_alerts: dict[str, int] | None = None) -> dict[str, Any]:
