@@ -43,10 +43,10 @@ from detectors.decision import AlertBook
 from detectors.model_monitor import ModelMonitor, MonitorSettings
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.paired import ShadowComparison
-from detectors.versions import VersionedMonitor
 from detectors.performance import PerformanceDrift
 from detectors.reference import Reference
 from detectors.univariate_drift import UnivariateDrift
+from detectors.versions import VersionedMonitor
 from detectors.windows import WindowBuffer
 from tests.detectors.contract import ALL_CHECKS, Feed, discover, is_window_detector, yield_checks
 
