@@ -202,7 +202,6 @@ class DriftAnalyser:
         self.store = store
         self.on_detections = on_detections
         self.on_shadow_report = on_shadow_report
-        self._newborn: dict[tuple[str, str], bytes] = {}   # (model, sample's version) -> fresh detectors
         self.source: ReferenceSource = reference_source or ConfigReferences(cfg, references)
         self.monitors: dict[str, VersionedMonitor] = {}
         self.generation: dict[str, int] = {}
@@ -467,31 +466,16 @@ class DriftAnalyser:
                             model, version, len(mon.versions))
             mon.refuse(version, n)
             return False
-        own = self.source.knows(model, version, conn)
-        ref_of = version if own else mon.reference_of.get(mon.champion, mon.champion)
+        if self.source.knows(model, version, conn):
+            ref_of, reference = version, self.source.frame(model, version, conn)
+        else:
+            ref_of = mon.reference_of.get(mon.champion, mon.champion)
+            champion = mon.versions.get(mon.champion)
+            reference = champion.reference if champion is not None else self.source.frame(model, ref_of or None, conn)
         log.info("model %s: version %r serves traffic: its own detectors, on v%s's sample", model, version,
                  ref_of or "(configured)")
-        mon.add(version, self._newborn_monitor(conn, model, mon, ref_of, own), reference_of=ref_of)
+        mon.add(version, self._monitor(model, reference), reference_of=ref_of)
         return True
-
-    def _newborn_monitor(self, conn: Connection, model: str, mon: VersionedMonitor, ref_of: str,
-                         own: bool) -> ModelMonitor:
-        """Fresh detectors on ``ref_of``'s sample. Building them costs about a second (the
-        baselines' bootstrap); a snapshot of the first one built on a sample is kept and restored
-        for the next version judged on it (the same bytes as building again, in 1% of the time:
-        bench/README.md, "Versions"). A registered sample never changes, nor does the
-        configuration while the process runs, so the copy never goes stale."""
-        blob = self._newborn.get((model, ref_of))
-        if blob is not None:
-            return ModelMonitor.restore(blob)
-        champion = mon.versions.get(mon.champion)
-        if own or champion is None:
-            reference: Any = self.source.frame(model, ref_of or None, conn)
-        else:
-            reference = champion.reference
-        fresh = self._monitor(model, reference)
-        self._newborn[(model, ref_of)] = fresh.snapshot()
-        return fresh
 
     def stamp_versions(self, predictions: dict[str, ValidPredictions]) -> None:
         """Events that name no version were served by the champion the detectors follow now:
