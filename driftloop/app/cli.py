@@ -83,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from driftloop.app.demo import DemoDependencyMissing, run_demo
 
     try:
-        result = run_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep)
+        result = run_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep, shadow=args.shadow)
     except DemoDependencyMissing as exc:
         print(f"driftloop: {exc}", file=sys.stderr)
         return 2
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bootstrap", default="127.0.0.1:9092")
     d.add_argument("--fast", action="store_true", help="a smaller stream (CI)")
     d.add_argument("--keep", action="store_true", help="keep the work folder (store, config)")
+    d.add_argument("--shadow", action="store_true",
+                   help="the challenger first runs in shadow beside the champion and is promoted on the live "
+                        "paired comparison (exit code 0 only when the shadow phase ended in a promotion)")
     d.set_defaults(func=cmd_demo)
 
     from driftloop.alerts.cli import add_commands as add_alert_commands

@@ -13,6 +13,14 @@
    (``driftloop.alerts``), the retraining job (``driftloop.retrain``), the decision with the
    challenger's and the champion's scores (``driftloop.models``), and the alerts resolving;
 6. prints a summary and removes what it started (``--keep`` keeps the work folder).
+
+With ``shadow=True`` (``--shadow``) the model's retrain policy has a shadow phase
+(:data:`SHADOW_POLICY`): the challenger that passes the worker's offline gate is put in shadow
+(``shadow_started``) instead of promoted; the service then answers every further request with
+the champion (served) and the shadow (a ``"shadow": true`` prediction with the same event_id),
+the monitor's paired comparison reports every ``versions.shadow_min_labels`` labelled pairs
+(``shadow_report``), and ``retrain/shadow.py`` promotes the shadow on that live evidence (its
+McNemar p-value in ``metrics.live``).
 """
 from __future__ import annotations
 
@@ -33,6 +41,9 @@ import yaml
 __all__ = ["run_demo", "DemoResult", "DemoDependencyMissing", "require_demo_dependencies"]
 
 MODEL = "loans"
+#: ``--shadow``: the model's ``retrain.shadow`` and the monitor's ``versions.shadow_min_labels``
+SHADOW_POLICY = {"min_labels": 300, "max_hours": 1}
+SHADOW_REPORT_EVERY = 100
 INSTALL_HINT = "pip install 'driftloop[demo]'"
 
 
@@ -60,6 +71,8 @@ class DemoResult:
     stats: dict[str, Any] = field(default_factory=dict)
     champion: str | None = None
     workdir: Path | None = None
+    shadow: bool = False                                              # run with a shadow phase
+
 
     def missing_steps(self) -> list[str]:
         """What of the loop the topics did not show: an alert fired, a challenger (a version
@@ -77,7 +90,20 @@ class DemoResult:
             missing.append("the promotion answered no alert")
         if answered - resolved:
             missing.append(f"{len(answered - resolved)} alert(s) the promotion answered did not resolve")
+        if self.shadow:
+            missing += self._missing_shadow_steps(promotions)
         return missing
+
+    def _missing_shadow_steps(self, promotions: list[dict[str, Any]]) -> list[str]:
+        """With ``--shadow``: a challenger was put in shadow, and the shadow phase (not the
+        offline gate) promoted it."""
+        started = {str(d["version"]) for d in self.decisions if d["event"] == "shadow_started"}
+        if not started:
+            return ["no challenger was put in shadow"]
+        if not any(str(d["version"]) in started and (d.get("metrics") or {}).get("phase") == "shadow"
+                   for d in promotions):
+            return ["the shadow phase did not end in a promotion"]
+        return []
 
     def _challenger_promotions(self) -> list[dict[str, Any]]:
         """The ``promoted`` decisions of a version other than the first one promoted (champion v1)."""
@@ -122,7 +148,15 @@ def _retrain_window_s(sizes: _Sizes) -> float:
     return ((2 * n - sizes.before) * STEP_MS + PAUSE_MS // 2) / 1000
 
 
-def _config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
+def _config(bootstrap: str, workdir: Path, sizes: _Sizes, shadow: bool = False) -> dict[str, Any]:
+    cfg = _base_config(bootstrap, workdir, sizes)
+    if shadow:
+        cfg["versions"] = {"shadow_min_labels": SHADOW_REPORT_EVERY}
+        cfg["models"][MODEL]["retrain"]["shadow"] = dict(SHADOW_POLICY)
+    return cfg
+
+
+def _base_config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
     from driftloop.app.demo_data import FEATURES
 
     tag = uuid.uuid4().hex[:6]
@@ -186,6 +220,33 @@ def _fmt_metrics(m: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, int | float)) or "-"
 
 
+def _live_text(live: dict[str, Any]) -> str:
+    """A live paired comparison (a ``shadow_report``'s metrics, a shadow promotion's ``live``)."""
+    metric = live.get("metric", "accuracy")
+    p = live.get("p_value")
+    return (f"shadow {metric} {live.get('shadow_metric', float('nan')):.3f} vs served "
+            f"v{live.get('served_version')} {live.get('served_metric', float('nan')):.3f} on the same "
+            f"{live.get('n', '?')} labelled live requests"
+            + (f" ({live.get('test')} p={p:.2g})" if p is not None else ""))
+
+
+def _decision_line(d: dict[str, Any]) -> str:
+    """One line for a registry event: the offline gate's scores, or the live shadow comparison."""
+    m = d.get("metrics") or {}
+    line = f"[magenta]REGISTRY {d['event'].upper()}[/] {d['model']} v{d['version']}"
+    if d["event"] == "shadow_report":
+        return f"{line}: {_live_text(m)}; champion is v{d.get('champion_version')}"
+    if m.get("phase") == "shadow" and isinstance(m.get("live"), dict):
+        return f"{line} on live evidence: {_live_text(m['live'])}; champion is v{d.get('champion_version')}"
+    if "challenger" in m:
+        line += (f": challenger {_fmt_metrics(m['challenger'])} vs champion {_fmt_metrics(m['champion'])} "
+                 f"on the same {m.get('holdout_rows', '?')} held-out rows")
+    dec = d.get("decision") or {}
+    if dec.get("p_value") is not None:
+        line += f" ({dec.get('test')} p={dec['p_value']:.2g})"
+    return line + f"; champion is v{d.get('champion_version')}"
+
+
 class _Narrator:
     """Prints each alert, job and decision once, as it is read from its topic."""
 
@@ -207,16 +268,7 @@ class _Narrator:
                           f"because of {len(j.get('reason') or [])} alert(s)")
         for d in self.tails["decisions"].poll():
             self.result.decisions.append(d)
-            m = d.get("metrics") or {}
-            line = f"[magenta]REGISTRY {d['event'].upper()}[/] {d['model']} v{d['version']}"
-            if "challenger" in m:
-                line += (f": challenger {_fmt_metrics(m['challenger'])} vs champion {_fmt_metrics(m['champion'])} "
-                         f"on the same {m.get('holdout_rows', '?')} held-out rows")
-            dec = d.get("decision") or {}
-            if dec.get("p_value") is not None:
-                line += f" ({dec.get('test')} p={dec['p_value']:.2g})"
-            line += f"; champion is v{d.get('champion_version')}"
-            console.print(line)
+            console.print(_decision_line(d))
 
     def close(self) -> None:
         for t in self.tails.values():
@@ -224,7 +276,7 @@ class _Narrator:
 
 
 def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: bool = False,
-             console: Any = None) -> DemoResult:
+             console: Any = None, shadow: bool = False) -> DemoResult:
     """Run the demo's six stages (see the module docstring) and return what the topics showed."""
     from rich.console import Console
     from rich.live import Live
@@ -238,17 +290,17 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     sizes = FAST if fast else FULL
     t_start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="driftloop-demo-"))
-    console.rule("[bold]driftloop demo")
+    console.rule("[bold]driftloop demo" + (" (with a shadow phase)" if shadow else ""))
     console.print(f"broker {bootstrap}; work folder {workdir}")
     wait_for_broker(KafkaConfig(bootstrap_servers=bootstrap), timeout_s=30)
     model, ref, stream_X, stream_y = _train_champion(sizes, workdir, console)
-    loop = _set_up(bootstrap, workdir, sizes, model, ref, console)
-    result = DemoResult(config_path=loop.cfg_path, workdir=workdir)
+    loop = _set_up(bootstrap, workdir, sizes, model, ref, console, shadow)
+    result = DemoResult(config_path=loop.cfg_path, workdir=workdir, shadow=shadow)
     service, worker, threads = _start_services(loop)
     narrator = _Narrator(bootstrap, loop.cfg, result)
     _show_dashboard(service, threads[0], console)
     stream = _Stream(stream_X, stream_y, drift_at=sizes.before, t0_ms=int(time.time() * 1000))
-    serving = _Serving(loop, console, model)
+    serving = _Serving(loop, console, model, shadow)
 
     def view(published: int) -> Any:
         return _view(loop, result, serving, stream.drift_at, published)
@@ -305,7 +357,8 @@ def _train_champion(sizes: _Sizes, workdir: Path, console: Any) -> tuple[Any, pd
     return model, ref, pd.concat([Xb, Xa], ignore_index=True), np.concatenate([yb, ya])
 
 
-def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.DataFrame, console: Any) -> _Loop:
+def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.DataFrame, console: Any,
+            shadow: bool = False) -> _Loop:
     """Stages 1 and 2: the config file, fresh topics, the store, and ``model`` registered as
     champion v1 with its reference sample."""
     import skops.io as sio
@@ -316,7 +369,7 @@ def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.Da
     from retrain.registry import Registry
 
     cfg_path = workdir / "driftloop.yaml"
-    cfg_path.write_text(yaml.safe_dump(_config(bootstrap, workdir, sizes), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(_config(bootstrap, workdir, sizes, shadow), sort_keys=False))
     cfg = load_config(cfg_path, environ={})
     create_topics(cfg)
     store = Store.from_config(cfg.store)
@@ -328,6 +381,10 @@ def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.Da
     acc_ref = float((ref["prediction"].to_numpy() == ref["label"].to_numpy()).mean())
     console.print(f"champion v1: HistGradientBoosting on {sizes.train:,} rows, held-out accuracy {acc_ref:.3f}; "
                   f"registered with its {sizes.reference:,}-row reference sample")
+    if shadow:
+        console.print(f"retrain policy: a challenger that passes the offline gate runs in shadow first "
+                      f"(min_labels {SHADOW_POLICY['min_labels']}, max_hours {SHADOW_POLICY['max_hours']}; "
+                      f"a live report every {SHADOW_REPORT_EVERY} labelled pairs)")
     return _Loop(cfg_path, cfg, store, registry)
 
 
@@ -358,11 +415,38 @@ def _show_dashboard(service: Any, monitor: threading.Thread, console: Any) -> No
 class _Serving:
     """The model the demo's ML service serves, and its registry version."""
 
-    def __init__(self, loop: _Loop, console: Any, model: Any) -> None:
+    def __init__(self, loop: _Loop, console: Any, model: Any, shadow: bool = False) -> None:
         self.loop = loop
         self.console = console
         self.model = model
         self.version = "1"
+        self.shadow = shadow                     # --shadow: watch the registry for a shadow version
+        self.shadow_model: Any = None
+        self.shadow_version: str | None = None
+
+    def follow(self, at: int | None = None) -> None:
+        """Once a chunk (the next request is event ``at``): the champion, and with ``--shadow``
+        the shadow version."""
+        if self.shadow:
+            self.follow_shadow(at)
+        self.follow_champion()
+
+    def follow_shadow(self, at: int | None = None) -> None:
+        """Run the registry's shadow version (if any) beside the served champion; stop when it
+        is no longer in shadow (promoted or rejected)."""
+        shadows = self.loop.registry.shadows(MODEL)
+        version = str(shadows[0].version) if shadows else None
+        if version == self.shadow_version:
+            return
+        if version is None:
+            self.console.print(f"[bold]the service stops running v{self.shadow_version} in shadow[/]")
+            self.shadow_model, self.shadow_version = None, None
+            return
+        self.shadow_model = self.loop.registry.load_model(MODEL, version)
+        self.shadow_version = version
+        self.console.print(f"[bold]the service now also runs v{version} in shadow beside champion "
+                           f"v{self.version}[/]" + (f" from event {at:,} on" if at is not None else "")
+                           + " (its answers are published, never served)")
 
     def follow_champion(self) -> None:
         """The service serves the registry's champion (checked every chunk) once the monitor has
@@ -386,7 +470,8 @@ def _view(loop: _Loop, result: DemoResult, serving: _Serving, drift_at: int, pub
     from driftloop.app.stats import collect_stats
 
     stats = collect_stats(loop.cfg, loop.store)["models"].get(MODEL, {})
-    t = Table(title=f"{MODEL}: the world changes at event {drift_at:,}; serving v{serving.version}")
+    in_shadow = f", v{serving.shadow_version} in shadow" if serving.shadow_version else ""
+    t = Table(title=f"{MODEL}: the world changes at event {drift_at:,}; serving v{serving.version}{in_shadow}")
     for c in ("published", "predictions", "labels", "joined", "invalid", "alerts", "jobs", "promotions"):
         t.add_column(c, justify="right")
     fired = sum(1 for a in result.alerts if a["status"] == "firing")
@@ -402,7 +487,7 @@ def _play(pub: Any, stream: _Stream, serving: _Serving, sizes: _Sizes, fast: boo
     events later, the true labels; narrating what the topics show in between."""
     n, chunk = len(stream.y), 250
     for start in range(0, n + sizes.label_lag, chunk):
-        serving.follow_champion()
+        serving.follow(at=start if start < n else None)
         stop = min(start + chunk, n)
         if start < n:
             _publish_predictions(pub, stream, serving, start, stop)
@@ -428,6 +513,29 @@ def _publish_predictions(pub: Any, stream: _Stream, serving: _Serving, start: in
         pub.prediction(MODEL, f"ev-{i}", feats, prediction=int(classes[proba[k].argmax()]),
                        scores={str(c): float(p) for c, p in zip(classes, proba[k])},
                        model_version=serving.version, ts=_event_ts(i, n, stream.drift_at, stream.t0_ms))
+    if serving.shadow_model is not None and serving.shadow_version is not None:
+        _publish_shadow_predictions(pub, stream, serving.shadow_model, serving.shadow_version, start, stop)
+
+
+def _publish_shadow_predictions(pub: Any, stream: _Stream, model: Any, version: str, start: int, stop: int) -> None:
+    """The shadow version's answers to the same requests: ``"shadow": true``, the served
+    prediction's event_id, the shadow's ``model_version`` (contract v1.1)."""
+    import msgspec
+
+    from driftloop.core.events import PredictionEvent
+
+    n, cols = len(stream.y), list(stream.X.columns)
+    proba = model.predict_proba(stream.X.iloc[start:stop])
+    classes = model.classes_
+    rows = stream.X.iloc[start:stop].to_dict("records")
+    for k, i in enumerate(range(start, stop)):
+        feats = {c: (v if isinstance(v, str) else float(v)) for c, v in rows[k].items() if c in cols}
+        # Publisher.prediction has no shadow flag: the event goes through the same batching path
+        pub._add(msgspec.convert({
+            "event_id": f"ev-{i}", "model": MODEL, "ts": _event_ts(i, n, stream.drift_at, stream.t0_ms),
+            "features": feats, "prediction": int(classes[proba[k].argmax()]),
+            "scores": {str(c): float(p) for c, p in zip(classes, proba[k])}, "model_version": version,
+            "shadow": True}, PredictionEvent))
 
 
 def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narrate: Callable[[], None],
@@ -441,7 +549,7 @@ def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narr
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         narrate()
-        serving.follow_champion()
+        serving.follow()
         show(n)
         promoted_since = sum(1 for d in result.decisions if d["event"] == "promoted") > 1
         fired = any(a["status"] == "firing" for a in result.alerts)
@@ -451,7 +559,7 @@ def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narr
     settle, give_up = time.monotonic() + 8, time.monotonic() + 60
     while time.monotonic() < settle or (result.missing_steps() and time.monotonic() < give_up):
         narrate()
-        serving.follow_champion()
+        serving.follow()
         time.sleep(0.3)
     show(n)
 

@@ -20,6 +20,7 @@ import pytest
 
 from driftloop.app.demo import MODEL
 from driftloop.core.config import load_config
+from driftloop.core.config.retrain import retrain_policy
 from driftloop.core.store import Store
 from retrain.registry import Registry
 from retrain.worker import RetrainWorker
@@ -35,19 +36,22 @@ class DemoRun:
     seconds: float
 
 
-@pytest.fixture(scope="module")
-def demo(kafka_bootstrap, tmp_path_factory):
+def _run_demo(kafka_bootstrap: str, tmp: Path, *flags: str) -> DemoRun:
     # the demo's work folder goes to TMPDIR (tempfile.mkdtemp): a folder of this test's, found below
-    tmp = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, TMPDIR=str(tmp), COLUMNS="200", PYTHONUNBUFFERED="1")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "demo", "--fast", "--keep",
+    proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "demo", "--fast", "--keep", *flags,
                            "--bootstrap", kafka_bootstrap], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=400)
     seconds = time.monotonic() - t0
     configs = sorted(tmp.glob("driftloop-demo-*/driftloop.yaml"))
     assert len(configs) == 1, (configs, proc.stdout[-3000:], proc.stderr[-3000:])
-    yield DemoRun(configs[0], proc.stdout, proc.stderr, proc.returncode, seconds)
+    return DemoRun(configs[0], proc.stdout, proc.stderr, proc.returncode, seconds)
+
+
+@pytest.fixture(scope="module")
+def demo(kafka_bootstrap, tmp_path_factory):
+    yield _run_demo(kafka_bootstrap, tmp_path_factory.mktemp("demo"))
 
 
 @pytest.mark.kafka
@@ -116,6 +120,42 @@ def test_second_job_without_improvement_is_rejected(demo, kafka_bootstrap):
     events = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, cfg.topics.models)]
     assert [e["event"] for e in events if str(e["version"]) == str(rejected[0].version)] == ["rejected"], events
     store.dispose()
+
+
+@pytest.mark.kafka
+def test_shadow_demo_promotes_through_a_shadow_phase(kafka_bootstrap, tmp_path):
+    """`driftloop demo --shadow` (issue 14): the challenger that passes the offline gate runs in
+    shadow, the service publishes its answers beside the champion's, the monitor reports the
+    live paired comparison, and the shadow phase promotes it with its live McNemar p-value."""
+    run = _run_demo(kafka_bootstrap, tmp_path, "--shadow")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    for line in ("REGISTRY SHADOW_STARTED loans v2", "the service now also runs v2 in shadow",
+                 "REGISTRY SHADOW_REPORT loans v2: shadow accuracy", "REGISTRY PROMOTED loans v2 on live evidence",
+                 "the service now serves champion v2"):
+        assert line in out, (line, out[-3000:])
+    cfg = load_config(run.config_path, environ={})
+    policy = retrain_policy(cfg, MODEL).shadow
+    assert policy is not None
+    store = Store.from_config(cfg.store)
+    reg = Registry(cfg, store)
+    assert reg.champion(MODEL).version == 2 and not reg.shadows(MODEL)
+    events = [h.event for h in reg.history(MODEL) if h.version == 2]
+    assert events.index("shadow_started") < events.index("shadow_report") < events.index("promoted"), events
+    [promoted] = [h for h in reg.history(MODEL) if h.event == "promoted" and h.version == 2]
+    metrics = promoted.details["metrics"]
+    live = metrics["live"]
+    assert metrics["phase"] == "shadow" and live["test"] == "mcnemar" and live["better"]
+    assert live["n"] >= policy.min_labels and live["p_value"] < 0.05
+    assert live["served_version"] == "1" and live["shadow_version"] == "2"
+    store.dispose()
+    # the shadow's answers on the predictions topic: the served requests' event ids, v2, never served
+    shadows, served = {}, {}
+    for r in read_topic(kafka_bootstrap, cfg.topics.predictions):
+        for e in orjson.loads(r.value) if r.value.startswith(b"[") else [orjson.loads(r.value)]:
+            (shadows if e.get("shadow") else served)[e["event_id"]] = e.get("model_version")
+    assert shadows and set(shadows.values()) == {"2"}
+    assert set(shadows) <= set(served) and all(served[i] == "1" for i in shadows)
 
 
 def test_demo_without_river_names_the_extra():
