@@ -242,18 +242,6 @@ def plan_batches(times: Sequence[int], size: int, change_times: Sequence[int]) -
     return out
 
 
-class _EventTimeSwitcher(ChampionSwitcher):
-    """The live switch (:meth:`ChampionSwitcher.apply`: same sample check, same containment,
-    same transaction) with replay's clock: ``apply`` reads the wall clock, so the transaction
-    is given ``event_now`` instead."""
-
-    event_now = 0
-
-    def _switch(self, model: str, version: str, frame: pd.DataFrame | None, resolves: list[str], why: str,
-                now: int) -> None:
-        super()._switch(model, version, frame, resolves, why, self.event_now)
-
-
 class _RegistryReplay:
     """The source registry's steps applied to the temporary store as event time passes them."""
 
@@ -261,7 +249,7 @@ class _RegistryReplay:
         self.timeline = timeline
         self.store = store
         self.pending = list(timeline.steps)
-        self.switcher: _EventTimeSwitcher | None = None
+        self.switcher: ChampionSwitcher | None = None
         self.applied: list[dict[str, Any]] = []
 
     @property
@@ -304,8 +292,7 @@ class _RegistryReplay:
             if sw is None or self.switcher is None:
                 continue
             event_now = max(event_now, step.at)
-            self.switcher.event_now = event_now
-            self.switcher.apply(step.model, sw[0], sw[1], sw[2])
+            self.switcher.apply(step.model, sw[0], sw[1], sw[2], now=event_now)
             self.switcher.analyser.tend(now=event_now)
             alerts.manager.tick(now=event_now)
             self.applied.append({"model": step.model, "version": sw[0], "event": step.row["event"],
@@ -371,7 +358,7 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
 
         source = RegistryReferences(cfg, store, registry=Registry(cfg, store))
         analyser = DriftAnalyser(cfg, store, on_detections=alerts.on_detections, reference_source=source)
-        steps.switcher = _EventTimeSwitcher(cfg, store, analyser, alerts, switch_target=switch_target)
+        steps.switcher = ChampionSwitcher(cfg, store, analyser, alerts, switch_target=switch_target)
     else:
         analyser = DriftAnalyser(cfg, store, on_detections=alerts.on_detections)
     size = batch_size or cfg.ingest.max_poll_records

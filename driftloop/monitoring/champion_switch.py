@@ -147,12 +147,13 @@ class ChampionSwitcher:
                 applied += 1
         return applied
 
-    def apply(self, model: str, version: str, resolves: list[str], why: str) -> None:
-        """Switch ``model`` to ``version`` (if not already) and resolve ``resolves``.
+    def apply(self, model: str, version: str, resolves: list[str], why: str, now: int | None = None) -> None:
+        """Switch ``model`` to ``version`` (if not already) and resolve ``resolves``; ``now``:
+        the switch's time (epoch ms; default the wall clock, replay passes event time).
 
         Raises only store errors; a sample that cannot be used or detectors that raise are
         contained (see the module docstring) and show as a ``detector_failure`` alert."""
-        now = now_ms()
+        now = now_ms() if now is None else now
         frame = None
         if self.analyser.reference_version.get(model) != version:
             try:
