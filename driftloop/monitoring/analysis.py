@@ -413,13 +413,15 @@ class DriftAnalyser:
 
     def _report_shadow(self, conn: Connection, model: str, report: dict[str, Any], now: int) -> None:
         """A shadow comparison passed another ``versions.shadow_min_labels`` pairs: to the hook (the
-        retrain policy's live gate), in the batch's transaction. A hook that raises anything but
-        a store error is logged; the next report asks again."""
+        retrain policy's live gate), in the batch's transaction, inside a savepoint. A hook that
+        raises anything but a store error is logged and what it wrote is rolled back to the
+        savepoint (the batch commits); the next report asks again."""
         log.info("model %s: shadow v%s: %s", model, report.get("shadow_version"), report.get("summary"))
         if self.on_shadow_report is None:
             return
         try:
-            self.on_shadow_report(conn, model, report, now)
+            with conn.begin_nested():
+                self.on_shadow_report(conn, model, report, now)
         except STORE_FAILURES:
             raise
         except Exception:  # the live gate's failure must not stop the monitor (logged whole)

@@ -162,3 +162,23 @@ def test_a_store_written_before_versions_restores_as_the_champions_detectors(set
     assert mon.versions[""].snapshot() == old.snapshot()
     Stream(cfg, store, an).send(preds=[prediction(i, rng) for i in range(10)])
     assert an.monitors["fraud"].versions[""].status()["predictions"] == 10
+
+
+def test_a_shadow_hook_that_raises_leaves_nothing_half_written_and_the_batch_commits(setup):
+    import sqlalchemy as sa
+
+    config, store, rng = setup
+    cfg = config(shadow_min_labels=50)
+    with store.transaction() as conn:
+        conn.execute(sa.text("CREATE TABLE hook_writes (n INTEGER)"))
+
+    def hook(conn, model, report, now):
+        conn.execute(sa.text("INSERT INTO hook_writes VALUES (:n)"), {"n": report["n"]})
+        raise RuntimeError("the live gate is broken")
+    an = DriftAnalyser(cfg, store, on_shadow_report=hook)
+    Stream(cfg, store, an).send(preds=[prediction(i, rng, "1") for i in range(100)]
+                                + [prediction(i, rng, "2", shadow=True) for i in range(100)],
+                                labels=[label(i, "0") for i in range(100)])
+    assert store.read_counters()["fraud"]["shadow_joined"] == 100, "the batch committed"
+    with store.engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM hook_writes")).scalar() == 0, "the hook's write rolled back"
