@@ -44,7 +44,7 @@ from tests.retrain.helpers import AGRAWAL, agrawal, fitted_model, frame
 
 pytestmark = pytest.mark.kafka
 
-MIN_KILLS = 8
+MIN_KILLS = 6
 N = 500
 
 
