@@ -520,9 +520,7 @@ def _publish_predictions(pub: Any, stream: _Stream, serving: _Serving, start: in
 def _publish_shadow_predictions(pub: Any, stream: _Stream, model: Any, version: str, start: int, stop: int) -> None:
     """The shadow version's answers to the same requests: ``"shadow": true``, the served
     prediction's event_id, the shadow's ``model_version`` (contract v1.1)."""
-    import msgspec
 
-    from driftloop.core.events import PredictionEvent
 
     n, cols = len(stream.y), list(stream.X.columns)
     proba = model.predict_proba(stream.X.iloc[start:stop])
@@ -530,12 +528,9 @@ def _publish_shadow_predictions(pub: Any, stream: _Stream, model: Any, version: 
     rows = stream.X.iloc[start:stop].to_dict("records")
     for k, i in enumerate(range(start, stop)):
         feats = {c: (v if isinstance(v, str) else float(v)) for c, v in rows[k].items() if c in cols}
-        # Publisher.prediction has no shadow flag: the event goes through the same batching path
-        pub._add(msgspec.convert({
-            "event_id": f"ev-{i}", "model": MODEL, "ts": _event_ts(i, n, stream.drift_at, stream.t0_ms),
-            "features": feats, "prediction": int(classes[proba[k].argmax()]),
-            "scores": {str(c): float(p) for c, p in zip(classes, proba[k])}, "model_version": version,
-            "shadow": True}, PredictionEvent))
+        pub.prediction(MODEL, f"ev-{i}", feats, int(classes[proba[k].argmax()]),
+                       scores={str(c): float(p) for c, p in zip(classes, proba[k])}, model_version=version,
+                       ts=_event_ts(i, n, stream.drift_at, stream.t0_ms), shadow=True)
 
 
 def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narrate: Callable[[], None],

@@ -54,13 +54,18 @@ class Publisher:
 
     def prediction(self, model: str, event_id: str, features: dict[str, Any], prediction: Any, *,
                    scores: dict[str, float] | None = None, model_version: str | None = None,
-                   ts: int | str | None = None) -> None:
+                   ts: int | str | None = None, shadow: bool = False) -> None:
+        """One prediction event; ``shadow``: a challenger's answer to the request ``event_id``
+        (contract v1.1: it must name its ``model_version``, another than the served one's)."""
+        if shadow and not model_version:
+            raise ValueError("model_version: a shadow prediction must name its version")
         for name, value in [*features.items(), ("prediction", prediction), *(scores or {}).items()]:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name}: {value} is not a finite number (JSON has no NaN/inf)")
         self._add(msgspec.convert({
             "event_id": event_id, "model": model, "ts": _now_ms() if ts is None else ts,
             "features": features, "prediction": prediction, "scores": scores, "model_version": model_version,
+            "shadow": shadow,
         }, PredictionEvent))
 
     def label(self, model: str, event_id: str, label: Any, *, ts: int | str | None = None) -> None:
