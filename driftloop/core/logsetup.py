@@ -61,9 +61,20 @@ def _one_line_if_network(record: logging.LogRecord) -> None:
     >>> r.exc_info = (BrokenPipeError, BrokenPipeError(32, "Broken pipe"), None)
     >>> _one_line_if_network(r); r.exc_info, r.getMessage()
     (None, 'Error sending (BrokenPipeError: [Errno 32] Broken pipe)')
+
+    The same for a socket kafka-python closed while one of its tasks still waited on it (seen
+    while a broker came up: ``kafka.net.selector`` "Unhandled exception in task", ``ValueError:
+    Invalid file descriptor: -1``; the client reconnects and goes on):
+
+    >>> r.exc_info = (ValueError, ValueError("Invalid file descriptor: -1"), None)
+    >>> r.msg = "Unhandled exception in task"
+    >>> _one_line_if_network(r); r.exc_info, r.getMessage()
+    (None, 'Unhandled exception in task (ValueError: Invalid file descriptor: -1)')
     """
     exc = record.exc_info[1] if record.exc_info else None
-    if isinstance(exc, (ConnectionError, TimeoutError)) or (isinstance(exc, OSError) and exc.errno is not None):
+    closed_socket = isinstance(exc, ValueError) and str(exc).startswith("Invalid file descriptor")
+    if (closed_socket or isinstance(exc, (ConnectionError, TimeoutError))
+            or (isinstance(exc, OSError) and exc.errno is not None)):
         record.msg = f"{record.msg} ({type(exc).__name__}: {exc})"
         record.exc_info = None
         record.exc_text = None
