@@ -142,11 +142,6 @@ def registered(conn: Connection, model: str, version: str) -> bool:
         model_versions.c.model == model, model_versions.c.version == int(version))).first() is not None
 
 
-def _version(events: list[Any]) -> str | None:
-    versions = Counter(e.model_version for e in events if e.model_version is not None)
-    return versions.most_common(1)[0][0] if versions else None
-
-
 def rows_by_version(events: list[Any], default: str) -> dict[str, np.ndarray | None]:
     """The rows of each version served (``default`` for events that name none); None for "all
     rows" when the batch has one version (the common case costs no copy).
@@ -173,7 +168,7 @@ def _take_joined(j: Joined, rows: np.ndarray | None) -> Joined:
 
 def prediction_batch(vp: ValidPredictions) -> PredictionBatch:
     return PredictionBatch(ts=vp.ts, features=vp.features, prediction=vp.prediction, scores=vp.scores,
-                           classes=list(vp.classes), model_version=_version(vp.events))
+                           classes=list(vp.classes))
 
 
 def labelled_batch(j: Joined) -> LabelledBatch:
@@ -181,7 +176,7 @@ def labelled_batch(j: Joined) -> LabelledBatch:
     order = np.argsort(vp.ts, kind="stable")   # the error stream follows the order of serving
     return LabelledBatch(ts=vp.ts[order], prediction=vp.prediction[order], label=j.label[order],
                          scores=None if vp.scores is None else vp.scores[order], classes=list(vp.classes),
-                         features={k: v[order] for k, v in vp.features.items()}, model_version=_version(vp.events))
+                         features={k: v[order] for k, v in vp.features.items()})
 
 
 class DriftAnalyser:
