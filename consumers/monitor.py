@@ -15,7 +15,7 @@ Faults that are not crashes (see docs/operations.md, "Faults"):
   PostgreSQL restarting: :data:`STORE_ERRORS`): the batch is NOT skipped. Its partitions are
   rewound to the batch's first offsets, consumption pauses (the consumer keeps polling, so it
   stays in the group) and the batch is consumed and committed again after a backoff (0.5 s,
-  doubling, at most :data:`MAX_BACKOFF_S`); ``store_error`` names the problem for ``/readyz``
+  doubling, at most :data:`driftloop.core.store_faults.MAX_BACKOFF_S`); ``store_error`` names the problem for ``/readyz``
   and every retry logs it;
 * the group rebalances while the store fails (a member joins or leaves, a deploy, the broker
   coming back): the rebalance listener never raises (kafka-python would turn that into a
@@ -36,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
@@ -45,6 +44,7 @@ from consumers.join import expire_pending
 from driftloop.core.config import Config
 from driftloop.core.outbox import OutboxPublisher
 from driftloop.core.store import Store, now_ms
+from driftloop.core.store_faults import STORE_ERRORS, backoff_s, describe_store_error, retry_store
 from driftloop.kafka import lean_records
 from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
 from driftloop.kafka.lag import partition_lag
@@ -57,34 +57,10 @@ __all__ = ["Monitor", "MonitorStats", "STORE_ERRORS", "describe_store_error", "K
 
 log = logging.getLogger(__name__)
 
-STORE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
-"""Store failures that a retry can cure: locked, disk full, I/O error, connection lost."""
-
-MAX_BACKOFF_S = 10.0
 RECONNECT_BACKOFF_MAX_MS = 2000
 KAFKA_RESILIENCE = {"reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS}
 """Extra kafka-python settings of the monitor's and the worker's clients: after a broker outage
 reconnect within 2 s of its return (kafka-python's default backoff grows to 30 s)."""
-
-
-def describe_store_error(exc: BaseException) -> str:
-    """One line naming a store failure: the driver's error class and message, with a hint.
-
-    >>> import sqlite3
-    >>> describe_store_error(sqlalchemy.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked")))
-    'OperationalError: database is locked (another process holds the SQLite write lock)'
-    """
-    orig = getattr(exc, "orig", None) or exc
-    text = " ".join(str(orig).split())[:300]
-    low = text.lower()
-    hint = ""
-    if "locked" in low or "lock timeout" in low:
-        hint = " (another process holds the SQLite write lock)" if "database is locked" in low else " (lock wait)"
-    elif "disk is full" in low or "no space" in low:
-        hint = " (the disk holding the store is full)"
-    elif "connection" in low or "server closed" in low or "terminating" in low or "shutting down" in low:
-        hint = " (the database server is unreachable or restarting)"
-    return f"{type(orig).__name__}: {text}{hint}"
 
 
 @dataclass
@@ -188,7 +164,8 @@ class Monitor(GuardedConsumer):
         """Connect and subscribe; returns without a consumer if stopped while waiting for the broker."""
         if not wait_for_broker(self.cfg.kafka, timeout_s=120, stop=self._stop):
             return
-        self.store.create_schema()
+        if not retry_store(self.store.create_schema, "creating the schema", stop=self._stop):
+            return
         if not retry_kafka(lambda: create_topics(self.cfg), self._stop, "creating topics"):
             return
         self.producer = self._make_producer()
@@ -316,7 +293,7 @@ class Monitor(GuardedConsumer):
         """A batch did not commit because the store failed: rewind, pause, back off."""
         self.store_failures += 1
         self.store_error = describe_store_error(exc)
-        delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (self.store_failures - 1))
+        delay = backoff_s(self.store_failures)
         first: dict[TopicPartitionKey, int] = {}
         for r in records:
             key = (r.topic, r.partition)
@@ -352,7 +329,7 @@ class Monitor(GuardedConsumer):
             except STORE_ERRORS as exc:
                 self.store_failures += 1
                 self.store_error = describe_store_error(exc)
-                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (self.store_failures - 1))
+                delay = backoff_s(self.store_failures)
                 self._retry_at = time.monotonic() + delay
                 log.error("store unavailable: %s; the detectors cannot reload their committed state yet: "
                           "retry %d in %.1fs", self.store_error, self.store_failures, delay)

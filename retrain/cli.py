@@ -33,14 +33,17 @@ __all__ = ["add_commands"]
 log = logging.getLogger(__name__)
 
 
-def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
+def _setup(args: argparse.Namespace, *, create_schema: bool = True) -> tuple[Config, Any]:
+    """The validated config and its store (``create_schema=False``: the caller creates it, as the
+    worker does with retries while the store is locked or restarting)."""
     from driftloop.core.config.retrain import validate
     from driftloop.core.store import Store
 
     cfg = load_config(args.config)
     validate(cfg)
     store = Store.from_config(cfg.store)
-    store.create_schema()
+    if create_schema:
+        store.create_schema()
     return cfg, store
 
 
@@ -79,7 +82,7 @@ def _ms(ms: int | None) -> str:
 def cmd_worker(args: argparse.Namespace) -> int:
     from retrain.worker import RetrainWorker
 
-    cfg, store = _setup(args)
+    cfg, store = _setup(args, create_schema=False)     # RetrainWorker.start creates it, waiting out a locked store
     worker = RetrainWorker(cfg, store, worker_id=args.worker_id)
     worker.install_signal_handlers()
     stats = worker.run(max_seconds=args.max_seconds)

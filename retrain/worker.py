@@ -66,11 +66,12 @@ import sqlalchemy.exc
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from consumers.monitor import KAFKA_RESILIENCE, describe_store_error
+from consumers.monitor import KAFKA_RESILIENCE
 from driftloop.core.config import Config
 from driftloop.core.config.retrain import registry_config, retrain_policies
 from driftloop.core.outbox import OutboxPublisher
 from driftloop.core.store import Store, now_ms
+from driftloop.core.store_faults import describe_store_error, retry_store
 from driftloop.core.tables import retrain_jobs
 from driftloop.kafka.clients import make_consumer, make_producer, wait_for_broker
 from driftloop.kafka.dead_letters import dead_letter
@@ -190,7 +191,8 @@ class RetrainWorker(GuardedConsumer):
         _warm_imports()
         if not wait_for_broker(self.cfg.kafka, timeout_s=120, stop=self._stop):
             return   # stopped while waiting: no clients were made
-        self.store.create_schema()
+        if not retry_store(self.store.create_schema, f"{self.worker_id} creating the schema", stop=self._stop):
+            return
         if not retry_kafka(lambda: create_topics(self.cfg), self._stop, f"{self.worker_id} creating topics"):
             return
         self.reg.artifact_path.mkdir(parents=True, exist_ok=True)

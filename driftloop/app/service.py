@@ -20,6 +20,7 @@ from driftloop.alerts import AlertService
 from driftloop.core.config import Config
 from driftloop.core.logsetup import log_failure
 from driftloop.core.store import Store
+from driftloop.core.store_faults import retry_store
 from driftloop.monitoring.analysis import DriftAnalyser
 from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryReferences
 
@@ -45,7 +46,8 @@ class MonitorService:
 
         self.cfg = cfg
         self.store = store or Store.from_config(cfg.store)
-        self.store.create_schema()
+        # a store locked, full or restarting at start delays the start (one line per attempt), not ends it
+        retry_store(self.store.create_schema, "creating the schema")
         self.alerts = AlertService(cfg, self.store, sinks=alert_sinks)
         self.retrain = RetrainScheduler(cfg, self.store)
         self.on_alert_changes = on_alert_changes
@@ -54,7 +56,8 @@ class MonitorService:
                                       reference_source=RegistryReferences(cfg, self.store, references,
                                                                           registry=self.registry),
                                       # the shadow phase's live gate (retrain.shadow), in the batch transaction
-                                      on_shadow_report=shadow_report_hook(cfg, self.registry))
+                                      on_shadow_report=shadow_report_hook(cfg, self.registry), load=False)
+        retry_store(self.analyser.load, "loading the detectors")
         self.switcher = ChampionSwitcher(cfg, self.store, self.analyser, self.alerts, switch_target=switch_target)
         self.monitor = Monitor(cfg, self.store, analyser=self.analyser, on_idle=self._idle)
         self.catch_up_every_s = 30.0
@@ -182,8 +185,10 @@ class MonitorService:
         # line every few seconds and a retry, not a stack trace from the first client
         if not wait_for_broker(self.cfg.kafka, timeout_s=self.broker_wait_s, stop=self.monitor.stop_event):
             return self.monitor.stats      # SIGTERM while waiting
-        self.catch_up_champions()
-        self.alerts.start()
+        stop = self.monitor.stop_event
+        if not (retry_store(self.catch_up_champions, "catching up with the registry's champions", stop=stop)
+                and retry_store(self.alerts.start, "starting the alert dispatcher", stop=stop)):
+            return self.monitor.stats      # SIGTERM while the store was unavailable
         self.retrain.start_cron()
         api = None
         try:

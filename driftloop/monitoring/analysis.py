@@ -192,7 +192,7 @@ class DriftAnalyser:
     def __init__(self, cfg: Config, store: Store, *, on_detections: OnDetections | None = None,
                  references: dict[str, pd.DataFrame] | None = None,
                  reference_source: ReferenceSource | None = None,
-                 on_shadow_report: OnShadowReport | None = None) -> None:
+                 on_shadow_report: OnShadowReport | None = None, load: bool = True) -> None:
         self.cfg = cfg
         self.store = store
         self.on_detections = on_detections
@@ -205,7 +205,8 @@ class DriftAnalyser:
         self.quarantined: dict[str, Failure] = {}       # model -> its quarantine episode
         self.switch_failures: dict[str, Failure] = {}   # model -> a champion sample that could not be used
         self._cleared: dict[str, Failure] = {}          # quarantines ended in the open transaction
-        self.load()
+        if load:    # False: the caller loads (e.g. under retry_store while the store may be locked)
+            self.load()
 
     @property
     def quarantined_models(self) -> list[str]:

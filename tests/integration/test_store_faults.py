@@ -194,6 +194,43 @@ def test_sqlite_locked_by_another_process(kafka_bootstrap, make_config, tmp_path
     run_fault(kafka_bootstrap, path, cfg, api_port, tmp_path / "monitor.log", lock, unlock, "database is locked")
 
 
+def hold_sqlite_lock(cfg) -> sqlite3.Connection:
+    """Another connection (as another process would) holds ``BEGIN EXCLUSIVE`` on the store."""
+    conn = sqlite3.connect(cfg.store.url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+    conn.execute("BEGIN EXCLUSIVE")
+    return conn
+
+
+@pytest.mark.parametrize("command", ["monitor", "retrain-worker"])
+def test_sqlite_locked_while_a_process_starts(kafka_bootstrap, make_config, tmp_path, command):
+    """A process started while another holds the SQLite write lock (longer than ``busy_timeout_ms``)
+    waits for it with back-off, one line per attempt, instead of exiting (found by the chaos run: a
+    second monitor exited ``database is locked`` at start). Held until the process has failed twice,
+    so the timing of its start does not matter."""
+    path, cfg = make_config(store__busy_timeout_ms=200)
+    Store.from_config(cfg.store).create_schema()       # a store an earlier run created
+    locker = hold_sqlite_lock(cfg)
+    log = tmp_path / f"{command}.log"
+    proc = spawn(command, "-c", str(path), log=log)
+    try:
+        wait_until(lambda: log.read_text().count("store unavailable while") >= 2, 60,
+                   f"{command} retries the locked store at start", proc=proc, log=log)
+        assert proc.poll() is None, f"{command} exited:\n{log.read_text()[-3000:]}"
+        assert "database is locked (another process holds the SQLite write lock)" in log.read_text()
+        locker.execute("ROLLBACK")
+        wait_until(lambda: "store available again" in log.read_text(), 60, f"{command} gets through", proc=proc, log=log)
+        if command == "monitor":
+            produce(kafka_bootstrap, events(cfg, 0, 100))
+            wait_for_counts(cfg, want(100), timeout_s=90, proc=proc)
+        else:
+            wait_until(lambda: f"consuming {cfg.topics.retrain}" in log.read_text(), 60, "the worker consumes jobs",
+                       proc=proc, log=log)
+    finally:
+        locker.close()
+        stop_process(proc, log=log)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted for the test (we are root in CI); unmounted afterwards."""
