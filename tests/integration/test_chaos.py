@@ -1,4 +1,4 @@
-"""The chaos run, two minutes of it, once per store: ``bench/chaos.py --minutes 2``.
+"""The chaos run, two minutes of it at 30% load, once per store: ``bench/chaos.py --minutes 2 --load 0.3``.
 
 The harness brings up its own broker, PostgreSQL and tmpfs (the shared broker and server are
 never touched), publishes at half the monitor's measured maximum while it restarts the broker,
@@ -30,8 +30,10 @@ def test_two_minute_chaos_run_equals_an_undisturbed_run(store, kafka_bootstrap):
         missing("the chaos run mounts a tmpfs for the store's disk: it needs root")
     if store == "postgres":
         require_module("psycopg")
+    # 30% of the measured maximum (the 10-minute runs in docs/operations.md use 50%): the undisturbed
+    # run that follows drains every message again, and CI has 30 minutes for the whole suite
     cmd = [sys.executable, str(ROOT / "bench" / "chaos.py"), "--store", store, "--minutes", "2", "--seed", "12",
-           "--backlog", "20000"]
+           "--backlog", "20000", "--load", "0.3"]
     try:
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
