@@ -52,7 +52,8 @@ def list_alerts(store: Store, *, status: str | None = None, model: str | None = 
         out.append({
             "alert_id": r.alert_id, "status": r.status, "severity": r.severity, "model": r.model,
             "model_version": r.model_version, "kind": r.kind, "detector": r.detector, "feature": r.feature,
-            "group_id": r.group_id, "members": st.get("members"), "sequence": r.seq,
+            "group_id": r.group_id, "members": st.get("members"), "incident_id": st.get("incident_id"),
+            "sequence": r.seq,
             "statistic": det.get("statistic"), "p_value": det.get("p_value"), "threshold": det.get("threshold"),
             "started_at": rfc3339(r.started_at), "updated_at": rfc3339(r.updated_at),
             "resolved_at": rfc3339(st.get("resolved_at")), "cooldown_until": rfc3339(st.get("cooldown_until")),

@@ -319,18 +319,22 @@ class AlertDispatcher:
                 return
 
     def firing_messages(self, sink: str) -> list[tuple[str, dict[str, Any]]]:
-        """The last ``firing`` message of each alert still firing that this sink received."""
-        a, e, d = t.alerts, t.alert_events, t.alert_deliveries
-        q = (sa.select(e.c.idempotency_key, e.c.message, e.c.alert_id, e.c.seq)
-             .join(a, a.c.alert_id == e.c.alert_id)
-             .join(d, sa.and_(d.c.idempotency_key == e.c.idempotency_key, d.c.sink == sink))
-             .where(a.c.status.in_(("firing", "resolving")), a.c.group_id.is_(None), e.c.status == "firing",
-                    d.c.status == "sent")
-             .order_by(e.c.alert_id, e.c.seq))
+        """The last ``firing`` message of each alert still firing, and of each incident still
+        open, that this sink received."""
+        a, i, e, d = t.alerts, t.incidents, t.alert_events, t.alert_deliveries
+        sent = sa.and_(d.c.idempotency_key == e.c.idempotency_key, d.c.sink == sink)
+        alerts_q = (sa.select(e.c.idempotency_key, e.c.message, e.c.alert_id, e.c.seq)
+                    .join(a, a.c.alert_id == e.c.alert_id).join(d, sent)
+                    .where(a.c.status.in_(("firing", "resolving")), a.c.group_id.is_(None), e.c.status == "firing",
+                           d.c.status == "sent"))
+        incidents_q = (sa.select(e.c.idempotency_key, e.c.message, e.c.alert_id, e.c.seq)
+                       .join(i, i.c.incident_id == e.c.alert_id).join(d, sent)
+                       .where(i.c.status == "open", e.c.status == "firing", d.c.status == "sent"))
         last: dict[str, tuple[str, dict[str, Any]]] = {}
         with self.store.engine.connect() as conn:
-            for key, msg, aid, _seq in conn.execute(q):
-                last[aid] = (key, t.loads(msg))
+            for q in (alerts_q, incidents_q):
+                for key, msg, aid, _seq in conn.execute(q.order_by(e.c.alert_id, e.c.seq)):
+                    last[aid] = (key, t.loads(msg))
         return list(last.values())
 
 

@@ -147,7 +147,8 @@ class AlertState:
     Times are epoch milliseconds. ``detection`` holds the evidence of the last detection
     (``statistic``, ``p_value``, ``threshold``, ``window``, ``effect_size``, ``summary``,
     ``evidence``), ``clear`` that of the detection that cleared it. A group alert has
-    ``members`` (alert ids); a member has ``group_id``.
+    ``members`` (alert ids); a member has ``group_id``. A top-level alert (a group, or an alert
+    outside any) has the ``incident_id`` of its last incident.
     """
 
     alert_id: str
@@ -172,6 +173,7 @@ class AlertState:
     detection: dict[str, Any] | None = None
     clear: dict[str, Any] | None = None
     resolve_reason: str | None = None
+    incident_id: str | None = None   # the incident of a top-level alert (:mod:`driftloop.alerts.incidents`)
 
     @property
     def is_group(self) -> bool:
@@ -331,7 +333,7 @@ class AlertLifecycle:
         if st.status == "resolved":            # a new episode
             st.status, st.severity, st.started_at = "pending", sev, now
             st.fired_at = st.cleared_at = st.resolved_at = None
-            st.clear, st.group_id, st.resolve_reason = None, None, None
+            st.clear, st.group_id, st.resolve_reason, st.incident_id = None, None, None, None
             st.due_at = self._notify_at(st, now)
             return []
         if st.status == "pending":
@@ -379,7 +381,7 @@ class AlertLifecycle:
             group.members = []
             group.status, group.started_at = "firing", min(s.started_at or now for s in items)
             group.cleared_at = group.resolved_at = group.due_at = None
-            group.resolve_reason = group.clear = None
+            group.resolve_reason = group.clear = group.incident_id = None
             group.severity = "warning"
             for st in items:
                 self._join(st, group, now)

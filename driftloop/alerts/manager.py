@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
+from driftloop.alerts.incident_messages import incident_message
+from driftloop.alerts.incidents import IncidentBook, IncidentChange, IncidentPolicy, IncidentState
 from driftloop.alerts.lifecycle import AlertChange, AlertLifecycle, AlertState, Policy
 from driftloop.alerts.messages import alert_message, summary
 from driftloop.core.config.alerts import KAFKA_SINK, AlertsConfig
@@ -55,6 +57,7 @@ class AlertManager:
         self.cfg: AlertsConfig = config if isinstance(config, AlertsConfig) else AlertsConfig.from_dict(config.alerts)
         self.store = store
         self.policy = Policy.from_config(self.cfg)
+        self.incident_policy = IncidentPolicy.from_config(self.cfg)
         self._listeners: list[Callable[[], None]] = []
         self._change_hooks: list[Callable[[Connection, list[AlertChange], int], Any]] = []
 
@@ -130,13 +133,34 @@ class AlertManager:
             return t.load_states(c, models=models)
 
     def sinks_for(self, state: AlertState) -> list[str]:
-        """Names of the sinks an alert goes to: the Kafka topic, then every matching sink."""
-        return [KAFKA_SINK] + [s.name for s in self.cfg.sinks if s.matches(state.model, state.kind, state.severity)]
+        """Names of the sinks an alert's changes go to: the Kafka topic, then every matching sink
+        that pages per alert (``page: alerts``)."""
+        return [KAFKA_SINK] + [s.name for s in self.cfg.sinks
+                               if s.page == "alerts" and s.matches(state.model, state.kind, state.severity)]
+
+    def incident_sinks_for(self, change: IncidentChange) -> list[str]:
+        """Names of the sinks an incident's changes go to: each sink that pages per incident
+        (the default) whose routes match one of its member alerts, at the incident's severity."""
+        inc = change.state
+        kinds = set(inc.kinds) | {m.kind for m in change.members}
+        return [s.name for s in self.cfg.sinks
+                if s.page == "incidents" and any(s.matches(inc.model, k, inc.severity) for k in sorted(kinds))]
 
     # -- writing -------------------------------------------------------------------------------
+    def _incidents(self, conn: Connection, book: AlertLifecycle, changes: list[AlertChange], now: int
+                   ) -> tuple[IncidentBook, list[IncidentChange]]:
+        """The incidents of the models in ``book``, with ``changes`` folded in (and their waits ticked)."""
+        models = {st.model for st in book.states.values()} | {ch.state.model for ch in changes}
+        if not models:
+            return IncidentBook(self.incident_policy, {}, {}), []
+        incidents = t.load_incidents(conn, models=models, active_only=True)
+        ibook = IncidentBook(self.incident_policy, incidents, t.incident_ordinals(conn, models), hint=_hint)
+        return ibook, ibook.apply(changes, book, now)
+
     def _write(self, conn: Connection, book: AlertLifecycle, changes: list[AlertChange], now: int) -> None:
         summaries: dict[str, str] = {}
         events, deliveries = [], []
+        ibook, incident_changes = self._incidents(conn, book, changes, now)
         for ch in changes:
             msg = alert_message(ch)
             summaries[ch.alert_id] = msg["summary"]
@@ -149,17 +173,40 @@ class AlertManager:
                                    "attempts": 0, "next_attempt_at": now, "lease_until": None, "last_error": None,
                                    "created_at": now, "sent_at": None})
             log.info("alert %s %s (%s, seq %d): %s", ch.alert_id, ch.status, ch.reason, ch.seq, msg["summary"])
+        incident_summaries = self._queue_incidents(incident_changes, events, deliveries, now)
         dirty = [book.states[i] for i in sorted(book.dirty)]
         for st in dirty:
             if st.alert_id not in summaries:
                 summaries[st.alert_id] = _state_summary(book, st)
         t.save_states(self.store, conn, dirty, summaries)
+        t.save_incidents(self.store, conn, [ibook.incidents[i] for i in sorted(ibook.dirty)],
+                         {i: incident_summaries.get(i) or _incident_state_summary(ibook.incidents[i])
+                          for i in ibook.dirty})
         t.insert_events(conn, events, deliveries)
         if changes:
             for hook in self._change_hooks:
                 hook(conn, changes, now)
         if deliveries and self._listeners:
             sa.event.listen(conn, "commit", self._on_commit, once=True)
+
+    def _queue_incidents(self, changes: list[IncidentChange], events: list[dict[str, Any]],
+                         deliveries: list[dict[str, Any]], now: int) -> dict[str, str]:
+        """History and delivery rows of announced incident changes (in ``alert_events`` and
+        ``alert_deliveries``, keyed by ``incident_id``); returns each incident's sentence."""
+        out = {}
+        for ch in changes:
+            msg = incident_message(ch)
+            out[ch.incident_id] = msg["summary"]
+            key = ch.idempotency_key
+            events.append({"idempotency_key": key, "alert_id": ch.incident_id, "seq": ch.seq, "status": ch.status,
+                           "model": ch.state.model, "severity": ch.state.severity, "reason": ch.reason,
+                           "created_at": now, "message": t.dumps(msg)})
+            for sink in self.incident_sinks_for(ch):
+                deliveries.append({"idempotency_key": key, "alert_id": ch.incident_id, "sink": sink,
+                                   "status": "pending", "attempts": 0, "next_attempt_at": now, "lease_until": None,
+                                   "last_error": None, "created_at": now, "sent_at": None})
+            log.info("incident %s %s (%s, seq %d): %s", ch.incident_id, ch.status, ch.reason, ch.seq, msg["summary"])
+        return out
 
     def _on_commit(self, _conn: Connection) -> None:
         for fn in self._listeners:
@@ -180,3 +227,18 @@ def _state_summary(book: AlertLifecycle, st: AlertState) -> str:
     if st.group_id is not None and st.status != "resolved":
         return f"(in group {st.group_id}) {text}"
     return text
+
+
+def _hint(inc: IncidentState, leaves: list[AlertState]) -> dict[str, Any]:
+    """The root-cause hint of an incident as stored and sent: ``{"text", "parts"}``."""
+    from driftloop.alerts.hint import root_cause_hint
+
+    hint = root_cause_hint(inc.model, inc.model_version, leaves)
+    return {"text": hint.text, "parts": list(hint.parts)}
+
+
+def _incident_state_summary(inc: IncidentState) -> str:
+    """The sentence of an incident that changed without an announcement (listings only)."""
+    hint = (inc.hint or {}).get("text") or ""
+    prefix = {"pending": "(pending) ", "resolved": f"resolved ({inc.resolve_reason}). "}.get(inc.status, "")
+    return f"{prefix}{hint}".strip()

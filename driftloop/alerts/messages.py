@@ -189,7 +189,7 @@ def _member_entry(m: AlertState) -> dict[str, Any]:
 
 def alert_message(change: AlertChange) -> dict[str, Any]:
     """The contract's alert message for one change (JSON-ready; NaN statistics become null
-    when encoded with orjson)."""
+    when encoded with orjson), with the ``incident_id`` it belongs to (contract v1.1)."""
     st = change.state
     d = st.detection or {}
     firing = change.status == "firing"
@@ -227,6 +227,7 @@ def alert_message(change: AlertChange) -> dict[str, Any]:
         "started_at": rfc3339(st.started_at),
         "resolved_at": None if firing else rfc3339(change.at),
         "previous_severity": change.previous_severity,
+        "incident_id": st.incident_id,
     }
 
 

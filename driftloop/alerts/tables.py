@@ -11,13 +11,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from driftloop.alerts.incidents import IncidentState
 from driftloop.alerts.lifecycle import AlertState
 from driftloop.core.jsonio import dumps, loads
 from driftloop.core.store import Store
-from driftloop.core.tables import alert_deliveries, alert_events, alert_stream_watch, alerts
+from driftloop.core.tables import alert_deliveries, alert_events, alert_stream_watch, alerts, incidents
 
-__all__ = ["alerts", "alert_events", "alert_deliveries", "alert_stream_watch", "dumps", "loads",
-           "load_states", "save_states", "insert_events", "due_models"]
+__all__ = ["alerts", "incidents", "alert_events", "alert_deliveries", "alert_stream_watch", "dumps", "loads",
+           "load_states", "save_states", "insert_events", "due_models", "load_incidents", "save_incidents",
+           "incident_ordinals"]
 
 
 def load_states(conn: Connection, *, models: Iterable[str] | None = None, ids: Iterable[str] | None = None,
@@ -67,7 +69,51 @@ def insert_events(conn: Connection, events: list[dict[str, Any]], deliveries: li
 
 
 def due_models(conn: Connection, now: int) -> list[str]:
-    """Models with a hold-down or group window over at ``now`` (cheap: an index range scan)."""
+    """Models with a hold-down, a group window or an incident's wait over at ``now`` (cheap:
+    index range scans)."""
     q = (sa.select(alerts.c.model).distinct()
          .where(alerts.c.status.in_(("pending", "resolving")), alerts.c.due_at <= now))
-    return sorted(r[0] for r in conn.execute(q))
+    qi = sa.select(incidents.c.model).distinct().where(incidents.c.status == "pending", incidents.c.due_at <= now)
+    return sorted({r[0] for r in conn.execute(q)} | {r[0] for r in conn.execute(qi)})
+
+
+def load_incidents(conn: Connection, *, models: Iterable[str] | None = None, ids: Iterable[str] | None = None,
+                   active_only: bool = False) -> dict[str, IncidentState]:
+    """Incidents of some models and/or some ids (all of them without either)."""
+    q = sa.select(incidents.c.state)
+    conds = []
+    if models is not None:
+        conds.append(incidents.c.model.in_(sorted(set(models))))
+    if ids is not None:
+        conds.append(incidents.c.incident_id.in_(sorted(set(ids))))
+    if conds:
+        q = q.where(sa.or_(*conds))
+    if active_only:
+        q = q.where(incidents.c.status != "resolved")
+    return {st.incident_id: st for st in (IncidentState.from_dict(loads(raw)) for (raw,) in conn.execute(q))}
+
+
+def incident_ordinals(conn: Connection, models: Iterable[str]) -> dict[tuple[str, str], int]:
+    """How many incidents each (model, version) of ``models`` has had (for the next one's id)."""
+    q = (sa.select(incidents.c.model, incidents.c.model_version, sa.func.max(incidents.c.ordinal))
+         .where(incidents.c.model.in_(sorted(set(models))))
+         .group_by(incidents.c.model, incidents.c.model_version))
+    return {(m, v or ""): int(n) for m, v, n in conn.execute(q)}
+
+
+def save_incidents(store: Store, conn: Connection, states: Iterable[IncidentState], summaries: dict[str, str]) -> None:
+    """Upsert incidents; ``summaries`` gives each one's sentence for listings."""
+    rows = [{
+        "incident_id": st.incident_id, "model": st.model, "model_version": st.model_version, "ordinal": st.ordinal,
+        "status": st.status, "severity": st.severity, "seq": st.seq, "due_at": st.due_at,
+        "started_at": st.started_at, "updated_at": st.updated_at, "summary": summaries.get(st.incident_id),
+        "state": dumps(st.to_dict()),
+    } for st in states]
+    if not rows:
+        return
+    ins = store._insert(incidents)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["incident_id"],
+        set_={c.name: ins.excluded[c.name] for c in incidents.c if c.name != "incident_id"})
+    for row in rows:
+        conn.execute(stmt, row)

@@ -40,11 +40,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     store = Store.from_config(cfg.store)
     store.create_schema()
     from driftloop.alerts.cli import firing_counts
-    stats = collect_stats(cfg, store, firing_alerts=firing_counts(store))
+    from driftloop.alerts.incidents_cli import open_incident_counts
+    stats = collect_stats(cfg, store, firing_alerts=firing_counts(store), open_incidents=open_incident_counts(store))
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:
-        cols = ("predictions", "labels", "joined", "invalid", "duplicates", "pending_labels", "firing_alerts")
+        cols = ("predictions", "labels", "joined", "invalid", "duplicates", "pending_labels", "firing_alerts",
+                "open_incidents")
         print(f"{'model':<24}" + "".join(f"{c:>15}" for c in cols))
         for name, row in stats["models"].items():
             print(f"{name:<24}" + "".join(f"{row[c]:>15}" for c in cols))
@@ -123,7 +125,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _print_registry_use(result["registry"])
     totals = result["stats"]["totals"]
     print(f"replayed {result['records']:,} events: {totals['predictions']:,} predictions, {totals['labels']:,} labels, "
-          f"{totals['joined']:,} joined, {totals['invalid']:,} invalid; {n_alerts} alert changes", file=sys.stderr)
+          f"{totals['joined']:,} joined, {totals['invalid']:,} invalid; {n_alerts} alert changes in "
+          f"{len(result['incidents'])} incidents", file=sys.stderr)
+    for inc in result["incidents"]:
+        print(f"  incident {inc['incident_id']} ({inc['status']}, {len(inc['members'])} alerts): "
+              f"{(inc['hint'] or {}).get('text') or inc['summary'] or ''}", file=sys.stderr)
     return 0
 
 
@@ -193,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     from driftloop.alerts.cli import add_commands as add_alert_commands
+    from driftloop.alerts.incidents_cli import add_commands as add_incident_commands
     add_alert_commands(sub)
+    add_incident_commands(sub)
 
     sc = sub.add_parser("schemas", help="write the events' JSON Schema files")
     sc.add_argument("--out", default="schemas")

@@ -378,13 +378,18 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
         expected.update(batch.next_offsets)
         if progress is not None:
             progress(end, len(records))
+    from driftloop.alerts.incidents_cli import list_incidents
+
+    incidents = list_incidents(store, limit=1_000_000)[::-1]     # oldest first
     stats = collect_stats(cfg, store)
     if report is not None:
         from driftloop.app.report import write_report
-        write_report(report, store, messages, title=f"driftloop replay of {Path(predictions).name}", stats=stats)
+        write_report(report, store, messages, title=f"driftloop replay of {Path(predictions).name}", stats=stats,
+                     incidents=incidents)
     store.dispose()
     if tmp is not None:
         tmp.cleanup()
     used = None if steps is None else {"source": steps.timeline.source, "models": steps.timeline.models,
                                        "switches": steps.applied}
-    return {"stats": stats, "analyser": analyser, "records": len(records), "alerts": messages, "registry": used}
+    return {"stats": stats, "analyser": analyser, "records": len(records), "alerts": messages, "registry": used,
+            "incidents": incidents}

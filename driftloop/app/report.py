@@ -107,8 +107,10 @@ def _when(ms: int | None) -> str:
 
 
 def write_report(path: str | Path, store: Store, alerts: Sequence[dict[str, Any]], *,
-                 title: str = "driftloop replay report", stats: dict[str, Any] | None = None) -> Path:
-    """Write the report from the history tables of ``store`` and the alert messages."""
+                 title: str = "driftloop replay report", stats: dict[str, Any] | None = None,
+                 incidents: Sequence[dict[str, Any]] = ()) -> Path:
+    """Write the report from the history tables of ``store``, the alert messages and the
+    incidents (``driftloop incidents list --json`` rows)."""
     with store.engine.connect() as c:
         drift = list(c.execute(sa.select(detector_history).order_by(detector_history.c.model,
                                                                    detector_history.c.seq)))
@@ -124,6 +126,7 @@ def write_report(path: str | Path, store: Store, alerts: Sequence[dict[str, Any]
         out.append(f"<h2>{html.escape(model)}</h2>")
         out += _drift_section([r for r in drift if r.model == model])
         out += _performance_section([r for r in perf if r.model == model])
+        out += _incidents_section([i for i in incidents if i["model"] == model])
         out += _alerts_section([a for a in alerts if a["model"] == model])
     out.append(f"<p style='color:#777'>written {_when(int(datetime.now(UTC).timestamp() * 1000))} UTC</p>"
                "</body></html>")
@@ -164,6 +167,21 @@ def _performance_section(perf: list[Any]) -> list[str]:
         out.append(svg_series(pts, threshold=base, marks=[bool(r.degraded) for r in rows],
                               title=f"{metric} ({source})", band=band))
     out.append("</div>")
+    return out
+
+
+def _incidents_section(rows: list[dict[str, Any]]) -> list[str]:
+    """One model's incidents, oldest first: what paged, with the root-cause hint."""
+    out = [f"<h3>Incidents ({len(rows)})</h3>"]
+    if not rows:
+        return out
+    out.append("<table><tr><th>incident</th><th>version</th><th>status</th><th>severity</th><th>started</th>"
+               "<th>resolved</th><th>alerts</th><th>root-cause hint</th></tr>")
+    for i in rows:
+        cells = (i["incident_id"], i.get("model_version") or "", i["status"], i["severity"], i.get("started_at") or "",
+                 i.get("resolved_at") or "", str(len(i.get("members") or [])), (i.get("hint") or {}).get("text") or "")
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
     return out
 
 

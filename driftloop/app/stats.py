@@ -13,15 +13,19 @@ COUNTERS = ("predictions", "labels", "joined", "invalid", "duplicates", "expired
             "pruned_shadows")
 
 
-def collect_stats(cfg: Config, store: Store, firing_alerts: dict[str, int] | None = None) -> dict[str, Any]:
-    """Counters per configured model (zeros included), invalid events of unknown models, totals."""
+def collect_stats(cfg: Config, store: Store, firing_alerts: dict[str, int] | None = None,
+                  open_incidents: dict[str, int] | None = None) -> dict[str, Any]:
+    """Counters per configured model (zeros included), invalid events of unknown models, totals;
+    ``firing_alerts`` (a group counts once) and ``open_incidents`` per model when given."""
     counts = store.read_counters()
     firing_alerts = firing_alerts or {}
+    open_incidents = open_incidents or {}
     models: dict[str, Any] = {}
     for name in sorted(set(cfg.models) | {m for m in counts if m != UNATTRIBUTED}):
         row = {c: counts.get(name, {}).get(c, 0) for c in COUNTERS}
         row["pending_labels"] = row["labels"] - row["joined"] - row["expired_labels"]
         row["firing_alerts"] = firing_alerts.get(name, 0)
+        row["open_incidents"] = open_incidents.get(name, 0)
         row["configured"] = name in cfg.models
         models[name] = row
     totals = {c: sum(m[c] for m in models.values()) for c in COUNTERS}

@@ -67,7 +67,7 @@ import sqlalchemy as sa
 __all__ = ["metadata",
            "offsets", "examples", "counters", "outbox", "detector_state",
            "detector_history", "performance_history",
-           "alerts", "alert_events", "alert_deliveries", "alert_stream_watch",
+           "alerts", "incidents", "alert_events", "alert_deliveries", "alert_stream_watch",
            "retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES",
            "api_heartbeat", "shadow_examples"]
 
@@ -204,6 +204,26 @@ alerts = sa.Table(
 sa.Index("ix_alerts_model_status", alerts.c.model, alerts.c.status)
 sa.Index("ix_alerts_status_due", alerts.c.status, alerts.c.due_at)
 sa.Index("ix_alerts_updated", alerts.c.updated_at)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("incident_id", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(128)),
+    sa.Column("ordinal", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("due_at", sa.BigInteger),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("summary", sa.Text),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+)
+"""One row per incident (:mod:`driftloop.alerts.incidents`); its announced changes are rows of
+``alert_events``/``alert_deliveries`` keyed by ``incident_id`` (ids never collide with alert ids)."""
+sa.Index("ix_incidents_model_status", incidents.c.model, incidents.c.status)
+sa.Index("ix_incidents_status_due", incidents.c.status, incidents.c.due_at)
 
 alert_events = sa.Table(
     "alert_events", metadata,

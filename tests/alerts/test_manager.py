@@ -20,11 +20,12 @@ from driftloop.core.store import now_ms
 from tests.alerts.helpers import Behaviour, det
 
 S = 1000
-SINKS = [
-    {"name": "all", "type": "webhook", "url": "http://127.0.0.1:9/all"},
-    {"name": "fraud-critical", "type": "webhook", "url": "http://127.0.0.1:9/fc",
+SINKS = [   # paging per alert: these tests are about the alerts' routing (incidents: test_incident_paging.py)
+    {"name": "all", "type": "webhook", "url": "http://127.0.0.1:9/all", "page": "alerts"},
+    {"name": "fraud-critical", "type": "webhook", "url": "http://127.0.0.1:9/fc", "page": "alerts",
      "routes": [{"models": ["fraud"], "min_severity": "critical"}]},
-    {"name": "price-only", "type": "webhook", "url": "http://127.0.0.1:9/p", "routes": [{"models": ["price"]}]},
+    {"name": "price-only", "type": "webhook", "url": "http://127.0.0.1:9/p", "page": "alerts",
+     "routes": [{"models": ["price"]}]},
 ]
 
 
@@ -180,9 +181,9 @@ def test_secrets_never_appear_in_repr_or_logs(tmp_path, sqlite_store, receiver, 
     path.write_text(yaml.safe_dump({
         "alerts": {"group_window_s": 0, "sinks": [
             {"name": "slack", "type": "slack", "url": receiver.base + slack_path, "secret": secret, "timeout_s": 5,
-             "headers": {"Authorization": f"Bearer {api_token}"}},
+             "headers": {"Authorization": f"Bearer {api_token}"}, "page": "alerts"},
             {"name": "pd", "type": "pagerduty", "url": receiver.base + "/pd", "routing_key": routing_key,
-             "secret": secret, "timeout_s": 5}],
+             "secret": secret, "timeout_s": 5, "page": "alerts"}],
             "dispatch": {"poll_interval_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.1}},
         "api": {"token": api_token}}))
     config = load_config(path, environ={})

@@ -7,6 +7,11 @@
 * :func:`pagerduty` — PagerDuty Events API v2: ``trigger`` / ``resolve`` with
   ``dedup_key`` = ``alert_id``.
 
+Each renders an incident's message too (``type: incident``, :mod:`driftloop.alerts.incident_messages`):
+PagerDuty's ``dedup_key`` is the ``incident_id`` (each change updates one PagerDuty incident, the
+last resolves it), Alertmanager gets one alert per incident (``alertname=driftloop_incident``,
+label ``incident_id``), Slack one message per change naming the incident and its members.
+
 >>> msg = {"alert_id": "a1", "status": "firing", "model": "fraud", "model_version": "3",
 ...        "kind": "data_drift", "detector": "psi", "feature": "amount", "severity": "critical",
 ...        "summary": "fraud v3: feature `amount` drifted", "detected_at": "2024-01-01T00:00:00.000Z",
@@ -41,8 +46,29 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _is_incident(message: dict[str, Any]) -> bool:
+    return message.get("type") == "incident"
+
+
+def _slack_incident_context(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The blocks under an incident's sentence: its members (at most 10), then the ids."""
+    members = message.get("members") or []
+    lines = [f"• {m['kind'].replace('_', ' ')}" + (f" `{m['feature']}`" if m.get("feature") else "")
+             + f" ({m['status']}, {m['severity']})" for m in members[:10]]
+    if len(members) > 10:
+        lines.append(f"• and {len(members) - 10} more")
+    context = " · ".join(str(x) for x in (f"incident `{message['incident_id']}`", message.get("reason"),
+                                           f"seq {message['sequence']}", message.get("detected_at")) if x)
+    blocks: list[dict[str, Any]] = []
+    if lines:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape("\n".join(lines))}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(context)}]})
+    return blocks
+
+
 def slack(message: dict[str, Any]) -> dict[str, Any]:
-    """Slack incoming webhook: a fallback ``text`` and two blocks (the sentence, then the ids)."""
+    """Slack incoming webhook: a fallback ``text`` and blocks (the sentence, then the ids; an
+    incident's members between them)."""
     firing = message["status"] == "firing"
     if not firing:
         icon, tag = ":white_check_mark:", "RESOLVED"
@@ -51,6 +77,9 @@ def slack(message: dict[str, Any]) -> dict[str, Any]:
     else:
         icon, tag = ":warning:", "WARNING"
     text = _slack_escape(f"{icon} [{tag}] {message['summary']}")
+    if _is_incident(message):
+        return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                                         *_slack_incident_context(message)]}
     context = " · ".join(str(x) for x in (
         f"alert `{message['alert_id']}`", message["kind"], message["detector"],
         message.get("feature") and f"feature `{message['feature']}`", f"seq {message['sequence']}",
@@ -65,6 +94,12 @@ def slack(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _labels(message: dict[str, Any], severity: str) -> dict[str, str]:
+    if _is_incident(message):
+        labels = {"alertname": "driftloop_incident", "incident_id": message["incident_id"],
+                  "model": message["model"], "severity": severity}
+        if message.get("model_version"):
+            labels["model_version"] = str(message["model_version"])
+        return labels
     labels = {
         "alertname": f"driftloop_{message['kind']}",
         "alert_id": message["alert_id"],
@@ -107,9 +142,21 @@ def pagerduty(message: dict[str, Any], routing_key: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger" if message["status"] == "firing" else "resolve",
-        "dedup_key": message["alert_id"],
+        "dedup_key": message["incident_id"] if _is_incident(message) else message["alert_id"],
     }
-    if message["status"] == "firing":
+    if message["status"] == "firing" and _is_incident(message):
+        body["payload"] = {
+            "summary": message["summary"][:1024],
+            "source": f"driftloop/{message['model']}",
+            "severity": message["severity"] if message["severity"] in ("critical", "warning") else "warning",
+            "timestamp": message.get("detected_at"),
+            "component": message["model"],
+            "group": ",".join(message.get("kinds") or []),
+            "class": "incident",
+            "custom_details": {k: message.get(k) for k in (
+                "model_version", "reason", "hint", "members", "joined", "idempotency_key", "sequence")},
+        }
+    elif message["status"] == "firing":
         body["payload"] = {
             "summary": message["summary"][:1024],
             "source": f"driftloop/{message['model']}",

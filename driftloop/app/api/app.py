@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, Response
 
-from driftloop.app.api import actions, routes, schemas
+from driftloop.app.api import actions, incident_routes, routes, schemas
 from driftloop.app.api.auth import Unauthorized, check_read_token
 from driftloop.app.api.context import JSON, Context
 from driftloop.app.api.live import Readiness
@@ -119,6 +119,7 @@ def create_app(cfg: Any, store: Store, *, monitor: Any = None, analyser: Any = N
         return Response(generate_latest(app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(routes.router, tags=["read"], dependencies=[Depends(require_read_token)])
+    app.include_router(incident_routes.router, tags=["read"], dependencies=[Depends(require_read_token)])
     app.include_router(actions.router, tags=["change"])
 
     static = STATIC_DIR

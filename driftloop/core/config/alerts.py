@@ -85,7 +85,9 @@ class SinkConfig(ConfigSection):
     ``routing_key``/``routing_key_env``, ``headers`` (extra HTTP headers), ``timeout_s`` (10:
     per request), ``routes`` (empty: every alert), ``resend_every_s`` (Alertmanager only,
     300: firing alerts are re-sent this often and carry ``endsAt`` four intervals ahead, the way
-    Prometheus does it; 0: never re-sent, no ``endsAt``).
+    Prometheus does it; 0: never re-sent, no ``endsAt``), ``page`` (``incidents``, the default:
+    the sink gets one message per incident change, see :mod:`driftloop.alerts.incidents`, routed
+    when any member alert matches ``routes``; ``alerts``: one per alert change, as before 1.1).
     """
 
     type: Literal["webhook", "slack", "alertmanager", "pagerduty"]
@@ -100,6 +102,7 @@ class SinkConfig(ConfigSection):
     timeout_s: float = 10.0
     routes: list[RouteConfig] = msgspec.field(default_factory=list)
     resend_every_s: float = 300.0
+    page: Literal["incidents", "alerts"] = "incidents"
 
     def __repr__(self) -> str:  # never show URLs or secrets (a Slack URL is itself a token)
         secret = "<hidden>" if (self.secret or self.secret_env) else None
@@ -183,6 +186,13 @@ class DispatchConfig(ConfigSection):
     batch: int = 100
 
 
+class IncidentsConfig(ConfigSection):
+    """``alerts.incidents``: ``wait_s`` (30): how long a new incident waits for more alerts of its
+    model version before it pages (Alertmanager's ``group_wait``); 0 pages at once."""
+
+    wait_s: float = 30.0
+
+
 class AlertsConfig(ConfigSection):
     """The validated ``alerts:`` section; see the module docstring for an example.
 
@@ -191,7 +201,8 @@ class AlertsConfig(ConfigSection):
     announced again as ``firing`` with severity ``critical``), ``critical`` (detector or
     statistic name → effect size at or above which the alert is critical, on top of the
     detector's own severity; e.g. ``{psi: 0.25, wasserstein: 0.5}``), ``tick_every_s`` (5: how
-    often hold-downs and group windows are checked between batches).
+    often hold-downs and group windows are checked between batches), ``incidents``
+    (:class:`IncidentsConfig`: the alerts of one model version that fire together page once).
     """
 
     hold_down_s: float = 300.0
@@ -204,6 +215,7 @@ class AlertsConfig(ConfigSection):
     sinks: list[SinkConfig] = msgspec.field(default_factory=list)
     stale: StaleConfig = msgspec.field(default_factory=StaleConfig)
     dispatch: DispatchConfig = msgspec.field(default_factory=DispatchConfig)
+    incidents: IncidentsConfig = msgspec.field(default_factory=IncidentsConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, environ: dict[str, str] | None = None) -> AlertsConfig:
@@ -244,6 +256,8 @@ class AlertsConfig(ConfigSection):
             raise ConfigError("alerts.group_min: must be at least 2 (a group of one is not a group)")
         if self.tick_every_s <= 0:
             raise ConfigError("alerts.tick_every_s: must be positive")
+        if not self.incidents.wait_s >= 0:
+            raise ConfigError("alerts.incidents.wait_s: must be >= 0")
         for name, value in self.critical.items():
             if not value >= 0:
                 raise ConfigError(f"alerts.critical.{name}: must be a number >= 0")
