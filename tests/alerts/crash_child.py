@@ -18,7 +18,7 @@ def main(url: str, base: str, mode: str) -> None:
 
     cfg = AlertsConfig.from_dict({
         "group_window_s": 0, "hold_down_s": 0,
-        "sinks": [{"name": "hook", "type": "webhook", "url": base + "/hook", "secret": "k", "timeout_s": 1.5}],
+        "sinks": [{"name": "hook", "type": "webhook", "page": "alerts", "url": base + "/hook", "secret": "k", "timeout_s": 1.5}],
         "dispatch": {"lease_s": 2, "poll_interval_s": 0.05}})
     store = Store(url)
     store.create_schema()

@@ -29,7 +29,7 @@ def run_child(url: str, base: str, mode: str) -> tuple[subprocess.Popen, list[st
 
 
 def fresh_dispatcher(store, base: str) -> AlertDispatcher:
-    cfg = AlertsConfig.from_dict({"sinks": [{"name": "hook", "type": "webhook", "url": base + "/hook", "secret": "k",
+    cfg = AlertsConfig.from_dict({"sinks": [{"name": "hook", "type": "webhook", "page": "alerts", "url": base + "/hook", "secret": "k",
                                              "timeout_s": 1.5}],
                                   "dispatch": {"lease_s": 2, "poll_interval_s": 0.05}})
     return AlertDispatcher(store, cfg, build_sinks(None, cfg, kafka=False))

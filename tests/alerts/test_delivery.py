@@ -18,8 +18,9 @@ PATHS = {"webhook": "/hook", "slack": "/slack", "alertmanager": "/am/api/v2/aler
 
 
 def alerts_cfg(receiver: Receiver, **kw) -> AlertsConfig:
-    sinks = [{"name": typ, "type": typ, "url": receiver.base + path.removesuffix("/api/v2/alerts"), "secret": SECRET, "timeout_s": 5,
-              **({"routing_key": "RK-123"} if typ == "pagerduty" else {})} for typ, path in PATHS.items()]
+    sinks = [{"name": typ, "type": typ, "page": "alerts", "url": receiver.base + path.removesuffix("/api/v2/alerts"),
+              "secret": SECRET, "timeout_s": 5, **({"routing_key": "RK-123"} if typ == "pagerduty" else {})}
+             for typ, path in PATHS.items()]   # paging per alert: the delivery guarantees are per change
     data = {"group_window_s": 0, "hold_down_s": 0, "cooldown_s": 0, "sinks": sinks,
             "dispatch": {"poll_interval_s": 0.05, "backoff_initial_s": 0.1, "backoff_max_s": 0.5, "lease_s": 10}}
     for key, value in kw.items():

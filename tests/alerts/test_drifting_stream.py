@@ -53,7 +53,7 @@ def test_fifteen_features_drifting_in_a_real_stream_page_once_with_the_list(tmp_
     cfg = load_config_dict({
         "models": {"fraud": {"task": "classification", "features": dict.fromkeys(FEATURES, "numeric"),
                              "reference": "ref.csv", "detectors": DETECTORS}},
-        "alerts": {"sinks": [{"name": "hook", "type": "webhook", "url": receiver.base + "/hook", "timeout_s": 5}]},
+        "alerts": {"sinks": [{"name": "hook", "type": "webhook", "page": "alerts", "url": receiver.base + "/hook", "timeout_s": 5}]},
     }, base_dir=tmp_path, environ={})
     store = Store(f"sqlite:///{tmp_path}/stream.db")
     store.create_schema()
@@ -89,7 +89,7 @@ def test_fifteen_features_drifting_in_a_real_stream_page_once_with_the_list(tmp_
 
 def check_page(store, receiver, page) -> None:
     assert (page.status, page.alert_id) == ("firing", group_fingerprint("fraud", "data_drift", "3"))
-    [event] = rows(store, t.alert_events)
+    [event] = [e for e in rows(store, t.alert_events) if e["alert_id"] == page.alert_id]   # (and its incident's)
     assert event["idempotency_key"] == page.idempotency_key
     assert Counter(r["sink"] for r in rows(store, t.alert_deliveries)) == {"kafka": 1, "hook": 1}
     [got] = receiver.on("/hook")

@@ -140,7 +140,7 @@ def test_stale_stream_fires_without_events_and_resolves_with_them(any_store):
     [res] = checker.check(now=120 * S)
     assert (res.alert_id, res.status) == (ch.alert_id, "resolved")
     assert "predictions are arriving again (3 new since the last check)" in orjson.loads(
-        rows(any_store, t.alert_events)[-1]["message"])["summary"]
+        [e for e in rows(any_store, t.alert_events) if e["alert_id"] == ch.alert_id][-1]["message"])["summary"]
     # labels have a longer limit; the disabled model never fires
     [lab] = checker.check(now=300 * S)
     assert lab.state.detector == "no_labels" and lab.state.model == "fraud"

@@ -28,8 +28,8 @@ def config_file(tmp_path, receiver, **alerts) -> tuple:
     data = {"store": {"url": f"sqlite:///{tmp_path}/svc.db"},
             "models": {"fraud": {"task": "classification", "features": {"amount": "numeric"}}},
             "alerts": {"group_window_s": 0, "sinks": [
-                {"name": "am", "type": "alertmanager", "url": receiver.base, "resend_every_s": 0.3},
-                {"name": "hook", "type": "webhook", "url": receiver.base + "/hook"}],
+                {"name": "am", "type": "alertmanager", "page": "alerts", "url": receiver.base, "resend_every_s": 0.3},
+                {"name": "hook", "type": "webhook", "page": "alerts", "url": receiver.base + "/hook"}],
                 "dispatch": {"poll_interval_s": 0.05}} | alerts}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
