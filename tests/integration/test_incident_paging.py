@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from driftloop.alerts import tables as t
 from driftloop.core.store import Store
+from tests.alerts.helpers import Receiver
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.kafka_helpers import produce, read_topic
 
@@ -32,9 +33,9 @@ pytestmark = pytest.mark.kafka
 
 FEATURES = {"x1": "numeric", "x2": "numeric", "x3": "numeric", "x4": "numeric"}
 N_REF, N_OK, N_BAD = 3000, 600, 1500
-DETECTORS = {"window_size": 500, "warmup": 0, "calibration_draws": 20, "multivariate": False, "cbpe": False,
+DETECTORS = {"window_size": 500, "warmup": 0, "calibration_draws": 20, "cbpe": False,
              "performance_window_size": 500}
-PAGING = {"/hook": "webhook", "/slack": "slack", "/am": "alertmanager", "/pd": "pagerduty"}
+PAGING = {"/hook": "webhook", "/slack": "slack", "/am/api/v2/alerts": "alertmanager", "/pd": "pagerduty"}
 
 
 def rows(n: int, seed: int, drifted: bool) -> pd.DataFrame:
@@ -63,10 +64,18 @@ def messages(cfg, df: pd.DataFrame, start: int, ts0: int) -> list[tuple[str, byt
     return out
 
 
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
 def test_a_drifting_stream_that_loses_accuracy_pages_once_per_incident_change(
         kafka_bootstrap, make_config, receiver, tmp_path):
     rows(N_REF, 1, False).to_csv(tmp_path / "ref.csv", index=False)
     sinks = [{"name": kind, "type": kind, "url": receiver.base + path, "timeout_s": 5} for path, kind in PAGING.items()]
+    sinks[2]["url"] = receiver.base + "/am"        # Alertmanager's base URL: the sink posts to /api/v2/alerts
     sinks[2]["resend_every_s"] = 0
     sinks[3]["routing_key"] = "R0UT1NG"
     sinks.append({"name": "per-alert", "type": "webhook", "url": receiver.base + "/per-alert", "page": "alerts",
@@ -111,7 +120,7 @@ def test_a_drifting_stream_that_loses_accuracy_pages_once_per_incident_change(
         got = receiver.on(p)
         assert [r.key for r in got] == keys, (kind, [r.key for r in got], keys)
     assert {r.json()["dedup_key"] for r in receiver.on("/pd")} == {inc.incident_id}
-    assert {a["labels"]["incident_id"] for r in receiver.on("/am") for a in r.json()} == {inc.incident_id}
+    assert {a["labels"]["incident_id"] for r in receiver.on("/am/api/v2/alerts") for a in r.json()} == {inc.incident_id}
     hook = [r.json() for r in receiver.on("/hook")]
     assert all(m["type"] == "incident" and m["incident_id"] == inc.incident_id for m in hook)
     assert hook[0]["hint"]["text"].startswith("m v1: ")
