@@ -38,6 +38,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from driftloop.alerts.incidents_cli import list_incidents
 from driftloop.app.replay import replay
 from driftloop.app.service import MonitorService
 from driftloop.core.config import load_config
@@ -102,7 +103,8 @@ def setup(make_config, tmp_path):
     # alert timings that do not depend on a clock (see the module docstring): no grouping, no
     # grouping window, no hold-down, no cooldown
     path = configure_fraud(make_config, tmp_path, rng, {"domain_classifier_rows": 500},
-                           alerts={"group_min": 1000, "group_window_s": 0, "hold_down_s": 0, "cooldown_s": 0})
+                           alerts={"group_min": 1000, "group_window_s": 0, "hold_down_s": 0, "cooldown_s": 0,
+                                   "incidents": {"wait_s": 0}})
     preds, labels = make_events(rng)
     (tmp_path / "p.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in preds) + b"\n")
     (tmp_path / "l.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in labels) + b"\n")
@@ -123,6 +125,7 @@ def test_replay_equals_live(setup, kafka_bootstrap, tmp_path):
         store = Store.from_config(cfg.store)
         live_state = store.load_detector_state("fraud")
         wait_for_deliveries(store)
+        live_incidents = list_incidents(store)
         store.dispose()
     finally:
         service.stop()
@@ -131,8 +134,10 @@ def test_replay_equals_live(setup, kafka_bootstrap, tmp_path):
 
     # offline, through the CLI
     out = tmp_path / "alerts.jsonl"
+    report = tmp_path / "report.html"
     proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "replay", "-c", str(path), "--predictions",
-                           str(tmp_path / "p.jsonl"), "--labels", str(tmp_path / "l.jsonl"), "--out", str(out)],
+                           str(tmp_path / "p.jsonl"), "--labels", str(tmp_path / "l.jsonl"), "--out", str(out),
+                           "--report", str(report)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     offline = [orjson.loads(line) for line in out.read_bytes().splitlines()]
@@ -149,10 +154,19 @@ def test_replay_equals_live(setup, kafka_bootstrap, tmp_path):
                                                 for a in alerts}
 
     assert per_alert(offline) == per_alert(live)
+    # the same incidents (ids, members, status, hint), listed by replay and in its report
+    assert {a["incident_id"] for a in offline} == {a["incident_id"] for a in live} == {
+        i["incident_id"] for i in live_incidents}
+
+    def incidents(rows):
+        return sorted((i["incident_id"], tuple(i["members"]), i["status"], i["hint"]["text"]) for i in rows)
+    for inc in live_incidents:
+        assert inc["incident_id"] in proc.stderr and inc["incident_id"] in report.read_text()
     # and the detectors end in the same state, byte for byte
     states = {}
-    replay(cfg, tmp_path / "p.jsonl", tmp_path / "l.jsonl",
-           on_alert=lambda a: None, store_url=f"sqlite:///{tmp_path}/r.db")
+    result = replay(cfg, tmp_path / "p.jsonl", tmp_path / "l.jsonl",
+                    on_alert=lambda a: None, store_url=f"sqlite:///{tmp_path}/r.db")
+    assert incidents(result["incidents"]) == incidents(live_incidents)
     store = Store(f"sqlite:///{tmp_path}/r.db")
     states["replay"] = store.load_detector_state("fraud")
     store.dispose()
