@@ -18,7 +18,7 @@ alert's (:mod:`driftloop.alerts.sinks.formats`).
 >>> a1 = AlertState("a1", "housing", "data_drift", "psi", "Latitude", status="firing")
 >>> msg = incident_message(IncidentChange("i1", "firing", 1, "opened", 30_000, inc, (a1,)))
 >>> msg["summary"]
-'housing v1: incident opened: 1 alert firing (data drift). housing v1: inputs moved (Latitude 1.6σ).'
+'housing v1: incident opened: 1 alert firing (data drift). Inputs moved (Latitude 1.6σ).'
 >>> msg["idempotency_key"], msg["members"][0]["feature"]
 ('i1:firing:1', 'Latitude')
 """
@@ -55,6 +55,9 @@ def incident_summary(change: IncidentChange) -> str:
         return f"{head}: {verb}{took}: all {len(members)} alert{'s' * (len(members) != 1)} back to normal " \
                f"({_kinds(members)})."
     hint = (inc.hint or {}).get("text") or ""
+    if hint.startswith(f"{head}: "):       # the sentence already names the model version
+        hint = hint[len(head) + 2:]
+        hint = hint[:1].upper() + hint[1:]
     n = len(firing)
     new = f"; new: {', '.join(_member_name(m) for m in members if m.alert_id in change.joined)}" \
         if change.joined else ""
