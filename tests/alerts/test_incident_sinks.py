@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 import sqlalchemy as sa
 
-from driftloop.alerts import AlertManager, AlertsConfig
+from driftloop.alerts import AlertDispatcher, AlertManager, AlertsConfig
 from driftloop.alerts import tables as t
 from driftloop.alerts.incidents import incident_id
 from driftloop.alerts.sinks import formats
@@ -98,3 +98,37 @@ def test_pagerduty_alertmanager_and_slack_render_an_incident():
     assert sl["text"].startswith(":rotating_light: [CRITICAL] housing v1: incident opened")
     assert "data drift (firing, critical)" in sl["blocks"][1]["text"]["text"]
     assert "incident `inc1`" in sl["blocks"][2]["elements"][0]["text"]
+
+
+class Recording:
+    """A sink that accepts everything (``name``, ``send``, ``close``, as the real ones)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.sent = name, []
+
+    def send(self, message: dict, key: str) -> None:
+        self.sent.append(key)
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_open_incident_is_what_alertmanager_is_sent_again(sqlite_store):
+    """The resend (Alertmanager wants firing alerts repeated) covers incidents: the last firing
+    message of each open incident the sink received, none once it resolved."""
+    cfg = AlertsConfig.from_dict({"group_window_s": 0, "hold_down_s": 0, "incidents": {"wait_s": 0},
+                                  "sinks": [{"name": "pager", "type": "webhook", "url": "http://127.0.0.1:9/p"}]})
+    m, sink = AlertManager(cfg, sqlite_store), Recording("pager")
+    d = AlertDispatcher(sqlite_store, cfg, [sink])
+    with sqlite_store.transaction() as conn:
+        m.process(conn, "housing", "1", [det("Latitude")], 0)
+        m.process(conn, "housing", "1", [det(None, kind="performance", detector="accuracy")], 5 * S)
+    d.deliver_pending_once()
+    iid = incident_id("housing", "1", 1)
+    assert sink.sent == [f"{iid}:firing:1", f"{iid}:firing:2"]
+    assert [k for k, _m in d.firing_messages("pager")] == [f"{iid}:firing:2"]
+    with sqlite_store.transaction() as conn:
+        m.process(conn, "housing", "1", [det("Latitude", firing=False),
+                                         det(None, kind="performance", detector="accuracy", firing=False)], 9 * S)
+    d.deliver_pending_once()
+    assert sink.sent[-1] == f"{iid}:resolved:3" and d.firing_messages("pager") == []
