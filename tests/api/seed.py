@@ -77,16 +77,17 @@ def _reference(df: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     return ref
 
 
-def make_config(tmp: Path, *, store_url: str | None = None) -> Config:
+def make_config(tmp: Path, *, store_url: str | None = None, alerts: dict[str, Any] | None = None) -> Config:
     return load_config_dict({
         "store": {"url": store_url or f"sqlite:///{tmp}/driftloop.db"},
         "models": {"fraud": {"task": "classification", "features": FEATURES}},
-        "alerts": {"hold_down_s": 600, "group_window_s": 0, "cooldown_s": 600},
+        "alerts": {"hold_down_s": 600, "group_window_s": 0, "cooldown_s": 600, **(alerts or {})},
         "registry": {"artifact_dir": str(tmp / "artifacts")},
     }, base_dir=tmp)
 
 
-def _register(conn: Any, registry: Any, version_note: str, now: int, metrics: dict[str, Any]) -> int:
+def _register(conn: Any, registry: Any, version_note: str, now: int, metrics: dict[str, Any],
+              event_end: int | None = None) -> int:
     from retrain.artifacts import FileInfo
 
     fake = FileInfo(path=registry.root / "fraud" / f"{version_note}.skops", sha256=hashlib.sha256(
@@ -95,7 +96,8 @@ def _register(conn: Any, registry: Any, version_note: str, now: int, metrics: di
         conn, model="fraud", status="registered", source="retrain", task="classification", features=FEATURES,
         classes=["0", "1"], artifact=fake, reference=fake, holdout=None,
         estimator="sklearn.ensemble.HistGradientBoostingClassifier", params={"max_iter": 100}, metrics=metrics,
-        data_window={"start_ts": now - 4 * STEP_MS, "end_ts": now}, job_id=f"job-{version_note}", note=version_note,
+        data_window={"start_ts": (now if event_end is None else event_end) - 4 * STEP_MS,
+                     "end_ts": now if event_end is None else event_end}, job_id=f"job-{version_note}", note=version_note,
         now=now, lib_versions={"python": "3"})
     registry.record_event(conn, model="fraud", event="registered", version=version, champion_version=None,
                           previous_champion=None, actor="seed", reason="trained", now=now)
@@ -103,13 +105,21 @@ def _register(conn: Any, registry: Any, version_note: str, now: int, metrics: di
 
 
 def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = None,
-         store_url: str | None = None) -> Seeded:
-    """Fill a fresh store (SQLite under ``tmp``, or ``store_url``); returns what the tests need."""
+         store_url: str | None = None, judged_ms: int | None = None,
+         alerts: dict[str, Any] | None = None) -> Seeded:
+    """Fill a fresh store (SQLite under ``tmp``, or ``store_url``); returns what the tests need.
+
+    ``end_ms``: the event time the last window ends (default: now). ``judged_ms``: a replay's
+    wall clock: window ``w`` is judged (and alerts, registry events, history rows stamped) at
+    ``judged_ms + w`` ms, so every window is judged within the same second whatever its event
+    time (default: each window is judged when it ends, as a live stream is). ``alerts``: settings
+    over the seed's alert policy (e.g. ``{"group_window_s": 0.01}`` to group alerts).
+    """
     from driftloop.alerts.manager import AlertManager
     from retrain.registry import Registry
 
     rng = np.random.default_rng(seed)
-    cfg = make_config(tmp, store_url=store_url)
+    cfg = make_config(tmp, store_url=store_url, alerts=alerts)
     store = Store(cfg.store.url)
     store.create_schema()
     end_ms = int(time.time() * 1000) if end_ms is None else end_ms
@@ -119,23 +129,25 @@ def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = No
                        SETTINGS)
     alerts = AlertManager(cfg, store)
     registry = Registry(cfg, store)
+    first = start_ms - STEP_MS if judged_ms is None else judged_ms - 1
     with store.transaction() as conn:
-        v1 = _register(conn, registry, "v1", start_ms - STEP_MS, {"accuracy": 0.81, "roc_auc": 0.88})
+        v1 = _register(conn, registry, "v1", first, {"accuracy": 0.81, "roc_auc": 0.88}, start_ms - STEP_MS)
         registry.make_champion(conn, "fraud", v1)
         registry.record_event(conn, model="fraud", event="promoted", version=v1, champion_version=v1,
-                              previous_champion=None, actor="seed", reason="first version", now=start_ms - STEP_MS)
+                              previous_champion=None, actor="seed", reason="first version", now=first)
     version, pending = str(v1), None
     for w in range(windows):
-        now = start_ms + (w + 1) * STEP_MS
+        event_now = start_ms + (w + 1) * STEP_MS         # the window's end in event time
+        now = event_now if judged_ms is None else judged_ms + w   # when it is judged (wall clock)
         shift = 0.6 if w >= 10 else 0.0
         mix = 0.25 if w >= 22 else 0.5
         df = _frame(rng, WINDOW, shift, mix)
         scores = _model_scores(df, rng, stale=(w >= 10 and int(version) == v1))
         pred = np.where(scores[:, 1] >= 0.5, "1", "0").astype(object)
-        ts = np.linspace(now - STEP_MS, now - 1, WINDOW).astype(np.int64)
+        ts = np.linspace(event_now - STEP_MS, event_now - 1, WINDOW).astype(np.int64)
         with store.transaction() as conn:
             if w == 18:  # retrained on the drifted data: promote version 2, new reference
-                v2 = _register(conn, registry, "v2", now, {"accuracy": 0.84, "roc_auc": 0.9})
+                v2 = _register(conn, registry, "v2", now, {"accuracy": 0.84, "roc_auc": 0.9}, event_now)
                 prev = registry.make_champion(conn, "fraud", v2)
                 registry.record_event(conn, model="fraud", event="promoted", version=v2, champion_version=v2,
                                       previous_champion=prev, actor="seed", reason="challenger beat the champion",

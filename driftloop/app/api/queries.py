@@ -33,6 +33,11 @@ __all__ = [
     "alert_timeline",
     "alert_counts",
     "firing_counts",
+    "stats_firing_counts",
+    "open_incident_counts",
+    "event_extent",
+    "drift_series",
+    "performance_series",
     "versions",
     "champion_history",
     "champions",
@@ -179,6 +184,8 @@ def alert_events(conn: Connection, *, model: str | None = None, alert_id: str | 
     ``limit`` matching ones."""
     e = _need("alert_events")
     q = sa.select(e).order_by(e.c.id.desc()).limit(limit)
+    # an incident's changes are rows of alert_events too (keyed by incident_id): not alert changes
+    q = q.where(e.c.alert_id.not_in(sa.select(_need("incidents").c.incident_id)))
     if model is not None:
         q = q.where(e.c.model == model)
     if alert_id is not None:
@@ -190,11 +197,25 @@ def alert_events(conn: Connection, *, model: str | None = None, alert_id: str | 
         msg = _json(r.message) or {}
         item = {"alert_id": r.alert_id, "seq": r.seq, "status": r.status, "model": r.model,
                 "severity": r.severity, "reason": r.reason, "at": r.created_at, "kind": msg.get("kind"),
-                "detector": msg.get("detector"), "feature": msg.get("feature"), "summary": msg.get("summary")}
+                "detector": msg.get("detector"), "feature": msg.get("feature"), "summary": msg.get("summary"),
+                "event_at": _event_at(msg)}
         if messages:
             item["message"] = msg
         out.append(item)
     return out[::-1]
+
+
+def _event_at(msg: dict[str, Any]) -> int | None:
+    """The event time (epoch ms) an announced change is about: the end of the window that fired
+    it, or, for a resolution, of the window that cleared it (else the window last judged)."""
+    windows = [((msg.get("evidence") or {}).get("resolution") or {}).get("clear") or {}, msg]
+    if msg.get("status") == "firing":
+        windows = windows[1:]
+    for w in windows:
+        end = (w.get("window") or {}).get("end_ts") if isinstance(w, dict) else None
+        if isinstance(end, int | float) and not isinstance(end, bool):
+            return int(end)
+    return None
 
 
 def alert_timeline(conn: Connection, *, model: str | None = None, since: int | None = None,
@@ -204,6 +225,8 @@ def alert_timeline(conn: Connection, *, model: str | None = None, since: int | N
 
     An episode is a ``firing`` change up to the next ``resolved`` one of the same alert;
     escalations (another ``firing``) stay in the episode and raise its severity.
+    ``start_event``/``end_event``: the same in event time (the end of the window that fired it,
+    of the one that cleared it; None where the message names no window, or while open).
     """
     episodes: list[dict[str, Any]] = []
     open_: dict[str, dict[str, Any]] = {}
@@ -212,13 +235,15 @@ def alert_timeline(conn: Connection, *, model: str | None = None, since: int | N
         if ev["status"] == "firing":
             if cur is None:
                 cur = {k: ev[k] for k in ("alert_id", "model", "kind", "detector", "feature", "severity", "summary")}
-                cur.update(start=ev["at"], end=None, resolve_reason=None)
+                cur.update(start=ev["at"], end=None, resolve_reason=None, start_event=ev.get("event_at"),
+                           end_event=None)
                 open_[ev["alert_id"]] = cur
                 episodes.append(cur)
             elif ev["severity"] == "critical":
                 cur["severity"] = "critical"
         elif ev["status"] == "resolved" and cur is not None:
             cur["end"] = ev["at"]
+            cur["end_event"] = ev.get("event_at")
             cur["resolve_reason"] = ev["reason"]
             del open_[ev["alert_id"]]
     return episodes
@@ -240,6 +265,125 @@ def firing_counts(conn: Connection) -> dict[str, int]:
         if status in ACTIVE_STATUSES:
             out[model] = out.get(model, 0) + n
     return out
+
+
+def stats_firing_counts(conn: Connection) -> dict[str, int]:
+    """Firing alerts per model as ``driftloop stats`` counts them
+    (:func:`driftloop.alerts.cli.firing_counts`): active alerts that are not a group's member,
+    so a group counts once, whatever its size."""
+    a = _need("alerts")
+    q = (sa.select(a.c.model, sa.func.count())
+         .where(a.c.status.in_(ACTIVE_STATUSES), a.c.group_id.is_(None)).group_by(a.c.model))
+    return {m: int(n) for m, n in conn.execute(q)}
+
+
+def open_incident_counts(conn: Connection) -> dict[str, int]:
+    """Open incidents per model, as ``driftloop stats`` counts them
+    (:func:`driftloop.alerts.incidents_cli.open_incident_counts`); {} without the table."""
+    i = table("incidents")
+    if i is None:
+        return {}
+    q = sa.select(i.c.model, sa.func.count()).where(i.c.status == "open").group_by(i.c.model)
+    return {m: int(n) for m, n in conn.execute(q)}
+
+
+# -- series on event time -------------------------------------------------------------------
+def _event_end(t: sa.Table) -> Any:
+    """A history row's x: the event time its window ended; the time it was judged (wall clock)
+    for the rows written before the window's event time was recorded."""
+    return sa.func.coalesce(t.c.window_end, t.c.ts)
+
+
+def event_extent(conn: Connection, model: str) -> dict[str, int | None]:
+    """``{"first", "newest"}``: the event time (epoch ms) of the first window start and of the
+    newest window end the model's drift and performance history hold (None: no window yet).
+    "Newest event" is the end of the newest judged window, so a replay, a backfill and a live
+    stream are viewed alike, whatever the wall clock."""
+    firsts, newests = [], []
+    for name in ("detector_history", "performance_history"):
+        t = _need(name)
+        lo, hi = conn.execute(sa.select(sa.func.min(sa.func.coalesce(t.c.window_start, t.c.window_end, t.c.ts)),
+                                        sa.func.max(_event_end(t))).where(t.c.model == model)).one()
+        if lo is not None:
+            firsts.append(int(lo))
+        if hi is not None:
+            newests.append(int(hi))
+    return {"first": min(firsts) if firsts else None, "newest": max(newests) if newests else None}
+
+
+def event_bounds(conn: Connection, model: str, *, since: int | None, until: int | None,
+                 range_ms: int | None) -> dict[str, int | None]:
+    """The event-time bounds a series is read with: ``since``/``until`` as given, ``range_ms``
+    (> 0) raising ``since`` to ``newest - range_ms``; with the model's ``first``/``newest``."""
+    ext = event_extent(conn, model)
+    lo = since
+    if range_ms and ext["newest"] is not None:
+        rel = ext["newest"] - range_ms
+        lo = rel if lo is None else max(lo, rel)
+    return {"since": lo, "until": until, "first": ext["first"], "newest": ext["newest"]}
+
+
+def _series(conn: Connection, t: sa.Table, cols: tuple[str, ...], model: str, conds: list[Any],
+            since: int | None, until: int | None, limit: int, model_version: str | None) -> list[dict[str, Any]]:
+    x = _event_end(t)
+    conds = [t.c.model == model, *conds]
+    if since is not None:
+        conds.append(x >= since)
+    if until is not None:
+        conds.append(x <= until)
+    if model_version is not None:   # "": the rows that name no version
+        conds.append(t.c.model_version.is_(None) if not model_version else t.c.model_version == model_version)
+    q = (sa.select(*[t.c[c] for c in cols], x.label("t")).where(*conds)
+         .order_by(t.c.id.desc()).limit(limit))
+    out = []
+    for r in conn.execute(q):
+        row = dict(r._mapping)
+        row["t"] = int(row["t"])
+        row["t_source"] = "event" if row.get("window_end") is not None else "judged"
+        out.append(row)
+    out.reverse()
+    out.sort(key=lambda p: p["t"])   # stable: rows of one window keep their written order
+    return out
+
+
+DRIFT_COLS = ("ts", "window_start", "window_end", "n", "kind", "detector", "feature", "statistic", "threshold",
+              "p_value", "drifting", "model_version", "seq")
+PERF_COLS = ("ts", "window_start", "window_end", "n", "source", "metric", "value", "baseline", "ci_low", "ci_high",
+             "p_value", "threshold", "degraded", "model_version", "seq")
+
+
+def drift_series(conn: Connection, model: str, *, features: list[str] | None = None,
+                 kinds: list[str] | None = None, since: int | None = None, until: int | None = None,
+                 limit: int = 5000, details: bool = False, model_version: str | None = None) -> list[dict[str, Any]]:
+    """Drift rows of a model on EVENT time, oldest window first: the newest ``limit`` rows (by
+    when written) whose window ended within [``since``, ``until``] (event time, epoch ms). Each
+    row carries ``t`` (its x: the window's end in event time, see :func:`_event_end`) and
+    ``t_source`` (``event``, or ``judged`` for a row without the window's event time)."""
+    t = _need("detector_history")
+    conds: list[Any] = []
+    if features is not None:
+        conds.append(t.c.feature.in_(sorted(set(features))))
+    if kinds is not None:
+        conds.append(t.c.kind.in_(sorted(set(kinds))))
+    cols = DRIFT_COLS + (("details",) if details else ())
+    rows = _series(conn, t, cols, model, conds, since, until, limit, model_version)
+    if details:
+        for r in rows:
+            r["details"] = _json(r["details"])
+    return rows
+
+
+def performance_series(conn: Connection, model: str, *, metrics: list[str] | None = None,
+                       source: str | None = None, since: int | None = None, until: int | None = None,
+                       limit: int = 5000, model_version: str | None = None) -> list[dict[str, Any]]:
+    """Performance rows of a model (realised and estimated) on event time, as :func:`drift_series`."""
+    t = _need("performance_history")
+    conds: list[Any] = []
+    if metrics is not None:
+        conds.append(t.c.metric.in_(sorted(set(metrics))))
+    if source is not None:
+        conds.append(t.c.source == source)
+    return _series(conn, t, PERF_COLS, model, conds, since, until, limit, model_version)
 
 
 # -- registry -----------------------------------------------------------------------------------

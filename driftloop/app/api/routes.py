@@ -19,6 +19,13 @@ router = APIRouter(prefix="/api", default_response_class=JSON)
 Limit = Annotated[int, Query(ge=1, le=100_000, description="at most this many rows (the newest)")]
 Since = Annotated[int | None, Query(ge=0, description="only rows at or after this time (epoch ms)")]
 Until = Annotated[int | None, Query(ge=0, description="only rows at or before this time (epoch ms)")]
+EventSince = Annotated[int | None, Query(ge=0, description=(
+    "EVENT time (epoch ms): only windows that ended at or after it"))]
+EventUntil = Annotated[int | None, Query(ge=0, description=(
+    "EVENT time (epoch ms): only windows that ended at or before it"))]
+RangeMs = Annotated[int | None, Query(ge=0, description=(
+    "only windows that ended within this many ms of the model's NEWEST EVENT (the end of its newest "
+    "judged window, not the wall clock); 0 or absent: all"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.Problem, "description": "unknown model or alert"}}
 Version = Annotated[str | None, Query(max_length=128, description=(
@@ -50,8 +57,23 @@ class _Counts:
         return queries.read_counters(self.store)
 
 
-def _stats(ctx: Context, firing: dict[str, int]) -> dict[str, Any]:
-    return collect_stats(ctx.cfg, _Counts(ctx.store), firing)  # type: ignore[arg-type]  # _Counts reads the same counters from the store (duck-typed Monitor)
+def _stats(ctx: Context) -> dict[str, Any]:
+    """``driftloop stats --json``: the same counters, firing alerts (a group counts once) and open
+    incidents, read through the API's reader."""
+    firing = queries.safe(ctx.store, queries.stats_firing_counts, {})
+    incidents = queries.safe(ctx.store, queries.open_incident_counts, {})
+    return collect_stats(ctx.cfg, _Counts(ctx.store), firing, incidents)  # type: ignore[arg-type]  # _Counts reads the same counters from the store (duck-typed Monitor)
+
+
+def _reference(ctx: Context, name: str, champion: int | None) -> dict[str, Any]:
+    """Where the detectors' reference comes from: the registry's champion, else the config's
+    ``models.<name>.reference`` file, else none known."""
+    if champion is not None:
+        return {"source": "registry", "champion_version": champion, "path": None}
+    path = getattr(ctx.cfg.models.get(name), "reference", None)
+    if path:
+        return {"source": "config", "champion_version": None, "path": str(path)}
+    return {"source": None, "champion_version": None, "path": None}
 
 
 def _summary(ctx: Context, name: str, stats: dict[str, Any], champs: dict[str, int],
@@ -59,12 +81,15 @@ def _summary(ctx: Context, name: str, stats: dict[str, Any], champs: dict[str, i
     mcfg = ctx.cfg.models.get(name)
     row = dict(stats["models"].get(name, {}))
     firing = row.pop("firing_alerts", 0)
+    incidents = row.pop("open_incidents", 0)
     row.pop("configured", None)
     status, _ = (ctx.model_status(name) if ctx.analyser is not None else (None, "none"))
     return {"name": name, "task": getattr(mcfg, "task", None),
             "features": dict(getattr(mcfg, "features", {}) or {}), "configured": mcfg is not None,
-            "champion_version": champs.get(name), "counts": row, "firing_alerts": firing,
-            "windows_judged": (status or {}).get("windows_judged"), "last_judged_at": last_judged.get(name)}
+            "champion_version": champs.get(name), "reference": _reference(ctx, name, champs.get(name)),
+            "counts": row, "firing_alerts": firing, "open_incidents": incidents,
+            "windows_judged": (status or {}).get("windows_judged"), "last_judged_at": last_judged.get(name),
+            "events": queries.safe(ctx.store, lambda c: queries.event_extent(c, name), {"first": None, "newest": None})}
 
 
 def _last_judged(conn: Any) -> dict[str, int]:
@@ -75,8 +100,7 @@ def _last_judged(conn: Any) -> dict[str, int]:
 
 
 def _all_summaries(ctx: Context) -> list[dict[str, Any]]:
-    firing = queries.safe(ctx.store, queries.firing_counts, {})
-    stats = _stats(ctx, firing)
+    stats = _stats(ctx)
     champs = queries.safe(ctx.store, queries.champions, {})
     judged = queries.safe(ctx.store, _last_judged, {})
     return [_summary(ctx, name, stats, champs, judged) for name in sorted(stats["models"])]
@@ -84,6 +108,11 @@ def _all_summaries(ctx: Context) -> list[dict[str, Any]]:
 
 @router.get("/models", response_model=schemas.ModelList, summary="Models: counts, champion, firing alerts")
 def list_models(request: Request) -> JSON:
+    """Each model's overview: ``counts`` and ``firing_alerts`` / ``open_incidents`` exactly as
+    ``driftloop stats --json`` gives them (a group of alerts counts once), ``champion_version``,
+    ``reference`` (``source``: ``registry`` with the champion version, ``config`` with the
+    configured reference's ``path``, or null), ``events`` (``first``/``newest``: event time,
+    epoch ms, of the first window start and the newest window end judged)."""
     return JSON({"models": _all_summaries(_ctx(request))})
 
 
@@ -112,8 +141,8 @@ def _live_versions(ctx: Context, model: str, active: list[dict[str, Any]]) -> di
                if versions else None)
     shares = (traffic or {}).get("shares") or {}
     firing: dict[str, int] = {}
-    for a in active:
-        if a.get("status") in queries.ACTIVE_STATUSES:
+    for a in active:   # a group counts once, as in driftloop stats
+        if a.get("status") in queries.ACTIVE_STATUSES and a.get("group_id") is None:
             v = "" if a.get("model_version") is None else str(a["model_version"])
             firing[v] = firing.get(v, 0) + 1
     live = {v: {**brief, "version": v, "traffic_share": shares.get(v, 0.0) if traffic and traffic["n"] else None,
@@ -146,17 +175,38 @@ def get_drift(request: Request, model: str,
               feature: Annotated[list[str] | None, Query(description="only these features (repeatable)")] = None,
               kind: Annotated[list[str] | None, Query(
                   description="data_drift, prediction_drift, multivariate_drift (repeatable)")] = None,
-              since: Since = None, until: Until = None, limit: Limit = 20_000,
+              since: EventSince = None, until: EventUntil = None, range_ms: RangeMs = None,
+              limit: Limit = 20_000,
               details: Annotated[bool, Query(description="add every statistic of each window")] = False,
               model_version: Version = None) -> JSON:
+    """Drift statistics per judged window, on EVENT time.
+
+    Each point's x is ``t``: the event time (epoch ms) its window ended (``window_start``..
+    ``window_end`` is the data judged; ``ts`` is only when it was judged, wall clock). Rows
+    written before windows carried their event time have ``t`` = ``ts`` and ``t_source`` =
+    ``judged`` (else ``event``). Points come in ``t`` order.
+
+    Filters, all on event time: ``since``/``until`` keep the windows that ended within them;
+    ``range_ms`` keeps those that ended within ``range_ms`` of the model's newest event (the end
+    of its newest judged window, drift or performance): a replay of last year's data, a
+    backfill and a live stream look alike. Without ``since``, ``until`` and ``range_ms``: all.
+    ``range`` in the answer: the bounds applied and the model's ``first``/``newest`` event.
+    """
     ctx = _ctx(request)
     _check_model(ctx, model)
-    points = queries.safe(ctx.store, lambda c: history.read_drift_history(
-        c, model, features=feature, kinds=kind, since=since, until=until, limit=limit, details=details,
+    bounds = _bounds(ctx, model, since, until, range_ms)
+    points = queries.safe(ctx.store, lambda c: queries.drift_series(
+        c, model, features=feature, kinds=kind, since=bounds["since"], until=until, limit=limit, details=details,
         model_version=model_version), [])
     status = ctx.version_status(model, model_version)
-    return JSON({"model": model, "model_version": model_version,
+    return JSON({"model": model, "model_version": model_version, "range": bounds,
                  "thresholds": (status or {}).get("thresholds") or {}, "points": points})
+
+
+def _bounds(ctx: Context, model: str, since: int | None, until: int | None, range_ms: int | None) -> dict[str, Any]:
+    b = queries.safe(ctx.store, lambda c: queries.event_bounds(c, model, since=since, until=until, range_ms=range_ms),
+                     {"since": since, "until": until, "first": None, "newest": None})
+    return {**b, "range_ms": range_ms or None}
 
 
 @router.get("/models/{model}/performance", response_model=schemas.PerformanceHistory, responses=NOT_FOUND,
@@ -164,14 +214,18 @@ def get_drift(request: Request, model: str,
 def get_performance(request: Request, model: str,
                     metric: Annotated[list[str] | None, Query(description="only these metrics (repeatable)")] = None,
                     source: Annotated[str | None, Query(pattern="^(realised|estimated)$")] = None,
-                    since: Since = None, until: Until = None, limit: Limit = 20_000,
-                    model_version: Version = None) -> JSON:
+                    since: EventSince = None, until: EventUntil = None, range_ms: RangeMs = None,
+                    limit: Limit = 20_000, model_version: Version = None) -> JSON:
+    """Realised and estimated metrics per judged window, on EVENT time: ``t`` is the end of the
+    window's predictions in event time; ``since``, ``until``, ``range_ms`` and ``range`` as for
+    ``/api/models/{model}/drift`` (the same newest event, so the two line up)."""
     ctx = _ctx(request)
     _check_model(ctx, model)
-    points = queries.safe(ctx.store, lambda c: history.read_performance_history(
-        c, model, metrics=metric, source=source, since=since, until=until, limit=limit,
+    bounds = _bounds(ctx, model, since, until, range_ms)
+    points = queries.safe(ctx.store, lambda c: queries.performance_series(
+        c, model, metrics=metric, source=source, since=bounds["since"], until=until, limit=limit,
         model_version=model_version), [])
-    return JSON({"model": model, "model_version": model_version, "points": points})
+    return JSON({"model": model, "model_version": model_version, "range": bounds, "points": points})
 
 
 @router.get("/models/{model}/status", responses=NOT_FOUND,
@@ -207,6 +261,9 @@ def list_alert_events(request: Request, model: str | None = None, since: Since =
 @router.get("/alerts/timeline", response_model=schemas.Timeline,
             summary="Firing episodes (fired -> resolved) for the alerts timeline")
 def alert_timeline(request: Request, model: str | None = None, since: Since = None, limit: Limit = 5000) -> JSON:
+    """Episodes: ``start``/``end`` when announced (wall clock; ``since`` filters on it) and
+    ``start_event``/``end_event``: the event time of the window that fired it and of the one that
+    cleared it (what the dashboard draws)."""
     ctx = _ctx(request)
     return JSON({"episodes": queries.safe(ctx.store, lambda c: queries.alert_timeline(
         c, model=model, since=since, limit=limit), [])})
@@ -231,7 +288,7 @@ def list_jobs(request: Request, model: str | None = None,
 @router.get("/stats", summary="driftloop stats --json: per-model counts, unattributed invalid events, totals")
 def get_stats(request: Request) -> JSON:
     ctx = _ctx(request)
-    return JSON(_stats(ctx, queries.safe(ctx.store, queries.firing_counts, {})))
+    return JSON(_stats(ctx))
 
 
 @router.get("/monitor", summary="This process's consumer: batches, timings, assigned partitions, lag")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Health", "Ready", "Check", "PromoteBody", "RollbackBody", "ResolveBody", "ActionResult", "ModelSummary",
-    "ModelList", "ModelDetail", "LiveVersion", "ShadowReport", "Traffic", "Versions", "DriftPoint", "DriftHistory", "PerformancePoint", "PerformanceHistory",
+    "ModelList", "ModelDetail", "LiveVersion", "ShadowReport", "Traffic", "Versions", "SeriesRange", "DriftPoint", "DriftHistory", "PerformancePoint", "PerformanceHistory",
     "Alert", "AlertList", "AlertEvent", "AlertEvents", "AlertEpisode", "Timeline", "RetrainJobs", "Problem",
 ]
 
@@ -82,9 +82,14 @@ class ModelSummary(_Open):
     configured: bool
     champion_version: int | None
     counts: dict[str, int]
-    firing_alerts: int
+    firing_alerts: int = Field(description="active alerts as `driftloop stats` counts them: a group counts once")
+    open_incidents: int = Field(0, description="open incidents, as `driftloop stats` counts them")
+    reference: dict[str, Any] | None = Field(None, description=(
+        "where the reference comes from: source registry (champion_version) or config (path), or null"))
+    events: dict[str, int | None] | None = Field(None, description=(
+        "first/newest: event time (epoch ms) of the first window start and the newest window end judged"))
     windows_judged: dict[str, int] | None
-    last_judged_at: int | None = Field(description="epoch ms of the newest drift statistics")
+    last_judged_at: int | None = Field(description="epoch ms (wall clock) of the newest drift statistics")
 
 
 class ModelList(BaseModel):
@@ -151,8 +156,18 @@ class Versions(BaseModel):
     history: list[dict[str, Any]] = Field(description="registered, promoted, rejected, rolled_back; oldest first")
 
 
+class SeriesRange(_Open):
+    since: int | None = Field(description="event time (epoch ms) applied: windows ending at or after it")
+    until: int | None
+    first: int | None = Field(description="event time of the model's first judged window start")
+    newest: int | None = Field(description="event time of the model's newest judged window end")
+    range_ms: int | None
+
+
 class DriftPoint(_Open):
-    ts: int = Field(description="when the window was judged (epoch ms)")
+    t: int = Field(description="the x: event time (epoch ms) of the window's end (ts when unknown)")
+    t_source: Literal["event", "judged"] = "event"
+    ts: int = Field(description="when the window was judged (epoch ms, wall clock)")
     window_start: int | None
     window_end: int | None = Field(description="event time of the window's last prediction, when known")
     n: int | None
@@ -171,10 +186,13 @@ class DriftHistory(BaseModel):
     model: str
     model_version: str | None = Field(None, description="the version filter, if one was given")
     thresholds: dict[str, float] = Field(description="the effect-size threshold in force per feature (live)")
+    range: SeriesRange | None = None
     points: list[DriftPoint]
 
 
 class PerformancePoint(_Open):
+    t: int = Field(description="the x: event time (epoch ms) of the window's end (ts when unknown)")
+    t_source: Literal["event", "judged"] = "event"
     ts: int
     window_start: int | None
     window_end: int | None
@@ -195,6 +213,7 @@ class PerformancePoint(_Open):
 class PerformanceHistory(BaseModel):
     model: str
     model_version: str | None = Field(None, description="the version filter, if one was given")
+    range: SeriesRange | None = None
     points: list[PerformancePoint]
 
 
@@ -234,6 +253,8 @@ class AlertEpisode(_Open):
     model: str
     start: int
     end: int | None = Field(description="null while firing")
+    start_event: int | None = Field(None, description="event time of the window that fired it")
+    end_event: int | None = Field(None, description="event time of the window that cleared it")
     severity: str
 
 

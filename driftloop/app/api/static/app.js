@@ -3,7 +3,8 @@
 
 const COLORS = { stat: "#2563eb", thr: "#dc2626", drift: "#dc2626", realised: "#059669", est: "#7c3aed",
                  base: "#6b7280", band: "rgba(5,150,105,0.12)", promo: "#059669", crit: "#dc2626", warn: "#d97706" };
-const state = { model: null, models: [], charts: [], timer: null };
+const state = { model: null, models: [], charts: [], timer: null, incident: null };
+window.driftloopCharts = [];   // per chart: section, title, each point's event time (t, ms) and pixel x (px)
 
 const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs = {}, ...children) {
@@ -15,6 +16,8 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 const fmt = (x, d = 3) => (x == null || !isFinite(x) ? "–" : Number.isInteger(x) || Math.abs(x) >= 1000 ? Math.round(x).toLocaleString() : (+x).toPrecision(d));
+/* a statistic in a header: 4 significant digits, so 0.9995 does not read as 1 */
+const fmtStat = (x) => (x == null || !isFinite(x) ? "–" : Number.isInteger(x) || Math.abs(x) >= 1000 ? fmt(x) : (+x).toPrecision(4));
 const when = (ms) => (ms == null ? "–" : new Date(ms).toLocaleString());
 function ago(ms) {
   if (ms == null) return "never";
@@ -43,6 +46,11 @@ function askToken() {
   return asking;
 }
 
+/* an endpoint that may not exist on this server (another release): null on 404 */
+async function apiOptional(path) {
+  try { return await api(path); } catch (err) { if (/HTTP 404/.test(err.message)) return null; throw err; }
+}
+
 async function api(path, retried = false) {
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
@@ -57,6 +65,50 @@ function showError(msg) {
   const e = $("#error");
   e.hidden = !msg;
   e.textContent = msg || "";
+}
+
+/* -- axes: readable at every scale ----------------------------------------------------------- */
+/* numeric ticks: as many decimals as the tick step needs, so neighbours always differ
+   (0.9990, 0.9995, 1.0000 rather than 1, 1, 0.999); large values scaled with k/M/G */
+function numTicks(splits) {
+  const vals = splits.filter((v) => v != null && isFinite(v));
+  if (!vals.length) return splits.map(() => "");
+  let step = Infinity;
+  for (let i = 1; i < vals.length; i++) { const d = Math.abs(vals[i] - vals[i - 1]); if (d > 0) step = Math.min(step, d); }
+  if (!isFinite(step)) step = Math.abs(vals[0]) || 1;
+  const big = Math.max(...vals.map(Math.abs));
+  const [div, suffix] = big >= 1e9 ? [1e9, "G"] : big >= 1e6 ? [1e6, "M"] : big >= 1e4 ? [1e3, "k"] : [1, ""];
+  const decimals = Math.min(12, Math.max(0, Math.ceil(-Math.log10(step / div) - 1e-9)));
+  return splits.map((v) => (v == null || !isFinite(v) ? "" : (v / div).toFixed(decimals) + suffix));
+}
+
+const pad2 = (n) => String(n).padStart(2, "0");
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/* time ticks (epoch ms): the unit follows the step, the date is repeated where it changes */
+function timeTicks(msSplits) {
+  const ts = msSplits.filter((t) => t != null && isFinite(t));
+  let step = Infinity;
+  for (let i = 1; i < ts.length; i++) step = Math.min(step, Math.abs(ts[i] - ts[i - 1]) || Infinity);
+  if (!isFinite(step)) step = 3600000;
+  const span = ts.length ? Math.max(...ts) - Math.min(...ts) : 0;
+  let prevDay = null, prevYear = null;
+  return msSplits.map((t) => {
+    if (t == null || !isFinite(t)) return "";
+    const d = new Date(t);
+    const day = `${MONTHS[d.getMonth()]} ${d.getDate()}`, year = d.getFullYear();
+    const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+    let out;
+    if (step >= 300 * 86400000) out = String(year);
+    else if (step >= 25 * 86400000) out = `${MONTHS[d.getMonth()]} ${year}`;
+    else if (step >= 86400000) out = year !== prevYear ? `${day} ${year}` : day;
+    else {
+      const sec = step < 60000 ? `${hm}:${pad2(d.getSeconds())}` : hm;
+      const clock = step < 1000 ? `${sec}.${String(d.getMilliseconds()).padStart(3, "0")}` : sec;
+      out = day !== prevDay ? `${clock}\n${day}${year !== prevYear && span > 0 ? " " + year : ""}` : clock;
+    }
+    prevDay = day; prevYear = year;
+    return out;
+  });
 }
 
 /* -- charts ---------------------------------------------------------------------------------- */
@@ -105,26 +157,45 @@ function plot(container, series, data, { promos = [], bands, yRange, xRange } = 
   const opts = {
     width, height: 180, series: [{}].concat(series), legend: { show: false },
     scales: { x: { time: true, ...(xRange ? { range: () => xRange } : {}) }, y: yRange ? { range: yRange } : {} },
-    axes: [{ stroke: "#6b7280", grid: { stroke: "#f0f1f3" } }, { stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, size: 50 }],
+    axes: [{ stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, size: 44, values: (u, splits) => timeTicks(splits.map((v) => v * 1000)) },
+           { stroke: "#6b7280", grid: { stroke: "#f0f1f3" }, size: 60, values: (u, splits) => numTicks(splits) }],
     cursor: { drag: { x: true, y: false } }, plugins: [markers(promos)],
   };
   if (bands) opts.bands = bands;
   const u = new uPlot(opts, data, container);
   state.charts.push({ u, container });
+  // what the page drew, for tests and for anyone debugging: each point's event time and pixel x
+  const xs = data[0];
+  const drawn = xs.map((x, i) => data.slice(1).some((col) => col[i] != null) ? i : -1).filter((i) => i >= 0);
+  window.driftloopCharts.push({ section: container.closest("section").querySelector("div[id]").id,
+    title: container.parentElement.querySelector("h3 span").textContent,
+    t: drawn.map((i) => xs[i] * 1000), px: drawn.map((i) => u.valToPos(xs[i], "x")), width: u.bbox.width / devicePixelRatio });
   return u;
 }
 
-/* every chart shares one time axis: from the first point of the range to now (seconds) */
+/* every chart shares one EVENT-time axis (seconds): the selected range back from the model's
+   newest event (the end of its newest judged window), never the wall clock, so a replay of old
+   data, a backfill and a live stream look the same */
 function xRange() { return state.extent; }
-function extent(drift, perf, episodes, promos) {
-  const ts = drift.map((p) => p.ts).concat(perf.map((p) => p.window_end ?? p.ts), episodes.map((e) => e.start));
-  const now = Date.now();
-  const range = +$("#range").value;
-  let t0 = ts.length ? Math.min(...ts) : now - (range || 3600000);
-  if (range) t0 = Math.max(t0, now - range);
-  for (const m of promos) if (m.t * 1000 < t0 && (!range || m.t * 1000 >= now - range)) t0 = m.t * 1000;
-  const pad = Math.max(60000, (now - t0) * 0.02);
-  return [(t0 - pad) / 1000, (now + pad / 4) / 1000];
+function extent(drift, perf) {
+  const ts = drift.points.map((p) => p.t).concat(perf.points.map((p) => p.t));
+  const newest = Math.max(drift.range?.newest ?? -Infinity, perf.range?.newest ?? -Infinity, ...ts);
+  if (!isFinite(newest)) { const now = Date.now(); return [(now - 3600000) / 1000, now / 1000]; }
+  const since = Math.max(drift.range?.since ?? -Infinity, perf.range?.since ?? -Infinity);
+  const starts = drift.points.map((p) => p.window_start ?? p.t).concat(perf.points.map((p) => p.window_start ?? p.t));
+  let t0 = starts.length ? Math.min(...starts) : newest - 3600000;
+  if (isFinite(since)) t0 = Math.max(t0, since);
+  const span = Math.max(1000, newest - t0);
+  const pad = span * 0.02;
+  return [(t0 - pad) / 1000, (newest + pad) / 1000];
+}
+
+/* a wall-clock instant (a promotion, an announcement) on the event-time axis: the end of the
+   newest window judged at or before it (null before the first judged window) */
+function wallToEvent(ms, points) {
+  let best = null;
+  for (const p of points) if (p.ts <= ms && (best == null || p.ts > best.ts || (p.ts === best.ts && p.t > best.t))) best = p;
+  return best ? best.t : null;
 }
 
 /* series from points: one x array (seconds), values aligned by index */
@@ -140,7 +211,7 @@ function driftPanels(target, points, promos, kinds) {
     if (!kinds.includes(p.kind)) continue;  // rows come oldest first
     const key = `${p.kind}|${p.feature}|${p.detector}`;
     if (!groups.has(key)) groups.set(key, []);
-    groups.get(key).push({ ...p, t: p.ts });
+    groups.get(key).push(p);   // p.t: the window's end in event time
   }
   // the missing-rate test gets a panel only when it ever fired
   const keys = [...groups.keys()].filter((k) => !k.endsWith("|missing_rate") || groups.get(k).some((p) => p.drifting));
@@ -150,7 +221,7 @@ function driftPanels(target, points, promos, kinds) {
     const [kind, feature, detector] = key.split("|");
     const last = pts[pts.length - 1];
     const name = kind === "multivariate_drift" ? `multivariate · ${detector.replace("_", " ")}` : `${feature} · ${detector.replace("_", " ")}`;
-    const chart = panel(target, name, `last ${fmt(last.statistic)} / ${fmt(last.threshold)}`, last.drifting);
+    const chart = panel(target, name, `last ${fmtStat(last.statistic)} / ${fmtStat(last.threshold)}`, last.drifting);
     const rows = pts.map((p) => ({ ...p, flagged: p.drifting ? p.statistic : null }));
     const thrLabel = kind === "multivariate_drift" && detector === "pca_reconstruction" ? "reference" : "threshold";
     plot(chart, [
@@ -168,7 +239,7 @@ function performancePanels(target, points, promos) {
   metrics.sort((a, b) => (a === "accuracy" ? -1 : b === "accuracy" ? 1 : a.localeCompare(b)));
   if (!metrics.length) { target.append(el("div", { class: "empty", text: "No labelled or estimated windows in this range yet." })); return 0; }
   for (const metric of metrics) {
-    const pts = points.filter((p) => p.metric === metric).map((p) => ({ ...p, t: p.window_end ?? p.ts }));
+    const pts = points.filter((p) => p.metric === metric);   // p.t: the window's end in event time
     const times = [...new Set(pts.map((p) => p.t))].sort((a, b) => a - b);
     const idx = new Map(times.map((t, i) => [t, i]));
     const blank = () => times.map(() => null);
@@ -183,7 +254,7 @@ function performancePanels(target, points, promos) {
     const lastReal = pts.filter((p) => p.source === "realised").pop();
     const lastEst = pts.filter((p) => p.source === "estimated").pop();
     const bad = (lastReal && lastReal.degraded) || (lastEst && lastEst.degraded);
-    const now = [lastReal ? `realised ${fmt(lastReal.value)}` : null, lastEst ? `estimated ${fmt(lastEst.value)}` : null].filter(Boolean).join(" · ");
+    const now = [lastReal ? `realised ${fmtStat(lastReal.value)}` : null, lastEst ? `estimated ${fmtStat(lastEst.value)}` : null].filter(Boolean).join(" · ");
     const chart = panel(target, metric.replace("_", " "), now, bad);
     const series = [
       { label: "realised", stroke: COLORS.realised, width: 1.5, spanGaps: true, points: { show: times.length < 60 } },
@@ -199,12 +270,18 @@ function performancePanels(target, points, promos) {
 }
 
 /* -- alerts timeline (SVG, one row per alert) ------------------------------------------------ */
-function timeline(target, episodes, promos) {
+function timeline(target, allEpisodes, promos, points) {
   target.replaceChildren();
+  const [t0, t1] = xRange().map((t) => t * 1000);
+  // event time of each episode: the window that fired it .. the one that cleared it (open: the newest event)
+  const episodes = allEpisodes.map((e) => {
+    const s = e.start_event ?? wallToEvent(e.start, points);
+    const end = e.end == null ? t1 : (e.end_event ?? wallToEvent(e.end, points) ?? t1);
+    return s == null ? null : { ...e, s, e: Math.max(s, end) };
+  }).filter((e) => e && e.e >= t0 && e.s <= t1);
   if (!episodes.length) { target.append(el("div", { class: "empty", text: "No alert fired in this range." })); return; }
   const rows = [...new Map(episodes.map((e) => [e.alert_id, e])).values()];
-  const labelW = 260, rowH = 20, width = Math.max(600, target.clientWidth - 10), height = rows.length * rowH + 28;
-  const [t0, t1] = xRange().map((t) => t * 1000);
+  const labelW = 260, rowH = 20, width = Math.max(600, target.clientWidth - 10), height = rows.length * rowH + 40;
   const sx = (t) => labelW + ((Math.max(t0, Math.min(t1, t)) - t0) / Math.max(1, t1 - t0)) * (width - labelW - 10);
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
@@ -217,29 +294,82 @@ function timeline(target, episodes, promos) {
   };
   rows.forEach((row, i) => {
     const y = i * rowH + 4;
-    const name = [row.kind.replace("_", " "), row.detector === "group" ? "(group)" : row.detector, row.feature].filter(Boolean).join(" · ");
+    const name = [(row.kind || "incident").replace("_", " "), row.detector === "group" ? "(group)" : row.detector, row.feature].filter(Boolean).join(" · ");
     add("text", { x: 4, y: y + 13 }, name.length > 42 ? name.slice(0, 41) + "…" : name);
     add("line", { x1: labelW, x2: width - 10, y1: y + rowH - 2, y2: y + rowH - 2, stroke: "#f0f1f3" });
     for (const ep of episodes.filter((e) => e.alert_id === row.alert_id)) {
-      const x1 = sx(ep.start), x2 = sx(ep.end ?? Date.now());
+      const x1 = sx(ep.s), x2 = sx(ep.e);
       const bar = add("rect", { x: x1, y: y + 3, width: Math.max(3, x2 - x1), height: rowH - 8, rx: 2,
                                 fill: ep.severity === "critical" ? COLORS.crit : COLORS.warn, opacity: ep.end ? 0.6 : 1 });
       const tip = document.createElementNS(NS, "title");
-      tip.textContent = `${when(ep.start)} → ${ep.end ? when(ep.end) : "firing"}\n${ep.summary || ""}`;
+      tip.textContent = `events ${when(ep.s)} → ${ep.end ? when(ep.e) : "firing"} (announced ${when(ep.start)})\n${ep.summary || ""}`;
       bar.append(tip);
     }
   });
   for (const m of promos) {
+    if (m.t * 1000 < t0 || m.t * 1000 > t1) continue;
     const x = sx(m.t * 1000);
-    add("line", { x1: x, x2: x, y1: 0, y2: height - 24, stroke: COLORS.promo, "stroke-dasharray": "4 3" });
-    add("text", { x: x + 3, y: height - 26, fill: COLORS.promo }, m.label);
+    add("line", { x1: x, x2: x, y1: 0, y2: height - 36, stroke: COLORS.promo, "stroke-dasharray": "4 3" });
+    add("text", { x: x + 3, y: height - 38, fill: COLORS.promo }, m.label);
   }
   const ticks = 6;
-  for (let k = 0; k <= ticks; k++) {
-    const t = t0 + ((t1 - t0) * k) / ticks;
-    add("text", { x: sx(t) - 20, y: height - 6, class: "axis" }, new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-  }
+  const tickTimes = [...Array(ticks + 1).keys()].map((k) => t0 + ((t1 - t0) * k) / ticks);
+  timeTicks(tickTimes).forEach((label, k) => {
+    const [a, b] = label.split("\n");
+    add("text", { x: sx(tickTimes[k]) - 20, y: height - 20, class: "axis" }, a);
+    if (b) add("text", { x: sx(tickTimes[k]) - 20, y: height - 6, class: "axis" }, b);
+  });
   target.append(svg);
+}
+
+/* -- incidents (shown only when the server has /api/incidents) -------------------------------- */
+const stamp = (x) => (x == null ? "–" : typeof x === "number" ? when(x) : String(x).replace("T", " ").replace(/\.\d+|Z$/g, ""));
+function incidentsView(section, incidents) {
+  section.hidden = incidents == null;
+  if (incidents == null) return;
+  const list = $("#incidents");
+  list.replaceChildren(el("tr", {}, ...["status", "severity", "incident", "opened", "resolved", "alerts", "summary"].map((h) => el("th", { text: h }))));
+  if (!incidents.length) list.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No incidents." })));
+  for (const i of incidents) {
+    const row = el("tr", { class: "clickable", "data-incident": i.incident_id, tabindex: "0" },
+      el("td", {}, el("span", { class: `badge ${i.status}`, text: i.status })),
+      el("td", {}, el("span", { class: `badge ${i.severity}`, text: i.severity })),
+      el("td", { text: i.incident_id }), el("td", { text: stamp(i.opened_at ?? i.started_at) }),
+      el("td", { text: stamp(i.resolved_at) }), el("td", { text: String((i.members || []).length) }),
+      el("td", { text: i.summary || "" }));
+    const open = () => showIncident(i.incident_id);
+    row.addEventListener("click", open);
+    row.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+    list.append(row);
+  }
+  if (state.incident && !incidents.some((i) => i.incident_id === state.incident)) state.incident = null;
+  if (state.incident) showIncident(state.incident); else $("#incident").hidden = true;
+}
+
+async function showIncident(id) {
+  state.incident = id;
+  const box = $("#incident");
+  const doc = await apiOptional(`/api/incidents/${encodeURIComponent(id)}`);
+  for (const r of $("#incidents").querySelectorAll("tr[data-incident]")) r.classList.toggle("selected", r.dataset.incident === id);
+  if (!doc) { box.hidden = true; return; }
+  const inc = doc.incident || {};
+  const hint = inc.hint || {};
+  const members = el("table", { class: "table" }, el("tr", {}, ...["status", "severity", "alert", "summary"].map((h) => el("th", { text: h }))));
+  for (const a of doc.members || []) {
+    members.append(el("tr", {}, el("td", {}, el("span", { class: `badge ${a.status}`, text: a.status })),
+      el("td", {}, el("span", { class: `badge ${a.severity}`, text: a.severity })),
+      el("td", { text: (a.group_id ? "↳ " : "") + [a.kind, a.detector, a.feature].filter(Boolean).join(" · ") }),
+      el("td", { text: a.summary || "" })));
+  }
+  const steps = (hint.parts || []).map((p) => el("li", { text: typeof p === "string" ? p : (p.text || p.summary || JSON.stringify(p)) }));
+  const tl = (doc.timeline || []).map((e) => el("li", { text: `${stamp(e.at)} — #${e.seq} ${e.status}${e.reason ? ` (${e.reason})` : ""}: ${e.summary || ""}` }));
+  box.replaceChildren(
+    el("h3", { text: `${inc.incident_id} · ${inc.status} · ${inc.severity}` }),
+    el("p", { class: "hint-text", text: hint.text || "No hint." }),
+    steps.length ? el("ol", { class: "history" }, ...steps) : null,
+    el("h4", { text: "Members" }), members,
+    el("h4", { text: "Timeline" }), el("ol", { class: "history" }, ...tl));
+  box.hidden = false;
 }
 
 function alertsTable(target, alerts) {
@@ -298,21 +428,41 @@ function liveVersionsTable(target, list, detail) {
     el("li", { class: r.better ? "better" : r.worse ? "worse" : "", text: r.summary || "" })));
 }
 
-function cards(target, m, perf) {
+/* where the detectors' reference comes from: the registry's champion, else the configured file */
+function referenceCard(m) {
+  const ref = m.reference || {};
+  if (ref.source === "registry" || m.champion_version != null) {
+    return ["champion (registry)", `v${ref.champion_version ?? m.champion_version}`, "", "reference: the champion's training sample"];
+  }
+  if (ref.source === "config") return ["reference", "configured reference", "small", `configured reference (${ref.path})`];
+  return ["reference", "none yet", "small", "no champion and no configured reference"];
+}
+
+function cards(target, m, perf, incidents) {
   const lastReal = perf.filter((p) => p.source === "realised" && p.metric === "accuracy").pop();
   const lastEst = perf.filter((p) => p.source === "estimated").pop();
   const c = m.counts || {};
+  const ev = m.events || {};
+  const openIncidents = incidents == null ? null : incidents.filter((i) => i.status === "open").length;
   const items = [
-    ["champion", m.champion_version != null ? `v${m.champion_version}` : "–"],
-    ["predictions", fmt(c.predictions, 6)], ["labels joined", fmt(c.joined, 6)],
-    ["invalid", fmt(c.invalid, 6), c.invalid > 0 ? "bad" : ""],
-    ["firing alerts", String(m.firing_alerts ?? 0), m.firing_alerts ? "bad" : "good"],
-    ["accuracy (realised)", lastReal ? fmt(lastReal.value) : "–", lastReal && lastReal.degraded ? "bad" : ""],
-    ["accuracy (estimated)", lastEst ? fmt(lastEst.value) : "–", lastEst && lastEst.degraded ? "bad" : ""],
-    ["last window", ago(m.last_judged_at)],
-  ];
-  target.replaceChildren(...items.map(([label, value, cls]) => el("div", { class: `card ${cls || ""}` },
-    el("div", { class: "label", text: label }), el("div", { class: "value", text: value }))));
+    [...referenceCard(m), "champion"],
+    ["predictions", fmt(c.predictions, 6), "", null, "predictions"], ["labels joined", fmt(c.joined, 6), "", null, "joined"],
+    ["invalid", fmt(c.invalid, 6), c.invalid > 0 ? "bad" : "", null, "invalid"],
+    ["firing alerts (groups count once)", String(m.firing_alerts ?? 0), m.firing_alerts ? "bad" : "good",
+     "as driftloop stats counts them: a group of alerts counts once, its members not again", "firing_alerts"],
+    // open incidents: only when /api/incidents answers (absent: the tile is left out)
+    openIncidents == null ? null : ["open incidents", String(openIncidents), openIncidents ? "bad" : "good", "incidents open now (/api/incidents)", "open_incidents"],
+    ["accuracy (realised)", lastReal ? fmtStat(lastReal.value) : "–", lastReal && lastReal.degraded ? "bad" : ""],
+    ["accuracy (estimated)", lastEst ? fmtStat(lastEst.value) : "–", lastEst && lastEst.degraded ? "bad" : ""],
+    ["newest event", ev.newest == null ? "–" : when(ev.newest), "small", `end of the newest judged window (event time); judged ${ago(m.last_judged_at)}`, "newest_event"],
+  ].filter(Boolean);
+  target.replaceChildren(...items.map(([label, value, cls, title, key]) => {
+    const card = el("div", { class: `card ${cls || ""}` },
+      el("div", { class: "label", text: label }), el("div", { class: "value", text: value }),
+      title ? el("div", { class: "sub", text: title }) : null);
+    if (key) card.dataset.tile = key;
+    return card;
+  }));
 }
 
 /* -- loading --------------------------------------------------------------------------------- */
@@ -339,24 +489,30 @@ async function render() {
     for (const b of $("#models").children) b.classList.toggle("active", b.textContent.split(" (")[0] === state.model);
     if (!state.model) { showError("No model is configured."); return; }
     const m = encodeURIComponent(state.model);
-    const range = +$("#range").value;
-    const since = range ? `since=${Date.now() - range}` : "";
-    const [drift, perf, tl, active, detail] = await Promise.all([
-      api(`/api/models/${m}/drift?${since}`), api(`/api/models/${m}/performance?${since}`),
-      api(`/api/alerts/timeline?model=${m}&${since}`), api(`/api/alerts?model=${m}&status=active`),
-      api(`/api/models/${m}`),
+    const range = +$("#range").value;   // relative to the model's newest event; 0: all
+    const sel = range ? `range_ms=${range}` : "";
+    const [drift, perf, tl, active, detail, inc] = await Promise.all([
+      api(`/api/models/${m}/drift?${sel}`), api(`/api/models/${m}/performance?${sel}`),
+      api(`/api/alerts/timeline?model=${m}`), api(`/api/alerts?model=${m}&status=active`),
+      api(`/api/models/${m}`), apiOptional(`/api/incidents?model=${m}&limit=10000`),
     ]);
     for (const c of state.charts) c.u.destroy();
     state.charts = [];
+    window.driftloopCharts = [];
+    state.extent = extent(drift, perf);
+    // promotions and rollbacks happen on the wall clock: drawn where the event time then stood
+    const judged = drift.points.concat(perf.points);
     const promos = detail.history.filter((h) => h.event === "promoted" || h.event === "rolled_back")
-      .map((h) => ({ t: h.decided_at / 1000, label: `v${h.champion_version}` }));
-    state.extent = extent(drift.points, perf.points, tl.episodes, promos);
+      .map((h) => ({ t: (wallToEvent(h.decided_at, judged) ?? NaN) / 1000, label: `v${h.champion_version}` }))
+      .filter((p) => isFinite(p.t));
     const summary = state.models.find((x) => x.name === state.model) || {};
-    cards($("#cards"), summary, perf.points);
+    cards($("#cards"), summary, perf.points, inc ? inc.incidents : null);
+    $("#extent").textContent = `event time ${when(state.extent[0] * 1000)} → ${when(state.extent[1] * 1000)}`;
     const n1 = driftPanels($("#data-drift"), drift.points, promos, ["data_drift"]);
     const n2 = driftPanels($("#prediction-drift"), drift.points, promos, ["prediction_drift", "multivariate_drift"]);
     const n3 = performancePanels($("#performance"), perf.points, promos);
-    timeline($("#timeline"), tl.episodes, promos);
+    timeline($("#timeline"), tl.episodes, promos, judged);
+    incidentsView($("#incidents-section"), inc ? inc.incidents : null);
     alertsTable($("#alerts"), active.alerts);
     versionsHistory = detail.history;
     versionsTable($("#versions"), $("#history"), detail.versions);
