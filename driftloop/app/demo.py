@@ -586,6 +586,14 @@ def _print_summary(console: Any, result: DemoResult, t_start: float, service: An
                   f"{len(resolved)} resolved; retraining jobs: {len(result.jobs)}; "
                   f"registry: {', '.join(d['event'] + ' v' + str(d['version']) for d in result.decisions) or 'none'}; "
                   f"champion now v{result.champion}")
+    from driftloop.alerts.incidents_cli import list_incidents
+
+    incidents = list_incidents(service.store, model=MODEL)
+    console.print(f"on-call was paged per incident: {len(incidents)} incident(s) for {len(fired)} fired alerts "
+                  f"(`driftloop incidents list -c {cfg_path}`)")
+    for inc in incidents[::-1]:
+        console.print(f"  incident {inc['incident_id']} ({inc['status']}, {len(inc['members'])} alerts): "
+                      f"{inc['hint'].get('text') or inc['summary'] or ''}")
     if service.api is not None:
         console.print(f"the dashboard was at {service.api.url} while the demo ran"
                       + (f"; `driftloop monitor -c {cfg_path}` serves it again" if keep else

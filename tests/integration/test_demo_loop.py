@@ -67,6 +67,8 @@ def test_demo_fires_retrains_promotes_and_resolves(demo, kafka_bootstrap):
     n_fired, kinds, n_resolved, n_jobs, registry_events, champion = summary.groups()
     assert int(n_fired) >= 1 and int(n_resolved) >= 1 and int(n_jobs) >= 1
     assert "promoted v2" in registry_events and champion == "2"
+    paged = re.search(r"on-call was paged per incident: (\d+) incident\(s\) for (\d+) fired alerts", out)
+    assert paged and 1 <= int(paged.group(1)) <= int(paged.group(2)) == int(n_fired), out[-3000:]
     assert f"config:{demo.config_path}" in re.sub(r"\s+", "", out)   # (Rich may wrap a long path)
     cfg = load_config(demo.config_path, environ={})
     # from the alerts topic itself
