@@ -124,3 +124,127 @@ def test_dashboard_shows_charts_with_data(server, empty_server, seeded: Seeded, 
     if keep:
         Path(keep).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, keep)
+
+
+# -- event time (issue 15, item 3) ---------------------------------------------------------------
+YEAR_MS = 365 * 86_400_000
+STEP_MS = 15 * 60_000     # tests.api.seed.STEP_MS: one window of events
+
+# the colours the charts draw their data with (app.js COLORS): statistic, realised, estimated
+_INK = """(canvas) => {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const data = ctx.getImageData(0, 0, width, height).data;
+  const inks = [[37, 99, 235], [5, 150, 105], [124, 58, 237]];
+  const cols = new Set();
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+    const i = 4 * (y * width + x);
+    if (data[i + 3] < 200) continue;
+    if (inks.some(([r, g, b]) => Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 40)) cols.add(x);
+  }
+  const xs = [...cols];
+  return { width, n: xs.length, min: Math.min(...xs), max: Math.max(...xs) };
+}"""
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    """A replay: 32 windows of events a year old, all judged within one wall-clock second, the
+    alerts grouped (so counting a group's members too gives another number than driftloop stats)."""
+    import time
+
+    from tests.api.seed import seed
+
+    now = int(time.time() * 1000)
+    s = seed(tmp_path_factory.mktemp("replayed"), end_ms=now - YEAR_MS, judged_ms=now,
+             alerts={"group_window_s": 0.005})
+    yield s
+    s.store.dispose()
+
+
+@pytest.fixture
+def replay_server(replayed: Seeded):
+    handle = serve_in_thread(create_app(replayed.cfg, replayed.store), "127.0.0.1", 0)
+    yield handle
+    handle.stop()
+
+
+def _stats(s: Seeded) -> dict[str, Any]:
+    from driftloop.alerts.cli import firing_counts
+    from driftloop.alerts.incidents_cli import open_incident_counts
+    from driftloop.app.stats import collect_stats
+
+    return collect_stats(s.cfg, s.store, firing_alerts=firing_counts(s.store),
+                         open_incidents=open_incident_counts(s.store))["models"]["fraud"]
+
+
+def _tile(page: Any, key: str) -> tuple[str, str]:
+    card = page.locator(f"#cards [data-tile='{key}']")
+    return card.locator(".label").text_content() or "", card.locator(".value").text_content() or ""
+
+
+def test_dashboard_on_event_time(replay_server, replayed: Seeded, tmp_path: Path) -> None:
+    shot = tmp_path / "dashboard-event-time.png"
+    stats = _stats(replayed)
+    problems: list[str] = []
+    with open_dashboard(replay_server.url, tmp_path / "profile", problems) as (_browser, page):
+        n = int(page.get_attribute("body", "data-charts"))
+        assert n >= 12 and page.locator(".panel canvas").count() == n
+        assert page.locator(".empty").count() == 0            # the performance charts are not empty either
+        assert page.locator("#performance .panel canvas").count() >= 4
+        # every chart's points spread over the event-time axis: distinct x over most of the width
+        charts = page.evaluate("window.driftloopCharts")
+        assert len(charts) == n
+        for c in charts:
+            px, ts = c["px"], c["t"]
+            assert len(ts) >= 10, c["title"]
+            assert len({round(x) for x in px}) >= 0.9 * len(px), c["title"]
+            assert max(px) - min(px) >= 0.8 * c["width"], c["title"]
+            # up to the newest window (realised metrics: the one before, labels come one window late)
+            assert replayed.end_ms - 1 - STEP_MS <= max(ts) < replayed.end_ms, c["title"]
+            assert min(ts) < replayed.end_ms - 6 * 3_600_000, c["title"]
+        # and what is on the canvases says the same: the data's ink spans most of each chart
+        for canvas in page.locator(".panel canvas").all():
+            ink = canvas.evaluate(_INK)
+            assert ink["n"] > 0.5 * ink["width"] and ink["max"] - ink["min"] > 0.7 * ink["width"], ink
+        # the tiles count what driftloop stats counts (a group once), and say so
+        label, value = _tile(page, "firing_alerts")
+        assert "groups count once" in label and int(value) == stats["firing_alerts"]
+        label, value = _tile(page, "open_incidents")
+        assert int(value) == stats["open_incidents"]
+        assert _tile(page, "predictions")[1].replace(",", "") == str(stats["predictions"])
+        label, value = _tile(page, "champion")
+        assert "registry" in label and value == "v2"
+        assert str(replayed.start_ms) not in page.inner_text("#extent") and "event time" in page.inner_text("#extent")
+        # readable ticks: neighbours differ at every scale
+        assert page.evaluate("numTicks([0.999, 0.9995, 1.0])") == ["0.9990", "0.9995", "1.0000"]
+        assert page.evaluate("numTicks([12000, 12500, 13000])") == ["12.0k", "12.5k", "13.0k"]
+        base = replayed.end_ms
+        for step in (250, 10_000, 3_600_000, 86_400_000, 31 * 86_400_000, 366 * 86_400_000):
+            labels = page.evaluate("(a) => timeTicks(a)", [base + k * step for k in range(4)])
+            assert len(set(labels)) == 4, (step, labels)
+        page.screenshot(path=str(shot), full_page=True)
+        # the range counts back from the newest event: one hour of events still has its windows
+        page.select_option("#range", "3600000")
+        page.wait_for_selector("body[data-ready='1']", state="attached", timeout=30_000)   # render() set it to 0 first
+        hour = page.evaluate("window.driftloopCharts")
+        assert hour and page.locator("#data-drift .empty").count() == 0
+        for c in hour:
+            assert all(t >= replayed.end_ms - 1 - 3_600_000 for t in c["t"]) and len(c["t"]) >= 3, c["title"]
+            assert len({round(x) for x in c["px"]}) == len(c["px"]), c["title"]
+            assert max(c["px"]) - min(c["px"]) >= 0.6 * c["width"], c["title"]   # realised: one window short
+        page.select_option("#range", "0")
+        page.wait_for_selector("body[data-ready='1']", state="attached", timeout=30_000)   # render() set it to 0 first
+        assert max(len(c["t"]) for c in page.evaluate("window.driftloopCharts")) == replayed.windows
+        # incidents: listed when the server has /api/incidents; a click shows members, timeline, hint
+        section = page.locator("#incidents-section")
+        if section.is_visible() and page.locator("#incidents tr[data-incident]").count():
+            page.locator("#incidents tr[data-incident]").first.click()
+            page.wait_for_selector("#incident h3", timeout=10_000)
+            detail = page.inner_text("#incident").lower()
+            assert "members" in detail and "timeline" in detail and page.locator("#incident .hint-text").inner_text()
+    assert not problems, problems
+    keep = os.environ.get("DRIFTLOOP_DASHBOARD_EVENT_TIME_SCREENSHOT")
+    if keep:
+        Path(keep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, keep)

@@ -162,14 +162,16 @@ function plot(container, series, data, { promos = [], bands, yRange, xRange } = 
     cursor: { drag: { x: true, y: false } }, plugins: [markers(promos)],
   };
   if (bands) opts.bands = bands;
-  const u = new uPlot(opts, data, container);
-  state.charts.push({ u, container });
-  // what the page drew, for tests and for anyone debugging: each point's event time and pixel x
+  // what the page drew, for tests and for anyone debugging: each point's event time (t, ms) and
+  // its x in CSS pixels within the plotting area (px, of width), as of the last draw
   const xs = data[0];
   const drawn = xs.map((x, i) => data.slice(1).some((col) => col[i] != null) ? i : -1).filter((i) => i >= 0);
-  window.driftloopCharts.push({ section: container.closest("section").querySelector("div[id]").id,
-    title: container.parentElement.querySelector("h3 span").textContent,
-    t: drawn.map((i) => xs[i] * 1000), px: drawn.map((i) => u.valToPos(xs[i], "x")), width: u.bbox.width / devicePixelRatio });
+  const entry = { section: container.closest("section").querySelector("div[id]").id,
+    title: container.parentElement.querySelector("h3 span").textContent, t: drawn.map((i) => xs[i] * 1000), px: [], width: 0 };
+  opts.hooks = { draw: [(u) => { entry.px = drawn.map((i) => u.valToPos(xs[i], "x")); entry.width = u.bbox.width / devicePixelRatio; }] };
+  const u = new uPlot(opts, data, container);
+  state.charts.push({ u, container });
+  window.driftloopCharts.push(entry);
   return u;
 }
 
@@ -520,6 +522,7 @@ async function render() {
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     showError("");
     document.body.dataset.charts = String(n1 + n2 + n3);
+    await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));   // drawn (uPlot draws in a microtask)
     document.body.dataset.ready = "1";
   } catch (err) {
     showError(`Cannot load the dashboard data: ${err.message}`);
