@@ -207,14 +207,15 @@ def alert_events(conn: Connection, *, model: str | None = None, alert_id: str | 
 
 def _event_at(msg: dict[str, Any]) -> int | None:
     """The event time (epoch ms) an announced change is about: the end of the window that fired
-    it, or, for a resolution, of the window that cleared it (else the window last judged)."""
-    windows = [((msg.get("evidence") or {}).get("resolution") or {}).get("clear") or {}, msg]
+    it, or, for a resolution, of the window that cleared it; None when the message names no such
+    window (a resolution by a new reference, a stale stream, an incident)."""
     if msg.get("status") == "firing":
-        windows = windows[1:]
-    for w in windows:
-        end = (w.get("window") or {}).get("end_ts") if isinstance(w, dict) else None
-        if isinstance(end, int | float) and not isinstance(end, bool):
-            return int(end)
+        w = msg
+    else:
+        w = ((msg.get("evidence") or {}).get("resolution") or {}).get("clear") or {}
+    end = (w.get("window") or {}).get("end_ts") if isinstance(w, dict) else None
+    if isinstance(end, int | float) and not isinstance(end, bool):
+        return int(end)
     return None
 
 

@@ -278,8 +278,9 @@ function timeline(target, allEpisodes, promos, points) {
   // event time of each episode: the window that fired it .. the one that cleared it (open: the newest event)
   const episodes = allEpisodes.map((e) => {
     const s = e.start_event ?? wallToEvent(e.start, points);
-    const end = e.end == null ? t1 : (e.end_event ?? wallToEvent(e.end, points) ?? t1);
-    return s == null ? null : { ...e, s, e: Math.max(s, end) };
+    // resolved: at the later of the window that cleared it and where the event time stood when announced
+    const end = e.end == null ? t1 : Math.max(e.end_event ?? -Infinity, wallToEvent(e.end, points) ?? -Infinity);
+    return s == null ? null : { ...e, s, e: isFinite(end) ? Math.max(s, end) : t1 };
   }).filter((e) => e && e.e >= t0 && e.s <= t1);
   if (!episodes.length) { target.append(el("div", { class: "empty", text: "No alert fired in this range." })); return; }
   const rows = [...new Map(episodes.map((e) => [e.alert_id, e])).values()];
