@@ -165,3 +165,20 @@ def test_timeline_episodes_carry_event_time(replayed: Seeded, rclient: TestClien
     assert len(starts) > 1                              # fired on different windows, one wall-clock second
     ended = [e for e in eps if e["end"] is not None]
     assert all(e["end_event"] is None or e["end_event"] >= e["start_event"] for e in ended)
+
+
+@pytest.mark.postgres
+def test_event_time_on_postgres(postgres_url, tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    s = seed(tmp_path, windows=8, end_ms=now - YEAR_MS, judged_ms=now, store_url=postgres_url)
+    try:
+        with TestClient(create_app(s.cfg, s.store)) as c:
+            pts = _amount(c.get("/api/models/fraud/drift", params={"range_ms": 3_600_000}).json()["points"])
+            assert [p["t"] for p in pts] == [s.end_ms - 1 - k * STEP_MS for k in (4, 3, 2, 1, 0)]
+            assert len(_amount(c.get("/api/models/fraud/drift", params={"range_ms": 0}).json()["points"])) == 8
+            perf = c.get("/api/models/fraud/performance", params={"range_ms": DAY_MS}).json()
+            assert perf["points"] and perf["range"]["newest"] == s.end_ms - 1
+            [m] = c.get("/api/models").json()["models"]
+            assert m["firing_alerts"] == _cli_stats(s)["models"]["fraud"]["firing_alerts"]
+    finally:
+        s.store.dispose()
