@@ -13,6 +13,7 @@ import sys
 from typing import Any, TextIO
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
 from driftloop.alerts.messages import model_label, rfc3339
@@ -22,8 +23,9 @@ __all__ = ["add_commands", "cmd_alerts_list", "list_alerts", "firing_counts"]
 
 
 def list_alerts(store: Store, *, status: str | None = None, model: str | None = None,
-                limit: int = 100) -> list[dict[str, Any]]:
-    """Alerts, newest change first, each with its deliveries per sink (for its last event)."""
+                limit: int = 100, conn: Connection | None = None) -> list[dict[str, Any]]:
+    """Alerts, newest change first, each with its deliveries per sink (for its last event);
+    ``conn``: read through it instead of the store's engine."""
     a, d = t.alerts, t.alert_deliveries
     q = sa.select(a).order_by(a.c.updated_at.desc(), a.c.alert_id).limit(limit)
     if status == "active":
@@ -34,8 +36,8 @@ def list_alerts(store: Store, *, status: str | None = None, model: str | None = 
         q = q.where(a.c.model == model)
     out: list[dict[str, Any]] = []
     e = t.alert_events
-    with store.engine.connect() as conn:
-        rows = list(conn.execute(q))
+    with store._conn(conn) as c:
+        rows = list(c.execute(q))
         ids = [r.alert_id for r in rows if r.seq]
         deliveries: dict[str, dict[str, Any]] = {}
         for i in range(0, len(ids), 500):
@@ -43,7 +45,7 @@ def list_alerts(store: Store, *, status: str | None = None, model: str | None = 
                   .join(e, e.c.idempotency_key == d.c.idempotency_key)
                   .join(a, sa.and_(a.c.alert_id == e.c.alert_id, a.c.seq == e.c.seq))
                   .where(d.c.alert_id.in_(ids[i:i + 500])))
-            for dr in conn.execute(dq):
+            for dr in c.execute(dq):
                 deliveries.setdefault(dr.alert_id, {})[dr.sink] = {
                     "status": dr.status, "attempts": dr.attempts, "last_error": dr.last_error}
     for r in rows:

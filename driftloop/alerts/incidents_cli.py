@@ -14,6 +14,7 @@ import sys
 from typing import Any, TextIO
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
 from driftloop.alerts.cli import list_alerts
@@ -37,8 +38,9 @@ def _row(r: Any) -> dict[str, Any]:
 
 
 def list_incidents(store: Store, *, status: str | None = None, model: str | None = None,
-                   limit: int = 100) -> list[dict[str, Any]]:
-    """Incidents, newest change first (``status``: ``active`` for pending or open ones)."""
+                   limit: int = 100, conn: Connection | None = None) -> list[dict[str, Any]]:
+    """Incidents, newest change first (``status``: ``active`` for pending or open ones);
+    ``conn``: read through it (the API's lock-free reader) instead of the store's engine."""
     i = t.incidents
     q = sa.select(i).order_by(i.c.updated_at.desc(), i.c.incident_id).limit(limit)
     if status == "active":
@@ -47,24 +49,24 @@ def list_incidents(store: Store, *, status: str | None = None, model: str | None
         q = q.where(i.c.status == status)
     if model:
         q = q.where(i.c.model == model)
-    with store.engine.connect() as conn:
-        return [_row(r) for r in conn.execute(q)]
+    with store._conn(conn) as c:
+        return [_row(r) for r in c.execute(q)]
 
 
-def show_incident(store: Store, incident_id: str) -> dict[str, Any] | None:
+def show_incident(store: Store, incident_id: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
     """``{"incident", "members", "timeline"}`` or None: the members are ``list_alerts`` rows (a
     group's members after it), the timeline every announced change with its deliveries."""
     i, e, d = t.incidents, t.alert_events, t.alert_deliveries
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(i).where(i.c.incident_id == incident_id)).first()
+    with store._conn(conn) as c:
+        row = c.execute(sa.select(i).where(i.c.incident_id == incident_id)).first()
         if row is None:
             return None
-        events = list(conn.execute(sa.select(e).where(e.c.alert_id == incident_id).order_by(e.c.seq)))
+        events = list(c.execute(sa.select(e).where(e.c.alert_id == incident_id).order_by(e.c.seq)))
         sent: dict[str, dict[str, str]] = {}
-        for dr in conn.execute(sa.select(d.c.idempotency_key, d.c.sink, d.c.status).where(d.c.alert_id == incident_id)):
+        for dr in c.execute(sa.select(d.c.idempotency_key, d.c.sink, d.c.status).where(d.c.alert_id == incident_id)):
             sent.setdefault(dr.idempotency_key, {})[dr.sink] = dr.status
+        alerts = {a["alert_id"]: a for a in list_alerts(store, model=row.model, limit=10_000, conn=c)}
     incident = _row(row)
-    alerts = {a["alert_id"]: a for a in list_alerts(store, model=row.model, limit=10_000)}
     members: list[dict[str, Any]] = []
     for aid in incident["members"]:
         if aid in alerts:

@@ -25,7 +25,8 @@ def get_incidents(request: Request, model: str | None = None,
                                                       description="active: pending or open")] = None,
                   limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> JSON:
     ctx = _ctx(request)
-    rows = queries.safe(ctx.store, lambda _c: list_incidents(ctx.store, status=status, model=model, limit=limit), [])
+    rows = queries.safe(ctx.store, lambda c: list_incidents(ctx.store, status=status, model=model, limit=limit,
+                                                             conn=c), [])
     return JSON({"incidents": rows})
 
 
@@ -33,7 +34,7 @@ def get_incidents(request: Request, model: str | None = None,
             responses={404: {"description": "unknown incident"}})
 def get_incident(request: Request, incident_id: str) -> JSON:
     ctx = _ctx(request)
-    doc = queries.safe(ctx.store, lambda _c: show_incident(ctx.store, incident_id), None)
+    doc = queries.safe(ctx.store, lambda c: show_incident(ctx.store, incident_id, conn=c), None)
     if doc is None:
         raise HTTPException(404, f"unknown incident {incident_id!r}")
     return JSON(doc)
