@@ -72,14 +72,18 @@ def test_api_beside_the_monitor(kafka_bootstrap, make_config, tmp_path) -> None:
         produce(kafka_bootstrap, msgs)
         deadline = time.monotonic() + 90
         m: dict = {}
+
+        def amount_drift(m: dict) -> list[float]:
+            """The Wasserstein statistic of `amount` (labelled by model version too, since 1.1)."""
+            return [v for (name, labels), v in m.items() if name == "driftloop_drift_statistic"
+                    and {("detector", "wasserstein"), ("feature", "amount"), ("kind", "data_drift"),
+                         ("model", "fraud")} <= set(labels)]
         while time.monotonic() < deadline:
             m = _metrics(handle.url)
-            if (m.get(("driftloop_events_joined_total", (("model", "fraud"),))) == N
-                    and m.get(("driftloop_drift_statistic", (("detector", "wasserstein"), ("feature", "amount"),
-                                                             ("kind", "data_drift"), ("model", "fraud"))))
-                    is not None):
+            if m.get(("driftloop_events_joined_total", (("model", "fraud"),))) == N and amount_drift(m):
                 break
             time.sleep(0.5)
+        assert amount_drift(m), "no drift statistic of `amount` in /metrics"
         assert m[("driftloop_events_total", (("model", "fraud"), ("stream", "predictions")))] == N
         assert m[("driftloop_events_joined_total", (("model", "fraud"),))] == N
         assert m[("driftloop_batches_total", ())] >= 1
