@@ -142,19 +142,19 @@ def _curve(t: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(starts) == 0:
         nan = np.full(len(t), np.nan)
         return nan, nan
-    tp_g = np.add.reduceat(t[:, order], starts, axis=1)
+    tp_g = t[:, order]
+    if len(starts) < len(s):
+        tp_g = np.add.reduceat(tp_g, starts, axis=1)
     cnt_g = np.diff(np.append(starts, len(s))).astype(np.float64)
+    fp_g = cnt_g - tp_g
     ctp = np.cumsum(tp_g, axis=1)
-    cfp = np.cumsum(cnt_g - tp_g, axis=1)
-    pos, neg = ctp[:, -1:], cfp[:, -1:]
+    cfp = np.cumsum(fp_g, axis=1)
+    pos, neg = ctp[:, -1], cfp[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpr = ctp / pos
-        fpr = cfp / neg
-        tpr0 = np.concatenate([np.zeros((len(t), 1)), tpr[:, :-1]], axis=1)
-        fpr0 = np.concatenate([np.zeros((len(t), 1)), fpr[:, :-1]], axis=1)
-        auc = np.sum((fpr - fpr0) * (tpr + tpr0), axis=1) / 2
-        ap = np.sum((tpr - tpr0) * (ctp / np.cumsum(cnt_g)), axis=1)
-    pos, neg = pos[:, 0], neg[:, 0]
+        # Mann-Whitney form of the trapezoid area: positives of a group beat the negatives
+        # below it and half the tied ones
+        auc = np.einsum("bg,bg->b", tp_g, (neg[:, None] - cfp) + 0.5 * fp_g) / (pos * neg)
+        ap = np.einsum("bg,bg->b", tp_g, ctp / np.cumsum(cnt_g)) / pos
     return np.where((pos > 0) & (neg > 0), auc, np.nan), np.where(pos > 0, ap, np.nan)
 
 
@@ -185,8 +185,9 @@ def metric_draws(
     n = len(pred)
     tps, ps = [], []
     pp = np.array([(pred == c).sum() for c in range(k)], dtype=np.float64)
+    truths = [truth(c) for c in range(k)]
     for c in range(k):
-        t = truth(c)
+        t = truths[c]
         tps.append(t @ (pred == c).astype(np.float64))
         ps.append(t.sum(axis=1))
     tp, p = np.stack(tps, axis=1), np.stack(ps, axis=1)   # (B, k)
@@ -213,7 +214,7 @@ def metric_draws(
                 out[m] = np.full(len(tp), np.nan)
         else:
             cols = [pos] if binary and pos is not None else range(k)
-            curves = [_curve(truth(c), scores[:, c]) for c in cols]
+            curves = [_curve(truths[c], scores[:, c]) for c in cols]
             auc = np.stack([a for a, _ in curves], axis=1)
             ap = np.stack([b for _, b in curves], axis=1)
             if "roc_auc" in ranking:

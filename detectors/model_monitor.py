@@ -51,7 +51,7 @@ from detectors import decision as dec
 from detectors._threads import one_thread
 from detectors.base import Detection, StreamDetector, Window, WindowDetector
 from detectors.batch import LabelledBatch, PredictionBatch
-from detectors.cbpe import CBPE
+from detectors.cbpe import CBPE, CBPE_METRICS
 from detectors.composite import Composite
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.performance import PerformanceDrift, positive_class
@@ -401,8 +401,12 @@ class ModelMonitor(Composite):
         s, ref = self.settings, self.reference
         if not (s.cbpe and self.task == "classification" and ref.scores is not None and ref.label is not None):
             return None
+        # the metrics of performance_metrics that CBPE can estimate (None: all it can)
+        metrics = None if s.performance_metrics is None else tuple(
+            m for m in s.performance_metrics if m in CBPE_METRICS) or ("accuracy",)
         return CBPE(ref, positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.cbpe_min_degradation,
-                    min_n=s.min_window, resolve_after=s.resolve_after, model=self.model)
+                    min_n=s.min_window, resolve_after=s.resolve_after, model=self.model, metrics=metrics,
+                    seed=s.seed)
 
     def _build_performance(self) -> PerformanceDrift | None:
         """Performance against the baseline, on labelled windows."""
@@ -564,7 +568,7 @@ class ModelMonitor(Composite):
         out: list[Detection] = []
         out += self._concept_update(ts[ok], errors[ok])
         if self._cbpe is not None:
-            self._cbpe.update_labels(ts, pred == label)
+            self._cbpe.update_labels(ts, pred == label, label, pred, sc)
         if self._perf is not None:
             cols: dict[str, np.ndarray] = {_PRED: pred, _LABEL: label}
             if self.task == "classification":
@@ -713,7 +717,8 @@ class ModelMonitor(Composite):
         if self._perf is not None:
             out["performance"] = {"baseline": self._perf.baseline_metrics(), "last": self._perf.last()}
         if self._cbpe is not None:
-            out["cbpe"] = {"baseline_accuracy": self._cbpe.baseline_accuracy, "last": self._cbpe.last(),
+            out["cbpe"] = {"baseline_accuracy": self._cbpe.baseline_accuracy, "baseline": dict(self._cbpe.baseline),
+                           "last": self._cbpe.last(),
                            "history": self._cbpe.history_table()}
         mv: dict[str, Any] = {}
         if self._pca is not None:

@@ -163,6 +163,17 @@ def _realised_rows(model: str, status: Mapping[str, Any], seq: int, now: int) ->
 def _estimated_rows(model: str, status: Mapping[str, Any], seq: int, now: int) -> list[dict[str, Any]]:
     cbpe = status.get("cbpe") or {}
     last = cbpe.get("last") or {}
+    if last.get("metrics"):   # one row per estimated metric (CBPE of every classification metric)
+        rows = []
+        for metric, m in last["metrics"].items():
+            ci = m.get("ci") or (None, None)
+            rows.append({"model": model, "source": "estimated", "seq": seq, "ts": now,
+                         "window_start": last.get("start_ts"), "window_end": last.get("end_ts"), "n": last.get("n"),
+                         "metric": str(metric), "value": _num(m.get("value")), "baseline": _num(m.get("baseline")),
+                         "ci_low": _num(ci[0]), "ci_high": _num(ci[1]), "p_value": _num(m.get("p_value")),
+                         "threshold": _num(m.get("threshold")), "degraded": bool(m.get("degraded")),
+                         "model_version": status.get("model_version")})
+        return rows
     if not last or last.get("estimated_accuracy") is None:
         return []
     ci = last.get("ci") or (None, None)
