@@ -128,7 +128,8 @@ def test_a_drifting_stream_that_loses_accuracy_pages_once_per_incident_change(
     per_alert = receiver.on("/per-alert")
     assert len(per_alert) == len(alert_changes) > len(keys)
     print(f"\npages per paging sink: {len(keys)} ({[e.reason for e in incident_events]}); "
-          f"per alert: {len(per_alert)} ({Counter(t.loads(e.message)['kind'] for e in alert_changes)})")
+          f"per alert: {len(per_alert)} ({Counter(t.loads(e.message)['kind'] for e in alert_changes)}); "
+          f"the page: {hook[0]['summary']}")
     # the alerts topic: every alert message names the incident
     topic = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, cfg.topics.alerts)]
     assert topic and {m["incident_id"] for m in topic} == {inc.incident_id}
