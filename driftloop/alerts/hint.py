@@ -50,7 +50,21 @@ _RANK = {"warning": 0, "critical": 1}
 # names of detectors.performance's metrics (its _NAMES) and of the label-free estimate
 _METRIC_NAMES = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "F1",
                  "roc_auc": "ROC AUC", "log_loss": "log loss", "mae": "MAE", "rmse": "RMSE", "r2": "R²",
-                 "cbpe_accuracy": "estimated accuracy"}
+                 "balanced_accuracy": "balanced accuracy", "specificity": "specificity",
+                 "average_precision": "average precision", "mse": "MSE", "mape": "MAPE"}
+_ESTIMATES = ("cbpe_", "dle_")    # label-free estimates: detectors.cbpe (classifiers), detectors.dle (regressors)
+
+
+def _is_estimate(detector: str) -> bool:
+    return detector.startswith(_ESTIMATES)
+
+
+def _metric_name(detector: str) -> str:
+    """``F1`` for ``f1``, ``estimated F1`` for ``cbpe_f1``."""
+    for prefix in _ESTIMATES:
+        if detector.startswith(prefix):
+            return "estimated " + _METRIC_NAMES.get(detector[len(prefix):], detector[len(prefix):])
+    return _METRIC_NAMES.get(detector, detector)
 _MULTIVARIATE = {"pca_reconstruction": "PCA reconstruction error", "domain_classifier": "domain-classifier AUC"}
 # binary positive class when no score column names it (detectors.performance.positive_class)
 _POSITIVE = ("1", "True", "true", "yes", "positive")
@@ -329,8 +343,8 @@ def _share_change(shares: list[dict[str, Any]], positive: str | None) -> dict[st
 # ---------------------------------------------------------------------- 4. metrics
 def _metrics(alerts: list[AlertState]) -> dict[str, Any]:
     perf = sorted((a for a in alerts if a.kind == "performance"), key=_degradation)
-    realised = [a for a in perf if a.detector != "cbpe_accuracy"]
-    estimated = [a for a in perf if a.detector == "cbpe_accuracy"]
+    realised = [a for a in perf if not _is_estimate(a.detector)]
+    estimated = [a for a in perf if _is_estimate(a.detector)]
     concept = [a for a in alerts if a.kind == "concept_drift"]
     items = [_metric_item(a) for a in (*realised, *estimated)]
     phrases = []
@@ -356,7 +370,7 @@ def _metric_item(a: AlertState) -> dict[str, Any]:
     ev = _ev(a)
     base = _num(ev.get("baseline", ev.get("baseline_accuracy")))
     item: dict[str, Any] = {"metric": a.detector, "alert_id": a.alert_id, "value": _num(_det(a).get("statistic")),
-                            "baseline": base, "n": _n(a), "estimated": a.detector == "cbpe_accuracy"}
+                            "baseline": base, "n": _n(a), "estimated": _is_estimate(a.detector)}
     if isinstance(ev.get("versus"), dict) and ev["versus"].get("summary"):
         item["versus"] = ev["versus"]["summary"]
     return item
@@ -368,7 +382,7 @@ def _metric_sentence(items: list[dict[str, Any]], unit: str) -> str:
     shown = items[:_METRICS_NAMED]
     words = []
     for i in shown:
-        name = _METRIC_NAMES.get(i["metric"], i["metric"])
+        name = _metric_name(i["metric"])
         v, b = i["value"], i["baseline"]
         if v is None or b is None:
             words.append(f"{name} degraded" if v is None else f"{name} at {_fmt(v)}")

@@ -221,6 +221,20 @@ def test_label_free_estimate_when_no_labels():
     assert [m["metric"] for m in realised["metrics"]] == ["accuracy", "cbpe_accuracy"]
 
 
+def test_every_label_free_estimate_is_named_as_one():
+    """``cbpe_<metric>`` (classifiers) and ``dle_<metric>`` (regressors) are estimates: named
+    "estimated …", after realised metrics, with "before labels arrived"."""
+    f1 = Detection("performance", "cbpe_f1", None, 0.55, 1e-5, 0.78, Window(0, 60_000, 5000), effect_size=0.25,
+                   evidence={"baseline": 0.80, "min_degradation": 0.02, "window_n": 5000})
+    mae = Detection("performance", "dle_mae", None, 3.1, 1e-5, 2.2, Window(0, 60_000, 5000), effect_size=0.5,
+                    evidence={"baseline": 2.0, "min_degradation": 0.1, "window_n": 5000})
+    assert root_cause_hint("housing", "1", states([f1])).text == (
+        "housing v1: estimated F1 fell to 0.55 from 0.80 over 5,000 predictions, before labels arrived.")
+    hint = root_cause_hint("price", "2", states([mae]))
+    assert hint.text == "price v2: estimated MAE rose to 3.10 from 2.00 over 5,000 predictions, before labels arrived."
+    assert hint.parts[0]["metrics"][0]["estimated"] is True
+
+
 # ---------------------------------------------------------------------- multivariate, other kinds
 def test_multivariate_alone_names_its_top_features():
     rng = np.random.default_rng(5)
