@@ -8,11 +8,12 @@ escalated to critical, resolved):
   into windows (count or time, tumbling or sliding, :mod:`detectors.windows`); each complete
   window is tested for data drift per feature and prediction drift on ``prediction`` and the
   class scores (:mod:`detectors.univariate_drift`), multivariate drift (:mod:`detectors.multivariate`)
-  and a label-free accuracy estimate (:mod:`detectors.cbpe`);
+  and a label-free performance estimate (:mod:`detectors.cbpe` for classifiers,
+  :mod:`detectors.dle` for regressors);
 * :meth:`ModelMonitor.update_labelled` — :class:`~detectors.batch.LabelledBatch` (joined
   examples): the error stream feeds the concept-drift detectors of :mod:`detectors.concept`
   event by event, labelled windows are scored against the baseline
-  (:mod:`detectors.performance`), and realised accuracy joins the CBPE estimates;
+  (:mod:`detectors.performance`), and realised metrics join the CBPE (DLE) estimates;
 * :meth:`ModelMonitor.set_reference` — a new champion: new reference, baselines and
   calibrations, fresh concept-drift detectors; the alerts still firing are resolved;
 * :meth:`ModelMonitor.snapshot` / :meth:`ModelMonitor.restore` — exact state as bytes;
@@ -53,6 +54,7 @@ from detectors.base import Detection, StreamDetector, Window, WindowDetector
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE, CBPE_METRICS
 from detectors.composite import Composite
+from detectors.dle import DLE, MIN_REFERENCE_ROWS, usable_rows
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.performance import PerformanceDrift, positive_class
 from detectors.reference import Reference, to_float_array, to_str_array
@@ -106,6 +108,8 @@ class MonitorSettings(Composite):
         (200 replicates), ``ci_level`` (0.95), ``positive_label`` (binary positive class).
     Label-free estimate
         ``cbpe`` (on when the reference has scores), ``cbpe_min_degradation`` (0.02).
+        ``dle`` (regressors: on when the reference has labels and predictions; direct loss
+        estimation of MAE, MSE, RMSE, MAPE), ``dle_min_degradation`` (0.05, relative increase).
     Multivariate
         ``multivariate`` (on), ``multivariate_methods`` (``("pca", "domain_classifier")``),
         ``pca_variance`` (0.65), ``min_reconstruction_increase`` (0.1),
@@ -161,6 +165,8 @@ class MonitorSettings(Composite):
     positive_label: str | None = None
     cbpe: bool = True
     cbpe_min_degradation: float = 0.02
+    dle: bool = True
+    dle_min_degradation: float = 0.05
     multivariate: bool = True
     multivariate_methods: tuple[str, ...] = ("pca", "domain_classifier")
     pca_variance: float = 0.65
@@ -280,6 +286,7 @@ class ModelMonitor(Composite):
     def _rebuild(self) -> None:
         """After a restore: fill attributes that snapshots of earlier versions lack."""
         self.__dict__.setdefault("_last_window", {"predictions": None, "labelled": None})
+        self.__dict__.setdefault("_dle", None)  # snapshots from before DLE: none until a new reference
 
     # ------------------------------------------------------------------ construction
     def _make_reference(self, reference: Any, scores: Any, classes: Sequence[str] | None) -> Reference:
@@ -355,6 +362,7 @@ class ModelMonitor(Composite):
         self._pca: WindowDetector | None = self._multivariate("pca", desc)
         self._dc: WindowDetector | None = self._multivariate("domain_classifier", desc)
         self._cbpe: CBPE | None = self._build_cbpe()
+        self._dle: DLE | None = self._build_dle()
         self._perf: PerformanceDrift | None = self._build_performance()
         self._concept: dict[str, StreamDetector] = {}
         self._concept_state: dict[str, dict[str, Any]] = {}
@@ -407,6 +415,14 @@ class ModelMonitor(Composite):
         return CBPE(ref, positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.cbpe_min_degradation,
                     min_n=s.min_window, resolve_after=s.resolve_after, model=self.model, metrics=metrics,
                     seed=s.seed)
+
+    def _build_dle(self) -> DLE | None:
+        """The label-free error estimate: regressors whose reference has labels and predictions."""
+        s, ref = self.settings, self.reference
+        if not (s.dle and self.task == "regression" and usable_rows(ref) >= MIN_REFERENCE_ROWS):
+            return None
+        return DLE(ref, min_degradation=s.dle_min_degradation, ci_level=s.ci_level, min_n=s.min_window,
+                   resolve_after=s.resolve_after, seed=s.seed, model=self.model)
 
     def _build_performance(self) -> PerformanceDrift | None:
         """Performance against the baseline, on labelled windows."""
@@ -540,6 +556,8 @@ class ModelMonitor(Composite):
             out += self._dc.update(w, c, version)
         if self._cbpe is not None and scores is not None:
             out += self._cbpe.update(w, c[_PRED], scores, version)
+        if self._dle is not None:
+            out += self._dle.update(w, c, c[_PRED], version)
         return out
 
     # ------------------------------------------------------------------ labels
@@ -569,6 +587,8 @@ class ModelMonitor(Composite):
         out += self._concept_update(ts[ok], errors[ok])
         if self._cbpe is not None:
             self._cbpe.update_labels(ts, pred == label, label, pred, sc)
+        if self._dle is not None:
+            self._dle.update_labels(ts, pred, label)
         if self._perf is not None:
             cols: dict[str, np.ndarray] = {_PRED: pred, _LABEL: label}
             if self.task == "classification":
@@ -720,6 +740,9 @@ class ModelMonitor(Composite):
             out["cbpe"] = {"baseline_accuracy": self._cbpe.baseline_accuracy, "baseline": dict(self._cbpe.baseline),
                            "last": self._cbpe.last(),
                            "history": self._cbpe.history_table()}
+        if self._dle is not None:
+            out["dle"] = {"baseline": dict(self._dle.baseline), "reference_estimate": dict(self._dle.reference_estimate),
+                          "last": self._dle.last(), "history": self._dle.history_table()}
         mv: dict[str, Any] = {}
         if self._pca is not None:
             mv["pca"] = self._pca.last()

@@ -10,7 +10,7 @@ for each version the batch fed (each version's windows are numbered, and recorde
 which appends one row per column and detector to ``detector_history`` when a prediction window
 was judged since the last call, and one row per metric to ``performance_history`` when a
 labelled window was (realised metrics) or a prediction window gave a label-free estimate
-(``source="estimated"``, CBPE).
+(``source="estimated"``: CBPE for classifiers, DLE for regressors).
 
 Idempotence and crashes
     A window is recognised by the monitor's count of judged windows (``status()["windows_judged"]``,
@@ -161,7 +161,7 @@ def _realised_rows(model: str, status: Mapping[str, Any], seq: int, now: int) ->
 
 
 def _estimated_rows(model: str, status: Mapping[str, Any], seq: int, now: int) -> list[dict[str, Any]]:
-    cbpe = status.get("cbpe") or {}
+    cbpe = status.get("cbpe") or status.get("dle") or {}   # DLE (regressors) reports in CBPE's shape
     last = cbpe.get("last") or {}
     if last.get("metrics"):   # one row per estimated metric (CBPE of every classification metric)
         rows = []

@@ -1,0 +1,412 @@
+"""Label-free error estimate of a regressor while labels are late (direct loss estimation).
+
+A regressor gives no score that says how wrong it is, but how wrong it tends to be can be
+learnt: on the reference (features, the model's ``prediction`` and the ``label``) a second
+model learns the *loss* — the absolute error, the squared error, the absolute percentage
+error — from the features and the prediction. On a live window the mean predicted loss is the
+estimated MAE (MSE, MAPE; RMSE is the square root of the estimated MSE). This is the idea of
+NannyML's direct loss estimation; the implementation here is its own.
+
+:class:`DLE` fits, per loss, two scikit-learn ``HistGradientBoostingRegressor`` models by
+cross-fitting: the reference rows are split in two seeded halves, each model learns on one
+half and predicts the other, so every reference row has an honest (out-of-fold) predicted loss.
+Those give the reference's estimate (beside its realised metric, the baseline) and the spread
+of the loss model's residuals. A live window is predicted by the mean of the two models.
+
+Band (for the realised metric of the window)
+    ``realised - estimate`` is the mean over the window's rows of ``loss_i - predicted_i``.
+    On the reference the out-of-fold residuals scale with the predicted loss (exactly so for
+    noise of any location-scale family: the absolute error of ``N(0, s^2)`` noise has mean
+    ``0.80 s`` and standard deviation ``0.60 s``), so their variance is modelled as
+    ``k^2 * predicted^2`` with ``k^2 = sum(residual^2) / sum(predicted^2)`` over the reference.
+    A window's standard error is ``sqrt(k^2 * sum(predicted_i^2) / n^2 + se_model^2)``,
+    ``se_model`` the standard error of the mean out-of-fold residual (the loss model's own
+    calibration uncertainty), and the band ``estimate +- z * se`` (``ci_level``, two-sided;
+    RMSE's band is the square root of MSE's). The scale model keeps the band honest under
+    covariate shift to noisier regions, where a constant residual spread would be too narrow.
+MAPE
+    A model of the absolute percentage error ``|y - yhat| / max(|y|, eps)`` itself (sklearn's
+    definition), not ``predicted |error| / |yhat|``: the latter replaces ``1 / |y|`` by
+    ``1 / |yhat|`` and is biased whenever errors are not small against the label (``1 / |y|``
+    is convex). MAPE is left out of the default metrics when a reference label is zero.
+Alerts
+    On *increases* only: a metric degrades when its estimate exceeds the reference's realised
+    value by more than ``min_degradation`` (relative) and the baseline lies below the band.
+    One alert per metric, detector ``dle_<metric>``.
+Snapshots
+    scikit-learn models are not plain data (:mod:`detectors.state` holds numbers, strings,
+    containers and arrays only), so a snapshot keeps the reference, the baselines, the spread
+    and the per-window history; the models are refitted on restore, deterministically (seeded,
+    one thread), which gives identical predictions.
+
+The estimate holds while the relation between features and loss stays as on the reference
+(covariate shift, within the reference's support: trees do not extrapolate); concept drift
+is for the realised metrics and the concept-drift detectors.
+
+>>> import numpy as np
+>>> from detectors.base import Window
+>>> from detectors.reference import Reference
+>>> rng = np.random.default_rng(0)
+>>> x = rng.uniform(-3, 3, 4000)
+>>> y = x + rng.normal(size=4000) * (0.2 + np.abs(x))      # noisier at large |x|
+>>> ref = Reference({"x": x}, {"x": "numeric"}, "regression", label=y, prediction=x)
+>>> est = DLE(ref, metrics=("mae", "rmse"))
+>>> round(est.baseline["mae"], 1)
+1.4
+>>> live = rng.uniform(2, 3, 2000)                          # the live data moves to large |x|
+>>> [d.detector for d in est.update(Window(0, 1, 2000), {"x": live}, live)]
+['dle_mae', 'dle_rmse']
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from detectors import decision as dec
+from detectors._threads import one_thread
+from detectors.base import Detection, Window
+from detectors.composite import Composite
+from detectors.reference import Reference, to_float_array
+
+__all__ = ["DLE", "DLE_METRICS", "MIN_REFERENCE_ROWS", "usable_rows"]
+
+DLE_METRICS = ("mae", "mse", "rmse", "mape")
+#: the loss each metric is the mean of (RMSE: the square root of MSE's)
+_LOSS = {"mae": "abs", "mse": "sq", "rmse": "sq", "mape": "ape"}
+_NAMES = {"mae": "MAE", "mse": "MSE", "rmse": "RMSE", "mape": "MAPE"}
+_EPS = float(np.finfo(np.float64).eps)  # sklearn's MAPE denominator floor
+_MAX_CATEGORIES = 250                    # HGB categorical codes must stay below max_bins (255)
+MIN_REFERENCE_ROWS = 50                  # fewer reference rows with a label and a prediction: no DLE
+
+
+def usable_rows(reference: Reference) -> int:
+    """Reference rows with a finite label and prediction (what DLE learns from)."""
+    if reference.label is None or reference.prediction is None:
+        return 0
+    return int(np.sum(np.isfinite(reference.label) & np.isfinite(reference.prediction)))
+
+
+def _losses(y: np.ndarray, yhat: np.ndarray, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    err = y - yhat
+    out: dict[str, np.ndarray] = {}
+    for k in kinds:
+        if k == "abs":
+            out[k] = np.abs(err)
+        elif k == "sq":
+            out[k] = err * err
+        else:
+            out[k] = np.abs(err) / np.maximum(np.abs(y), _EPS)
+    return out
+
+
+class DLE(Composite):
+    """Estimated MAE, MSE, RMSE and MAPE of each window from a model of the loss.
+
+    Parameters
+    ----------
+    reference : Reference
+        A regression reference with labels and the model's predictions.
+    metrics : sequence of str, optional
+        Among :data:`DLE_METRICS`; by default all (MAPE only if no reference label is zero).
+    min_degradation : float
+        Smallest relative increase over the reference's realised metric that matters.
+    ci_level : float
+        Two-sided level of the band for the realised metric.
+    min_n : int
+        Windows with fewer predictions are not judged.
+    history : int
+        Windows kept with their estimate, for the realised metrics to join.
+    resolve_after : int
+        Clean windows before an alert resolves.
+    max_iter : int
+        Most boosting iterations of each loss model (early stopping: 30 iterations without
+        improvement on 10% of its rows held out).
+    seed : int
+        Seed of the reference split and of the models.
+    model : str, optional
+        The monitored model's name (put on detections).
+    """
+
+    _params = ("reference", "metrics", "min_degradation", "ci_level", "min_n", "history", "resolve_after",
+               "max_iter", "seed", "model")
+    _derived: ClassVar[tuple[str, ...]] = ("_models",)
+
+    def __init__(
+        self,
+        reference: Reference,
+        metrics: Sequence[str] | None = None,
+        min_degradation: float = 0.05,
+        ci_level: float = 0.95,
+        min_n: int = 30,
+        history: int = 50,
+        resolve_after: int = 2,
+        max_iter: int = 100,
+        seed: int = 0,
+        model: str | None = None,
+    ) -> None:
+        if reference.task != "regression" or reference.label is None or reference.prediction is None:
+            raise ValueError("DLE needs a regression reference with labels and predictions")
+        self.reference = reference
+        self.min_degradation = float(min_degradation)
+        self.ci_level = float(ci_level)
+        self.min_n = int(min_n)
+        self.history = int(history)
+        self.resolve_after = int(resolve_after)
+        self.max_iter = int(max_iter)
+        self.seed = int(seed)
+        self.model = model
+        y, yhat = reference.label, reference.prediction
+        ok = np.isfinite(y) & np.isfinite(yhat)
+        if int(ok.sum()) < MIN_REFERENCE_ROWS:
+            raise ValueError(f"DLE needs at least {MIN_REFERENCE_ROWS} reference rows with a finite label and "
+                             "prediction")
+        if metrics is None:
+            zero = bool(np.any(np.abs(y[ok]) <= _EPS))
+            metrics = tuple(m for m in DLE_METRICS if not (m == "mape" and zero))
+        bad = sorted(set(metrics) - set(DLE_METRICS))
+        if bad:
+            raise ValueError(f"unknown DLE metrics {bad}; known: {list(DLE_METRICS)}")
+        self.metrics = tuple(metrics)
+        self._kinds = sorted({_LOSS[m] for m in self.metrics})
+        self._features = list(reference.feature_types)
+        self._categories = {f: self._top_categories(reference.features[f][ok])
+                            for f in reference.categorical}
+        self._rows = np.flatnonzero(ok)
+        # the seeded halves of the cross-fit
+        perm = np.random.default_rng(self.seed).permutation(len(self._rows))
+        self._fold = np.zeros(len(self._rows), dtype=np.int8)
+        self._fold[perm[len(perm) // 2:]] = 1
+        self._models: dict[str, list[HistGradientBoostingRegressor]] = {}
+        oof = self._fit()
+        target = _losses(y[ok], yhat[ok], self._kinds)
+        m = len(self._rows)
+        # per loss: the spread of the out-of-fold residuals (scale model) and the calibration se
+        self._k2: dict[str, float] = {}
+        self._se_model: dict[str, float] = {}
+        ref_mean: dict[str, float] = {}
+        real_mean: dict[str, float] = {}
+        for k in self._kinds:
+            r = target[k] - oof[k]
+            den = float(np.sum(oof[k] ** 2))
+            self._k2[k] = float(np.sum(r * r) / den) if den > 0 else 0.0
+            self._se_model[k] = float(np.std(r, ddof=1) / np.sqrt(m))
+            ref_mean[k] = float(np.mean(oof[k]))
+            real_mean[k] = float(np.mean(target[k]))
+        self.baseline = {mt: self._metric(mt, real_mean) for mt in self.metrics}
+        self.reference_estimate = {mt: self._metric(mt, ref_mean) for mt in self.metrics}
+        self._book = dec.AlertBook(self.resolve_after)
+        self._history: list[dict[str, Any]] = []
+        self._last: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ fitting
+    @staticmethod
+    def _top_categories(values: np.ndarray) -> list[str]:
+        s = pd.Series(values, dtype=object).dropna()
+        if s.empty:
+            return []
+        counts = s.value_counts()
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        return [str(k) for k, _ in order[:_MAX_CATEGORIES]]
+
+    def _design(self, columns: Mapping[str, Any], prediction: np.ndarray) -> np.ndarray:
+        """Features (categories as codes, unknown ones missing) and the prediction, as floats."""
+        n = len(prediction)
+        cols: list[np.ndarray] = []
+        for f in self._features:
+            v = columns.get(f)
+            if f in self._categories:
+                if v is None or not self._categories[f]:
+                    cols.append(np.full(n, np.nan))
+                    continue
+                idx = pd.Index(self._categories[f], dtype=object).get_indexer(np.asarray(v, dtype=object))
+                cols.append(np.where(idx >= 0, idx, np.nan).astype(np.float64))
+            else:
+                cols.append(np.full(n, np.nan) if v is None else to_float_array(v))
+        cols.append(np.asarray(prediction, dtype=np.float64))
+        return np.column_stack(cols)
+
+    def _new_model(self) -> HistGradientBoostingRegressor:
+        cat = np.array([bool(self._categories.get(f)) for f in self._features] + [False])
+        return HistGradientBoostingRegressor(
+            loss="squared_error", max_iter=self.max_iter, learning_rate=0.1, early_stopping=True,
+            validation_fraction=0.1, n_iter_no_change=30, categorical_features=cat if cat.any() else None,
+            random_state=self.seed,
+        )
+
+    def _fit(self) -> dict[str, np.ndarray]:
+        """Fit the two models of each loss on the reference halves; return the out-of-fold
+        predicted losses (clipped at 0)."""
+        ref = self.reference
+        assert ref.label is not None and ref.prediction is not None  # checked in __init__
+        rows = self._rows
+        X = self._design({f: ref.features[f][rows] for f in self._features}, ref.prediction[rows])
+        target = _losses(ref.label[rows], ref.prediction[rows], self._kinds)
+        oof: dict[str, np.ndarray] = {}
+        self._models = {}
+        with one_thread():  # deterministic, whatever the machine's thread count
+            for k in self._kinds:
+                pair = []
+                pred = np.empty(len(rows))
+                for fold in (0, 1):
+                    train = self._fold == fold
+                    mdl = self._new_model().fit(X[train], target[k][train])
+                    pred[~train] = mdl.predict(X[~train])
+                    pair.append(mdl)
+                self._models[k] = pair
+                oof[k] = np.maximum(pred, 0.0)
+        return oof
+
+    def _rebuild(self) -> None:
+        """After a restore: refit the loss models (the snapshot holds no sklearn objects)."""
+        self._fit()
+
+    # ------------------------------------------------------------------ estimate
+    def predicted_losses(self, columns: Mapping[str, Any], prediction: np.ndarray) -> dict[str, np.ndarray]:
+        """Per row, the predicted loss of each kind (``abs``, ``sq``, ``ape``), clipped at 0."""
+        X = self._design(columns, prediction)
+        out = {}
+        with one_thread():  # OpenMP threads cost more than they give on a window's rows
+            for k, (a, b) in self._models.items():
+                out[k] = np.maximum(0.5 * (a.predict(X) + b.predict(X)), 0.0)
+        return out
+
+    @staticmethod
+    def _metric(metric: str, mean: Mapping[str, float]) -> float:
+        v = mean[_LOSS[metric]]
+        return float(np.sqrt(v)) if metric == "rmse" else float(v)
+
+    def estimate(self, columns: Mapping[str, Any], prediction: np.ndarray) -> dict[str, dict[str, Any]]:
+        """Estimate, band and standard error of each metric over the rows of one window."""
+        pred = np.asarray(prediction, dtype=np.float64)
+        ok = np.isfinite(pred)
+        cols = {f: np.asarray(v)[ok] for f, v in columns.items() if f in self._features}
+        n = int(ok.sum())
+        if n == 0:
+            return {}
+        loss = self.predicted_losses(cols, pred[ok])
+        z = float(norm.isf((1 - self.ci_level) / 2))
+        per: dict[str, tuple[float, float]] = {}
+        for k, a in loss.items():
+            se = float(np.sqrt(self._k2[k] * np.sum(a * a) / n**2 + self._se_model[k] ** 2))
+            per[k] = (float(np.mean(a)), se)
+        out: dict[str, dict[str, Any]] = {}
+        for mt in self.metrics:
+            est, se = per[_LOSS[mt]]
+            lo, hi = max(est - z * se, 0.0), est + z * se
+            if mt == "rmse":
+                out[mt] = {"estimate": float(np.sqrt(est)), "band": [float(np.sqrt(lo)), float(np.sqrt(hi))],
+                           "se": se / (2 * np.sqrt(est)) if est > 0 else 0.0, "_mean": est, "_se": se}
+            else:
+                out[mt] = {"estimate": est, "band": [lo, hi], "se": se, "_mean": est, "_se": se}
+        return out
+
+    # ------------------------------------------------------------------ update
+    def update(
+        self, window: Window, columns: Mapping[str, Any], prediction: np.ndarray, model_version: str | None = None
+    ) -> list[Detection]:
+        """Estimate one window of predictions (and their features); return new, escalated or
+        resolved alerts."""
+        pred = np.asarray(prediction, dtype=np.float64)
+        n = int(np.isfinite(pred).sum())
+        if n < self.min_n:
+            return []
+        est = self.estimate(columns, pred)
+        metrics: dict[str, dict[str, Any]] = {}
+        out: list[Detection] = []
+        for mt in self.metrics:
+            e = est[mt]
+            b = self.baseline[mt]
+            need = self.min_degradation * abs(b)
+            rise = e["estimate"] - b
+            # the test on the mean loss (for RMSE: MSE's, the same ordering)
+            b_mean = b * b if mt == "rmse" else b
+            p = float(norm.sf((e["_mean"] - b_mean) / e["_se"])) if e["_se"] > 0 else float(rise <= 0)
+            breach = bool(rise >= need and e["band"][0] > b)
+            severity = "critical" if breach and rise >= 2.5 * need else "warning"
+            # CBPE's shape (value, ci, ...): the history rows and dashboards read both alike
+            metrics[mt] = {"value": e["estimate"], "ci": list(e["band"]), "se": e["se"], "p_value": p,
+                           "baseline": b, "threshold": b + need, "degraded": breach}
+            out += self._alert(mt, metrics[mt], b, need, severity, window, n, model_version)
+        entry = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": n, "metrics": metrics,
+                 "realised_n": 0, "realised_sum": {k: 0.0 for k in self._kinds}}
+        self._history.append(entry)
+        if len(self._history) > self.history:
+            self._history = self._history[-self.history:]
+        self._last = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": n,
+                      "metrics": {m: dict(v, ci=list(v["ci"])) for m, v in metrics.items()}}
+        return out
+
+    def _alert(self, mt: str, judged: dict[str, Any], b: float, need: float, severity: str, window: Window,
+               n: int, model_version: str | None) -> list[Detection]:
+        before = self._book.severity(mt)
+        change = self._book.update(mt, judged["degraded"], severity)
+        if change is None:
+            return []
+        firing = change != "resolve"
+        e = judged["value"]
+        lo, hi = judged["ci"]
+        name = _NAMES[mt]
+        level = f"{self.ci_level:.0%}"
+        if firing:
+            summary = (f"estimated {name} rose to {e:.4g} ({level} band {lo:.4g}–{hi:.4g}, "
+                       f"{dec.format_p(judged['p_value'])}) over the last {n:,} predictions, from {b:.4g} on the "
+                       f"reference; labels have not arrived yet (direct loss estimation from the features and "
+                       f"predictions).")
+        else:
+            summary = (f"estimated {name} is back to {e:.4g} ({level} band {lo:.4g}–{hi:.4g}) over the last "
+                       f"{n:,} predictions (reference {b:.4g}).")
+        return [Detection(
+            kind="performance", detector=f"dle_{mt}", feature=None, statistic=e, p_value=judged["p_value"],
+            threshold=b + need, window=window, firing=firing,
+            severity=severity if firing else (before or "warning"),  # type: ignore[arg-type]  # always a Severity value
+            effect_size=e - b, summary=summary, model=self.model, model_version=model_version,
+            evidence={"estimate": e, "band": [lo, hi], "baseline": b, "reference_estimate": self.reference_estimate[mt],
+                      "se": judged["se"], "ci_level": self.ci_level, "min_degradation": self.min_degradation,
+                      "window_n": n, "reference_n": self.reference.n},
+        )]
+
+    def update_labels(self, ts: np.ndarray, prediction: np.ndarray, label: np.ndarray) -> None:
+        """Join realised losses (labelled predictions at their prediction time ``ts``) to the
+        estimated windows that cover them."""
+        if not self._history or len(ts) == 0:
+            return
+        ts = np.asarray(ts, dtype=np.int64)
+        y, yhat = np.asarray(label, dtype=np.float64), np.asarray(prediction, dtype=np.float64)
+        ok = np.isfinite(y) & np.isfinite(yhat)
+        ts, loss = ts[ok], _losses(y[ok], yhat[ok], self._kinds)
+        for h in self._history:
+            if h["start_ts"] is None:
+                continue
+            inside = (ts >= h["start_ts"]) & (ts <= h["end_ts"])
+            if inside.any():
+                h["realised_n"] += int(inside.sum())
+                for k in self._kinds:
+                    h["realised_sum"][k] += float(loss[k][inside].sum())
+
+    def history_table(self) -> list[dict[str, Any]]:
+        """Each kept window: per metric the estimate, its band and (so far) the realised value
+        (``metrics``: ``{m: {"value", "ci", "realised"}}``, as CBPE's)."""
+        out = []
+        for h in self._history:
+            rn = h["realised_n"]
+            mean = {k: s / rn for k, s in h["realised_sum"].items()} if rn else None
+            out.append({"start_ts": h["start_ts"], "end_ts": h["end_ts"], "n": h["n"], "realised_n": rn,
+                        "metrics": {m: {"value": v["value"], "ci": list(v["ci"]),
+                                        "realised": self._metric(m, mean) if mean else None}
+                                    for m, v in h["metrics"].items()}})
+        return out
+
+    def last(self) -> dict[str, Any]:
+        """The last judged window: ``start_ts``, ``end_ts``, ``n`` and per metric ``value``,
+        ``ci``, ``se``, ``p_value``, ``baseline``, ``threshold``, ``degraded``."""
+        if not self._last:
+            return {}
+        return {**self._last, "metrics": {m: dict(v, ci=list(v["ci"])) for m, v in self._last["metrics"].items()}}
+
+    def firing(self) -> list[str]:
+        return self._book.firing()
