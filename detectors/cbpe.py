@@ -268,6 +268,7 @@ class CBPE(Composite):
         metrics: Sequence[str] | None = None,
         draws: int = 200,
         seed: int = 0,
+        learn_min_labels: int = 50,
     ) -> None:
         if reference.task != "classification" or reference.scores is None or reference.label is None:
             raise ValueError("CBPE needs a classification reference with labels and scores")
@@ -286,6 +287,7 @@ class CBPE(Composite):
         self.metrics = metrics
         self.draws = int(draws)
         self.seed = int(seed)
+        self.learn_min_labels = int(learn_min_labels)
         self.classes = list(reference.classes)
         self._pos = positive_class(self.classes, positive_label)
         y = reference.label
@@ -554,6 +556,90 @@ class CBPE(Composite):
             if h["realised_n"] >= h.get("window_n", h["n"]):
                 h["realised"] = self._realised_rows(h["rows"])
                 h["rows"] = None
+            else:
+                self._learn(h)
+
+    # ------------------------------------------------------------------ learning from the first labels
+    def rectify(self, estimates: dict[str, dict[str, Any]], label: np.ndarray, prediction: np.ndarray,
+                scores: np.ndarray, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+        """The window's ``estimates`` corrected by what its first labelled rows show.
+
+        ``label``, ``prediction`` and ``scores`` are the labelled rows. Per metric: the estimate
+        plus (realised − estimated) on those rows — the difference estimator of
+        prediction-powered inference (Angelopoulos et al., 2023): unbiased whatever the
+        calibration, when the labelled rows are a fair sample of the window. Under concept shift
+        the calibrated probabilities are wrong on the labelled rows as on the others, and the
+        correction removes that bias. Its spread, the metric's Monte-Carlo spread on the
+        labelled rows, widens the band: few labels, a wide band. ``correction`` says how far
+        the label-free estimate was off.
+        """
+        y, pred = self._index(np.asarray(label)), self._index(np.asarray(prediction))
+        s = np.asarray(scores, dtype=np.float64)
+        ok = (y >= 0) & np.isfinite(s).any(axis=1)
+        y, pred, s = y[ok], pred[ok], s[ok]
+        if len(y) < self.learn_min_labels:
+            return {}
+        cal, rank = self.calibrated(s), _rank_scores(s)
+        est_l, real_l = self._estimate(cal, pred, rank), self._realised(y, pred, rank)
+        spread = self._draws(cal, pred, rank, rng, self.draws)
+        out: dict[str, dict[str, Any]] = {}
+        for m, e in estimates.items():
+            corr = real_l.get(m, float("nan")) - est_l.get(m, float("nan"))
+            if not np.isfinite(corr):
+                continue
+            value = float(np.clip(e["value"] + corr, 0.0, 1.0))
+            se = float(np.hypot(e.get("se") or 0.0, _std(spread[m])))
+            out[m] = {"value": value, "ci": [max(0.0, value - 1.96 * se), min(1.0, value + 1.96 * se)], "se": se,
+                      "correction": float(corr), "labelled": int(len(y))}
+        return out
+
+    def estimate_with_labels(self, window: Window, prediction: np.ndarray, scores: np.ndarray,
+                             label: np.ndarray) -> dict[str, dict[str, Any]]:
+        """A window's estimates with the labels known so far (``label``: ``None`` where not yet):
+        :meth:`estimate`, then :meth:`rectify` on the labelled rows (the plain estimate while
+        fewer than ``learn_min_labels`` are labelled)."""
+        est = self.estimate(window, prediction, scores)
+        known = np.array([v is not None and v == v for v in np.asarray(label, dtype=object)], dtype=bool)
+        fixed = self.rectify(est, np.asarray(label, dtype=object)[known], np.asarray(prediction)[known],
+                             np.asarray(scores, dtype=np.float64)[known], self._rng(window, int(known.sum())))
+        return {m: fixed.get(m, e) for m, e in est.items()}
+
+    def _learn(self, h: dict[str, Any]) -> None:
+        """A window partly labelled: its learning estimate from the rows labelled so far."""
+        rows = h.get("rows")
+        if not rows or "metrics" not in h or len(rows["y"]) < self.learn_min_labels:
+            return
+        labels = np.asarray(self.classes, dtype=object)[np.clip(rows["y"], 0, None)]
+        labels[rows["y"] < 0] = None
+        preds = np.asarray(self.classes, dtype=object)[np.clip(rows["pred"], 0, None)]
+        fixed = self.rectify(h["metrics"], labels, preds, rows["scores"],
+                             np.random.default_rng([self.seed, 3, len(rows["y"]), int(h["n"])]))
+        if fixed:
+            h["learning"] = {"share_labelled": len(rows["y"]) / max(int(h.get("window_n", h["n"])), 1),
+                             "metrics": fixed}
+
+    def track_record(self) -> dict[str, dict[str, Any]]:
+        """How far the estimates were from the realised metrics, over the windows fully labelled
+        (so on-call can see how far to trust the current ones): per metric the mean absolute
+        error of the label-free estimate and of the learning estimate (as it stood when the
+        last labels came), and the windows counted."""
+        errs: dict[str, dict[str, list[float]]] = {}
+        for h in self._history:
+            real = h.get("realised")
+            if not real:
+                continue
+            learned = (h.get("learning") or {}).get("metrics") or {}
+            for m, e in (h.get("metrics") or {}).items():
+                r = real.get(m)
+                if r is None or not np.isfinite(r):
+                    continue
+                d = errs.setdefault(m, {"estimate": [], "learning": []})
+                d["estimate"].append(abs(e["value"] - r))
+                if m in learned:
+                    d["learning"].append(abs(learned[m]["value"] - r))
+        return {m: {"estimate_mae": float(np.mean(d["estimate"])),
+                    "learning_mae": float(np.mean(d["learning"])) if d["learning"] else None,
+                    "windows": len(d["estimate"])} for m, d in errs.items()}
 
     def _realised_rows(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         """Realised metrics of joined rows: threshold metrics on all, ranking metrics on the rows
@@ -586,11 +672,17 @@ class CBPE(Composite):
                 metrics[m] = {"value": e["value"], "ci": list(e["ci"]),
                               "realised": None if v is None or not np.isfinite(v) else float(v)}
             row["metrics"] = metrics
+            learning = h.get("learning") or {}
+            row["share_labelled"] = learning.get("share_labelled", 1.0 if h.get("realised") else 0.0)
+            for m, e in (learning.get("metrics") or {}).items():
+                if m in metrics:
+                    metrics[m]["learning"] = {"value": e["value"], "ci": list(e["ci"]), "labelled": e["labelled"]}
             out.append(row)
         return out
 
     def last(self) -> dict[str, Any]:
-        return dict(self._last)
+        """The newest window's estimates, and the ``track_record`` of the past ones."""
+        return {**self._last, "track_record": self.track_record()} if self._last else {}
 
     def firing(self) -> list[str]:
         return self._book.firing()

@@ -1,0 +1,93 @@
+"""The estimate that learns from a window's first labels (CBPE.rectify): the difference
+estimator by hand, half the label-free error or better under concept shift with 10% labelled,
+its band, the per-window record (share labelled, learning estimate, realised, track record)
+and snapshot/restore."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.base import Window
+from detectors.cbpe import CBPE
+from detectors.reference import Reference
+
+METRICS = ("accuracy", "f1", "roc_auc")
+
+
+def calibrated_reference(n: int = 20_000, seed: int = 0) -> Reference:
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    y = np.where(rng.random(n) < p, "1", "0").astype(object)
+    return Reference({"x": p}, {"x": "numeric"}, label=y, scores=np.column_stack([1 - p, p]), classes=["0", "1"])
+
+
+def window(rng: np.random.Generator, n: int, flip: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores as on the reference; labels drawn from them, then a share ``flip`` of the rows whose
+    score is above 0.5 get the other label (concept shift: the same inputs, other outcomes)."""
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(int)
+    shifted = (p > 0.5) & (rng.random(n) < flip)
+    y[shifted] = 1 - y[shifted]
+    pred = np.where(p > 0.5, "1", "0").astype(object)
+    return pred, np.column_stack([1 - p, p]), y.astype(str).astype(object)
+
+
+def test_the_correction_is_realised_minus_estimated_on_the_labelled_rows():
+    est = CBPE(calibrated_reference(), metrics=("accuracy",), learn_min_labels=3)
+    p = np.array([0.9, 0.8, 0.3, 0.2])
+    scores = np.column_stack([1 - p, p])
+    pred = np.array(["1", "1", "0", "0"], dtype=object)
+    label = np.array(["1", "0", "1", "0"], dtype=object)          # 2 of 4 right
+    cal = est.calibrated(scores)
+    expected_right = np.mean([cal[0, 1], cal[1, 1], cal[2, 0], cal[3, 0]])
+    fixed = est.rectify({"accuracy": {"value": 0.7, "ci": [0.6, 0.8], "se": 0.05}}, label, pred, scores,
+                        np.random.default_rng(0))
+    assert fixed["accuracy"]["correction"] == pytest.approx(0.5 - expected_right)
+    assert fixed["accuracy"]["value"] == pytest.approx(0.7 + 0.5 - expected_right)
+    assert fixed["accuracy"]["labelled"] == 4 and fixed["accuracy"]["se"] > 0.05
+    assert est.rectify({"accuracy": {"value": 0.7, "ci": [0.6, 0.8], "se": 0.05}}, label[:2], pred[:2],
+                       scores[:2], np.random.default_rng(0)) == {}      # fewer than learn_min_labels
+
+
+def test_under_concept_shift_ten_percent_labelled_halves_the_error_or_better():
+    est = CBPE(calibrated_reference(), metrics=METRICS, draws=100)
+    rng = np.random.default_rng(1)
+    plain, learned, covered = {m: [] for m in METRICS}, {m: [] for m in METRICS}, []
+    for w in range(20):
+        pred, scores, label = window(rng, 5000, flip=0.35)
+        first = rng.random(5000) < 0.10                      # the labels that came in time
+        partial = np.where(first, label, None)
+        win = Window(w * 5000, w * 5000 + 4999, 5000)
+        base = est.estimate(win, pred, scores)
+        fixed = est.estimate_with_labels(win, pred, scores, partial)
+        real = est._realised(est._index(label), est._index(pred), scores)    # the whole window, labelled
+        for m in METRICS:
+            plain[m].append(abs(base[m]["value"] - real[m]))
+            learned[m].append(abs(fixed[m]["value"] - real[m]))
+        covered.append(fixed["accuracy"]["ci"][0] <= real["accuracy"] <= fixed["accuracy"]["ci"][1])
+    for m in METRICS:
+        assert np.mean(plain[m]) > 0.05, m                     # the label-free estimate misses by far
+        assert np.mean(learned[m]) <= 0.5 * np.mean(plain[m]), (m, np.mean(learned[m]), np.mean(plain[m]))
+    assert np.mean(covered) >= 0.85
+
+
+def test_the_window_record_share_labelled_learning_realised_and_track_record():
+    est = CBPE(calibrated_reference(), metrics=METRICS, draws=100)
+    rng = np.random.default_rng(2)
+    for w in range(3):
+        pred, scores, label = window(rng, 2000, flip=0.35)
+        ts = np.arange(w * 2000, (w + 1) * 2000)
+        est.update(Window(int(ts[0]), int(ts[-1]), 2000), pred, scores)
+        first = ts[:200]                                       # 10% labelled by the window's close
+        est.update_labels(first, pred[:200] == label[:200], label[:200], pred[:200], scores[:200])
+        row = est.history_table()[-1]
+        assert row["share_labelled"] == pytest.approx(0.1)
+        assert set(row["metrics"]["accuracy"]["learning"]) == {"value", "ci", "labelled"}
+        assert row["metrics"]["accuracy"]["realised"] is not None          # so far, on the 200
+        est.update_labels(ts[200:], pred[200:] == label[200:], label[200:], pred[200:], scores[200:])
+    record = est.track_record()
+    assert record["accuracy"]["windows"] == 3
+    assert record["accuracy"]["learning_mae"] < record["accuracy"]["estimate_mae"]
+    assert est.last()["track_record"] == record
+    twin = CBPE.restore(est.snapshot())
+    assert twin.history_table() == est.history_table() and twin.track_record() == record
