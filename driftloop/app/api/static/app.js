@@ -443,7 +443,7 @@ function referenceCard(m) {
 
 function cards(target, m, perf, incidents) {
   const lastReal = perf.filter((p) => p.source === "realised" && p.metric === "accuracy").pop();
-  const lastEst = perf.filter((p) => p.source === "estimated").pop();
+  const lastEst = perf.filter((p) => p.source === "estimated" && p.metric === "accuracy").pop();
   const c = m.counts || {};
   const ev = m.events || {};
   const openIncidents = incidents == null ? null : incidents.filter((i) => i.status === "open").length;
