@@ -40,6 +40,7 @@ from detectors.composite import Composite
 from detectors.concept import ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley
 from detectors.concept._common import BatchDetector
 from detectors.decision import AlertBook
+from detectors.dle import DLE
 from detectors.model_monitor import ModelMonitor, MonitorSettings
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.paired import ShadowComparison
@@ -120,6 +121,23 @@ def _feed_cbpe(det: CBPE, rng: np.random.Generator) -> Any:
     pred = np.where(s > 0.5, "1", "0").astype(object)
     out = det.update(Window(0, 10, 300), pred, np.column_stack([1 - s, s]))
     det.update_labels(np.arange(300), pred == y)
+    return out
+
+
+@functools.cache
+def _regression_reference() -> Reference:
+    """A regressor's reference with labels and predictions (noise growing with |x|)."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-3, 3, 1000)
+    return Reference({"x": x, "k": rng.choice(["u", "v"], 1000).astype(object)}, {"x": "numeric", "k": "categorical"},
+                     task="regression", label=x + rng.normal(size=1000) * (0.2 + np.abs(x)), prediction=x)
+
+
+def _feed_dle(det: DLE, rng: np.random.Generator) -> Any:
+    x = rng.uniform(float(rng.choice([0.0, 2.0])), 3.0, 300) * rng.choice([-1, 1], 300)
+    t0 = int(rng.integers(0, 10**6))
+    out = det.update(Window(t0, t0 + 299, 300), {"x": x, "k": rng.choice(["u", "v"], 300).astype(object)}, x)
+    det.update_labels(np.arange(t0, t0 + 300), x, x + rng.normal(size=300) * (0.2 + np.abs(x)))
     return out
 
 
@@ -241,6 +259,7 @@ CASES: dict[type, Case] = {
     DomainClassifierDrift: Case(
         (lambda: {"reference": _columns_reference(), "max_rows": 120, "max_iter": 5, "folds": 2},), _feed_columns),
     CBPE: Case((lambda: {"reference": _scored_reference(), "min_n": 50},), _feed_cbpe),
+    DLE: Case((lambda: {"reference": _regression_reference(), "min_n": 50, "max_iter": 30},), _feed_dle),
     PerformanceDrift: Case(
         (lambda: {"task": "classification", "classes": ["0", "1"], "reference": _scored_reference(),
                   "bootstrap": 50, "min_n": 50},),
@@ -267,7 +286,7 @@ CASES: dict[type, Case] = {
 
 #: Classes the discovery must find (so that a broken discovery cannot pass by finding nothing).
 KNOWN = {ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley, UnivariateDrift, PCAReconstructionDrift,
-         DomainClassifierDrift, CBPE, PerformanceDrift, ModelMonitor, AlertBook, WindowBuffer, Reference,
+         DomainClassifierDrift, CBPE, DLE, PerformanceDrift, ModelMonitor, AlertBook, WindowBuffer, Reference,
          MonitorSettings, VersionedMonitor, ShadowComparison}
 KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift}
 
