@@ -277,7 +277,7 @@ def pipeline_config(workdir: Path, name: str, bootstrap: str, store_url: str, sh
         "registry": {"artifact_dir": str(workdir / f"{name}-artifacts"), "worker_group_id": f"{name}-retrain-{tag}",
                      "poll_timeout_ms": 200, "trusted_types": trust, "max_attempts": 1000},
         "alerts": {"group_window_s": 0, "group_min": 1000, "hold_down_s": 86400, "cooldown_s": 86400,
-                   "tick_every_s": 1, "stale": {"enabled": False}},
+                   "tick_every_s": 1, "stale": {"enabled": False}, "incidents": {"wait_s": 0}},
         "models": {m: {"task": "classification", "features": dict(FEATURES),
                        "retrain": retrain_on if m == DRIFT_MODEL else retrain_off} for m in MODELS},
     }

@@ -111,8 +111,12 @@ def alert_rows(store: Store) -> list[Any]:
 
 
 def event_keys(store: Store) -> set[str]:
+    """The keys of the alert changes (what the alerts topic carries; an incident's changes, also rows
+    of ``alert_events``, go to the paging sinks only)."""
+    e = at.alert_events
     with store.engine.connect() as c:
-        return {r[0] for r in c.execute(sa.select(at.alert_events.c.idempotency_key))}
+        return {r[0] for r in c.execute(sa.select(e.c.idempotency_key).where(
+            e.c.alert_id.not_in(sa.select(at.incidents.c.incident_id))))}
 
 
 def topic_keys(bootstrap: str, topic: str) -> set[str]:

@@ -99,7 +99,7 @@ def pipeline_config(tmp: Path, name: str, bootstrap: str, shared: str) -> tuple[
         "registry": {"artifact_dir": str(tmp / f"{name}-artifacts"), "worker_group_id": f"{name}-retrain-{tag}",
                      "poll_timeout_ms": 200, "max_attempts": 1000},
         "alerts": {"group_window_s": 0, "group_min": 1000, "hold_down_s": 3600, "cooldown_s": 3600,
-                   "tick_every_s": 1, "stale": {"enabled": False}},
+                   "tick_every_s": 1, "stale": {"enabled": False}, "incidents": {"wait_s": 0}},
         "models": {MODEL: {"task": "classification", "features": AGRAWAL, "detectors": DETECTORS,
                            "retrain": {"on_kinds": ["performance"], "min_severity": "critical", "min_examples": 500,
                                        "max_examples": CHUNK, "cooldown_s": 0, "holdout_fraction": 0.25,
