@@ -569,9 +569,12 @@ class CBPE(Composite):
         prediction-powered inference (Angelopoulos et al., 2023): unbiased whatever the
         calibration, when the labelled rows are a fair sample of the window. Under concept shift
         the calibrated probabilities are wrong on the labelled rows as on the others, and the
-        correction removes that bias. Its spread, the metric's Monte-Carlo spread on the
-        labelled rows, widens the band: few labels, a wide band. ``correction`` says how far
-        the label-free estimate was off.
+        correction removes that bias. The correction is noisy on few rows (its spread is the
+        metric's Monte-Carlo spread on the labelled rows, ``s``), so it is shrunk by
+        ``w = max(0, 1 - s² / c²)`` (positive-part James–Stein: a correction within its own
+        noise is dropped, and the label-free estimate, right under covariate shift, is kept; a
+        large one is applied almost whole); the band widens by ``w s``. ``correction`` says how far the label-free estimate was off on
+        the labelled rows, ``weight`` how much of it was applied.
         """
         y, pred = self._index(np.asarray(label)), self._index(np.asarray(prediction))
         s = np.asarray(scores, dtype=np.float64)
@@ -587,10 +590,12 @@ class CBPE(Composite):
             corr = real_l.get(m, float("nan")) - est_l.get(m, float("nan"))
             if not np.isfinite(corr):
                 continue
-            value = float(np.clip(e["value"] + corr, 0.0, 1.0))
-            se = float(np.hypot(e.get("se") or 0.0, _std(spread[m])))
+            noise = _std(spread[m])
+            weight = max(0.0, 1.0 - noise * noise / (corr * corr)) if corr else 0.0
+            value = float(np.clip(e["value"] + weight * corr, 0.0, 1.0))
+            se = float(np.hypot(e.get("se") or 0.0, weight * noise))
             out[m] = {"value": value, "ci": [max(0.0, value - 1.96 * se), min(1.0, value + 1.96 * se)], "se": se,
-                      "correction": float(corr), "labelled": int(len(y))}
+                      "correction": float(corr), "weight": float(weight), "labelled": int(len(y))}
         return out
 
     def estimate_with_labels(self, window: Window, prediction: np.ndarray, scores: np.ndarray,
