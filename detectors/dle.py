@@ -4,7 +4,8 @@ A regressor gives no score that says how wrong it is, but how wrong it tends to 
 learnt: on the reference (features, the model's ``prediction`` and the ``label``) a second
 model learns the *loss* — the absolute error, the squared error, the absolute percentage
 error — from the features and the prediction. On a live window the mean predicted loss is the
-estimated MAE (MSE, MAPE; RMSE is the square root of the estimated MSE). This is the idea of
+estimated MAE (MSE, MAPE, MSLE; RMSE and RMSLE are the square roots of the estimated MSE and
+MSLE). This is the idea of
 NannyML's direct loss estimation; the implementation here is its own.
 
 :class:`DLE` fits, per loss, two scikit-learn ``HistGradientBoostingRegressor`` models by
@@ -75,10 +76,11 @@ from detectors.reference import Reference, to_float_array
 
 __all__ = ["DLE", "DLE_METRICS", "MIN_REFERENCE_ROWS", "usable_rows"]
 
-DLE_METRICS = ("mae", "mse", "rmse", "mape")
+DLE_METRICS = ("mae", "mse", "rmse", "mape", "msle", "rmsle")
 #: the loss each metric is the mean of (RMSE: the square root of MSE's)
-_LOSS = {"mae": "abs", "mse": "sq", "rmse": "sq", "mape": "ape"}
-_NAMES = {"mae": "MAE", "mse": "MSE", "rmse": "RMSE", "mape": "MAPE"}
+_LOSS = {"mae": "abs", "mse": "sq", "rmse": "sq", "mape": "ape", "msle": "sle", "rmsle": "sle"}
+_NAMES = {"mae": "MAE", "mse": "MSE", "rmse": "RMSE", "mape": "MAPE", "msle": "MSLE", "rmsle": "RMSLE"}
+_ROOT = ("rmse", "rmsle")   # the square root of the mean loss (the band and the test: the mean's)
 _EPS = float(np.finfo(np.float64).eps)  # sklearn's MAPE denominator floor
 _MAX_CATEGORIES = 250                    # HGB categorical codes must stay below max_bins (255)
 MIN_REFERENCE_ROWS = 50                  # fewer reference rows with a label and a prediction: no DLE
@@ -99,20 +101,23 @@ def _losses(y: np.ndarray, yhat: np.ndarray, kinds: Sequence[str]) -> dict[str, 
             out[k] = np.abs(err)
         elif k == "sq":
             out[k] = err * err
+        elif k == "sle":   # squared log error (sklearn's MSLE; negative values count as 0)
+            out[k] = (np.log1p(np.maximum(y, 0.0)) - np.log1p(np.maximum(yhat, 0.0))) ** 2
         else:
             out[k] = np.abs(err) / np.maximum(np.abs(y), _EPS)
     return out
 
 
 class DLE(Composite):
-    """Estimated MAE, MSE, RMSE and MAPE of each window from a model of the loss.
+    """Estimated MAE, MSE, RMSE, MAPE, MSLE and RMSLE of each window from a model of the loss.
 
     Parameters
     ----------
     reference : Reference
         A regression reference with labels and the model's predictions.
     metrics : sequence of str, optional
-        Among :data:`DLE_METRICS`; by default all (MAPE only if no reference label is zero).
+        Among :data:`DLE_METRICS`; by default all (MAPE only if no reference label is zero,
+        MSLE and RMSLE only if no reference label or prediction is negative).
     min_degradation : float
         Smallest relative increase over the reference's realised metric that matters.
     ci_level : float
@@ -169,7 +174,9 @@ class DLE(Composite):
                              "prediction")
         if metrics is None:
             zero = bool(np.any(np.abs(y[ok]) <= _EPS))
-            metrics = tuple(m for m in DLE_METRICS if not (m == "mape" and zero))
+            negative = bool(np.any(y[ok] < 0) or np.any(yhat[ok] < 0))
+            metrics = tuple(m for m in DLE_METRICS
+                            if not (m == "mape" and zero) and not (m in ("msle", "rmsle") and negative))
         bad = sorted(set(metrics) - set(DLE_METRICS))
         if bad:
             raise ValueError(f"unknown DLE metrics {bad}; known: {list(DLE_METRICS)}")
@@ -279,7 +286,7 @@ class DLE(Composite):
     @staticmethod
     def _metric(metric: str, mean: Mapping[str, float]) -> float:
         v = mean[_LOSS[metric]]
-        return float(np.sqrt(v)) if metric == "rmse" else float(v)
+        return float(np.sqrt(v)) if metric in _ROOT else float(v)
 
     def estimate(self, columns: Mapping[str, Any], prediction: np.ndarray) -> dict[str, dict[str, Any]]:
         """Estimate, band and standard error of each metric over the rows of one window."""
@@ -299,7 +306,7 @@ class DLE(Composite):
         for mt in self.metrics:
             est, se = per[_LOSS[mt]]
             lo, hi = max(est - z * se, 0.0), est + z * se
-            if mt == "rmse":
+            if mt in _ROOT:
                 out[mt] = {"estimate": float(np.sqrt(est)), "band": [float(np.sqrt(lo)), float(np.sqrt(hi))],
                            "se": se / (2 * np.sqrt(est)) if est > 0 else 0.0, "_mean": est, "_se": se}
             else:
@@ -325,7 +332,7 @@ class DLE(Composite):
             need = self.min_degradation * abs(b)
             rise = e["estimate"] - b
             # the test on the mean loss (for RMSE: MSE's, the same ordering)
-            b_mean = b * b if mt == "rmse" else b
+            b_mean = b * b if mt in _ROOT else b
             p = float(norm.sf((e["_mean"] - b_mean) / e["_se"])) if e["_se"] > 0 else float(rise <= 0)
             breach = bool(rise >= need and e["band"][0] > b)
             severity = "critical" if breach and rise >= 2.5 * need else "warning"

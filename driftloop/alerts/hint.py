@@ -51,7 +51,8 @@ _RANK = {"warning": 0, "critical": 1}
 _METRIC_NAMES = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "F1",
                  "roc_auc": "ROC AUC", "log_loss": "log loss", "mae": "MAE", "rmse": "RMSE", "r2": "R²",
                  "balanced_accuracy": "balanced accuracy", "specificity": "specificity",
-                 "average_precision": "average precision", "mse": "MSE", "mape": "MAPE"}
+                 "average_precision": "average precision", "mse": "MSE", "mape": "MAPE", "msle": "MSLE",
+                 "rmsle": "RMSLE"}
 _ESTIMATES = ("cbpe_", "dle_")    # label-free estimates: detectors.cbpe (classifiers), detectors.dle (regressors)
 
 
