@@ -138,9 +138,9 @@ def _reference(rng, k, n=100_000, skew=1.0):
 def test_band_coverage_on_a_stationary_stream(k):
     """The realised metric of a window falls inside its 95% band about 95% of the time.
 
-    Measured (200 windows of 2,000 rows, 100,000 reference rows): binary 0.91-0.94, 3-class
-    0.93-0.94 — a little under 95%: the band covers the window's label noise, not the error of
-    the calibration fitted on the reference. The bound below is looser than 95% +- 3% for it."""
+    Measured (200 windows of 2,000 rows, 100,000 reference rows): binary 0.92-0.945, 3-class
+    0.935-0.955 with the normal band (the draws' percentiles gave 0.91-0.94: 200 draws make short
+    tails). The bound is 95% +- 3%."""
     rng = np.random.default_rng(10 + k)
     ref, _ = _reference(rng, k)
     est = CBPE(ref)
@@ -156,7 +156,7 @@ def test_band_coverage_on_a_stationary_stream(k):
             lo, hi = e[m]["ci"]
             inside[m] += int(lo <= real[m][0] <= hi)
     rate = {m: v / windows for m, v in inside.items()}
-    assert all(0.90 <= r <= 0.98 for r in rate.values()), rate
+    assert all(0.92 <= r <= 0.98 for r in rate.values()), rate
 
 
 @pytest.mark.parametrize("k", [2, 3])
