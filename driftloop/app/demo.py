@@ -486,8 +486,12 @@ def _play(pub: Any, stream: _Stream, serving: _Serving, sizes: _Sizes, fast: boo
     """Stage 4: the ML service, chunk by chunk: the champion's predictions and, ``label_lag``
     events later, the true labels; narrating what the topics show in between."""
     n, chunk = len(stream.y), 250
+    hold = n - _shadow_reserve(sizes, chunk) if serving.shadow else None
     for start in range(0, n + sizes.label_lag, chunk):
         serving.follow(at=start if start < n else None)
+        if hold is not None and start >= hold:
+            _await_shadow(serving, start, narrate)
+            hold = None
         stop = min(start + chunk, n)
         if start < n:
             _publish_predictions(pub, stream, serving, start, stop)
@@ -500,6 +504,24 @@ def _play(pub: Any, stream: _Stream, serving: _Serving, sizes: _Sizes, fast: boo
         show(min(stop, n))
         time.sleep(0.05 if fast else 0.1)   # a live stream, not a bulk load
     pub.flush()
+
+
+def _shadow_reserve(sizes: _Sizes, chunk: int) -> int:
+    """``--shadow``: the requests kept for the shadow phase — its ``min_labels`` labelled pairs,
+    the labels' lag and two chunks."""
+    return int(SHADOW_POLICY["min_labels"]) + sizes.label_lag + 2 * chunk
+
+
+def _await_shadow(serving: _Serving, at: int, narrate: Callable[[], None], timeout_s: float = 240.0) -> None:
+    """``--shadow``: before its last requests the service waits until the retraining has put a
+    challenger in shadow (a condition, not a pace: on a slow machine the monitor and the worker
+    may still be busy when a fixed-rate stream would have ended, and the shadow phase would get
+    no traffic). Gives up after ``timeout_s``; the demo then says what did not happen."""
+    deadline = time.monotonic() + timeout_s
+    while serving.shadow_version is None and time.monotonic() < deadline:
+        narrate()
+        time.sleep(0.2)
+        serving.follow(at=at)
 
 
 def _publish_predictions(pub: Any, stream: _Stream, serving: _Serving, start: int, stop: int) -> None:

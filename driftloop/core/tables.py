@@ -19,8 +19,11 @@ Statistics history (:mod:`driftloop.monitoring.history`)
 Alerts (:mod:`driftloop.alerts.tables` holds the statements)
     ``alerts``: current state, one row per ``alert_id`` (the lifecycle's ``AlertState`` as JSON
     plus indexed columns for listing and for finding what is due).
+    ``incidents``: one row per incident (:mod:`driftloop.alerts.incidents`): the alerts of one
+    model version that fire together, paged as one.
     ``alert_events``: the history of announced changes: one row per (``alert_id``, ``seq``) with
-    the message as sent; ``idempotency_key`` (``alert_id:status:seq``) is unique.
+    the message as sent; ``idempotency_key`` (``alert_id:status:seq``) is unique. An incident's
+    changes are rows too, under its ``incident_id``.
     ``alert_deliveries``: one row per event and sink: ``status`` (``pending``, ``sent``,
     ``failed`` = gave up after ``max_attempts``), ``attempts``, ``next_attempt_at``,
     ``lease_until`` (claimed by a dispatcher until then), ``last_error`` (no secrets), ``sent_at``.
@@ -58,7 +61,7 @@ Shadow predictions (:mod:`consumers.shadow_join`, in the monitor's batch transac
 >>> sorted(sa.inspect(engine).get_table_names()) == sorted(metadata.tables)
 True
 >>> len(metadata.tables)
-16
+17
 """
 from __future__ import annotations
 
