@@ -33,13 +33,13 @@ be named. Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from driftloop.alerts.lifecycle import AlertState
 from driftloop.alerts.messages import DETECTOR_LABELS, duration, model_label
+from driftloop.alerts.messages import finite_number as _num
 
 __all__ = ["Hint", "root_cause_hint", "STEPS"]
 
@@ -128,14 +128,6 @@ def _det(a: AlertState) -> dict[str, Any]:
 
 def _ev(a: AlertState) -> dict[str, Any]:
     return _det(a).get("evidence") or {}
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _n(a: AlertState) -> int | None:

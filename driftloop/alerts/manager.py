@@ -159,19 +159,13 @@ class AlertManager:
 
     def _write(self, conn: Connection, book: AlertLifecycle, changes: list[AlertChange], now: int) -> None:
         summaries: dict[str, str] = {}
-        events, deliveries = [], []
+        events: list[dict[str, Any]] = []
+        deliveries: list[dict[str, Any]] = []
         ibook, incident_changes = self._incidents(conn, book, changes, now)
         for ch in changes:
             msg = alert_message(ch)
             summaries[ch.alert_id] = msg["summary"]
-            key = ch.idempotency_key
-            events.append({"idempotency_key": key, "alert_id": ch.alert_id, "seq": ch.seq, "status": ch.status,
-                           "model": ch.state.model, "severity": ch.state.severity, "reason": ch.reason,
-                           "created_at": now, "message": t.dumps(msg)})
-            for sink in self.sinks_for(ch.state):
-                deliveries.append({"idempotency_key": key, "alert_id": ch.alert_id, "sink": sink, "status": "pending",
-                                   "attempts": 0, "next_attempt_at": now, "lease_until": None, "last_error": None,
-                                   "created_at": now, "sent_at": None})
+            _queue(events, deliveries, ch.alert_id, ch, msg, self.sinks_for(ch.state), now)
             log.info("alert %s %s (%s, seq %d): %s", ch.alert_id, ch.status, ch.reason, ch.seq, msg["summary"])
         incident_summaries = self._queue_incidents(incident_changes, events, deliveries, now)
         dirty = [book.states[i] for i in sorted(book.dirty)]
@@ -197,14 +191,7 @@ class AlertManager:
         for ch in changes:
             msg = incident_message(ch)
             out[ch.incident_id] = msg["summary"]
-            key = ch.idempotency_key
-            events.append({"idempotency_key": key, "alert_id": ch.incident_id, "seq": ch.seq, "status": ch.status,
-                           "model": ch.state.model, "severity": ch.state.severity, "reason": ch.reason,
-                           "created_at": now, "message": t.dumps(msg)})
-            for sink in self.incident_sinks_for(ch):
-                deliveries.append({"idempotency_key": key, "alert_id": ch.incident_id, "sink": sink,
-                                   "status": "pending", "attempts": 0, "next_attempt_at": now, "lease_until": None,
-                                   "last_error": None, "created_at": now, "sent_at": None})
+            _queue(events, deliveries, ch.incident_id, ch, msg, self.incident_sinks_for(ch), now)
             log.info("incident %s %s (%s, seq %d): %s", ch.incident_id, ch.status, ch.reason, ch.seq, msg["summary"])
         return out
 
@@ -227,6 +214,19 @@ def _state_summary(book: AlertLifecycle, st: AlertState) -> str:
     if st.group_id is not None and st.status != "resolved":
         return f"(in group {st.group_id}) {text}"
     return text
+
+
+def _queue(events: list[dict[str, Any]], deliveries: list[dict[str, Any]], subject: str,
+           change: AlertChange | IncidentChange, message: dict[str, Any], sinks: list[str], now: int) -> None:
+    """The history row of an announced change (an alert's or an incident's: ``subject`` is its
+    id) and one pending delivery row per sink."""
+    key = change.idempotency_key
+    events.append({"idempotency_key": key, "alert_id": subject, "seq": change.seq, "status": change.status,
+                   "model": change.state.model, "severity": change.state.severity, "reason": change.reason,
+                   "created_at": now, "message": t.dumps(message)})
+    deliveries += [{"idempotency_key": key, "alert_id": subject, "sink": sink, "status": "pending", "attempts": 0,
+                    "next_attempt_at": now, "lease_until": None, "last_error": None, "created_at": now,
+                    "sent_at": None} for sink in sinks]
 
 
 def _hint(inc: IncidentState, leaves: list[AlertState]) -> dict[str, Any]:

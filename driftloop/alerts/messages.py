@@ -27,7 +27,7 @@ from typing import Any
 from driftloop.alerts.lifecycle import AlertChange, AlertState
 from driftloop.core.clock import rfc3339  # re-exported: the alerts' messages and sinks use it
 
-__all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "DETECTOR_LABELS"]
+__all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "finite_number", "DETECTOR_LABELS"]
 
 DETECTOR_LABELS = {
     "psi": "PSI", "ks": "KS", "cvm": "Cramér–von Mises", "chi2": "χ²", "wasserstein": "Wasserstein",
@@ -62,7 +62,12 @@ def model_label(model: str, version: str | None) -> str:
     return f"{model} {version}"
 
 
-def _num(x: Any) -> float | None:
+def finite_number(x: Any) -> float | None:
+    """``x`` as a finite float, or None (a missing, non-numeric, NaN or infinite statistic).
+
+    >>> finite_number("0.5"), finite_number(None), finite_number(float("nan"))
+    (0.5, None, None)
+    """
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -85,7 +90,7 @@ def _fallback(st: AlertState, d: dict[str, Any]) -> str:
     """A sentence from the numbers when the detector gave no summary."""
     subject = f"feature `{st.feature}`" if st.feature else st.kind.replace("_", " ")
     label = DETECTOR_LABELS.get(st.detector, st.detector)
-    stat, thr, p = _num(d.get("statistic")), _num(d.get("threshold")), _num(d.get("p_value"))
+    stat, thr, p = finite_number(d.get("statistic")), finite_number(d.get("threshold")), finite_number(d.get("p_value"))
     parts = []
     if stat is not None:
         parts.append(f"{label} {stat:.3g}" + (f" vs threshold {thr:.3g}" if thr is not None else ""))
@@ -99,7 +104,7 @@ def _fallback(st: AlertState, d: dict[str, Any]) -> str:
 def _member_label(m: AlertState) -> str:
     d = m.detection or {}
     name = f"`{m.feature}`" if m.feature else DETECTOR_LABELS.get(m.detector, m.detector)
-    stat = _num(d.get("statistic"))
+    stat = finite_number(d.get("statistic"))
     label = DETECTOR_LABELS.get(m.detector, m.detector)
     return f"{name} ({label} {stat:.2g})" if stat is not None and m.feature else name
 
@@ -174,7 +179,7 @@ def _strongest(active: list[AlertState]) -> str:
 
 def _ratio(m: AlertState) -> float:
     d = m.detection or {}
-    s, t = _num(d.get("statistic")), _num(d.get("threshold"))
+    s, t = finite_number(d.get("statistic")), finite_number(d.get("threshold"))
     if s is None or not t:
         return 0.0
     return abs(s / t)

@@ -145,31 +145,21 @@ def pagerduty(message: dict[str, Any], routing_key: str) -> dict[str, Any]:
         "dedup_key": message["incident_id"] if _is_incident(message) else message["alert_id"],
     }
     if message["status"] == "firing" and _is_incident(message):
-        body["payload"] = {
-            "summary": message["summary"][:1024],
-            "source": f"driftloop/{message['model']}",
-            "severity": message["severity"] if message["severity"] in ("critical", "warning") else "warning",
-            "timestamp": message.get("detected_at"),
-            "component": message["model"],
-            "group": ",".join(message.get("kinds") or []),
-            "class": "incident",
-            "custom_details": {k: message.get(k) for k in (
-                "model_version", "reason", "hint", "members", "joined", "idempotency_key", "sequence")},
-        }
+        body["payload"] = _pagerduty_payload(message, ",".join(message.get("kinds") or []), "incident", (
+            "model_version", "reason", "hint", "members", "joined", "idempotency_key", "sequence"))
     elif message["status"] == "firing":
-        body["payload"] = {
-            "summary": message["summary"][:1024],
-            "source": f"driftloop/{message['model']}",
-            "severity": message["severity"] if message["severity"] in ("critical", "warning") else "warning",
-            "timestamp": message.get("detected_at"),
-            "component": message["model"],
-            "group": message["kind"],
-            "class": message["detector"],
-            "custom_details": {k: message.get(k) for k in (
-                "model_version", "feature", "statistic", "p_value", "threshold", "window", "idempotency_key",
-                "sequence")},
-        }
+        body["payload"] = _pagerduty_payload(message, message["kind"], message["detector"], (
+            "model_version", "feature", "statistic", "p_value", "threshold", "window", "idempotency_key", "sequence"))
     return body
+
+
+def _pagerduty_payload(message: dict[str, Any], group: str, klass: str, details: tuple[str, ...]) -> dict[str, Any]:
+    """A trigger's ``payload``: the sentence, the model as source and component, ``details`` of
+    the message as ``custom_details``."""
+    return {"summary": message["summary"][:1024], "source": f"driftloop/{message['model']}",
+            "severity": message["severity"] if message["severity"] in ("critical", "warning") else "warning",
+            "timestamp": message.get("detected_at"), "component": message["model"], "group": group, "class": klass,
+            "custom_details": {k: message.get(k) for k in details}}
 
 
 FORMATS = ("webhook", "slack", "alertmanager", "pagerduty")
