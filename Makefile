@@ -8,7 +8,7 @@ export KAFKA_SASL ?= 1
 # ... and with SSL on 9095 and SASL_SSL on 9096, dev CA in .kafka/tls (tests/integration/test_tls.py)
 export KAFKA_TLS ?= 1
 
-.PHONY: setup demo test test-unit lint kafka-start kafka-stop pg-start pg-stop bench clean
+.PHONY: setup demo test test-unit lint kafka-start kafka-stop pg-start pg-stop bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,11 @@ lint: setup
 
 bench: kafka-start
 	$(BIN)/python bench/ingest.py
+
+CHAOS_MINUTES ?= 2
+chaos: setup  # the chaos run on both stores (root: it mounts a tmpfs); CI runs the SQLite one
+	$(BIN)/python bench/chaos.py --store sqlite --minutes $(CHAOS_MINUTES) --seed 12
+	$(BIN)/python bench/chaos.py --store postgres --minutes $(CHAOS_MINUTES) --seed 12
 
 clean:
 	rm -rf $(VENV) .kafka .pg *.egg-info

@@ -1,4 +1,9 @@
-"""The chaos run, two minutes of it at 30% load, once per store: ``bench/chaos.py --minutes 2 --load 0.3``.
+"""The chaos run, two minutes of it at 30% load on SQLite: ``bench/chaos.py --minutes 2 --load 0.3``.
+
+CI runs it on SQLite only: the whole suite has 30 minutes and the PostgreSQL run takes four more
+(PostgreSQL's faults have their own tests: ``test_postgres_restarted``, the SIGKILL and fencing
+tests on PostgreSQL). ``make chaos`` runs both stores (set ``CHAOS_MINUTES``); the 10-minute
+figures of both are in ``docs/operations.md``.
 
 The harness brings up its own broker, PostgreSQL and tmpfs (the shared broker and server are
 never touched), publishes at half the monitor's measured maximum while it restarts the broker,
@@ -16,7 +21,7 @@ import sys
 
 import pytest
 
-from tests.deps import missing, require_module
+from tests.deps import missing
 from tests.kafka_helpers import ROOT
 
 pytestmark = pytest.mark.kafka
@@ -24,12 +29,10 @@ pytestmark = pytest.mark.kafka
 TIMEOUT_S = 600
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_two_minute_chaos_run_equals_an_undisturbed_run(store, kafka_bootstrap):
+def test_two_minute_chaos_run_equals_an_undisturbed_run(kafka_bootstrap):
     if os.geteuid() != 0:
         missing("the chaos run mounts a tmpfs for the store's disk: it needs root")
-    if store == "postgres":
-        require_module("psycopg")
+    store = "sqlite"
     # 30% of the measured maximum (the 10-minute runs in docs/operations.md use 50%): the undisturbed
     # run that follows drains every message again, and CI has 30 minutes for the whole suite
     cmd = [sys.executable, str(ROOT / "bench" / "chaos.py"), "--store", store, "--minutes", "2", "--seed", "12",
