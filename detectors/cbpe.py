@@ -555,11 +555,10 @@ class CBPE(Composite):
             h["rows"] = {"y": np.concatenate([rows["y"], yi[inside]]),
                          "pred": np.concatenate([rows["pred"], pi[inside]]),
                          "scores": np.concatenate([rows["scores"], s_in])}
+            self._learn(h)
             if h["realised_n"] >= h.get("window_n", h["n"]):
                 h["realised"] = self._realised_rows(h["rows"])
                 h["rows"] = None
-            else:
-                self._learn(h)
 
     # ------------------------------------------------------------------ learning from the first labels
     def rectify(self, estimates: dict[str, dict[str, Any]], label: np.ndarray, prediction: np.ndarray,
@@ -612,18 +611,27 @@ class CBPE(Composite):
         return {m: fixed.get(m, e) for m, e in est.items()}
 
     def _learn(self, h: dict[str, Any]) -> None:
-        """A window partly labelled: its learning estimate from the rows labelled so far."""
+        """A window partly labelled: its learning estimate from its first labelled rows, at
+        checkpoints (every tenth of the window, at least ``learn_min_labels`` rows): the rows
+        used are the first ``c`` in label order whatever the batches that brought them, so a
+        replay, a restart and a rebalance compute the same estimates (the detectors' state is a
+        function of the events, not of the batch cuts)."""
         rows = h.get("rows")
-        if not rows or "metrics" not in h or len(rows["y"]) < self.learn_min_labels:
+        if not rows or "metrics" not in h:
             return
-        labels = np.asarray(self.classes, dtype=object)[np.clip(rows["y"], 0, None)]
-        labels[rows["y"] < 0] = None
-        preds = np.asarray(self.classes, dtype=object)[np.clip(rows["pred"], 0, None)]
-        fixed = self.rectify(h["metrics"], labels, preds, rows["scores"],
-                             np.random.default_rng([self.seed, 3, len(rows["y"]), int(h["n"])]))
+        n = max(int(h.get("window_n", h["n"])), 1)
+        step = max(self.learn_min_labels, n // 10)
+        c = (min(len(rows["y"]), n - 1) // step) * step     # the last checkpoint is before the window is complete
+        if c < self.learn_min_labels or c == (h.get("learning") or {}).get("rows"):
+            return
+        y = rows["y"][:c]
+        labels = np.asarray(self.classes, dtype=object)[np.clip(y, 0, None)]
+        labels[y < 0] = None
+        preds = np.asarray(self.classes, dtype=object)[np.clip(rows["pred"][:c], 0, None)]
+        fixed = self.rectify(h["metrics"], labels, preds, rows["scores"][:c],
+                             np.random.default_rng([self.seed, 3, c, n]))
         if fixed:
-            h["learning"] = {"share_labelled": len(rows["y"]) / max(int(h.get("window_n", h["n"])), 1),
-                             "metrics": fixed}
+            h["learning"] = {"share_labelled": c / n, "rows": c, "metrics": fixed}
 
     def track_record(self) -> dict[str, dict[str, Any]]:
         """How far the estimates were from the realised metrics, over the windows fully labelled

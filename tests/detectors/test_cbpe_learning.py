@@ -112,3 +112,19 @@ def test_the_window_record_share_labelled_learning_realised_and_track_record():
     assert est.last()["track_record"] == record
     twin = CBPE.restore(est.snapshot())
     assert twin.history_table() == est.history_table() and twin.track_record() == record
+
+
+def test_the_learning_estimate_does_not_depend_on_how_labels_were_batched():
+    """A replay, a restart or a rebalance cuts the label stream elsewhere: the detectors' state
+    must be a function of the events only (the SIGKILL and chaos runs compare it value for value)."""
+    rng = np.random.default_rng(4)
+    pred, scores, label = window(rng, 2000, flip=0.35)
+    ts = np.arange(2000)
+    states = []
+    for cuts in ([0, 130, 400, 2000], [0, 7, 250, 251, 1100, 1999, 2000], [0, 1500, 2000]):
+        est = CBPE(calibrated_reference(), metrics=METRICS, draws=50)
+        est.update(Window(0, 1999, 2000), pred, scores)
+        for a, b in zip(cuts, cuts[1:]):
+            est.update_labels(ts[a:b], pred[a:b] == label[a:b], label[a:b], pred[a:b], scores[a:b])
+        states.append(est.snapshot())
+    assert states[0] == states[1] == states[2]
