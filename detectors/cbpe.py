@@ -549,14 +549,15 @@ class CBPE(Composite):
             h["realised_correct"] += int(correct[inside].sum())
             if not full or "metrics" not in h or h.get("realised") is not None:
                 continue
-            rows = h.get("rows") or {"y": np.zeros(0, np.int64), "pred": np.zeros(0, np.int64),
-                                     "scores": np.zeros((0, len(self.classes)))}
+            rows = h.get("rows") or {"ts": np.zeros(0, np.int64), "y": np.zeros(0, np.int64),
+                                     "pred": np.zeros(0, np.int64), "scores": np.zeros((0, len(self.classes)))}
             s_in = sc[inside] if sc is not None else np.full((int(inside.sum()), len(self.classes)), np.nan)
-            h["rows"] = {"y": np.concatenate([rows["y"], yi[inside]]),
-                         "pred": np.concatenate([rows["pred"], pi[inside]]),
-                         "scores": np.concatenate([rows["scores"], s_in])}
-            self._learn(h)
+            h["rows"] = _canonical({"ts": np.concatenate([rows.get("ts", np.zeros(0, np.int64)), ts[inside]]),
+                                    "y": np.concatenate([rows["y"], yi[inside]]),
+                                    "pred": np.concatenate([rows["pred"], pi[inside]]),
+                                    "scores": np.concatenate([rows["scores"], s_in])})
             if h["realised_n"] >= h.get("window_n", h["n"]):
+                h["learning"] = self._learn(h, first_checkpoint=True)    # for the track record
                 h["realised"] = self._realised_rows(h["rows"])
                 h["rows"] = None
 
@@ -574,8 +575,9 @@ class CBPE(Composite):
         metric's Monte-Carlo spread on the labelled rows, ``s``), so it is shrunk by
         ``w = max(0, 1 - s² / c²)`` (positive-part James–Stein: a correction within its own
         noise is dropped, and the label-free estimate, right under covariate shift, is kept; a
-        large one is applied almost whole); the band widens by ``w s``. ``correction`` says how far the label-free estimate was off on
-        the labelled rows, ``weight`` how much of it was applied.
+        large one is applied almost whole); the band widens by ``w s``. ``correction`` says how
+        far the label-free estimate was off on the labelled rows, ``weight`` how much of it was
+        applied.
         """
         y, pred = self._index(np.asarray(label)), self._index(np.asarray(prediction))
         s = np.asarray(scores, dtype=np.float64)
@@ -610,34 +612,34 @@ class CBPE(Composite):
                              np.asarray(scores, dtype=np.float64)[known], self._rng(window, int(known.sum())))
         return {m: fixed.get(m, e) for m, e in est.items()}
 
-    def _learn(self, h: dict[str, Any]) -> None:
-        """A window partly labelled: its learning estimate from its first labelled rows, at
-        checkpoints (every tenth of the window, at least ``learn_min_labels`` rows): the rows
-        used are the first ``c`` in label order whatever the batches that brought them, so a
-        replay, a restart and a rebalance compute the same estimates (the detectors' state is a
-        function of the events, not of the batch cuts)."""
+    def _learn(self, h: dict[str, Any], *, first_checkpoint: bool = False) -> dict[str, Any] | None:
+        """A window's learning estimate from its labelled rows (held in prediction-time order,
+        so it is a function of the events, whatever the batches that brought the labels: the
+        detectors' state must be, for replay = live and the SIGKILL and chaos comparisons). At
+        checkpoints: every tenth of the window, at least ``learn_min_labels`` rows, the last
+        one reached (``first_checkpoint``: the first one, the estimate with a tenth labelled,
+        kept once the window is complete for :meth:`track_record`)."""
         rows = h.get("rows")
         if not rows or "metrics" not in h:
-            return
+            return None
         n = max(int(h.get("window_n", h["n"])), 1)
         step = max(self.learn_min_labels, n // 10)
-        c = (min(len(rows["y"]), n - 1) // step) * step     # the last checkpoint is before the window is complete
-        if c < self.learn_min_labels or c == (h.get("learning") or {}).get("rows"):
-            return
+        c = step if first_checkpoint else (min(len(rows["y"]), n - 1) // step) * step
+        if c < self.learn_min_labels or c > len(rows["y"]):
+            return None
         y = rows["y"][:c]
         labels = np.asarray(self.classes, dtype=object)[np.clip(y, 0, None)]
         labels[y < 0] = None
         preds = np.asarray(self.classes, dtype=object)[np.clip(rows["pred"][:c], 0, None)]
         fixed = self.rectify(h["metrics"], labels, preds, rows["scores"][:c],
                              np.random.default_rng([self.seed, 3, c, n]))
-        if fixed:
-            h["learning"] = {"share_labelled": c / n, "rows": c, "metrics": fixed}
+        return {"share_labelled": c / n, "rows": c, "metrics": fixed} if fixed else None
 
     def track_record(self) -> dict[str, dict[str, Any]]:
         """How far the estimates were from the realised metrics, over the windows fully labelled
         (so on-call can see how far to trust the current ones): per metric the mean absolute
-        error of the label-free estimate and of the learning estimate (as it stood when the
-        last labels came), and the windows counted."""
+        error of the label-free estimate and of the learning estimate with a tenth of the
+        window labelled (its first checkpoint), and the windows counted."""
         errs: dict[str, dict[str, list[float]]] = {}
         for h in self._history:
             real = h.get("realised")
@@ -687,8 +689,10 @@ class CBPE(Composite):
                 metrics[m] = {"value": e["value"], "ci": list(e["ci"]),
                               "realised": None if v is None or not np.isfinite(v) else float(v)}
             row["metrics"] = metrics
-            learning = h.get("learning") or {}
-            row["share_labelled"] = learning.get("share_labelled", 1.0 if h.get("realised") else 0.0)
+            learning = (h.get("learning") if h.get("realised") else self._learn(h)) or {}
+            row["share_labelled"] = (1.0 if h.get("realised") else
+                                     len((h.get("rows") or {}).get("y", ())) / max(int(h.get("window_n", h["n"])), 1))
+            row["learning_share"] = learning.get("share_labelled")
             for m, e in (learning.get("metrics") or {}).items():
                 if m in metrics:
                     metrics[m]["learning"] = {"value": e["value"], "ci": list(e["ci"]), "labelled": e["labelled"]}
@@ -701,6 +705,14 @@ class CBPE(Composite):
 
     def firing(self) -> list[str]:
         return self._book.firing()
+
+
+def _canonical(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Labelled rows in prediction-time order (ties by label, prediction, then scores): the same
+    arrays whatever order the labels came in."""
+    s = rows["scores"]
+    order = np.lexsort((*[s[:, j] for j in range(s.shape[1] - 1, -1, -1)], rows["pred"], rows["y"], rows["ts"]))
+    return {k: v[order] for k, v in rows.items()}
 
 
 def _one_hot(labels: np.ndarray) -> Callable[[int], np.ndarray]:
