@@ -577,10 +577,12 @@ class Chaos:
 
 
 # -- outcome -----------------------------------------------------------------------------------
-# CBPE joins each label to the estimated windows that exist when the label is joined ("realised
-# so far", for the dashboard): a label joined before its window closed is not counted, so these
-# depend on how far the labels' partition was consumed when a predictions window closed
-TIMING_KEYS = frozenset({"realised_n", "realised_correct"})
+# CBPE and DLE join each label to the estimated windows that exist when the label is joined
+# ("realised so far", for the dashboard): a label joined before its window closed is not counted,
+# so these depend on how far the labels' partition was consumed when a predictions window closed:
+# the counts, the labelled rows a window keeps, its realised metrics and the learning estimate
+# kept when it is complete (detectors/cbpe.py, detectors/dle.py)
+TIMING_KEYS = frozenset({"realised_n", "realised_correct", "realised_sum", "rows", "realised", "learning"})
 
 
 def drop_keys(obj: Any, keys: frozenset[str]) -> Any:
