@@ -203,10 +203,11 @@ def test_dashboard_on_event_time(replay_server, replayed: Seeded, tmp_path: Path
             # up to the newest window (realised metrics: the one before, labels come one window late)
             assert replayed.end_ms - 1 - STEP_MS <= max(ts) < replayed.end_ms, c["title"]
             assert min(ts) < replayed.end_ms - 6 * 3_600_000, c["title"]
-        # and what is on the canvases says the same: the data's ink spans most of each chart
+        # and what is on the canvases says the same: the data's ink spans most of each chart (a
+        # metric only CBPE estimates has only the dashed estimate line: ink in about half the columns)
         for canvas in page.locator(".panel canvas").all():
             ink = canvas.evaluate(_INK)
-            assert ink["n"] > 0.5 * ink["width"] and ink["max"] - ink["min"] > 0.7 * ink["width"], ink
+            assert ink["n"] > 0.25 * ink["width"] and ink["max"] - ink["min"] > 0.7 * ink["width"], ink
         # the tiles count what driftloop stats counts (a group once), and say so
         label, value = _tile(page, "firing_alerts")
         assert "groups count once" in label and int(value) == stats["firing_alerts"]
