@@ -73,7 +73,7 @@ concept-drift detectors are for.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.stats import norm
@@ -258,6 +258,8 @@ class CBPE(Composite):
     _params = ("reference", "positive_label", "alpha", "min_degradation", "min_n", "history",
                "resolve_after", "model", "metrics", "draws", "seed")
 
+    _derived: ClassVar[tuple[str, ...]] = ("_learned",)
+
     def __init__(
         self,
         reference: Reference,
@@ -303,6 +305,7 @@ class CBPE(Composite):
         self._book = dec.AlertBook(self.resolve_after)
         self._history: list[dict[str, Any]] = []
         self._last: dict[str, Any] = {}
+        self._learned: dict[tuple[Any, ...], dict[str, Any] | None] = {}   # _learn's cache (derived)
         self._fit_baseline()
 
     def _fit_baseline(self) -> None:
@@ -330,7 +333,8 @@ class CBPE(Composite):
         self.baseline_se = {k: (self._base_se if k == "accuracy" else _std(v)) for k, v in draws.items()}
 
     def _rebuild(self) -> None:
-        """After a restore: fill what snapshots of the accuracy-only CBPE lack."""
+        """After a restore: the learning cache, and what snapshots of the accuracy-only CBPE lack."""
+        self._learned = {}
         if "baseline" not in self.__dict__:
             self.metrics = ("accuracy",)
             self.draws, self.seed = 200, 0
@@ -627,6 +631,16 @@ class CBPE(Composite):
         c = step if first_checkpoint else (min(len(rows["y"]), n - 1) // step) * step
         if c < self.learn_min_labels or c > len(rows["y"]):
             return None
+        # status() reads it after every batch: computed again only when the window's rows changed
+        key = (h["start_ts"], h["end_ts"], n, c, len(rows["y"]))
+        if key not in self._learned:
+            pending = {(w["start_ts"], w["end_ts"]) for w in self._history if w.get("rows") is not None}
+            self._learned = {k: v for k, v in self._learned.items() if k[:2] in pending and k[:3] != key[:3]}
+            self._learned[key] = self._rectify_first(h, rows, c, n)
+        return self._learned[key]
+
+    def _rectify_first(self, h: dict[str, Any], rows: dict[str, np.ndarray], c: int, n: int) -> dict[str, Any] | None:
+        """The learning estimate of a window from its first ``c`` labelled rows."""
         y = rows["y"][:c]
         labels = np.asarray(self.classes, dtype=object)[np.clip(y, 0, None)]
         labels[y < 0] = None
