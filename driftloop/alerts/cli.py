@@ -19,7 +19,7 @@ from driftloop.alerts import tables as t
 from driftloop.alerts.messages import model_label, rfc3339
 from driftloop.core.store import Store
 
-__all__ = ["add_commands", "cmd_alerts_list", "list_alerts", "firing_counts"]
+__all__ = ["add_commands", "cmd_alerts_list", "list_alerts", "firing_counts", "shorten"]
 
 
 def list_alerts(store: Store, *, status: str | None = None, model: str | None = None,
@@ -76,7 +76,8 @@ def firing_counts(store: Store) -> dict[str, int]:
         return {m: int(n) for m, n in rows}
 
 
-def _short(text: str | None, width: int) -> str:
+def shorten(text: str | None, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
     text = (text or "").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -92,8 +93,8 @@ def print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
         indent = "  " if r["group_id"] else ""
         feature = r["feature"] or (f"{len(r['members'] or [])} members" if r["members"] is not None else "-")
         print(f"{when:<20} {indent + r['status']:<10} {r['severity']:<9} "
-              f"{_short(model_label(r['model'], r['model_version']), 16):<16} {r['kind']:<18} "
-              f"{_short(feature, 16):<16} {_short(r['summary'], 100)}", file=out)
+              f"{shorten(model_label(r['model'], r['model_version']), 16):<16} {r['kind']:<18} "
+              f"{shorten(feature, 16):<16} {shorten(r['summary'], 100)}", file=out)
 
 
 def cmd_alerts_list(args: argparse.Namespace, out: TextIO | None = None) -> int:

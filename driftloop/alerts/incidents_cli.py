@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from driftloop.alerts import tables as t
-from driftloop.alerts.cli import list_alerts
+from driftloop.alerts.cli import list_alerts, shorten
 from driftloop.alerts.messages import model_label, rfc3339
 from driftloop.core.store import Store
 
@@ -86,11 +86,6 @@ def open_incident_counts(store: Store) -> dict[str, int]:
         return {m: int(n) for m, n in rows}
 
 
-def _short(text: str | None, width: int) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def print_list(rows: list[dict[str, Any]], out: TextIO) -> None:
     if not rows:
         print("no incidents", file=out)
@@ -100,8 +95,8 @@ def print_list(rows: list[dict[str, Any]], out: TextIO) -> None:
     for r in rows:
         when = (r["updated_at"] or "")[:19].replace("T", " ")
         print(f"{when:<20} {r['incident_id']:<21} {r['status']:<9} {r['severity']:<9} "
-              f"{_short(model_label(r['model'], r['model_version']), 16):<16} {len(r['members']):>6}  "
-              f"{_short(r['summary'], 110)}", file=out)
+              f"{shorten(model_label(r['model'], r['model_version']), 16):<16} {len(r['members']):>6}  "
+              f"{shorten(r['summary'], 110)}", file=out)
 
 
 def print_show(doc: dict[str, Any], out: TextIO) -> None:
@@ -116,12 +111,12 @@ def print_show(doc: dict[str, Any], out: TextIO) -> None:
     for m in doc["members"]:
         indent = "    " if m["group_id"] else "  "
         print(f"{indent}{m['status']:<10} {m['severity']:<9} {m['kind']:<18} {m['feature'] or '-':<16} "
-              f"{_short(m['summary'], 90)}", file=out)
+              f"{shorten(m['summary'], 90)}", file=out)
     print("\ntimeline:", file=out)
     for ev in doc["timeline"]:
         sinks = ", ".join(f"{k} {v}" for k, v in sorted(ev["deliveries"].items())) or "no sink"
         print(f"  {ev['at'][:19].replace('T', ' ')}  #{ev['seq']} {ev['reason']:<10} ({sinks}) "
-              f"{_short(ev['summary'], 90)}", file=out)
+              f"{shorten(ev['summary'], 90)}", file=out)
 
 
 def _open_store(args: argparse.Namespace) -> Store:

@@ -25,18 +25,8 @@ __all__ = ["alerts", "incidents", "alert_events", "alert_deliveries", "alert_str
 def load_states(conn: Connection, *, models: Iterable[str] | None = None, ids: Iterable[str] | None = None,
                 active_only: bool = False) -> dict[str, AlertState]:
     """Alert states of some models (all their rows) and/or some ids."""
-    q = sa.select(alerts.c.state)
-    conds = []
-    if models is not None:
-        conds.append(alerts.c.model.in_(sorted(set(models))))
-    if ids is not None:
-        conds.append(alerts.c.alert_id.in_(sorted(set(ids))))
-    if conds:
-        q = q.where(sa.or_(*conds))
-    if active_only:
-        q = q.where(alerts.c.status != "resolved")
     out = {}
-    for (raw,) in conn.execute(q):
+    for (raw,) in conn.execute(_states_of(alerts, alerts.c.alert_id, models, ids, active_only)):
         st = AlertState.from_dict(loads(raw))
         out[st.alert_id] = st
     return out
@@ -80,17 +70,22 @@ def due_models(conn: Connection, now: int) -> list[str]:
 def load_incidents(conn: Connection, *, models: Iterable[str] | None = None, ids: Iterable[str] | None = None,
                    active_only: bool = False) -> dict[str, IncidentState]:
     """Incidents of some models and/or some ids (all of them without either)."""
-    q = sa.select(incidents.c.state)
+    q = _states_of(incidents, incidents.c.incident_id, models, ids, active_only)
+    return {st.incident_id: st for st in (IncidentState.from_dict(loads(raw)) for (raw,) in conn.execute(q))}
+
+
+def _states_of(table: sa.Table, id_col: sa.Column, models: Iterable[str] | None, ids: Iterable[str] | None,
+               active_only: bool) -> sa.Select:
+    """The ``state`` column of ``table``'s rows of some models and/or ids (all without either)."""
+    q = sa.select(table.c.state)
     conds = []
     if models is not None:
-        conds.append(incidents.c.model.in_(sorted(set(models))))
+        conds.append(table.c.model.in_(sorted(set(models))))
     if ids is not None:
-        conds.append(incidents.c.incident_id.in_(sorted(set(ids))))
+        conds.append(id_col.in_(sorted(set(ids))))
     if conds:
         q = q.where(sa.or_(*conds))
-    if active_only:
-        q = q.where(incidents.c.status != "resolved")
-    return {st.incident_id: st for st in (IncidentState.from_dict(loads(raw)) for (raw,) in conn.execute(q))}
+    return q.where(table.c.status != "resolved") if active_only else q
 
 
 def incident_ordinals(conn: Connection, models: Iterable[str]) -> dict[tuple[str, str], int]:
