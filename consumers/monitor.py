@@ -29,7 +29,6 @@ Faults that are not crashes (see docs/operations.md, "Faults"):
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from consumers.ingest import BatchAnalyser, commit, prepare
 from consumers.join import expire_pending
 from driftloop.core.config import Config
 from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.stop_signals import StopSignals
 from driftloop.core.store import Store, now_ms
 from driftloop.core.store_faults import STORE_ERRORS, backoff_s, describe_store_error, retry_store
 from driftloop.kafka import lean_records
@@ -152,8 +152,9 @@ class Monitor(GuardedConsumer):
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        """SIGTERM and SIGINT stop the loop (through a relay thread: no lock in the handler,
+        see :mod:`driftloop.core.stop_signals`)."""
+        StopSignals(self._stop).install()
 
     @property
     def stop_event(self) -> threading.Event:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -70,6 +69,7 @@ from consumers.monitor import KAFKA_RESILIENCE
 from driftloop.core.config import Config
 from driftloop.core.config.retrain import registry_config, retrain_policies
 from driftloop.core.outbox import OutboxPublisher
+from driftloop.core.stop_signals import StopSignals
 from driftloop.core.store import Store, now_ms
 from driftloop.core.store_faults import describe_store_error, retry_store
 from driftloop.core.tables import retrain_jobs
@@ -184,8 +184,9 @@ class RetrainWorker(GuardedConsumer):
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        """SIGTERM and SIGINT stop the loop (through a relay thread: no lock in the handler,
+        see :mod:`driftloop.core.stop_signals`)."""
+        StopSignals(self._stop).install()
 
     def start(self) -> None:
         _warm_imports()
