@@ -581,8 +581,9 @@ class Chaos:
 # ("realised so far", for the dashboard): a label joined before its window closed is not counted,
 # so these depend on how far the labels' partition was consumed when a predictions window closed:
 # the counts, the labelled rows a window keeps, its realised metrics and the learning estimate
-# kept when it is complete (detectors/cbpe.py, detectors/dle.py)
-TIMING_KEYS = frozenset({"realised_n", "realised_correct", "realised_sum", "rows", "realised", "learning"})
+# kept when it is complete, and whether it is (DLE: done) (detectors/cbpe.py, detectors/dle.py)
+TIMING_KEYS = frozenset({"realised_n", "realised_correct", "realised_sum", "rows", "realised", "learning",
+                         "done"})
 
 
 def drop_keys(obj: Any, keys: frozenset[str]) -> Any:

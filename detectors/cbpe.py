@@ -51,8 +51,11 @@ Alerting
     reference's standard errors); 2.5 times the degradation is critical.
 
 The estimate holds when the relation between scores and outcomes stays as on the reference
-(covariate shift); it cannot see concept drift — that is what the realised metrics and the
-concept-drift detectors are for.
+(covariate shift); it cannot see concept drift by itself. Once a window's first labels arrive,
+:meth:`CBPE.rectify` moves it towards what they show, weighed against the estimate's track
+record on the fully labelled windows (:mod:`detectors.label_learning`), so under concept shift
+the estimate approaches the truth before the window is fully labelled; the realised metrics
+and the concept-drift detectors take over from there.
 
 >>> import numpy as np
 >>> from detectors.base import Window
@@ -72,7 +75,7 @@ concept-drift detectors are for.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,6 +85,7 @@ from sklearn.isotonic import IsotonicRegression
 from detectors import decision as dec
 from detectors.base import Detection, Window
 from detectors.composite import Composite
+from detectors.label_learning import RECENT_WINDOWS, ErrorPrior, error_prior, learned_bias, track_record
 from detectors.performance import positive_class
 from detectors.reference import Reference
 
@@ -567,21 +571,18 @@ class CBPE(Composite):
 
     # ------------------------------------------------------------------ learning from the first labels
     def rectify(self, estimates: dict[str, dict[str, Any]], label: np.ndarray, prediction: np.ndarray,
-                scores: np.ndarray, rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+                scores: np.ndarray, rng: np.random.Generator,
+                priors: Mapping[str, ErrorPrior | None] | None = None) -> dict[str, dict[str, Any]]:
         """The window's ``estimates`` corrected by what its first labelled rows show.
 
-        ``label``, ``prediction`` and ``scores`` are the labelled rows. Per metric: the estimate
-        plus (realised − estimated) on those rows — the difference estimator of
-        prediction-powered inference (Angelopoulos et al., 2023): unbiased whatever the
-        calibration, when the labelled rows are a fair sample of the window. Under concept shift
-        the calibrated probabilities are wrong on the labelled rows as on the others, and the
-        correction removes that bias. The correction is noisy on few rows (its spread is the
-        metric's Monte-Carlo spread on the labelled rows, ``s``), so it is shrunk by
-        ``w = max(0, 1 - s² / c²)`` (positive-part James–Stein: a correction within its own
-        noise is dropped, and the label-free estimate, right under covariate shift, is kept; a
-        large one is applied almost whole); the band widens by ``w s``. ``correction`` says how
-        far the label-free estimate was off on the labelled rows, ``weight`` how much of it was
-        applied.
+        ``label``, ``prediction`` and ``scores`` are the labelled rows. Per metric the
+        correction is (realised − estimated) on those rows, its noise ``s`` the metric's
+        Monte-Carlo spread on them; :func:`detectors.label_learning.learned_bias` decides how
+        much of it to apply, given ``priors`` (per metric, where the label-free error has been
+        on the last fully labelled windows: :meth:`error_priors`). Under concept shift the
+        calibrated probabilities are wrong on the labelled rows as on the others, and the
+        correction removes that bias. ``correction`` says how far the label-free estimate was
+        off on the labelled rows, ``weight`` how much of it was applied, ``bias`` what was added.
         """
         y, pred = self._index(np.asarray(label)), self._index(np.asarray(prediction))
         s = np.asarray(scores, dtype=np.float64)
@@ -597,23 +598,32 @@ class CBPE(Composite):
             corr = real_l.get(m, float("nan")) - est_l.get(m, float("nan"))
             if not np.isfinite(corr):
                 continue
-            noise = _std(spread[m])
-            weight = max(0.0, 1.0 - noise * noise / (corr * corr)) if corr else 0.0
-            value = float(np.clip(e["value"] + weight * corr, 0.0, 1.0))
-            se = float(np.hypot(e.get("se") or 0.0, weight * noise))
-            out[m] = {"value": value, "ci": [max(0.0, value - 1.96 * se), min(1.0, value + 1.96 * se)], "se": se,
-                      "correction": float(corr), "weight": float(weight), "labelled": int(len(y))}
+            bias, weight, extra = learned_bias(float(corr), _std(spread[m]), (priors or {}).get(m))
+            value = float(np.clip(e["value"] + bias, 0.0, 1.0))
+            se = float(np.hypot(e.get("se") or 0.0, extra))
+            out[m] = {"value": value, "ci": [max(0.0, value - _Z95 * se), min(1.0, value + _Z95 * se)], "se": se,
+                      "correction": float(corr), "weight": float(weight), "bias": float(bias),
+                      "labelled": int(len(y))}
         return out
+
+    def error_priors(self, before: int | None = None) -> dict[str, ErrorPrior | None]:
+        """Per metric, where the label-free estimate's error (realised − estimate) has been on
+        the fully labelled windows kept (those before position ``before`` of the history)."""
+        done = [h for h in self._history[:before] if h.get("realised")]
+        return {m: error_prior([h["realised"].get(m, float("nan")) - h["metrics"][m]["value"]
+                                for h in done if m in (h.get("metrics") or {})]) for m in self.metrics}
 
     def estimate_with_labels(self, window: Window, prediction: np.ndarray, scores: np.ndarray,
                              label: np.ndarray) -> dict[str, dict[str, Any]]:
         """A window's estimates with the labels known so far (``label``: ``None`` where not yet):
-        :meth:`estimate`, then :meth:`rectify` on the labelled rows (the plain estimate while
-        fewer than ``learn_min_labels`` are labelled)."""
+        :meth:`estimate`, then :meth:`rectify` on the labelled rows with the track record of
+        the fully labelled windows kept (the plain estimate while fewer than
+        ``learn_min_labels`` are labelled)."""
         est = self.estimate(window, prediction, scores)
         known = np.array([v is not None and v == v for v in np.asarray(label, dtype=object)], dtype=bool)
         fixed = self.rectify(est, np.asarray(label, dtype=object)[known], np.asarray(prediction)[known],
-                             np.asarray(scores, dtype=np.float64)[known], self._rng(window, int(known.sum())))
+                             np.asarray(scores, dtype=np.float64)[known], self._rng(window, int(known.sum())),
+                             self.error_priors())
         return {m: fixed.get(m, e) for m, e in est.items()}
 
     def _learn(self, h: dict[str, Any], *, first_checkpoint: bool = False) -> dict[str, Any] | None:
@@ -631,22 +641,26 @@ class CBPE(Composite):
         c = step if first_checkpoint else (min(len(rows["y"]), n - 1) // step) * step
         if c < self.learn_min_labels or c > len(rows["y"]):
             return None
-        # status() reads it after every batch: computed again only when the window's rows changed
-        key = (h["start_ts"], h["end_ts"], n, c, len(rows["y"]))
+        # the track record it learns from: the fully labelled windows before it
+        at = next(i for i, w in enumerate(self._history) if w is h)
+        record = tuple((w["start_ts"], w["end_ts"]) for w in self._history[:at] if w.get("realised"))
+        # status() reads it after every batch: computed again only when its inputs changed
+        key = (h["start_ts"], h["end_ts"], n, c, len(rows["y"]), record[-RECENT_WINDOWS:])
         if key not in self._learned:
             pending = {(w["start_ts"], w["end_ts"]) for w in self._history if w.get("rows") is not None}
             self._learned = {k: v for k, v in self._learned.items() if k[:2] in pending and k[:3] != key[:3]}
-            self._learned[key] = self._rectify_first(h, rows, c, n)
+            self._learned[key] = self._rectify_first(h, rows, c, n, self.error_priors(at))
         return self._learned[key]
 
-    def _rectify_first(self, h: dict[str, Any], rows: dict[str, np.ndarray], c: int, n: int) -> dict[str, Any] | None:
+    def _rectify_first(self, h: dict[str, Any], rows: dict[str, np.ndarray], c: int, n: int,
+                       priors: Mapping[str, ErrorPrior | None]) -> dict[str, Any] | None:
         """The learning estimate of a window from its first ``c`` labelled rows."""
         y = rows["y"][:c]
         labels = np.asarray(self.classes, dtype=object)[np.clip(y, 0, None)]
         labels[y < 0] = None
         preds = np.asarray(self.classes, dtype=object)[np.clip(rows["pred"][:c], 0, None)]
         fixed = self.rectify(h["metrics"], labels, preds, rows["scores"][:c],
-                             np.random.default_rng([self.seed, 3, c, n]))
+                             np.random.default_rng([self.seed, 3, c, n]), priors)
         return {"share_labelled": c / n, "rows": c, "metrics": fixed} if fixed else None
 
     def track_record(self) -> dict[str, dict[str, Any]]:
@@ -654,23 +668,8 @@ class CBPE(Composite):
         (so on-call can see how far to trust the current ones): per metric the mean absolute
         error of the label-free estimate and of the learning estimate with a tenth of the
         window labelled (its first checkpoint), and the windows counted."""
-        errs: dict[str, dict[str, list[float]]] = {}
-        for h in self._history:
-            real = h.get("realised")
-            if not real:
-                continue
-            learned = (h.get("learning") or {}).get("metrics") or {}
-            for m, e in (h.get("metrics") or {}).items():
-                r = real.get(m)
-                if r is None or not np.isfinite(r):
-                    continue
-                d = errs.setdefault(m, {"estimate": [], "learning": []})
-                d["estimate"].append(abs(e["value"] - r))
-                if m in learned:
-                    d["learning"].append(abs(learned[m]["value"] - r))
-        return {m: {"estimate_mae": float(np.mean(d["estimate"])),
-                    "learning_mae": float(np.mean(d["learning"])) if d["learning"] else None,
-                    "windows": len(d["estimate"])} for m, d in errs.items()}
+        return track_record((h.get("metrics") or {}, h.get("realised"),
+                             (h.get("learning") or {}).get("metrics") or {}) for h in self._history)
 
     def _realised_rows(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         """Realised metrics of joined rows: threshold metrics on all, ranking metrics on the rows

@@ -41,8 +41,16 @@ Snapshots
     one thread), which gives identical predictions.
 
 The estimate holds while the relation between features and loss stays as on the reference
-(covariate shift, within the reference's support: trees do not extrapolate); concept drift
-is for the realised metrics and the concept-drift detectors.
+(covariate shift, within the reference's support: trees do not extrapolate).
+
+Learning from the first labels
+    Given the labelled rows' features (:meth:`DLE.update_labels`), a window keeps each labelled
+    row's realised and predicted loss until it is fully labelled; :meth:`DLE.rectify` moves
+    the estimate by their mean difference, weighed against the track record of the fully
+    labelled windows (:mod:`detectors.label_learning`), so under concept shift (the noise
+    grew, the relation changed) the estimate approaches the truth before the window is fully
+    labelled. ``history_table`` gives per window the share labelled, the learning estimate
+    (at each tenth labelled) and the realised value; ``track_record`` the past error of both.
 
 >>> import numpy as np
 >>> from detectors.base import Window
@@ -72,6 +80,7 @@ from detectors import decision as dec
 from detectors._threads import one_thread
 from detectors.base import Detection, Window
 from detectors.composite import Composite
+from detectors.label_learning import ErrorPrior, error_prior, learned_bias, track_record
 from detectors.reference import Reference, to_float_array
 
 __all__ = ["DLE", "DLE_METRICS", "MIN_REFERENCE_ROWS", "usable_rows"]
@@ -137,10 +146,12 @@ class DLE(Composite):
         Seed of the reference split and of the models.
     model : str, optional
         The monitored model's name (put on detections).
+    learn_min_labels : int
+        Labelled rows a window needs before its learning estimate (:meth:`rectify`) is made.
     """
 
     _params = ("reference", "metrics", "min_degradation", "ci_level", "min_n", "history", "resolve_after",
-               "max_iter", "seed", "model")
+               "max_iter", "seed", "model", "learn_min_labels")
     _derived: ClassVar[tuple[str, ...]] = ("_models",)
 
     def __init__(
@@ -155,6 +166,7 @@ class DLE(Composite):
         max_iter: int = 200,
         seed: int = 0,
         model: str | None = None,
+        learn_min_labels: int = 50,
     ) -> None:
         if reference.task != "regression" or reference.label is None or reference.prediction is None:
             raise ValueError("DLE needs a regression reference with labels and predictions")
@@ -167,6 +179,7 @@ class DLE(Composite):
         self.max_iter = int(max_iter)
         self.seed = int(seed)
         self.model = model
+        self.learn_min_labels = int(learn_min_labels)
         y, yhat = reference.label, reference.prediction
         ok = np.isfinite(y) & np.isfinite(yhat)
         if int(ok.sum()) < MIN_REFERENCE_ROWS:
@@ -270,7 +283,9 @@ class DLE(Composite):
         return oof
 
     def _rebuild(self) -> None:
-        """After a restore: refit the loss models (the snapshot holds no sklearn objects)."""
+        """After a restore: refit the loss models (the snapshot holds no sklearn objects), and
+        what snapshots from before the learning estimate lack."""
+        self.__dict__.setdefault("learn_min_labels", 50)
         self._fit()
 
     # ------------------------------------------------------------------ estimate
@@ -340,8 +355,9 @@ class DLE(Composite):
             metrics[mt] = {"value": e["estimate"], "ci": list(e["band"]), "se": e["se"], "p_value": p,
                            "baseline": b, "threshold": b + need, "degraded": breach}
             out += self._alert(mt, metrics[mt], b, need, severity, window, n, model_version)
-        entry = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": n, "metrics": metrics,
-                 "realised_n": 0, "realised_sum": {k: 0.0 for k in self._kinds}}
+        means = {_LOSS[mt]: [e["_mean"], e["_se"]] for mt, e in est.items()}
+        entry = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": n, "metrics": metrics, "means": means,
+                 "realised_n": 0, "realised_sum": {k: 0.0 for k in self._kinds}, "rows": None}
         self._history.append(entry)
         if len(self._history) > self.history:
             self._history = self._history[-self.history:]
@@ -378,35 +394,171 @@ class DLE(Composite):
                       "window_n": n, "reference_n": self.reference.n},
         )]
 
-    def update_labels(self, ts: np.ndarray, prediction: np.ndarray, label: np.ndarray) -> None:
+    def update_labels(self, ts: np.ndarray, prediction: np.ndarray, label: np.ndarray,
+                      columns: Mapping[str, Any] | None = None) -> None:
         """Join realised losses (labelled predictions at their prediction time ``ts``) to the
-        estimated windows that cover them."""
+        estimated windows that cover them. With the rows' features (``columns``) a window also
+        keeps each labelled row's realised and predicted losses, in prediction-time order,
+        until all its predictions are labelled (for :meth:`history_table`'s learning estimate);
+        then only the sums, and the learning estimate with a tenth labelled (for
+        :meth:`track_record`)."""
         if not self._history or len(ts) == 0:
             return
         ts = np.asarray(ts, dtype=np.int64)
         y, yhat = np.asarray(label, dtype=np.float64), np.asarray(prediction, dtype=np.float64)
         ok = np.isfinite(y) & np.isfinite(yhat)
         ts, loss = ts[ok], _losses(y[ok], yhat[ok], self._kinds)
+        guess = None
+        if columns is not None and ok.any():
+            guess = self.predicted_losses({f: np.asarray(v)[ok] for f, v in columns.items()}, yhat[ok])
         for h in self._history:
             if h["start_ts"] is None:
                 continue
             inside = (ts >= h["start_ts"]) & (ts <= h["end_ts"])
-            if inside.any():
-                h["realised_n"] += int(inside.sum())
-                for k in self._kinds:
-                    h["realised_sum"][k] += float(loss[k][inside].sum())
+            if not inside.any():
+                continue
+            h["realised_n"] += int(inside.sum())
+            for k in self._kinds:
+                h["realised_sum"][k] += float(loss[k][inside].sum())
+            if "means" not in h or h.get("done"):
+                continue
+            if guess is not None:
+                new = {"ts": ts[inside], **{f"loss_{k}": loss[k][inside] for k in self._kinds},
+                       **{f"pred_{k}": guess[k][inside] for k in self._kinds}}
+                old = h.get("rows") or {key: v[:0] for key, v in new.items()}
+                h["rows"] = _in_time_order({key: np.concatenate([old[key], v]) for key, v in new.items()})
+            if h["realised_n"] >= h["n"]:
+                h["learning"] = self._learn(h, first_checkpoint=True)
+                h["done"], h["rows"] = True, None
+
+    # ------------------------------------------------------------------ learning from the first labels
+    def rectify(self, means: Mapping[str, Sequence[float]], loss: Mapping[str, np.ndarray],
+                predicted: Mapping[str, np.ndarray],
+                priors: Mapping[str, ErrorPrior | None] | None = None) -> dict[str, dict[str, Any]]:
+        """A window's estimates corrected by what its first labelled rows show.
+
+        ``means``: per loss, the window's estimated mean loss and its standard error;
+        ``loss`` and ``predicted``: per loss, the realised and the predicted loss of each
+        labelled row. Per loss the correction is the mean of (realised − predicted) over the
+        labelled rows, its noise the standard error of that mean (the residuals' variance on
+        those rows, or the scale model's ``k² mean(predicted²)`` if larger: a few rows can look
+        calmer than they are);
+        :func:`detectors.label_learning.learned_bias` decides how much of it to apply, given
+        ``priors`` (per loss, where the mean loss's error has been lately:
+        :meth:`error_priors`). ``correction`` and ``bias`` are on the mean loss (for RMSE and
+        RMSLE: of MSE and MSLE)."""
+        rows = len(next(iter(loss.values()), ()))
+        if rows < self.learn_min_labels:
+            return {}
+        z = float(norm.isf((1 - self.ci_level) / 2))
+        fixed: dict[str, tuple[float, float, float, float, float]] = {}
+        for k in self._kinds:
+            a, real = np.asarray(predicted[k]), np.asarray(loss[k])
+            corr = float(np.mean(real) - np.mean(a))
+            spread = max(float(np.var(real - a, ddof=1)), self._k2[k] * float(np.mean(a * a)))
+            noise = float(np.sqrt(spread / rows))
+            bias, weight, extra = learned_bias(corr, noise, (priors or {}).get(k))
+            est, se = means[k]
+            fixed[k] = (max(est + bias, 0.0), float(np.hypot(se, extra)), corr, weight, bias)
+        out: dict[str, dict[str, Any]] = {}
+        for mt in self.metrics:
+            mean, se, corr, weight, bias = fixed[_LOSS[mt]]
+            lo, hi = max(mean - z * se, 0.0), mean + z * se
+            value, ci = (float(np.sqrt(mean)), [float(np.sqrt(lo)), float(np.sqrt(hi))]) if mt in _ROOT else (
+                mean, [lo, hi])
+            out[mt] = {"value": value, "ci": ci, "correction": corr, "weight": weight, "bias": bias,
+                       "labelled": rows}
+        return out
+
+    def error_priors(self, before: int | None = None) -> dict[str, ErrorPrior | None]:
+        """Per loss, where the estimated mean loss's error (realised − estimate) has been on
+        the fully labelled windows kept (those before position ``before`` of the history)."""
+        done = [h for h in self._history[:before] if h.get("done") and "means" in h and h["realised_n"]]
+        return {k: error_prior([h["realised_sum"][k] / h["realised_n"] - h["means"][k][0] for h in done])
+                for k in self._kinds}
+
+    def estimate_with_labels(self, columns: Mapping[str, Any], prediction: np.ndarray,
+                             label: np.ndarray) -> dict[str, dict[str, Any]]:
+        """A window's estimates with the labels known so far (``label``: NaN where not yet):
+        :meth:`estimate`, then :meth:`rectify` on the labelled rows with the track record of
+        the fully labelled windows kept (the plain estimate while fewer than
+        ``learn_min_labels`` are labelled).
+
+        >>> import numpy as np
+        >>> from detectors.reference import Reference
+        >>> rng = np.random.default_rng(1)
+        >>> x = rng.uniform(-3, 3, 4000)
+        >>> ref = Reference({"x": x}, {"x": "numeric"}, "regression", label=x + rng.normal(size=4000), prediction=x)
+        >>> est = DLE(ref, metrics=("mae",), max_iter=50)
+        >>> live = rng.uniform(-3, 3, 2000)
+        >>> y = live + 2 * rng.normal(size=2000)                  # concept shift: twice the noise
+        >>> known = np.where(rng.random(2000) < 0.1, y, np.nan)   # a tenth labelled
+        >>> plain = est.estimate({"x": live}, live)["mae"]["estimate"]
+        >>> learned = est.estimate_with_labels({"x": live}, live, known)["mae"]["value"]
+        >>> round(plain, 1), round(learned, 1), round(float(np.mean(np.abs(y - live))), 1)
+        (0.8, 1.6, 1.6)
+        """
+        pred = np.asarray(prediction, dtype=np.float64)
+        y = np.asarray(label, dtype=np.float64)
+        est = self.estimate(columns, pred)
+        plain = {mt: {"value": e["estimate"], "ci": list(e["band"]), "se": e["se"]} for mt, e in est.items()}
+        known = np.isfinite(y) & np.isfinite(pred)
+        if not plain or int(known.sum()) < self.learn_min_labels:
+            return plain
+        cols = {f: np.asarray(v)[known] for f, v in columns.items()}
+        means = {_LOSS[mt]: (e["_mean"], e["_se"]) for mt, e in est.items()}
+        fixed = self.rectify(means, _losses(y[known], pred[known], self._kinds),
+                             self.predicted_losses(cols, pred[known]), self.error_priors())
+        return {mt: fixed.get(mt, e) for mt, e in plain.items()}
+
+    def _learn(self, h: dict[str, Any], *, first_checkpoint: bool = False) -> dict[str, Any] | None:
+        """A window's learning estimate from its labelled rows, at checkpoints (every tenth of
+        the window, at least ``learn_min_labels`` rows; ``first_checkpoint``: the first, kept
+        for :meth:`track_record`), as CBPE's: a function of the events, not of the batches."""
+        rows = h.get("rows")
+        if not rows or "means" not in h:
+            return None
+        n = max(int(h["n"]), 1)
+        step = max(self.learn_min_labels, n // 10)
+        got = len(rows["ts"])
+        c = step if first_checkpoint else (min(got, n - 1) // step) * step
+        if c < self.learn_min_labels or c > got:
+            return None
+        at = next(i for i, w in enumerate(self._history) if w is h)
+        fixed = self.rectify(h["means"], {k: rows[f"loss_{k}"][:c] for k in self._kinds},
+                             {k: rows[f"pred_{k}"][:c] for k in self._kinds}, self.error_priors(at))
+        return {"share_labelled": c / n, "rows": c, "metrics": fixed} if fixed else None
+
+    def track_record(self) -> dict[str, dict[str, Any]]:
+        """Per metric, the mean absolute error of the label-free estimate and of the learning
+        estimate with a tenth of the window labelled, over the fully labelled windows kept."""
+        return track_record(
+            (h["metrics"], self._realised_metrics(h), (h.get("learning") or {}).get("metrics") or {})
+            for h in self._history if h.get("done"))
+
+    def _realised_metrics(self, h: dict[str, Any]) -> dict[str, float] | None:
+        rn = h["realised_n"]
+        if not rn:
+            return None
+        mean = {k: s / rn for k, s in h["realised_sum"].items()}
+        return {m: self._metric(m, mean) for m in h["metrics"]}
 
     def history_table(self) -> list[dict[str, Any]]:
-        """Each kept window: per metric the estimate, its band and (so far) the realised value
-        (``metrics``: ``{m: {"value", "ci", "realised"}}``, as CBPE's)."""
+        """Each kept window: per metric the estimate, its band, (so far) the realised value and
+        the learning estimate (``metrics``: ``{m: {"value", "ci", "realised", "learning"}}``, as
+        CBPE's), and the share of its predictions labelled."""
         out = []
         for h in self._history:
-            rn = h["realised_n"]
-            mean = {k: s / rn for k, s in h["realised_sum"].items()} if rn else None
-            out.append({"start_ts": h["start_ts"], "end_ts": h["end_ts"], "n": h["n"], "realised_n": rn,
-                        "metrics": {m: {"value": v["value"], "ci": list(v["ci"]),
-                                        "realised": self._metric(m, mean) if mean else None}
-                                    for m, v in h["metrics"].items()}})
+            real = self._realised_metrics(h) or {}
+            learning = (h.get("learning") if h.get("done") else self._learn(h)) or {}
+            metrics = {m: {"value": v["value"], "ci": list(v["ci"]), "realised": real.get(m)}
+                       for m, v in h["metrics"].items()}
+            for m, e in (learning.get("metrics") or {}).items():
+                if m in metrics:
+                    metrics[m]["learning"] = {"value": e["value"], "ci": list(e["ci"]), "labelled": e["labelled"]}
+            out.append({"start_ts": h["start_ts"], "end_ts": h["end_ts"], "n": h["n"], "realised_n": h["realised_n"],
+                        "share_labelled": min(h["realised_n"] / max(h["n"], 1), 1.0),
+                        "learning_share": learning.get("share_labelled"), "metrics": metrics})
         return out
 
     def last(self) -> dict[str, Any]:
@@ -414,7 +566,16 @@ class DLE(Composite):
         ``ci``, ``se``, ``p_value``, ``baseline``, ``threshold``, ``degraded``."""
         if not self._last:
             return {}
-        return {**self._last, "metrics": {m: dict(v, ci=list(v["ci"])) for m, v in self._last["metrics"].items()}}
+        return {**self._last, "metrics": {m: dict(v, ci=list(v["ci"])) for m, v in self._last["metrics"].items()},
+                "track_record": self.track_record()}
 
     def firing(self) -> list[str]:
         return self._book.firing()
+
+
+def _in_time_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Labelled rows in prediction-time order (ties by their losses): the same arrays whatever
+    order the labels came in."""
+    keys = [k for k in rows if k != "ts"]
+    order = np.lexsort((*[rows[k] for k in reversed(keys)], rows["ts"]))
+    return {k: v[order] for k, v in rows.items()}

@@ -588,7 +588,7 @@ class ModelMonitor(Composite):
         if self._cbpe is not None:
             self._cbpe.update_labels(ts, pred == label, label, pred, sc)
         if self._dle is not None:
-            self._dle.update_labels(ts, pred, label)
+            self._dle.update_labels(ts, pred, label, {f: np.asarray(v)[order] for f, v in batch.features.items()})
         if self._perf is not None:
             cols: dict[str, np.ndarray] = {_PRED: pred, _LABEL: label}
             if self.task == "classification":
