@@ -81,10 +81,13 @@ def _one_line_if_network(record: logging.LogRecord) -> None:
 
 
 def configure(verbose: bool = False) -> None:
-    """Root logging to stderr; kafka-python at WARNING with repeats thinned."""
+    """Root logging to stderr; kafka-python at WARNING with repeats thinned, except its group
+    coordinator at INFO (joins, generations, leaders, revocations: a few lines per rebalance,
+    what explains a partition that moved or did not)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RepeatFilter) for f in handler.filters):
             handler.addFilter(RepeatFilter())
