@@ -154,6 +154,7 @@ class Stream:
     ref: Part
     ana: Part
     labelled: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # analysis rows labelled by window close
+    truth: np.ndarray | None = None  # classifiers: the true P(y|x) of the analysis rows
 
     @property
     def metrics(self) -> list[str]:
@@ -190,14 +191,22 @@ def multiclass_logits(x: np.ndarray, concept: np.ndarray) -> np.ndarray:
     return logits + concept[:, None] * (x @ d)
 
 
+def true_proba(kind: str, x: np.ndarray, concept: np.ndarray) -> np.ndarray:
+    """The true P(y|x) of a classifier stream, ``(n, k)``."""
+    if kind == "binary":
+        p1 = 1 / (1 + np.exp(-binary_logit(x, concept)))
+        return np.column_stack([1 - p1, p1])
+    lg = multiclass_logits(x, concept)
+    p = np.exp(lg - lg.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def draw_labels(rng: np.random.Generator, kind: str, x: np.ndarray, concept: np.ndarray) -> np.ndarray:
     """Labels from the true P(y|x) (classes 0..k-1) or the regression target."""
     if kind == "binary":
-        return (rng.random(len(x)) < 1 / (1 + np.exp(-binary_logit(x, concept)))).astype(np.int64)
+        return (rng.random(len(x)) < true_proba(kind, x, concept)[:, 1]).astype(np.int64)
     if kind == "multiclass":
-        lg = multiclass_logits(x, concept)
-        p = np.exp(lg - lg.max(axis=1, keepdims=True))
-        cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        cum = np.cumsum(true_proba(kind, x, concept), axis=1)
         return (rng.random(len(x))[:, None] > cum[:, :-1]).sum(axis=1).astype(np.int64)
     mean = 20 + 3 * x[:, 0] + 2 * np.sin(x[:, 1]) + 1.5 * x[:, 2] * x[:, 3] + x[:, 4]
     return np.maximum(mean + rng.standard_normal(len(x)) * (0.5 + 1.0 * np.abs(x[:, 0])), 0.1)
@@ -228,8 +237,10 @@ def make_stream(name: str, kind: str, concept: bool, ref_windows: int, ana_windo
     ref = score(model, kind, x_ref, draw_labels(rng, kind, x_ref, np.zeros(n_ref)))
     level = np.repeat(np.linspace(0.0, 1.0, ana_windows), window)
     x_ana = features(rng, n_ana, level)
-    ana = score(model, kind, x_ana, draw_labels(rng, kind, x_ana, level if concept else np.zeros(n_ana)))
-    return Stream(name, kind, window, ref, ana, labelled=rng.random(n_ana) < 0.10)
+    concept_level = level if concept else np.zeros(n_ana)
+    ana = score(model, kind, x_ana, draw_labels(rng, kind, x_ana, concept_level))
+    truth = None if kind == "regression" else true_proba(kind, x_ana, concept_level)
+    return Stream(name, kind, window, ref, ana, labelled=rng.random(n_ana) < 0.10, truth=truth)
 
 
 def make_streams(ref_windows: int, ana_windows: int, window: int, seed: int) -> list[Stream]:
@@ -287,6 +298,29 @@ def realised_table(s: Stream) -> dict[str, np.ndarray]:
                                  None if s.ana.proba is None else s.ana.proba[sl]))
         out[m] = np.array(vals)
     return out
+
+
+def noise_floor(s: Stream, draws: int = 40, seed: int = 0) -> dict[str, float]:
+    """The error no estimator of a window's metric can avoid without its labels: per window the
+    labels are drawn again from the true P(y|x) ``draws`` times, the metric computed on each,
+    and the mean absolute deviation of those from their mean is the error of an oracle that
+    knows the expected metric exactly (the realised metric is that expectation plus this
+    noise); averaged over the windows. Classifier streams only."""
+    assert s.truth is not None
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {m: [] for m in s.metrics}
+    for w in range(s.windows):
+        sl = slice(w * s.window, (w + 1) * s.window)
+        cum = np.cumsum(s.truth[sl], axis=1)[:, :-1]
+        per: dict[str, list[float]] = {m: [] for m in s.metrics}
+        for _ in range(draws):
+            y = (rng.random(len(cum))[:, None] > cum).sum(axis=1)
+            for m in s.metrics:
+                per[m].append(realised(s.kind, m, y, s.ana.pred[sl], s.ana.proba[sl]))  # type: ignore[index]  # classifiers have scores
+        for m, v in per.items():
+            a = np.asarray(v)
+            out[m].append(float(np.mean(np.abs(a - a.mean()))))
+    return {m: float(np.mean(v)) for m, v in out.items()}
 
 
 # ---------------------------------------------------------------------------- driftloop
@@ -525,19 +559,20 @@ def _secs(res: Result | None) -> str:
 
 
 HEADER = ["stream", "metric", "realised mean (min-max)", "NannyML MAE", "driftloop MAE", "dl/NML",
-          "driftloop (10% labelled)", "10%/NML", "NannyML s", "driftloop s"]
+          "driftloop (10% labelled)", "10%/NML", "floor", "NannyML s", "driftloop s"]
 
 
 def table_rows(streams: list[Stream], truths: list[dict[str, np.ndarray]], nml: list[Result | None],
-               ours: list[Result], labelled: list[Result]) -> list[list[str]]:
+               ours: list[Result], labelled: list[Result], floors: list[dict[str, float]]) -> list[list[str]]:
     rows = []
-    for s, truth, n_res, d_res, l_res in zip(streams, truths, nml, ours, labelled):
+    for s, truth, n_res, d_res, l_res, floor in zip(streams, truths, nml, ours, labelled, floors):
         for i, m in enumerate(s.metrics):
             n_cell = _mae(n_res, m, truth[m]) if n_res is not None else "skipped"
             d_cell = _mae(d_res, m, truth[m])
             l_cell = _mae(l_res, m, truth[m])
             rows.append([s.name if i == 0 else "", m, _fmt_real(truth[m]), n_cell, d_cell, _ratio(d_cell, n_cell),
-                         l_cell, _ratio(l_cell, n_cell), _secs(n_res) if i == 0 else "",
+                         l_cell, _ratio(l_cell, n_cell), f"{floor[m]:.4f}" if m in floor else "-",
+                         _secs(n_res) if i == 0 else "",
                          _secs(d_res) if i == 0 else ""])
     return rows
 
@@ -578,7 +613,10 @@ def write_doc(path: Path, table: str, notes: list[str], header: str, seconds: fl
             + ("".join(f"* {n}\n" for n in notes) + "\n" if notes else "")
             + "`MAE` is the mean over the analysis windows of |estimate - realised|; `dl/NML` is driftloop's MAE "
               "over NannyML's (below 1: driftloop closer), `10%/NML` the same for the estimate with 10% of each "
-              "window labelled (the issue's target under concept shift: 0.5 or below). Times: fit on the reference and estimates of every "
+              "window labelled (the issue's target under concept shift: 0.5 or below). `floor` (classifiers): the "
+              "error of an oracle that knows each window's expected metric under the true P(y|x) (labels drawn "
+              "again 40 times per window): the realised metric's own noise, which no estimate without the "
+              "window's labels avoids, and which 10% of them reduce by about 5% only. Times: fit on the reference and estimates of every "
               "analysis window, all metrics of the stream together (seconds, one run; compare within the run).\n")
     path.write_text(text)
 
@@ -617,7 +655,8 @@ def main(argv: list[str] | None = None) -> None:
         version = v or version
     ours = [run_driftloop(s) for s in streams]
     labelled = [run_with_labels(s) for s in streams]
-    rows = table_rows(streams, truths, nml, ours, labelled)
+    floors = [noise_floor(s) if s.truth is not None else {} for s in streams]
+    rows = table_rows(streams, truths, nml, ours, labelled, floors)
     table = render(rows)
     header = (f"{args.ref_windows} reference + {args.windows} analysis windows of {args.window:,} rows per stream, "
               f"seed {args.seed}; NannyML {version} beside driftloop (commit "

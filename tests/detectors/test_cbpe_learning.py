@@ -9,6 +9,7 @@ import pytest
 
 from detectors.base import Window
 from detectors.cbpe import CBPE
+from detectors.label_learning import error_prior
 from detectors.reference import Reference
 
 METRICS = ("accuracy", "f1", "roc_auc")
@@ -44,9 +45,16 @@ def test_the_correction_is_realised_minus_estimated_on_the_labelled_rows():
                         np.random.default_rng(0))
     corr = 0.5 - expected_right
     assert fixed["accuracy"]["correction"] == pytest.approx(corr)
-    w = fixed["accuracy"]["weight"]
-    assert 0 < w < 1 and fixed["accuracy"]["value"] == pytest.approx(0.7 + w * corr)
-    assert fixed["accuracy"]["labelled"] == 4 and fixed["accuracy"]["se"] > 0.05
+    w = fixed["accuracy"]["weight"]          # 4 rows: the correction is within its noise, dropped
+    assert w == 0 and fixed["accuracy"]["value"] == pytest.approx(0.7) and fixed["accuracy"]["bias"] == 0
+    assert fixed["accuracy"]["labelled"] == 4 and fixed["accuracy"]["se"] == pytest.approx(0.05)
+    # a track record that the label-free estimate has been 0.2 too optimistic: the correction is
+    # weighed against it (posterior mean between the two, nearer the less noisy)
+    prior = {"accuracy": error_prior([-0.2, -0.21, -0.19, -0.2])}
+    moved = est.rectify({"accuracy": {"value": 0.7, "ci": [0.6, 0.8], "se": 0.05}}, label, pred, scores,
+                        np.random.default_rng(0), prior)["accuracy"]
+    assert moved["bias"] == pytest.approx(prior["accuracy"].mean + moved["weight"] * (corr - prior["accuracy"].mean))
+    assert moved["value"] == pytest.approx(0.7 + moved["bias"]) and moved["se"] > 0.05
     assert est.rectify({"accuracy": {"value": 0.7, "ci": [0.6, 0.8], "se": 0.05}}, label[:2], pred[:2],
                        scores[:2], np.random.default_rng(0)) == {}      # fewer than learn_min_labels
 
