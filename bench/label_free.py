@@ -678,7 +678,8 @@ def main(argv: list[str] | None = None) -> None:
 def _git_head() -> str:
     """HEAD's short hash, naming the estimators' files that differ from it (work in progress)."""
     r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    st = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "detectors/cbpe.py", "detectors/dle.py"],
+    st = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "detectors/cbpe.py", "detectors/dle.py",
+                         "detectors/label_learning.py"],
                         capture_output=True, text=True)
     changed = [line[3:] for line in st.stdout.splitlines() if line.strip()]
     return (r.stdout.strip() or "?") + (f", uncommitted {' and '.join(changed)}" if changed else "")
