@@ -25,10 +25,11 @@ its labels:
 * driftloop: ``detectors.cbpe.CBPE`` (classifiers) and ``detectors.dle.DLE`` (regressor), in
   this process, through the API they have when the script runs: a metric driftloop does not
   estimate yet is printed as "not estimated" (never a number). The "driftloop (10% labelled)"
-  column is ``CBPE.estimate_with_labels`` (the label-free estimate corrected by the labels of a
-  seeded random 10% of each window's rows, those that arrived by its close) where it exists;
-  otherwise it says "not built yet". The issue's target: under concept shift (c, d), half
-  NannyML's error.
+  column is ``CBPE.estimate_with_labels`` (``DLE.estimate_with_labels`` for the regressor): the
+  label-free estimate corrected by the labels of a seeded random 10% of each window's rows,
+  those that arrived by its close, weighed against the track record of the windows already
+  fully labelled (the rest of a window's labels arrive during the next window: a label lag of
+  one window). The issue's target: under concept shift (c, d), half NannyML's error.
 
 For each stream and metric the table gives the realised metric over the analysis windows
 (mean, min-max), each estimator's mean absolute error against it, and each estimator's time
