@@ -70,9 +70,20 @@ def _one_line_if_network(record: logging.LogRecord) -> None:
     >>> r.msg = "Unhandled exception in task"
     >>> _one_line_if_network(r); r.exc_info, r.getMessage()
     (None, 'Unhandled exception in task (ValueError: Invalid file descriptor: -1)')
+
+    And a socket closed under a read at shutdown (``kafka.net.transport`` "Error receiving network
+    data closing socket", ``AttributeError: 'NoneType' object has no attribute 'recv'``; seen in a
+    fresh-clone run as the retrain worker left its group):
+
+    >>> r.exc_info = (AttributeError, AttributeError("'NoneType' object has no attribute 'recv'"), None)
+    >>> r.msg = "Error receiving network data closing socket"
+    >>> _one_line_if_network(r); r.exc_info is None
+    True
     """
     exc = record.exc_info[1] if record.exc_info else None
-    closed_socket = isinstance(exc, ValueError) and str(exc).startswith("Invalid file descriptor")
+    closed_socket = (isinstance(exc, ValueError) and str(exc).startswith("Invalid file descriptor")) or (
+        isinstance(exc, AttributeError) and record.name.startswith("kafka.net")
+        and str(exc).startswith("'NoneType' object has no attribute"))
     if (closed_socket or isinstance(exc, (ConnectionError, TimeoutError))
             or (isinstance(exc, OSError) and exc.errno is not None)):
         record.msg = f"{record.msg} ({type(exc).__name__}: {exc})"
