@@ -85,7 +85,15 @@ from sklearn.isotonic import IsotonicRegression
 from detectors import decision as dec
 from detectors.base import Detection, Window
 from detectors.composite import Composite
-from detectors.label_learning import RECENT_WINDOWS, ErrorPrior, error_prior, learned_bias, track_record
+from detectors.label_learning import (
+    RECENT_WINDOWS,
+    ErrorPrior,
+    checkpoint,
+    error_prior,
+    in_time_order,
+    learned_bias,
+    track_record,
+)
 from detectors.performance import positive_class
 from detectors.reference import Reference
 
@@ -560,7 +568,7 @@ class CBPE(Composite):
             rows = h.get("rows") or {"ts": np.zeros(0, np.int64), "y": np.zeros(0, np.int64),
                                      "pred": np.zeros(0, np.int64), "scores": np.zeros((0, len(self.classes)))}
             s_in = sc[inside] if sc is not None else np.full((int(inside.sum()), len(self.classes)), np.nan)
-            h["rows"] = _canonical({"ts": np.concatenate([rows.get("ts", np.zeros(0, np.int64)), ts[inside]]),
+            h["rows"] = in_time_order({"ts": np.concatenate([rows.get("ts", np.zeros(0, np.int64)), ts[inside]]),
                                     "y": np.concatenate([rows["y"], yi[inside]]),
                                     "pred": np.concatenate([rows["pred"], pi[inside]]),
                                     "scores": np.concatenate([rows["scores"], s_in])})
@@ -637,9 +645,8 @@ class CBPE(Composite):
         if not rows or "metrics" not in h:
             return None
         n = max(int(h.get("window_n", h["n"])), 1)
-        step = max(self.learn_min_labels, n // 10)
-        c = step if first_checkpoint else (min(len(rows["y"]), n - 1) // step) * step
-        if c < self.learn_min_labels or c > len(rows["y"]):
+        c = checkpoint(n, len(rows["y"]), self.learn_min_labels, first=first_checkpoint)
+        if c is None:
             return None
         # the track record it learns from: the fully labelled windows before it
         at = next(i for i, w in enumerate(self._history) if w is h)
@@ -718,14 +725,6 @@ class CBPE(Composite):
 
     def firing(self) -> list[str]:
         return self._book.firing()
-
-
-def _canonical(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Labelled rows in prediction-time order (ties by label, prediction, then scores): the same
-    arrays whatever order the labels came in."""
-    s = rows["scores"]
-    order = np.lexsort((*[s[:, j] for j in range(s.shape[1] - 1, -1, -1)], rows["pred"], rows["y"], rows["ts"]))
-    return {k: v[order] for k, v in rows.items()}
 
 
 def _one_hot(labels: np.ndarray) -> Callable[[int], np.ndarray]:

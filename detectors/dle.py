@@ -80,7 +80,14 @@ from detectors import decision as dec
 from detectors._threads import one_thread
 from detectors.base import Detection, Window
 from detectors.composite import Composite
-from detectors.label_learning import ErrorPrior, error_prior, learned_bias, track_record
+from detectors.label_learning import (
+    ErrorPrior,
+    checkpoint,
+    error_prior,
+    in_time_order,
+    learned_bias,
+    track_record,
+)
 from detectors.reference import Reference, to_float_array
 
 __all__ = ["DLE", "DLE_METRICS", "MIN_REFERENCE_ROWS", "usable_rows"]
@@ -426,7 +433,7 @@ class DLE(Composite):
                 new = {"ts": ts[inside], **{f"loss_{k}": loss[k][inside] for k in self._kinds},
                        **{f"pred_{k}": guess[k][inside] for k in self._kinds}}
                 old = h.get("rows") or {key: v[:0] for key, v in new.items()}
-                h["rows"] = _in_time_order({key: np.concatenate([old[key], v]) for key, v in new.items()})
+                h["rows"] = in_time_order({key: np.concatenate([old[key], v]) for key, v in new.items()})
             if h["realised_n"] >= h["n"]:
                 h["learning"] = self._learn(h, first_checkpoint=True)
                 h["done"], h["rows"] = True, None
@@ -519,10 +526,8 @@ class DLE(Composite):
         if not rows or "means" not in h:
             return None
         n = max(int(h["n"]), 1)
-        step = max(self.learn_min_labels, n // 10)
-        got = len(rows["ts"])
-        c = step if first_checkpoint else (min(got, n - 1) // step) * step
-        if c < self.learn_min_labels or c > got:
+        c = checkpoint(n, len(rows["ts"]), self.learn_min_labels, first=first_checkpoint)
+        if c is None:
             return None
         at = next(i for i, w in enumerate(self._history) if w is h)
         fixed = self.rectify(h["means"], {k: rows[f"loss_{k}"][:c] for k in self._kinds},
@@ -572,10 +577,3 @@ class DLE(Composite):
     def firing(self) -> list[str]:
         return self._book.firing()
 
-
-def _in_time_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Labelled rows in prediction-time order (ties by their losses): the same arrays whatever
-    order the labels came in."""
-    keys = [k for k in rows if k != "ts"]
-    order = np.lexsort((*[rows[k] for k in reversed(keys)], rows["ts"]))
-    return {k: v[order] for k, v in rows.items()}

@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ErrorPrior", "error_prior", "learned_bias", "track_record", "RECENT_WINDOWS", "BREAK_Z"]
+__all__ = ["ErrorPrior", "error_prior", "learned_bias", "track_record", "checkpoint", "in_time_order",
+           "RECENT_WINDOWS", "BREAK_Z"]
 
 #: fully labelled windows the track record's prior is taken from (the newest ones)
 RECENT_WINDOWS = 6
@@ -127,3 +128,33 @@ def track_record(windows: Iterable[tuple[Estimates, Mapping[str, float] | None, 
     return {m: {"estimate_mae": float(np.mean(d["estimate"])),
                 "learning_mae": float(np.mean(d["learning"])) if d["learning"] else None,
                 "windows": len(d["estimate"])} for m, d in errs.items()}
+
+
+def checkpoint(n: int, labelled: int, min_labels: int, *, first: bool = False) -> int | None:
+    """How many of a window's first labelled rows its learning estimate uses: every tenth of
+    the window of ``n`` (at least ``min_labels`` rows), the last one ``labelled`` reached
+    (``first``: the first one, kept for the track record); ``None`` before the first.
+
+    >>> checkpoint(5000, 1234, 50), checkpoint(5000, 499, 50), checkpoint(5000, 4000, 50, first=True)
+    (1000, None, 500)
+    """
+    n = max(int(n), 1)
+    step = max(min_labels, n // 10)
+    c = step if first else (min(labelled, n - 1) // step) * step
+    return None if c < min_labels or c > labelled else c
+
+
+def in_time_order(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A window's labelled rows in prediction-time order (``rows["ts"]``), ties broken by the
+    other columns in their order (a 2-D one column by column): the same arrays whatever order
+    the labels came in, so a detector's state is a function of the events, not of the batches.
+
+    >>> in_time_order({"ts": np.array([2, 1, 1]), "y": np.array([0, 1, 0])})["y"].tolist()
+    [0, 1, 0]
+    """
+    keys: list[np.ndarray] = []
+    for k, v in rows.items():
+        if k != "ts":
+            keys.extend(v.T if v.ndim == 2 else [v])
+    order = np.lexsort((*reversed(keys), rows["ts"]))
+    return {k: v[order] for k, v in rows.items()}
