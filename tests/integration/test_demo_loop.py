@@ -92,11 +92,17 @@ def test_demo_fires_retrains_promotes_and_resolves(demo, kafka_bootstrap):
     assert len(promoted) == 1
     answered = set(promoted[0].details["alert_ids"])
     assert answered and answered <= fired
-    # ... and exactly those alerts were resolved by the promotion (not merely "some alert resolved")
+    # ... and those alerts were resolved by the promotion (not merely "some alert resolved"). A
+    # concept-drift alert may have resolved by itself first: its change-point detectors clear once
+    # the error stream settles (at its new, worse level), and on a slow machine the job can take
+    # longer than the hold-down. A performance or drift alert does not: v1 stays as wrong as it was
+    # until the promotion.
     assert answered <= set(resolved), (answered, set(resolved))
     for alert_id in answered:
-        reason = resolved[alert_id]["evidence"]["resolution"]["reason"]
-        assert reason == f"retrained: promoted: {MODEL} v2", (alert_id, reason)
+        msg = resolved[alert_id]
+        reason = msg["evidence"]["resolution"]["reason"]
+        by_itself = msg["kind"] == "concept_drift" and reason in ("cleared", "members_resolved")
+        assert by_itself or reason == f"retrained: promoted: {MODEL} v2", (alert_id, msg["kind"], reason)
     metrics = promoted[0].details["metrics"]
     assert metrics["challenger"]["accuracy"] > metrics["champion"]["accuracy"]
     # the monitor switched its reference to v2
