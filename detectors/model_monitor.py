@@ -114,7 +114,15 @@ class MonitorSettings(Composite):
         ``multivariate`` (on), ``multivariate_methods`` (``("pca", "domain_classifier")``),
         ``pca_variance`` (0.65), ``min_reconstruction_increase`` (0.1),
         ``domain_classifier_rows`` (2000 per side), ``domain_classifier_folds`` (3),
-        ``min_auc`` (0.55).
+        ``min_auc`` (0.55). The domain classifier (the dearest detector: ``folds`` boosted
+        models per window) judges a window when one of these holds, and skips it otherwise:
+        a cheaper test hints at a change (a data- or prediction-drift p-value after the
+        window's correction, PCA's p-value, or the Bonferroni-adjusted p-value of the largest
+        change of a pairwise correlation of numeric features, below ``domain_classifier_gate``,
+        0.05);
+        ``domain_classifier_every`` (10) windows have passed since it last ran (the net for a
+        change only it sees); its own alert is open (it decides when that resolves). ``1``
+        judges every window.
     Concept drift (error stream)
         ``concept_drift`` (on), ``concept_detectors`` (``None``: ``detectors.concept``'s default
         set for classifiers, Page–Hinkley for regressors), ``concept_params`` (per detector
@@ -173,6 +181,8 @@ class MonitorSettings(Composite):
     min_reconstruction_increase: float = 0.1
     domain_classifier_rows: int = 2000
     domain_classifier_folds: int = 3
+    domain_classifier_every: int = 10
+    domain_classifier_gate: float = 0.05
     min_auc: float = 0.55
     concept_drift: bool = True
     concept_detectors: tuple[str, ...] | None = None
@@ -190,6 +200,10 @@ class MonitorSettings(Composite):
         bad = set(self.multivariate_methods) - {"pca", "domain_classifier"}
         if bad:
             raise ValueError(f"unknown multivariate methods {sorted(bad)}")
+        if self.domain_classifier_every < 1:
+            raise ValueError("domain_classifier_every must be at least 1 (1: every window)")
+        if not 0.0 <= self.domain_classifier_gate <= 1.0:
+            raise ValueError("domain_classifier_gate must be a p-value between 0 and 1")
         if self.correction not in dec.CORRECTIONS:
             raise ValueError(f"correction must be one of {dec.CORRECTIONS}")
 
@@ -287,6 +301,8 @@ class ModelMonitor(Composite):
         """After a restore: fill attributes that snapshots of earlier versions lack."""
         self.__dict__.setdefault("_last_window", {"predictions": None, "labelled": None})
         self.__dict__.setdefault("_dle", None)  # snapshots from before DLE: none until a new reference
+        self.__dict__.setdefault("_dc_since", 0)  # snapshots from before the gate: it runs next window
+        self.__dict__.setdefault("_dc_runs", {"judged": 0, "skipped": 0, "last": None})
 
     # ------------------------------------------------------------------ construction
     def _make_reference(self, reference: Any, scores: Any, classes: Sequence[str] | None) -> Reference:
@@ -360,7 +376,10 @@ class ModelMonitor(Composite):
         self._data_drift = UnivariateDrift(ref, kind="data_drift", reference_desc=desc, **self._drift_kwargs())
         self._build_prediction_drift(desc)
         self._pca: WindowDetector | None = self._multivariate("pca", desc)
-        self._dc: WindowDetector | None = self._multivariate("domain_classifier", desc)
+        dc = self._multivariate("domain_classifier", desc)
+        self._dc: DomainClassifierDrift | None = dc if isinstance(dc, DomainClassifierDrift) else None
+        self._dc_since = 0                        # judged windows since it last ran (0: runs next)
+        self._dc_runs: dict[str, Any] = {"judged": 0, "skipped": 0, "last": None}
         self._cbpe: CBPE | None = self._build_cbpe()
         self._dle: DLE | None = self._build_dle()
         self._perf: PerformanceDrift | None = self._build_performance()
@@ -553,12 +572,46 @@ class ModelMonitor(Composite):
         if self._pca is not None:
             out += self._pca.update(w, c, version)
         if self._dc is not None:
-            out += self._dc.update(w, c, version)
+            out += self._domain_classifier(w, c, version)
         if self._cbpe is not None and scores is not None:
             out += self._cbpe.update(w, c[_PRED], scores, version)
         if self._dle is not None:
             out += self._dle.update(w, c, c[_PRED], version)
         return out
+
+    def _domain_classifier(self, w: Window, c: Mapping[str, np.ndarray], version: str | None) -> list[Detection]:
+        """The domain classifier on this window when :meth:`_domain_classifier_due` says so."""
+        why = self._domain_classifier_due(c, int(w.n))
+        self._dc_runs["last"] = why
+        if why is None:
+            self._dc_since += 1
+            self._dc_runs["skipped"] += 1
+            return []
+        self._dc_since = 1
+        self._dc_runs["judged"] += 1
+        return self._dc.update(w, c, version) if self._dc is not None else []
+
+    def _domain_classifier_due(self, c: Mapping[str, np.ndarray], n: int) -> str | None:
+        """Why the domain classifier judges the window ``c`` just tested by the cheaper detectors
+        (their ``last()`` is this window's), or None to skip it."""
+        s = self.settings
+        if self._dc is None:
+            return None
+        if self._dc.firing():
+            return "its alert is open"
+        if self._dc_since == 0 or self._dc_since >= s.domain_classifier_every:
+            return "cadence"
+        hints = [(v.get("p_adjusted"), f"{k}") for k, v in self._data_drift.last().items()]
+        if self._pred_drift is not None:
+            hints += [(v.get("p_adjusted"), f"{k}") for k, v in self._pred_drift.last().items()]
+        if self._pca is not None:
+            hints.append((self._pca.last().get("p_value"), "pca_reconstruction"))
+        hints.append((self._dc.correlation_p(c, n), "feature correlations"))
+        moved = [(float(p), name) for p, name in hints if p is not None and np.isfinite(p) and p < s.domain_classifier_gate]
+        if moved:
+            p, name = min(moved)
+            return f"{name} p={p:.2g}"
+        return None
 
     # ------------------------------------------------------------------ labels
     def update_labelled(self, batch: LabelledBatch) -> list[Detection]:
@@ -747,7 +800,7 @@ class ModelMonitor(Composite):
         if self._pca is not None:
             mv["pca"] = self._pca.last()
         if self._dc is not None:
-            mv["domain_classifier"] = self._dc.last()
+            mv["domain_classifier"] = {**self._dc.last(), "windows": dict(self._dc_runs)}
         out["multivariate"] = mv
         out["concept_drift"] = {
             "available": _concept is not None,

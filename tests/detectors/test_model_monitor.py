@@ -193,6 +193,54 @@ def test_settings():
     assert MonitorSettings.from_dict(s.to_dict()) == s
 
 
+def test_domain_classifier_runs_on_a_hint_on_its_cadence_or_while_its_alert_is_open():
+    rng = np.random.default_rng(11)
+    mon = _monitor(rng, domain_classifier_every=4, warmup=0)
+    calls = []
+    update = mon._dc.update
+    mon._dc.update = lambda *a, **k: calls.append(mon._data_windows_judged) or update(*a, **k)
+    s = Stream(mon, rng)
+    for _ in range(6):                                   # stationary: the first window, then every 4th
+        s.feed(_frame(rng, 2000), labels=False)
+    assert calls == [1, 5]
+    runs = mon.status()["multivariate"]["domain_classifier"]["windows"]
+    assert (runs["judged"], runs["skipped"]) == (2, 4)
+    out = s.feed(_frame(rng, 2000, shift=1.0), labels=False)   # x1 moves: the univariate test's hint
+    assert calls[-1] == 7 and mon._dc_runs["last"].startswith("x1 p=")
+    assert any(d.detector == "domain_classifier" and d.firing for d in out)
+    s.feed(_frame(rng, 2000), labels=False)             # back: it runs while its alert is open
+    assert calls[-1] == 8 and mon._dc_runs["last"] == "its alert is open"
+    del mon._dc.update                                  # (the spy is no detector state)
+    restored = ModelMonitor.restore(mon.snapshot())     # the cadence survives a restart
+    assert restored._dc_since == mon._dc_since and restored._dc_runs == mon._dc_runs
+
+
+def test_a_correlation_change_no_marginal_shows_sends_the_domain_classifier_in():
+    rng = np.random.default_rng(13)
+    mon = _monitor(rng, domain_classifier_every=10, warmup=0)
+    s = Stream(mon, rng)
+    s.feed(_frame(rng, 2000), labels=False)             # its first window (cadence)
+    s.feed(_frame(rng, 2000), labels=False)
+    assert mon._dc_runs == {"judged": 1, "skipped": 1, "last": None}
+    df = _frame(rng, 2000)
+    df["x2"] = 0.6 * df.x1 + 0.8 * rng.normal(size=2000)   # both still N(0, 1)
+    s.feed(df, labels=False)
+    assert mon._dc_runs["judged"] == 2 and mon._dc_runs["last"].startswith("feature correlations p=")
+
+
+def test_domain_classifier_every_1_judges_every_window():
+    rng = np.random.default_rng(12)
+    mon = _monitor(rng, domain_classifier_every=1, warmup=0)
+    s = Stream(mon, rng)
+    for _ in range(3):
+        s.feed(_frame(rng, 2000), labels=False)
+    assert mon.status()["multivariate"]["domain_classifier"]["windows"]["judged"] == 3
+    with pytest.raises(ValueError, match="domain_classifier_every"):
+        MonitorSettings(domain_classifier_every=0)
+    with pytest.raises(ValueError, match="domain_classifier_gate"):
+        MonitorSettings(domain_classifier_gate=1.5)
+
+
 def test_without_concept_package(monkeypatch):
     monkeypatch.setattr(mm, "_concept", None)
     rng = np.random.default_rng(6)

@@ -48,6 +48,24 @@ def test_pca_no_false_alarm_on_stationary_windows():
     assert fired == 0
 
 
+def test_pca_p_value_is_calibrated_on_stationary_windows():
+    # the reference's errors are held out (each row's from components fitted without it): with
+    # in-sample errors a stationary window's mean error sat ~4% above the reference's and its
+    # p-value was below 1e-5 in every window (only min_increase kept it from paging)
+    types = {f"f{i}": "numeric" for i in range(10)}
+    p_values, increases = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        pca = PCAReconstructionDrift(Reference({f: rng.normal(size=5000) for f in types}, types, task="regression"))
+        for _ in range(5):
+            pca.update(Window(0, 1, 5000), {f: rng.normal(size=5000) for f in types})
+            p_values.append(pca.last()["p_value"])
+            increases.append(pca.last()["increase"])
+    assert abs(np.mean(increases)) < 0.01
+    assert np.mean(np.array(p_values) < 0.05) <= 0.15   # 0.05 expected; 40 windows on 8 references
+    assert min(p_values) > 1e-4
+
+
 def test_domain_classifier_detects_and_names_the_feature():
     rng = np.random.default_rng(2)
     dc = DomainClassifierDrift(_ref(rng), max_rows=800, max_iter=30)
