@@ -30,7 +30,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
@@ -118,6 +117,12 @@ def _stream(mon: ModelMonitor, kind: str, seed: int, before: int, after: int) ->
     return {"false_mv": false_mv, **first, "dc_runs": runs["judged"], "s_per_window": seconds / (before + after)}
 
 
+def _hits(rows: list[dict[str, Any]], key: str, kind: str, seeds: int) -> str:
+    """``found/seeds @mean first window`` of the streams that raised alert ``key``."""
+    got = [r[key] for r in rows if r[key] is not None]
+    return "-" if kind == "null" else f"{len(got)}/{seeds} @{np.mean(got):.1f}" if got else f"0/{seeds}"
+
+
 def gate_run(seeds: int) -> None:
     """The domain classifier on every window against the monitor's default schedule."""
     kinds = ("null", "correlation", "interaction")
@@ -133,12 +138,9 @@ def gate_run(seeds: int) -> None:
                 ref = sample(20_000, np.random.default_rng([seed, 7]))
                 before, after = (30, 0) if kind == "null" else (10, 20)
                 rows.append(_stream(_monitor(ref, every), kind, seed, before, after))
-
-            def fmt(key: str) -> str:
-                got = [r[key] for r in rows if r[key] is not None]
-                return "-" if kind == "null" else f"{len(got)}/{seeds} @{np.mean(got):.1f}" if got else f"0/{seeds}"
-            print(f"{name:32} {kind:12} {sum(r['false_mv'] for r in rows):>15} {fmt('multivariate'):>15} "
-                  f"{fmt('any'):>12} {np.mean([r['dc_runs'] for r in rows]):>8.1f} "
+            mv, anything = (_hits(rows, key, kind, seeds) for key in ("multivariate", "any"))
+            print(f"{name:32} {kind:12} {sum(r['false_mv'] for r in rows):>15} {mv:>15} "
+                  f"{anything:>12} {np.mean([r['dc_runs'] for r in rows]):>8.1f} "
                   f"{np.mean([r['s_per_window'] for r in rows]):>9.3f}", flush=True)
 
 
