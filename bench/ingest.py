@@ -351,6 +351,8 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
 
     def config(k: int, detectors: bool, run: str) -> dict:
         data = copy.deepcopy(cfg_data)
+        if run.startswith("dc1-"):   # --dc-every-window: the domain classifier on every window (before the gate)
+            data["models"]["bench"]["detectors"] = {"domain_classifier_every": 1}
         data["topics"]["predictions"] = topics[k]
         data["kafka"]["group_id"] += f"-{run}"
         data["store"]["url"] = args.store_url or f"sqlite:///{tmp}/{run}.db"
@@ -361,6 +363,8 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
         return data
 
     plan = [("off", counts[0], False)] + [(f"v{k}", k, True) for k in counts]
+    if args.dc_every_window:
+        plan += [(f"dc1-v{k}", k, True) for k in counts]
     rows = []
     for run, k, detectors in plan:
         raw_s = raw_consume(bootstrap, topics[k], n, mpr)
@@ -382,6 +386,7 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
           f"{'KiB/batch':>10}")
     for _run, k, detectors, raw_rate, rate, res in rows:
         label = f"{k} (detectors off)" if not detectors else f"{k} ({res['live']} monitors)"
+        label += ", dc every window" if _run.startswith("dc1-") else ""
         sp, sizes = res["spent"], res["sizes"]
         kib = f"{sum(sizes) / len(sizes) / 1024:,.0f}" if sizes else "-"
         print(f"{label:<22}{rate:>13,.0f}{rate / one:>19.2f}{rate / raw_rate:>13.2f}{res['rss_mib']:>9,.0f}"
@@ -398,7 +403,8 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
             continue
         sp = res["spent"]
         other = sp.get("detectors in all", 0) - sum(sp.get(p, 0) for p in parts)
-        print(f"{k:<22}" + "".join(f"{1e6 * sp.get(p, 0) / n:>20.1f}" for p in parts) + f"{1e6 * other / n:>10.1f}")
+        name = f"{k}" + (" dc every window" if _run.startswith("dc1-") else "")
+        print(f"{name:<22}" + "".join(f"{1e6 * sp.get(p, 0) / n:>20.1f}" for p in parts) + f"{1e6 * other / n:>10.1f}")
     if args.profile:
         k = max(counts)
         res = _child_run(config(k, True, f"profile-v{k}"), tmp, n, profile=True)
@@ -418,6 +424,9 @@ def main() -> None:
     ap.add_argument("--versions", default=None, metavar="1,2,5",
                     help="only this: the monitor with its detectors on the same events spread round-robin over "
                          "1, 2, 5 versions of one model, beside the raw anchor and the detectors off")
+    ap.add_argument("--dc-every-window", action="store_true",
+                    help="with --versions: also the same runs with the domain classifier judging every window "
+                         "(domain_classifier_every: 1, the schedule before the gate)")
     ap.add_argument("--uuid-ids", action="store_true", help="random UUID event ids instead of ev-0, ev-1, ...")
     ap.add_argument("--pipelined", action="store_true",
                     help="also measure a sketch of a two-process design: poll in a child, ingest in the parent")
