@@ -572,16 +572,17 @@ class ModelMonitor(Composite):
         if self._pca is not None:
             out += self._pca.update(w, c, version)
         if self._dc is not None:
-            out += self._domain_classifier(w, c, version)
+            out += self._domain_classifier(self._dc, w, c, version)
         if self._cbpe is not None and scores is not None:
             out += self._cbpe.update(w, c[_PRED], scores, version)
         if self._dle is not None:
             out += self._dle.update(w, c, c[_PRED], version)
         return out
 
-    def _domain_classifier(self, w: Window, c: Mapping[str, np.ndarray], version: str | None) -> list[Detection]:
-        """The domain classifier on this window when :meth:`_domain_classifier_due` says so."""
-        why = self._domain_classifier_due(c, int(w.n))
+    def _domain_classifier(self, dc: DomainClassifierDrift, w: Window, c: Mapping[str, np.ndarray],
+                           version: str | None) -> list[Detection]:
+        """The domain classifier ``dc`` on this window when :meth:`_domain_classifier_due` says so."""
+        why = self._domain_classifier_due(dc, c, int(w.n))
         self._dc_runs["last"] = why
         if why is None:
             self._dc_since += 1
@@ -589,24 +590,22 @@ class ModelMonitor(Composite):
             return []
         self._dc_since = 1
         self._dc_runs["judged"] += 1
-        return self._dc.update(w, c, version) if self._dc is not None else []
+        return dc.update(w, c, version)
 
-    def _domain_classifier_due(self, c: Mapping[str, np.ndarray], n: int) -> str | None:
-        """Why the domain classifier judges the window ``c`` just tested by the cheaper detectors
-        (their ``last()`` is this window's), or None to skip it."""
+    def _domain_classifier_due(self, dc: DomainClassifierDrift, c: Mapping[str, np.ndarray], n: int) -> str | None:
+        """Why the domain classifier ``dc`` judges the window ``c`` just tested by the cheaper
+        detectors (their ``last()`` is this window's), or None to skip it."""
         s = self.settings
-        if self._dc is None:
-            return None
-        if self._dc.firing():
+        if dc.firing():
             return "its alert is open"
         if self._dc_since == 0 or self._dc_since >= s.domain_classifier_every:
             return "cadence"
-        hints = [(v.get("p_adjusted"), f"{k}") for k, v in self._data_drift.last().items()]
+        hints = [(v.get("p_adjusted"), k) for k, v in self._data_drift.last().items()]
         if self._pred_drift is not None:
-            hints += [(v.get("p_adjusted"), f"{k}") for k, v in self._pred_drift.last().items()]
+            hints += [(v.get("p_adjusted"), k) for k, v in self._pred_drift.last().items()]
         if self._pca is not None:
             hints.append((self._pca.last().get("p_value"), "pca_reconstruction"))
-        hints.append((self._dc.correlation_p(c, n), "feature correlations"))
+        hints.append((dc.correlation_p(c, n), "feature correlations"))
         moved = [(float(p), name) for p, name in hints if p is not None and np.isfinite(p) and p < s.domain_classifier_gate]
         if moved:
             p, name = min(moved)
