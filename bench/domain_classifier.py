@@ -126,7 +126,10 @@ def _hits(rows: list[dict[str, Any]], key: str, kind: str, seeds: int) -> str:
 def gate_run(seeds: int) -> None:
     """The domain classifier on every window against the monitor's default schedule."""
     kinds = ("null", "correlation", "interaction")
-    schedules = {"every window (every=1)": 1, "default (every=10, gate 0.05)": MonitorSettings().domain_classifier_every}
+    default = MonitorSettings()
+    schedules = {"every window (every=1)": 1,
+                 f"default (every={default.domain_classifier_every}, gate {default.domain_classifier_gate})":
+                     default.domain_classifier_every}
     print(f"# {seeds} seed(s) per kind; streams of 10 reference-like windows then 20 of the kind (null: 30); "
           "windows of 5,000, 20,000 reference rows")
     print(f"{'schedule':32} {'kind':12} {'mv false alarms':>15} {'first mv alert':>15} {'first alert':>12} "

@@ -326,6 +326,11 @@ def _child_run(cfg_data: dict, base_dir: str, n: int, profile: bool = False) -> 
     return out
 
 
+def _schedule(run: str) -> str:
+    """The label suffix of a ``--dc-every-window`` run (its name starts ``dc1-``)."""
+    return " dc every window" if run.startswith("dc1-") else ""
+
+
 def versions_bench(args, cfg_data: dict, tmp: str) -> None:
     """``--versions 1,2,5``: the same events spread round-robin over 1, 2, 5 versions of one
     model, each count on its own topic; per count, the raw anchor then the monitor service with
@@ -351,7 +356,7 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
 
     def config(k: int, detectors: bool, run: str) -> dict:
         data = copy.deepcopy(cfg_data)
-        if run.startswith("dc1-"):   # --dc-every-window: the domain classifier on every window (before the gate)
+        if _schedule(run):   # --dc-every-window: the domain classifier on every window (before the gate)
             data["models"]["bench"]["detectors"] = {"domain_classifier_every": 1}
         data["topics"]["predictions"] = topics[k]
         data["kafka"]["group_id"] += f"-{run}"
@@ -386,7 +391,7 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
           f"{'KiB/batch':>10}")
     for _run, k, detectors, raw_rate, rate, res in rows:
         label = f"{k} (detectors off)" if not detectors else f"{k} ({res['live']} monitors)"
-        label += ", dc every window" if _run.startswith("dc1-") else ""
+        label += _schedule(_run)
         sp, sizes = res["spent"], res["sizes"]
         kib = f"{sum(sizes) / len(sizes) / 1024:,.0f}" if sizes else "-"
         print(f"{label:<22}{rate:>13,.0f}{rate / one:>19.2f}{rate / raw_rate:>13.2f}{res['rss_mib']:>9,.0f}"
@@ -403,7 +408,7 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
             continue
         sp = res["spent"]
         other = sp.get("detectors in all", 0) - sum(sp.get(p, 0) for p in parts)
-        name = f"{k}" + (" dc every window" if _run.startswith("dc1-") else "")
+        name = f"{k}{_schedule(_run)}"
         print(f"{name:<22}" + "".join(f"{1e6 * sp.get(p, 0) / n:>20.1f}" for p in parts) + f"{1e6 * other / n:>10.1f}")
     if args.profile:
         k = max(counts)
