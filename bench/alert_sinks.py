@@ -94,7 +94,7 @@ class Analyser:
     def __init__(self, manager: AlertManager, every: int = 5) -> None:
         self.manager, self.every, self.n, self.changes = manager, every, 0, 0
 
-    def stamp_versions(self, predictions: Any) -> None:
+    def stamp_versions(self, predictions: Any, conn: Any = None) -> None:
         """No registry here: events keep the version they name."""
 
     def analyse(self, conn: Any, result: Any, now: int) -> None:

@@ -82,7 +82,7 @@ class BatchAnalyser(Protocol):
 
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None: ...
 
-    def stamp_versions(self, predictions: dict[str, ValidPredictions]) -> None: ...
+    def stamp_versions(self, predictions: dict[str, ValidPredictions], conn: Connection) -> None: ...
 
 
 # a message's own bytes are stored as the event's payload only up to this size (bigger ones may
@@ -210,7 +210,7 @@ def commit(store: Store, cfg: Config, batch: PreparedBatch, *, group: str,
         store.lock_models(conn, set(batch.predictions) | set(batch.labels) | set(batch.shadows))
         advance_offsets(store, conn, group, expected, batch.next_offsets, now)
         if analyser is not None:   # an event naming no version is the champion's: stored so
-            analyser.stamp_versions(batch.predictions)
+            analyser.stamp_versions(batch.predictions, conn)
         result = apply_batch(store, conn, cfg, batch.predictions, batch.labels, now)
         shadow_dead = apply_shadows(store, conn, cfg, batch.shadows, batch.shadow_sources, result, now)
         deltas = Counter(batch.deltas)

@@ -12,6 +12,9 @@ The monitor's batch transaction (:mod:`consumers.ingest`, :mod:`driftloop.core.s
     worker's under its own group id), ``examples`` (one row per (model, event_id): the
     prediction half, the label half, or both, joined), ``counters``, ``outbox`` (messages to
     publish: dead letters, alerts, retrain jobs) and ``detector_state`` (each model's detectors).
+    With ``analysis.mode: apart``, ``analysis_journal`` (what each batch gave the detectors,
+    waiting to be judged) instead of the detectors' run, and ``analysis_progress`` (the last
+    entry judged per model, written by the judging process with ``detector_state``).
 Statistics history (:mod:`driftloop.monitoring.history`)
     ``detector_history`` (one row per judged prediction window, column and detector) and
     ``performance_history`` (one row per judged window and metric; ``source`` realised or
@@ -68,7 +71,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = ["metadata",
-           "offsets", "examples", "counters", "outbox", "detector_state",
+           "offsets", "examples", "counters", "outbox", "detector_state", "analysis_journal", "analysis_progress",
            "detector_history", "performance_history",
            "alerts", "incidents", "alert_events", "alert_deliveries", "alert_stream_watch",
            "retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES",
@@ -135,6 +138,25 @@ detector_state = sa.Table(
     # +1 on every save: a process whose in-memory detectors are older reloads them first
     sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("reference_version", sa.String(64)),   # the registry version the reference came from
+)
+
+# -- analysis apart from ingestion (driftloop.monitoring.journal, analysis.mode: apart) --------
+# one row per model per committed batch: the columns the detectors judge (detectors.state codec);
+# ``seq`` counts per model from 1; a judged row is deleted in the judgement's transaction
+analysis_journal = sa.Table(
+    "analysis_journal", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),      # rows the entry holds (the backlog's unit)
+    sa.Column("entry", sa.LargeBinary, nullable=False),
+)
+# per model: the last journal ``seq`` judged, written with the detector state it produced
+analysis_progress = sa.Table(
+    "analysis_progress", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
 # -- statistics history (driftloop.monitoring.history) --------------------------------------

@@ -72,7 +72,7 @@ from driftloop.core.tables import model_versions
 from driftloop.monitoring.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
 from driftloop.monitoring.history import record_detector_statistics
 
-__all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "Failure", "prediction_batch",
+__all__ = ["DriftAnalyser", "ReferenceSource", "ConfigReferences", "Failure", "Judgement", "prediction_batch",
            "labelled_batch", "STORE_FAILURES"]
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,17 @@ OnShadowReport = Callable[[Connection, str, dict[str, Any], int], Any]
 
 STORE_FAILURES = (sqlalchemy.exc.SQLAlchemyError,)
 """Errors that are the store's, never a model's: they propagate (the batch is retried)."""
+
+
+@dataclass
+class Judgement:
+    """What a model's detectors made of one batch (:meth:`DriftAnalyser.judge`), not written yet:
+    the detections, ``state`` (their snapshot and the statuses of the versions fed) and the
+    shadow reports due."""
+
+    found: list[list[Detection]]
+    state: tuple[bytes, list[dict[str, Any]]]
+    reports: list[dict[str, Any]]
 
 
 @dataclass
@@ -375,7 +386,7 @@ class DriftAnalyser:
     # -- the batch hook ----------------------------------------------------------------------
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None:
         """Run each model's detectors on what the batch added (in the batch's transaction)."""
-        self._cleared = {}     # the previous transaction's fate is known (rollback() ran if it failed)
+        self.begin()
         for model in sorted(set(result.new_predictions) | set(result.joined) | set(result.shadow_joined)):
             self._analyse_model(conn, model, result, now)
 
@@ -391,6 +402,17 @@ class DriftAnalyser:
             return
         if mon is None:
             return
+        judged = self.judge(model, result, now, conn)
+        if judged is not None:
+            self.record(conn, model, judged, now)
+
+    def judge(self, model: str, result: JoinResult, now: int, conn: Connection | None = None) -> Judgement | None:
+        """The detectors of ``model`` (as they are in memory) on its part of a batch; writes
+        nothing. None when the model has no detectors, or their update failed: the model is then
+        quarantined (announced in ``conn``, or by the next transaction without it)."""
+        mon = self.monitors.get(model)
+        if mon is None:
+            return None
         try:   # the snapshot and status are detector code too
             found, touched = self._update(conn, model, mon, result, now)
             reports = _update_shadows(mon, result.shadow_joined.get(model), self.cfg.versions.shadow_min_labels)
@@ -399,12 +421,21 @@ class DriftAnalyser:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken model never stops the others
             self.quarantine(model, "update", exc, now, conn)
-            return
-        for dets in found:
+            return None
+        return Judgement(found, state, reports)
+
+    def record(self, conn: Connection, model: str, judged: Judgement, now: int, *, save: bool = True) -> None:
+        """Write what :meth:`judge` found (under the model's lock): the detections, the statistics
+        history and (``save``) the detector state; the shadow reports go to their hook."""
+        for dets in judged.found:
             self._emit(conn, model, dets, now)
-        self._save(conn, model, now, state)
+        if save:
+            self._save(conn, model, now, judged.state)
+        else:
+            for status in judged.state[1]:
+                record_detector_statistics(conn, model, status, now)
         self._recovered(conn, model, now)
-        for report in reports:
+        for report in judged.reports:
             self._report_shadow(conn, model, report, now)
 
     def _report_shadow(self, conn: Connection, model: str, report: dict[str, Any], now: int) -> None:
@@ -424,7 +455,7 @@ class DriftAnalyser:
             log.exception("model %s: the shadow report of v%s could not be acted on", model,
                           report.get("shadow_version"))
 
-    def _update(self, conn: Connection, model: str, mon: VersionedMonitor, result: JoinResult,
+    def _update(self, conn: Connection | None, model: str, mon: VersionedMonitor, result: JoinResult,
                 now: int) -> tuple[list[list[Detection]], list[str]]:
         """One model's detectors on a batch, each version's on its own rows: the predictions,
         then the joined labels (each to the version that served its prediction), then the
@@ -450,7 +481,7 @@ class DriftAnalyser:
         found.append(mon.retire_idle())
         return found, list(dict.fromkeys(touched))
 
-    def _ensure_version(self, conn: Connection, model: str, mon: VersionedMonitor, version: str, n: int,
+    def _ensure_version(self, conn: Connection | None, model: str, mon: VersionedMonitor, version: str, n: int,
                         now: int) -> bool:
         """Give a version seen for the first time its detectors: on its own registered sample, or
         (a version the registry does not know) on the champion's. False when the per-model cap
@@ -475,7 +506,7 @@ class DriftAnalyser:
         mon.add(version, self._monitor(model, reference), reference_of=ref_of)
         return True
 
-    def stamp_versions(self, predictions: dict[str, ValidPredictions]) -> None:
+    def stamp_versions(self, predictions: dict[str, ValidPredictions], conn: Connection | None = None) -> None:
         """Events that name no version were served by the champion the detectors follow now:
         say so on the event before it is stored, so that its label, however late, goes to that
         version's detectors (contract: ``model_version`` defaults to the current champion)."""
@@ -508,6 +539,18 @@ class DriftAnalyser:
                   "counted and stored, the other models go on; rebuild from the store in %.0f s", model, stage,
                   q.failures, rfc3339(q.since), cls, msg, (q.retry_at - now) / 1000, exc_info=exc)
         if conn is not None:
+            self._announce(conn, model, now)
+
+    def begin(self) -> None:
+        """A transaction that records judgements begins: the previous one's fate is known
+        (:meth:`rollback` ran if it failed)."""
+        self._cleared = {}
+
+    def announce_quarantine(self, conn: Connection, model: str, now: int) -> None:
+        """Write the alert of ``model``'s quarantine if it began outside a transaction (under the
+        model's lock)."""
+        q = self.quarantined.get(model)
+        if q is not None and q.active and not q.announced:
             self._announce(conn, model, now)
 
     def _announce(self, conn: Connection, model: str, now: int) -> None:

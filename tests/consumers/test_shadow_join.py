@@ -187,7 +187,7 @@ def test_shadow_with_the_served_version_is_dead_lettered_and_counted_invalid_onc
 
 def test_served_version_stamped_by_the_analyser_counts(feed):
     class Stamping:                                       # as the analyser stamps the champion
-        def stamp_versions(self, predictions):
+        def stamp_versions(self, predictions, conn):
             for vp in predictions.values():
                 for ev in vp.events:
                     ev.model_version = ev.model_version or "v1"
@@ -242,7 +242,7 @@ def test_shadow_expiry_and_retention(feed, cfg):
 
 def test_exactly_once_across_a_failed_transaction_and_a_redelivered_batch(feed):
     class Failing:
-        def stamp_versions(self, predictions):
+        def stamp_versions(self, predictions, conn):
             pass
 
         def analyse(self, conn, result, now):

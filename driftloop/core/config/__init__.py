@@ -1,8 +1,8 @@
 """driftloop configuration: YAML (or TOML) on disk, environment overrides, validated at start.
 
 Part of the base layer (:mod:`driftloop.core`), with every section's schema: this module holds
-the root :class:`Config` and the ``kafka``, ``topics``, ``store``, ``ingest`` and ``models``
-sections; :mod:`~driftloop.core.config.alerts`, :mod:`~driftloop.core.config.api` and
+the root :class:`Config` and the ``kafka``, ``topics``, ``store``, ``ingest``, ``versions``,
+``analysis`` and ``models`` sections; :mod:`~driftloop.core.config.alerts`, :mod:`~driftloop.core.config.api` and
 :mod:`~driftloop.core.config.retrain` the others. The ``models.<name>.detectors`` section is
 checked against the detectors' own schema (``detectors.model_monitor.MonitorSettings``).
 
@@ -36,6 +36,7 @@ __all__ = [
     "TopicsConfig",
     "StoreConfig",
     "IngestConfig",
+    "AnalysisConfig",
     "ModelConfig",
     "load_config",
     "load_config_dict",
@@ -294,6 +295,24 @@ class VersionsConfig(ConfigSection):
     shadow_min_labels: int = 200
 
 
+class AnalysisConfig(ConfigSection):
+    """Where the detectors judge what ingestion committed (:mod:`driftloop.monitoring.journal`).
+
+    ``mode: inline`` (the default): in the batch's transaction, as before. ``mode: apart``: the
+    batch transaction appends the batch's columns to the analysis journal and a child process of
+    ``driftloop monitor`` judges them, exactly once, beside ingestion. ``max_backlog_events``:
+    past this many journalled events not judged yet, ingestion pauses its partitions until the
+    backlog is under half of it (nothing is dropped). ``max_pause_s``: ``/readyz`` answers 503
+    once ingestion has been paused for the backlog this long. ``entries_per_judgement``: journal
+    entries one judging transaction takes, at most.
+    """
+
+    mode: Literal["inline", "apart"] = "inline"
+    max_backlog_events: int = 200_000
+    max_pause_s: float = 60.0
+    entries_per_judgement: int = 20
+
+
 class ModelConfig(ConfigSection):
     """One monitored model: its task, feature types and training reference."""
 
@@ -316,6 +335,7 @@ class Config(ConfigSection):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     ingest: IngestConfig = msgspec.field(default_factory=IngestConfig)
     versions: VersionsConfig = msgspec.field(default_factory=VersionsConfig)
+    analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     alerts: dict[str, Any] = msgspec.field(default_factory=dict)     # validated by driftloop.alerts
     registry: dict[str, Any] = msgspec.field(default_factory=dict)   # validated by retrain
@@ -450,11 +470,16 @@ def _check_numbers(cfg: Config) -> None:
         raise ConfigError("versions.max_live: must be at least 1")
     if cfg.versions.shadow_min_labels < 1:
         raise ConfigError("versions.shadow_min_labels: must be at least 1")
+    for key in ("max_backlog_events", "entries_per_judgement"):
+        if getattr(cfg.analysis, key) < 1:
+            raise ConfigError(f"analysis.{key}: must be at least 1")
+    if not cfg.analysis.max_pause_s > 0:
+        raise ConfigError("analysis.max_pause_s: must be positive")
 
 
 def _check_number_types(cfg: Config) -> None:
     """Every int of those sections fits Kafka's 32-bit fields; every float is finite."""
-    for section in ("kafka", "topics", "store", "ingest", "versions"):
+    for section in ("kafka", "topics", "store", "ingest", "versions", "analysis"):
         obj = getattr(cfg, section)
         for key in obj.__struct_fields__:
             value = getattr(obj, key)
