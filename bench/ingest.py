@@ -288,13 +288,27 @@ def _versions_child(cfg_data: dict, base_dir: str, n: int, profile: bool, conn) 
     svc = MonitorService(cfg)
     spent.clear()     # the champion's detectors were built before the clock starts: not in the run
     sizes.clear()
-    svc.alerts.start()
+    apart = svc.judges is not None     # analysis.mode apart: a child judges; the run ends once it judged all
+    if apart:
+        svc.judges.start()
+    else:
+        svc.alerts.start()
+    ingest_s = None
     try:
         secs, mon, prof = monitor_consume(cfg, n, profile, svc.monitor, sorts=("tottime", "cumulative"))
+        if apart:
+            ingest_s = secs
+            t0 = time.perf_counter()
+            while svc._backlog():
+                time.sleep(0.02)
+            secs += time.perf_counter() - t0
     finally:
-        svc.alerts.stop()
+        if apart:
+            svc.judges.stop()
+        else:
+            svc.alerts.stop()
     vm = svc.analyser.monitors.get("bench")
-    conn.send({"seconds": secs, "batches": mon.stats.batches, "spent": spent, "sizes": sizes,
+    conn.send({"seconds": secs, "ingest_s": ingest_s, "batches": mon.stats.batches, "spent": spent, "sizes": sizes,
                "live": 0 if vm is None else len(vm.versions),
                "rss_mib": _peak_rss_kib() / 1024, "profile": prof})
 
@@ -327,8 +341,9 @@ def _child_run(cfg_data: dict, base_dir: str, n: int, profile: bool = False) -> 
 
 
 def _schedule(run: str) -> str:
-    """The label suffix of a ``--dc-every-window`` run (its name starts ``dc1-``)."""
-    return " dc every window" if run.startswith("dc1-") else ""
+    """The label suffix of a ``--dc-every-window`` run (its name starts ``dc1-``) or an
+    ``--apart`` one (``apart-``)."""
+    return " dc every window" if run.startswith("dc1-") else " apart" if run.startswith("apart-") else ""
 
 
 def versions_bench(args, cfg_data: dict, tmp: str) -> None:
@@ -356,8 +371,10 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
 
     def config(k: int, detectors: bool, run: str) -> dict:
         data = copy.deepcopy(cfg_data)
-        if _schedule(run):   # --dc-every-window: the domain classifier on every window (before the gate)
+        if run.startswith("dc1-"):   # --dc-every-window: the domain classifier on every window (before the gate)
             data["models"]["bench"]["detectors"] = {"domain_classifier_every": 1}
+        if run.startswith("apart-"):   # --apart: a child process judges (analysis.mode: apart)
+            data["analysis"] = {"mode": "apart"}
         data["topics"]["predictions"] = topics[k]
         data["kafka"]["group_id"] += f"-{run}"
         data["store"]["url"] = args.store_url or f"sqlite:///{tmp}/{run}.db"
@@ -370,6 +387,8 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
     plan = [("off", counts[0], False)] + [(f"v{k}", k, True) for k in counts]
     if args.dc_every_window:
         plan += [(f"dc1-v{k}", k, True) for k in counts]
+    if args.apart:
+        plan += [(f"apart-v{k}", k, True) for k in counts]
     rows = []
     for run, k, detectors in plan:
         raw_s = raw_consume(bootstrap, topics[k], n, mpr)
@@ -377,7 +396,9 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
         setup = res["spent"].get("new version", 0.0)   # detectors built for versions 2..k in the first batch
         rows.append((run, k, detectors, n / raw_s, n / (res["seconds"] - setup), res))
         print(f"  {run}: raw {n / raw_s:,.0f} events/s, monitor {n / res['seconds']:,.0f} events/s "
-              f"({n / (res['seconds'] - setup):,.0f} without the new versions' setup, {setup:.1f}s)", flush=True)
+              f"({n / (res['seconds'] - setup):,.0f} without the new versions' setup, {setup:.1f}s)"
+              + (f"; ingestion alone {n / res['ingest_s']:,.0f} events/s, the last judgement "
+                 f"{res['seconds'] - res['ingest_s']:.1f}s after it" if res.get("ingest_s") else ""), flush=True)
 
     one = next((r[4] for r in rows if r[2] and r[1] == 1), rows[1][4])
     print()
@@ -429,6 +450,9 @@ def main() -> None:
     ap.add_argument("--versions", default=None, metavar="1,2,5",
                     help="only this: the monitor with its detectors on the same events spread round-robin over "
                          "1, 2, 5 versions of one model, beside the raw anchor and the detectors off")
+    ap.add_argument("--apart", action="store_true",
+                    help="with --versions: also the monitor with analysis.mode apart (a child process judges); "
+                         "its run ends when the last event is judged")
     ap.add_argument("--dc-every-window", action="store_true",
                     help="with --versions: also the same runs with the domain classifier judging every window "
                          "(domain_classifier_every: 1, the schedule before the gate)")

@@ -24,7 +24,12 @@ Faults that are not crashes (see docs/operations.md, "Faults"):
   ``expected``, so none of its records is processed and no batch commits for it; the loop
   tries the store again before each poll (0.5 s doubling, at most 10 s), then seeks it to the
   stored offset and resumes it. ``unpositioned`` names those partitions, and ``/readyz``
-  answers 503 until there are none.
+  answers 503 until there are none;
+* the analysis falls behind (``analysis.mode: apart``, ``backlog=`` given): once more than
+  ``analysis.max_backlog_events`` journalled events wait to be judged, every assigned partition
+  is paused (the consumer keeps polling, so it stays in the group) until the backlog is under
+  half of that; nothing is dropped. ``analysis_paused_since`` says since when (``/readyz``
+  answers 503 once that is longer than ``analysis.max_pause_s``).
 """
 from __future__ import annotations
 
@@ -104,12 +109,18 @@ class Monitor(GuardedConsumer):
     """Consumes predictions and labels into the store; see the module docstring."""
 
     def __init__(self, cfg: Config, store: Store, *, analyser: BatchAnalyser | None = None,
-                 on_batch: Callable[[Any], None] | None = None, on_idle: Callable[[], Any] | None = None) -> None:
+                 on_batch: Callable[[Any], None] | None = None, on_idle: Callable[[], Any] | None = None,
+                 backlog: Callable[[], int] | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.analyser = analyser
         self.on_batch = on_batch
         self.on_idle = on_idle      # runs in the loop's thread after every poll (champion switches)
+        self.backlog = backlog      # journalled events not judged yet (analysis.mode: apart)
+        self.analysis_backlog: int | None = None
+        self.analysis_paused_since: float | None = None   # monotonic time the backlog paused consumption
+        self._backlog_at = float("-inf")
+        self.backlog_every_s = 0.0        # every poll: one small query, the bound holds to a batch
         self.group = cfg.kafka.group_id
         self.expected: dict[TopicPartitionKey, int | None] = {}
         self.stats = MonitorStats()
@@ -257,7 +268,7 @@ class Monitor(GuardedConsumer):
         if self.consumer is None:
             return
         done = self.positioner.retry(self.consumer, self.expected)
-        if done and self._retry_at is None:
+        if done and self._retry_at is None and self.analysis_paused_since is None:
             self.consumer.resume(*done)
 
     def _replace_consumer(self, why: ConsumerStuck | str) -> None:
@@ -266,6 +277,7 @@ class Monitor(GuardedConsumer):
 
     def poll_once(self) -> int:
         self._position_pending()
+        self._hold_for_backlog()
         if self._retry_at is not None and not self._ready_to_retry():
             return 0
         t0 = time.perf_counter()
@@ -288,6 +300,37 @@ class Monitor(GuardedConsumer):
                           describe_store_error(exc))
         self._housekeeping()
         return len(records)
+
+    # -- the analysis falls behind: back-pressure ---------------------------------------------
+    def _hold_for_backlog(self) -> None:
+        """Pause every assigned partition while the analysis backlog is over its bound; resume
+        them (those positioned, unless a store failure holds them) once it is under half."""
+        if self.backlog is None or self.consumer is None:
+            return
+        now = time.monotonic()
+        if now - self._backlog_at < self.backlog_every_s:
+            return
+        self._backlog_at = now
+        try:
+            waiting = self.analysis_backlog = self.backlog()
+        except STORE_ERRORS as exc:      # the batch commit says the same, and backs off
+            self._housekeeping_failed("reading the analysis backlog", exc)
+            return
+        bound = self.cfg.analysis.max_backlog_events
+        if waiting > bound:
+            self.consumer.pause(*self.consumer.assignment())   # again each time: a rebalance may add some
+            if self.analysis_paused_since is None:
+                self.analysis_paused_since = now
+                log.warning("analysis backlog: %d events wait to be judged (> analysis.max_backlog_events %d); "
+                            "consumption paused until it is under %d", waiting, bound, bound // 2)
+        elif self.analysis_paused_since is not None and waiting <= bound // 2:
+            log.info("analysis backlog down to %d events after %.1f s: consumption resumes", waiting,
+                     now - self.analysis_paused_since)
+            self.analysis_paused_since = None
+            if self._retry_at is None:
+                unpositioned = self.positioner.unpositioned
+                self.consumer.resume(*[tp for tp in self.consumer.paused()
+                                       if (tp.topic, tp.partition) not in unpositioned])
 
     # -- store faults: back-pressure ---------------------------------------------------------
     def _store_failed(self, exc: BaseException, records: list[Any]) -> None:
@@ -337,6 +380,9 @@ class Monitor(GuardedConsumer):
                 return False
             self._analyser_stale = False
         self._retry_at = None
+        if self.analysis_paused_since is not None:
+            log.info("retrying the uncommitted batch once the analysis backlog is down")
+            return True
         unpositioned = self.positioner.unpositioned
         self.consumer.resume(*[tp for tp in self.consumer.paused() if (tp.topic, tp.partition) not in unpositioned])
         log.info("retrying the uncommitted batch after %d failed attempt(s)", self.store_failures)

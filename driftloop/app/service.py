@@ -6,23 +6,34 @@ Inside each batch transaction: the consumers write the batch, the detectors run 
 (:class:`driftloop.alerts.AlertService`) and, by policy, retraining jobs; everything commits
 together with the offsets. Beside the consumer loop: the alert dispatcher (one worker per sink)
 and the scheduled checks (stale streams, periodic retraining).
+
+With ``analysis.mode: apart`` the work is shared by two processes
+(:mod:`driftloop.app.judge_process`): this one ingests (the batch transaction journals what the
+detectors would have judged: :mod:`driftloop.monitoring.journal`), publishes the outbox and
+serves the API; a child process judges the journal (:mod:`driftloop.monitoring.judge`) and runs
+everything the judgements drive: alerts and their dispatcher, the retraining policy and its
+cron, the champion switches. The child is restarted if it dies, stopped with this process, and
+ends by itself once this process is gone (even SIGKILLed).
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
 from consumers.monitor import Monitor
 from driftloop.alerts import AlertService
+from driftloop.app.judge_process import JudgeProcess
 from driftloop.core.config import Config
 from driftloop.core.logsetup import log_failure
 from driftloop.core.store import Store
-from driftloop.core.store_faults import retry_store
+from driftloop.core.store_faults import STORE_ERRORS, backoff_s, describe_store_error, retry_store
 from driftloop.monitoring.analysis import DriftAnalyser
 from driftloop.monitoring.champion_switch import ChampionSwitcher, RegistryReferences
+from driftloop.monitoring.journal import JournalWriter, backlog
 
 __all__ = ["MonitorService"]
 
@@ -38,13 +49,18 @@ class MonitorService:
     """The monitor with everything that runs beside it; ``run()`` blocks until stopped."""
 
     def __init__(self, cfg: Config, store: Store | None = None, *, references: dict[str, Any] | None = None,
-                 alert_sinks: list[Any] | None = None, on_alert_changes: Any = None) -> None:
+                 alert_sinks: list[Any] | None = None, on_alert_changes: Any = None,
+                 ingest_only: bool | None = None) -> None:
+        """``ingest_only``: journal the batches for a judging child process (the default with
+        ``analysis.mode: apart``); False: this process judges (inline, or it is that child)."""
         from retrain.events import switch_target
         from retrain.policy import RetrainScheduler
         from retrain.registry import Registry
         from retrain.shadow import shadow_report_hook
 
         self.cfg = cfg
+        if ingest_only is None:
+            ingest_only = cfg.analysis.mode == "apart"
         self.store = store or Store.from_config(cfg.store)
         # a store locked, full or restarting at start delays the start (one line per attempt), not ends it
         retry_store(self.store.create_schema, "creating the schema")
@@ -57,14 +73,25 @@ class MonitorService:
                                                                           registry=self.registry),
                                       # the shadow phase's live gate (retrain.shadow), in the batch transaction
                                       on_shadow_report=shadow_report_hook(cfg, self.registry), load=False)
-        retry_store(self.analyser.load, "loading the detectors")
         self.switcher = ChampionSwitcher(cfg, self.store, self.analyser, self.alerts, switch_target=switch_target)
-        self.monitor = Monitor(cfg, self.store, analyser=self.analyser, on_idle=self._idle)
+        self.judges: JudgeProcess | None = None
+        if ingest_only:     # analysis.mode: apart, this process: the child judges (and loads the detectors)
+            self.judges = JudgeProcess(cfg, references)
+            self.monitor = Monitor(cfg, self.store, analyser=JournalWriter(cfg.models), on_idle=self.judges.tend,
+                                   backlog=self._backlog)
+        else:
+            retry_store(self.analyser.load, "loading the detectors")
+            self.monitor = Monitor(cfg, self.store, analyser=self.analyser, on_idle=self._idle)
         self.catch_up_every_s = 30.0
         self._last_catch_up = time.monotonic()
         self.alerts.manager.add_change_hook(self._on_alert_changes)
         self.api: Any = None
         self.broker_wait_s = 120.0   # how long ``run()`` waits for the broker at start
+
+    def _backlog(self) -> int:
+        """Journalled events not judged yet (the monitor's back-pressure reads it)."""
+        with self.store.engine.connect() as conn:
+            return backlog(conn).events
 
     def _on_detections(self, conn: Connection, model: str, detections: list[Any], now: int) -> None:
         self.alerts.on_detections(conn, model, detections, now)
@@ -185,6 +212,8 @@ class MonitorService:
         # line every few seconds and a retry, not a stack trace from the first client
         if not wait_for_broker(self.cfg.kafka, timeout_s=self.broker_wait_s, stop=self.monitor.stop_event):
             return self.monitor.stats      # SIGTERM while waiting
+        if self.judges is not None:
+            return self._run_ingest_only(max_seconds)
         stop = self.monitor.stop_event
         if not (retry_store(self.catch_up_champions, "catching up with the registry's champions", stop=stop)
                 and retry_store(self.alerts.start, "starting the alert dispatcher", stop=stop)):
@@ -204,3 +233,61 @@ class MonitorService:
             self.switcher.close()
             self.retrain.stop_cron()
             self.alerts.stop()
+
+    def _run_ingest_only(self, max_seconds: float | None) -> Any:
+        """``analysis.mode: apart``, this process: ingestion, the outbox and the API; the child
+        judges. The API shows the detectors' committed state (``status_source: store``)."""
+        from driftloop.app.api.runner import start_api
+
+        assert self.judges is not None
+        self.judges.start()
+        api = None
+        try:
+            api = start_api(self.cfg, self.store, monitor=self.monitor, analyser=None, alerts=self.alerts)
+            if api is not None:
+                log.info("HTTP API and dashboard on %s", api.url)
+            self.api = api
+            return self.monitor.run(max_seconds=max_seconds)
+        finally:
+            if api is not None:
+                api.stop()
+            self.judges.stop()
+
+    def run_judge(self, alive: Callable[[], bool]) -> int:
+        """The judging child's loop (``analysis.mode: apart``): judge the journal while ``alive()``
+        and not stopped, with the alerts, the retraining policy and the champion switches
+        running beside it as in the inline monitor. Returns the entries judged."""
+        from driftloop.kafka.clients import wait_for_broker
+        from driftloop.monitoring.judge import Judge
+
+        stop = self.monitor.stop_event
+        if not wait_for_broker(self.cfg.kafka, timeout_s=self.broker_wait_s, stop=stop):
+            return 0
+        if not (retry_store(self.analyser.load, "loading the detectors", stop=stop)
+                and retry_store(self.catch_up_champions, "catching up with the registry's champions", stop=stop)
+                and retry_store(self.alerts.start, "starting the alert dispatcher", stop=stop)):
+            return 0
+        self.retrain.start_cron()
+        judge = Judge(self.cfg, self.store, self.analyser)
+        failures = 0
+        try:
+            self.switcher.start()
+            while not stop.is_set() and alive():
+                try:
+                    judged = judge.judge_pending()
+                    self._idle()
+                    self.analyser.tend()
+                except STORE_ERRORS as exc:
+                    failures += 1
+                    log.error("judging: store unavailable (%s); nothing judged is lost, retry %d in %.1fs",
+                              describe_store_error(exc), failures, backoff_s(failures))
+                    stop.wait(backoff_s(failures))
+                    continue
+                failures = 0
+                if not judged:
+                    stop.wait(0.05)
+        finally:
+            self.switcher.close()
+            self.retrain.stop_cron()
+            self.alerts.stop()
+        return judge.judged_entries

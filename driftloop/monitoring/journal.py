@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection
 from consumers.join import Joined, JoinResult, ShadowJoined
 from consumers.validation import ValidPredictions
 from detectors import state as codec
+from driftloop.core.events import PredictionEvent
 from driftloop.core.tables import analysis_journal, analysis_progress, detector_state
 
 __all__ = ["JournalWriter", "encode_entry", "decode_entry", "entry_events", "backlog", "Backlog"]
@@ -62,8 +63,10 @@ def _columns(vp: ValidPredictions) -> dict[str, Any]:
 
 def _predictions(model: str, d: dict[str, Any]) -> ValidPredictions:
     n = len(d["ts"])
-    return ValidPredictions(model, [Served(v) for v in d["versions"]], np.arange(n), d["ts"], d["features"],
-                            d["prediction"], d["scores"], list(d["classes"]))
+    # the detectors read only ``model_version`` of an event (driftloop.monitoring.analysis)
+    served = cast("list[PredictionEvent]", [Served(v) for v in d["versions"]])
+    return ValidPredictions(model, served, np.arange(n), d["ts"], d["features"], d["prediction"], d["scores"],
+                            list(d["classes"]))
 
 
 def encode_entry(model: str, result: JoinResult) -> bytes:

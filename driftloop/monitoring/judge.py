@@ -85,6 +85,7 @@ class Judge:
         self.analyser = analyser
         self.judged_entries = 0
         self.moved = 0           # judgements discarded because another process moved the model on
+        self._stale = False      # the detectors saw entries whose judgement did not commit
 
     def pending_models(self) -> list[str]:
         with self.store.engine.connect() as conn:
@@ -92,7 +93,12 @@ class Judge:
         return sorted(m for (m,) in rows if m in self.cfg.models)
 
     def judge_pending(self) -> int:
-        """One round over the models with entries waiting; returns the entries judged."""
+        """One round over the models with entries waiting; returns the entries judged. After a
+        judgement that did not commit, the detectors first reload from the store (a store error
+        there propagates, and the next call tries again)."""
+        if self._stale:
+            self.analyser.rollback()
+            self._stale = False
         return sum(self.judge_model(model) for model in self.pending_models())
 
     def judge_model(self, model: str) -> int:
@@ -111,10 +117,10 @@ class Judge:
         except _Moved:
             self.moved += 1
             log.info("model %s: moved on by another process while judging; reloading and judging again", model)
-            self.analyser.rollback()
+            self._stale = True
             return 0
         except BaseException:
-            self.analyser.rollback()     # the detectors saw entries whose judgement did not commit
+            self._stale = True           # reloaded before the next judgement
             raise
 
     def _judge_apart(self, model: str, done: int, generation: int | None, entries: list[tuple[int, bytes]]) -> int:

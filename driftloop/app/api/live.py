@@ -100,8 +100,10 @@ class Readiness:
       write lock (SQLite has one writer; PostgreSQL gets a ``lock_timeout``);
     * consumer: the in-process monitor has assigned partitions, every one of them positioned
       (``monitor.unpositioned`` is empty: a partition assigned while its stored offset could not
-      be read waits, paused, and the detail names it), and is not backing off from a store
-      failure (``monitor.store_error``; skipped without a monitor).
+      be read waits, paused, and the detail names it), is not backing off from a store
+      failure (``monitor.store_error``) and has not been paused for the analysis backlog longer
+      than ``analysis.max_pause_s`` (``analysis.mode: apart``; the detail says how many events
+      wait); skipped without a monitor.
     """
 
     def __init__(self, cfg: Any, store: Store, monitor: Any = None, *, timeout_s: float = 2.0,
@@ -185,9 +187,18 @@ class Readiness:
         store_error = getattr(self.monitor, "store_error", None)
         if store_error:
             return False, f"consumption paused: the last batch could not be committed ({store_error}); retrying"
+        paused = getattr(self.monitor, "analysis_paused_since", None)
+        if paused is not None:
+            held = time.monotonic() - paused
+            detail = (f"consumption paused {held:.0f} s: {getattr(self.monitor, 'analysis_backlog', '?')} events wait "
+                      f"to be judged (analysis.max_backlog_events {self.cfg.analysis.max_backlog_events})")
+            if held > self.cfg.analysis.max_pause_s:
+                return False, detail + f", longer than analysis.max_pause_s {self.cfg.analysis.max_pause_s:g}"
         assigned = _copy(self.monitor, "expected")
         if assigned:
-            return True, f"{len(assigned)} partitions assigned"
+            waiting = getattr(self.monitor, "analysis_backlog", None)
+            behind = "" if waiting is None else f"; {waiting} events wait to be judged"
+            return True, f"{len(assigned)} partitions assigned{behind}"
         return False, "no partitions assigned (joining the group, or more consumers than partitions)"
 
     def check(self) -> dict[str, Any]:

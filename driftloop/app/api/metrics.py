@@ -56,6 +56,10 @@ Metric names (labels in braces):
 ``driftloop_retrain_jobs``                  gauge    {model, status, decision}: jobs so far
 ``driftloop_model_champion_version``        gauge    {model}
 ``driftloop_outbox_pending``                gauge    {topic}: messages committed, not published yet
+``driftloop_analysis_backlog_events``       gauge    {}: events committed, not judged yet (``analysis.mode: apart``)
+``driftloop_analysis_backlog_entries``      gauge    {}: journal entries (one per model and batch) waiting
+``driftloop_analysis_lag_seconds``          gauge    {}: age of the oldest entry waiting (0: none)
+``driftloop_analysis_backpressure``         gauge    {}: 1 while ingestion is paused for the backlog
 ``driftloop_consumer_lag``                  gauge    {topic, partition}: messages behind (in-process monitor)
 ``driftloop_consumer_assigned_partitions``  gauge    {}
 ``driftloop_batches_total``                 counter  {}: batches committed by this process
@@ -82,6 +86,7 @@ from driftloop.app.api import queries
 from driftloop.app.api.live import monitor_snapshot
 from driftloop.core.store import UNATTRIBUTED, Store, now_ms
 from driftloop.monitoring import history
+from driftloop.monitoring.journal import backlog
 
 __all__ = ["DriftloopCollector", "make_registry"]
 
@@ -145,7 +150,8 @@ class DriftloopCollector(Collector):
         self._statuses = {}     # each model's status is read once per scrape
         for name, part in (("counters", self._counters), ("drift", self._drift), ("performance", self._performance),
                            ("versions", self._versions), ("shadows", self._shadows), ("alerts", self._alerts),
-                           ("registry", self._registry), ("outbox", self._outbox), ("monitor", self._monitor)):
+                           ("registry", self._registry), ("outbox", self._outbox), ("analysis", self._analysis),
+                           ("monitor", self._monitor)):
             try:
                 yield from list(part())
             except Exception:  # one broken part must not empty the whole scrape
@@ -338,6 +344,22 @@ class DriftloopCollector(Collector):
         for topic, n in sorted(queries.safe(self.store, queries.outbox_pending, {}).items()):
             g.add_metric([topic], n)
         yield g
+
+    def _analysis(self) -> Iterator[Metric]:
+        """The analysis journal (``analysis.mode: apart``; empty inline): what waits to be judged."""
+        waiting = queries.safe(self.store, backlog, None)
+        if waiting is None:
+            return
+        yield GaugeMetricFamily("driftloop_analysis_backlog_events", "Events committed by ingestion and not "
+                                "judged by the detectors yet (analysis.mode: apart).", value=waiting.events)
+        yield GaugeMetricFamily("driftloop_analysis_backlog_entries", "Journal entries (one per model and batch) "
+                                "waiting to be judged.", value=waiting.entries)
+        age = 0.0 if waiting.oldest_ms is None else max(0.0, (now_ms() - waiting.oldest_ms) / 1000.0)
+        yield GaugeMetricFamily("driftloop_analysis_lag_seconds", "Age of the oldest journal entry not judged yet "
+                                "(0 when none waits).", value=age)
+        paused = getattr(self.monitor, "analysis_paused_since", None)
+        yield GaugeMetricFamily("driftloop_analysis_backpressure", "1 while ingestion is paused because the "
+                                "analysis backlog is over analysis.max_backlog_events.", value=0.0 if paused is None else 1.0)
 
     def _monitor(self) -> Iterator[Metric]:
         if self.monitor is None:
