@@ -32,12 +32,23 @@ def judge_main(cfg: Config, references: dict[str, Any] | None, parent: int, verb
     from driftloop.core.logsetup import configure
 
     configure(verbose)
+    limit_threads(cfg.analysis.judge_threads)
     service = MonitorService(cfg, references=references, ingest_only=False)
     service.install_signal_handlers()
     log.info("judging process %d started (parent %d)", os.getpid(), parent)
     judged = service.run_judge(alive=lambda: os.getppid() == parent)
     log.info("judging process %d stopped after %d journal entries%s", os.getpid(), judged,
              "" if os.getppid() == parent else " (its monitor is gone)")
+
+
+def limit_threads(n: int | None) -> None:
+    """At most ``n`` threads in the native thread pools (OpenMP of scikit-learn's boosting, BLAS):
+    on a small machine the judging process must leave ingestion its core. None: no limit."""
+    if n is None:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
 
 
 class JudgeProcess:

@@ -89,8 +89,8 @@ class MonitorService:
         self.broker_wait_s = 120.0   # how long ``run()`` waits for the broker at start
 
     def _backlog(self) -> int:
-        """Journalled events not judged yet (the monitor's back-pressure reads it)."""
-        with self.store.engine.connect() as conn:
+        """Journalled events not judged yet (the monitor's back-pressure reads it, without a lock)."""
+        with self.store.read_engine.connect() as conn:
             return backlog(conn).events
 
     def _on_detections(self, conn: Connection, model: str, detections: list[Any], now: int) -> None:

@@ -88,6 +88,7 @@ class Store:
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000) -> None:
         self.url = _normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._read_engine: Engine | None = None
         if self.is_sqlite:
             self.engine: Engine = sa.create_engine(
                 self.url, connect_args={"timeout": busy_timeout_ms / 1000, "isolation_level": None})
@@ -127,8 +128,26 @@ class Store:
             metadata.create_all(conn)
             add_missing_columns(conn)
 
+    @property
+    def read_engine(self) -> Engine:
+        """The engine for reads that must neither wait for a writer nor hold one up.
+
+        On SQLite :attr:`engine` starts every transaction with ``BEGIN IMMEDIATE`` (the write
+        lock), reads included; this second engine runs in autocommit mode: each statement reads
+        a consistent WAL snapshot and takes no lock (two statements may see two snapshots). On
+        PostgreSQL (MVCC), or an in-memory SQLite database only its engine sees, it is
+        :attr:`engine`.
+        """
+        if not self.is_sqlite or self.engine.url.database in (None, "", ":memory:"):
+            return self.engine
+        if self._read_engine is None:
+            self._read_engine = sa.create_engine(self.url, connect_args={"timeout": 30, "isolation_level": None})
+        return self._read_engine
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

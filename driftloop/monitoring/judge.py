@@ -88,7 +88,7 @@ class Judge:
         self._stale = False      # the detectors saw entries whose judgement did not commit
 
     def pending_models(self) -> list[str]:
-        with self.store.engine.connect() as conn:
+        with self.store.read_engine.connect() as conn:
             rows = conn.execute(sa.select(analysis_journal.c.model).distinct()).all()
         return sorted(m for (m,) in rows if m in self.cfg.models)
 
@@ -104,7 +104,8 @@ class Judge:
     def judge_model(self, model: str) -> int:
         """Judge up to ``analysis.entries_per_judgement`` entries of ``model``; returns how many."""
         limit = self.cfg.analysis.entries_per_judgement
-        with self.store.engine.connect() as conn:
+        # no lock (on SQLite, no write lock): the commit checks that nothing read here moved
+        with self.store.read_engine.connect() as conn:
             done = progress(conn, model)
             entries = _waiting(conn, model, done, limit)
             generation = self.store.detector_generation(conn, model)

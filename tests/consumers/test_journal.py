@@ -154,7 +154,7 @@ def test_a_judge_whose_model_moved_on_discards_its_work_and_judges_from_the_stor
 
 
 def test_analysis_settings_are_checked_naming_the_key(tmp_path):
-    for key, value in (("max_backlog_events", 0), ("entries_per_judgement", 0), ("max_pause_s", 0)):
+    for key, value in (("max_backlog_events", 0), ("entries_per_judgement", 0), ("max_pause_s", 0), ("judge_threads", 0)):
         with pytest.raises(ConfigError, match=f"analysis.{key}"):
             load_config_dict({"analysis": {key: value}}, environ={})
     with pytest.raises(ConfigError, match="analysis"):

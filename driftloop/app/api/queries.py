@@ -10,7 +10,6 @@ Times are epoch milliseconds throughout.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,24 +73,10 @@ def table(name: str) -> sa.Table | None:
     return metadata.tables.get(name)
 
 
-_READERS: weakref.WeakKeyDictionary[Store, sa.engine.Engine] = weakref.WeakKeyDictionary()
-
-
 def reader(store: Store) -> sa.engine.Engine:
-    """The engine the API reads with.
-
-    On SQLite the store's engine starts every transaction with ``BEGIN IMMEDIATE`` (the write
-    lock), reads included; the API's reads must neither wait for the monitor's batch nor hold
-    it up, so they go through a second engine in autocommit mode: each statement reads a
-    consistent WAL snapshot and takes no lock. On PostgreSQL the store's engine is used.
-    """
-    if not store.is_sqlite or store.engine.url.database in (None, "", ":memory:"):
-        return store.engine   # PostgreSQL (MVCC), or an in-memory database only its engine sees
-    eng = _READERS.get(store)
-    if eng is None:
-        eng = sa.create_engine(store.url, connect_args={"timeout": 30, "isolation_level": None})
-        _READERS[store] = eng
-    return eng
+    """The engine the API reads with: :attr:`Store.read_engine` (on SQLite, reads that neither
+    wait for the monitor's batch nor hold it up)."""
+    return store.read_engine
 
 
 def read_counters(store: Store) -> dict[str, dict[str, int]]:

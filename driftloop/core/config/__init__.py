@@ -304,13 +304,16 @@ class AnalysisConfig(ConfigSection):
     past this many journalled events not judged yet, ingestion pauses its partitions until the
     backlog is under half of it (nothing is dropped). ``max_pause_s``: ``/readyz`` answers 503
     once ingestion has been paused for the backlog this long. ``entries_per_judgement``: journal
-    entries one judging transaction takes, at most.
+    entries one judging transaction takes, at most. ``judge_threads``: native threads (OpenMP,
+    BLAS) the judging process may use; 1 leaves ingestion a core on a small machine; null: no
+    limit.
     """
 
     mode: Literal["inline", "apart"] = "inline"
     max_backlog_events: int = 200_000
     max_pause_s: float = 60.0
     entries_per_judgement: int = 20
+    judge_threads: int | None = 1
 
 
 class ModelConfig(ConfigSection):
@@ -470,8 +473,8 @@ def _check_numbers(cfg: Config) -> None:
         raise ConfigError("versions.max_live: must be at least 1")
     if cfg.versions.shadow_min_labels < 1:
         raise ConfigError("versions.shadow_min_labels: must be at least 1")
-    for key in ("max_backlog_events", "entries_per_judgement"):
-        if getattr(cfg.analysis, key) < 1:
+    for key in ("max_backlog_events", "entries_per_judgement", "judge_threads"):
+        if getattr(cfg.analysis, key) is not None and getattr(cfg.analysis, key) < 1:
             raise ConfigError(f"analysis.{key}: must be at least 1")
     if not cfg.analysis.max_pause_s > 0:
         raise ConfigError("analysis.max_pause_s: must be positive")
