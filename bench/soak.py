@@ -117,11 +117,17 @@ def build(workdir: Path, bootstrap: str, pool_size: int) -> tuple[dict, Path]:
     return cfg, pool
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def monitor_rss_mb(svc) -> float:
+    """This process's RSS, plus its judging child's with ``--apart``."""
+    child = svc.judges.process.pid if svc.judges is not None and svc.judges.alive else None
+    return rss_mb() + (rss_mb(child) if child else 0.0)
 
 
 class ErrorCount(logging.Handler):
@@ -152,6 +158,8 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=40_000, help="predictions (+ as many labels) for the maximum")
     ap.add_argument("--sample-s", type=float, default=30.0)
     ap.add_argument("--warmup-s", type=float, default=120.0, help="RSS growth is judged after this")
+    ap.add_argument("--apart", action="store_true", help="analysis.mode apart: a child process judges (RSS: both; "
+                    "the maximum: until the last event is judged)")
     # producer mode (internal)
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     for name in ("pool", "predictions", "labels"):
@@ -178,7 +186,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="driftloop-soak-"))
     t_build = time.perf_counter()
     _data, pool = build(workdir, args.bootstrap, pool_size=20_000)
-    cfg = load_config(workdir / "soak.yaml", environ={})
+    cfg = load_config(workdir / "soak.yaml", environ={"DRIFTLOOP__ANALYSIS__MODE": "apart"} if args.apart else {})
     create_topics(cfg)
     print(f"data, champion and reference built in {time.perf_counter() - t_build:.0f}s; work folder {workdir}")
 
@@ -190,10 +198,13 @@ def main() -> None:
     print(fill.stdout.strip())
     svc = MonitorService(cfg)
     mon = svc.monitor
-    svc.alerts.start()
+    if svc.judges is not None:
+        svc.judges.start()     # alerts, retraining policy and the detectors run there
+    else:
+        svc.alerts.start()
     mon.start()
     t0 = None
-    while mon.stats.records < 2 * backlog:
+    while mon.stats.records < 2 * backlog or (svc.judges is not None and svc._backlog()):
         n = mon.poll_once()
         if n and t0 is None:
             t0 = time.perf_counter() - mon.stats.last_batch_ms / 1000
@@ -224,9 +235,9 @@ def main() -> None:
             rec = mon.stats.records
             rate_now = (rec - last_records) / args.sample_s
             lag = sum(mon.lag.values())
-            samples.append((now - start, rate_now, lag, rss_mb()))
+            samples.append((now - start, rate_now, lag, monitor_rss_mb(svc)))
             print(f"{now - start:>6.0f}{rate_now:>10,.0f}{lag:>9,}{np.percentile(window, 50):>9.0f}"
-                  f"{np.percentile(window, 99):>9.0f}{rss_mb():>9.0f}{errors.n:>8}", flush=True)
+                  f"{np.percentile(window, 99):>9.0f}{samples[-1][3]:>9.0f}{errors.n:>8}", flush=True)
             last_records, lat, next_sample = rec, [], next_sample + args.sample_s
     produced = int(prod.stdout.read().strip() or 0)
     # drain what is left, then count
@@ -235,10 +246,13 @@ def main() -> None:
     while time.monotonic() < deadline:
         mon.poll_once()
         totals = collect_stats(cfg, svc.store)["totals"]
-        if totals["joined"] >= expected:
+        if totals["joined"] >= expected and not (svc.judges is not None and svc._backlog()):
             break
     mon.close()
-    svc.alerts.stop()
+    if svc.judges is not None:
+        svc.judges.stop()
+    else:
+        svc.alerts.stop()
     totals = collect_stats(cfg, svc.store)["totals"]
     after = [s for s in samples if s[0] >= args.warmup_s] or samples
     rss = [s[3] for s in after]

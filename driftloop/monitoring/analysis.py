@@ -312,6 +312,15 @@ class DriftAnalyser:
                             "detectors as they are", model, type(exc).__name__, exc)
                 self._load_or_quarantine(model, follow_champion=False)
 
+    def reload(self, model: str) -> None:
+        """``model``'s detectors back to their stored state (another process moved them on);
+        a failure to rebuild quarantines the model."""
+        self.monitors.pop(model, None)
+        self._undo_announcements([model])
+        q = self.quarantined.get(model)
+        if q is None or not q.active:
+            self._load_or_quarantine(model, follow_champion=False)
+
     def rollback(self) -> None:
         """A batch did not commit: every model's detectors go back to their stored state, as
         stored (a champion switch that failed with it is redone by the service's catch-up).

@@ -118,7 +118,7 @@ class Judge:
         except _Moved:
             self.moved += 1
             log.info("model %s: moved on by another process while judging; reloading and judging again", model)
-            self._stale = True
+            self.analyser.reload(model)
             return 0
         except BaseException:
             self._stale = True           # reloaded before the next judgement

@@ -388,7 +388,10 @@ class DriftloopCollector(Collector):
         yield phases
         yield GaugeMetricFamily("driftloop_batch_last_duration_seconds", "The last batch's duration.",
                                 value=s.get("last_batch_ms", 0.0) / 1000.0)
-        quarantined = list(getattr(getattr(self.monitor, "analyser", None), "quarantined_models", []) or [])
+        analyser = getattr(self.monitor, "analyser", None)
+        if not hasattr(analyser, "quarantined_models"):
+            return      # analysis.mode apart: the judging process knows; its detector_failure alerts say it
+        quarantined = list(analyser.quarantined_models or [])
         q = GaugeMetricFamily("driftloop_model_quarantined", "1 while the model's detectors are quarantined "
                               "(they raised; its events are still counted).", labels=["model"])
         for m in sorted(set(self.cfg.models) | set(quarantined)):
