@@ -5,8 +5,11 @@ restarts it after ``restart_s`` if it dies (logged), and stops it (SIGTERM, then
 ``stop_timeout_s``) when the parent stops. The child builds the same
 :class:`driftloop.app.service.MonitorService` as an inline monitor, minus ingestion, and runs
 :meth:`~driftloop.app.service.MonitorService.run_judge` until SIGTERM or until its parent is
-gone: it checks its parent's pid between judgements, so a SIGKILLed monitor's child ends after
-the judgement in hand (which commits whole or not at all: :mod:`driftloop.monitoring.judge`).
+gone: it checks its parent's pid between judgements. A SIGKILLed monitor's child judges on
+until nothing waits or the child of a restarted monitor has taken over (table
+``analysis_judge``), then ends after the judgement in hand (which commits whole or not at all:
+:mod:`driftloop.monitoring.judge`). A monitor killed again and again faster than its child starts
+(a few seconds) therefore still gets its journal judged.
 
 >>> # judges = JudgeProcess(cfg); judges.start(); ...; judges.tend()  # after each poll: restart if dead
 >>> # judges.stop()

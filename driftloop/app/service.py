@@ -18,6 +18,8 @@ ends by itself once this process is gone (even SIGKILLed).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -254,9 +256,12 @@ class MonitorService:
             self.judges.stop()
 
     def run_judge(self, alive: Callable[[], bool]) -> int:
-        """The judging child's loop (``analysis.mode: apart``): judge the journal while ``alive()``
-        and not stopped, with the alerts, the retraining policy and the champion switches
-        running beside it as in the inline monitor. Returns the entries judged."""
+        """The judging child's loop (``analysis.mode: apart``): judge the journal until stopped,
+        with the alerts, the retraining policy and the champion switches running beside it as in
+        the inline monitor. Once ``alive()`` is false (the monitor was killed), it judges on until
+        nothing waits or a newer judging process has taken over (a monitor restarted at once
+        must not leave the journal unjudged while its own child starts). Returns the entries
+        judged."""
         from driftloop.kafka.clients import wait_for_broker
         from driftloop.monitoring.judge import Judge
 
@@ -271,10 +276,15 @@ class MonitorService:
         judge = Judge(self.cfg, self.store, self.analyser)
         failures = 0
         try:
+            if not retry_store(lambda: judge.take_over(f"{socket.gethostname()}:{os.getpid()}"),
+                               "taking over the judging", stop=stop):
+                return 0
             self.switcher.start()
-            while not stop.is_set() and alive():
+            while not stop.is_set():
                 try:
                     judged = judge.judge_pending()
+                    if not alive() and (not judged or judge.superseded()):
+                        break       # orphaned: judge on until nothing waits or a newer process took over
                     self._idle()
                     self.analyser.tend()
                 except STORE_ERRORS as exc:

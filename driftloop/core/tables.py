@@ -71,7 +71,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = ["metadata",
-           "offsets", "examples", "counters", "outbox", "detector_state", "analysis_journal", "analysis_progress",
+           "offsets", "examples", "counters", "outbox", "detector_state", "analysis_journal", "analysis_progress", "analysis_judge",
            "detector_history", "performance_history",
            "alerts", "incidents", "alert_events", "alert_deliveries", "alert_stream_watch",
            "retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES",
@@ -157,6 +157,14 @@ analysis_progress = sa.Table(
     sa.Column("model", sa.String(128), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+# one row: the judging process that started judging last (host:pid); an orphaned judging
+# process (its monitor was killed) judges on until a newer one has taken over
+analysis_judge = sa.Table(
+    "analysis_judge", metadata,
+    sa.Column("slot", sa.String(16), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
 )
 
 # -- statistics history (driftloop.monitoring.history) --------------------------------------

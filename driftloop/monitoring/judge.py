@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
-from driftloop.core.tables import analysis_journal, analysis_progress
+from driftloop.core.tables import analysis_journal, analysis_judge, analysis_progress
 from driftloop.monitoring.analysis import DriftAnalyser, Judgement
 from driftloop.monitoring.journal import decode_entry
 
@@ -86,6 +86,21 @@ class Judge:
         self.judged_entries = 0
         self.moved = 0           # judgements discarded because another process moved the model on
         self._stale = False      # the detectors saw entries whose judgement did not commit
+        self.owner: str | None = None
+
+    def take_over(self, owner: str) -> None:
+        """Say that ``owner`` (host:pid) is the newest judging process (see :meth:`superseded`)."""
+        self.owner = owner
+        with self.store.transaction() as conn:
+            ins = self.store._insert(analysis_judge)
+            conn.execute(ins.values(slot="current", owner=owner, started_at=now_ms()).on_conflict_do_update(
+                index_elements=["slot"], set_={"owner": ins.excluded.owner, "started_at": ins.excluded.started_at}))
+
+    def superseded(self) -> bool:
+        """Whether a newer judging process has taken over since :meth:`take_over`."""
+        with self.store.read_engine.connect() as conn:
+            owner = conn.execute(sa.select(analysis_judge.c.owner).where(analysis_judge.c.slot == "current")).scalar()
+        return owner is not None and owner != self.owner
 
     def pending_models(self) -> list[str]:
         with self.store.read_engine.connect() as conn:
