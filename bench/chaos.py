@@ -375,10 +375,12 @@ def job_rows(pipe: Pipeline) -> list[Any]:
 
 
 def settled(pipe: Pipeline, ends: dict[tuple[str, int], int]) -> bool:
-    """Consumed to the end of both topics, every job decided, no alert waiting for a tick."""
+    """Consumed to the end of both topics, every batch judged (analysis.mode apart), every job
+    decided, no alert waiting for a tick."""
     import sqlalchemy as sa
 
     from driftloop.alerts import tables as at
+    from driftloop.monitoring.journal import backlog
     try:
         got = stored_offsets(pipe)
         if any(got.get(k, 0) < v for k, v in ends.items()):
@@ -386,6 +388,8 @@ def settled(pipe: Pipeline, ends: dict[tuple[str, int], int]) -> bool:
         if any(j.status not in ("done", "failed") for j in job_rows(pipe)):
             return False
         with pipe.store.engine.connect() as c:
+            if backlog(c).entries:
+                return False
             return not c.execute(sa.select(at.alerts.c.alert_id).where(at.alerts.c.status == "pending")).first()
     except Exception:  # noqa: BLE001 - the store may be failing (a fault): not settled yet
         return False

@@ -305,8 +305,8 @@ class Monitor(GuardedConsumer):
     def _hold_for_backlog(self) -> None:
         """Pause every assigned partition while the analysis backlog is over its bound; resume
         them (those positioned, unless a store failure holds them) once it is under half."""
-        if self.backlog is None or self.consumer is None:
-            return
+        if self.backlog is None or self.consumer is None or self._retry_at is not None:
+            return      # (while the store fails, consumption is paused anyway: no read to wait on)
         now = time.monotonic()
         if now - self._backlog_at < self.backlog_every_s:
             return
