@@ -79,7 +79,8 @@ class MonitorService:
         self.judges: JudgeProcess | None = None
         if ingest_only:     # analysis.mode: apart, this process: the child judges (and loads the detectors)
             self.judges = JudgeProcess(cfg, references)
-            self.monitor = Monitor(cfg, self.store, analyser=JournalWriter(cfg.models), on_idle=self.judges.tend,
+            writer = JournalWriter(cfg.models, champion=lambda model, conn: self.analyser.source.current_version(model, conn))
+            self.monitor = Monitor(cfg, self.store, analyser=writer, on_idle=self.judges.tend,
                                    backlog=self._backlog)
         else:
             retry_store(self.analyser.load, "loading the detectors")

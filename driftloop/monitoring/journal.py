@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -126,13 +126,17 @@ class JournalWriter:
     """The batch hook of ``analysis.mode: apart`` (a :class:`consumers.ingest.BatchAnalyser`):
     journal what the batch added instead of judging it.
 
-    ``stamp_versions`` marks events that name no version with the champion the detectors follow
-    (``detector_state.reference_version``, as committed by the judging process; re-read at most
-    every ``refresh_s``), exactly as the in-transaction analyser does with its own.
+    ``stamp_versions`` marks events that name no version with the champion the detectors follow,
+    exactly as the in-transaction analyser does with its own: ``detector_state.reference_version``
+    as the judging process committed it (read in the batch's transaction, at most every
+    ``refresh_s``), or, for a model with no stored detectors yet, ``champion(model, conn)`` (the
+    registry's champion, what the detectors will start on).
     """
 
-    def __init__(self, models: Iterable[str], *, refresh_s: float = 1.0) -> None:
+    def __init__(self, models: Iterable[str], *, champion: Callable[[str, Connection], str | None] | None = None,
+                 refresh_s: float = 0.0) -> None:
         self.models = set(models)
+        self.champion = champion
         self.refresh_s = refresh_s
         self._champions: dict[str, str | None] = {}
         self._read_at = float("-inf")
@@ -141,7 +145,11 @@ class JournalWriter:
     def _followed(self, conn: Connection) -> dict[str, str | None]:
         if time.monotonic() - self._read_at >= self.refresh_s:
             rows = conn.execute(sa.select(detector_state.c.model, detector_state.c.reference_version)).all()
-            self._champions = {m: v for m, v in rows if m in self.models}
+            followed = {m: v for m, v in rows if m in self.models}
+            if self.champion is not None:
+                for model in self.models - set(followed):
+                    followed[model] = self.champion(model, conn)
+            self._champions = followed
             self._read_at = time.monotonic()
         return self._champions
 

@@ -159,3 +159,16 @@ def test_analysis_settings_are_checked_naming_the_key(tmp_path):
             load_config_dict({"analysis": {key: value}}, environ={})
     with pytest.raises(ConfigError, match="analysis"):
         load_config_dict({"analysis": {"mode": "elsewhere"}}, environ={})
+
+
+def test_unversioned_events_are_stamped_with_the_champion_before_any_state_is_stored(tmp_path, stores):
+    """Stamped as the inline analyser stamps them: the version its detectors follow, which before
+    the first judgement is the registry's champion (a late label then goes to that version's
+    detectors, whatever the champion is by then)."""
+    cfg = config(tmp_path, "x")
+    store = stores("stamp")
+    writer = JournalWriter(cfg.models, champion=lambda model, conn: "1")
+    ingest(cfg, store, writer, batches()[0][:10], 0, {(cfg.topics.predictions, 0): None})
+    with store.engine.connect() as c:
+        versions = {v for (v,) in c.execute(sa.text("SELECT model_version FROM examples"))}
+    assert versions == {"1"}

@@ -48,9 +48,9 @@ MIN_KILLS = 6
 N = 500
 
 
-def config(tmp: Path, name: str, bootstrap: str, shared: str) -> tuple[Path, Any]:
+def config(tmp: Path, name: str, bootstrap: str, shared: str, analysis: str = "inline") -> tuple[Path, Any]:
     """The fault test's pipeline config without retraining (no worker runs here)."""
-    path, _ = pipeline_config(tmp, name, bootstrap, shared)
+    path, _ = pipeline_config(tmp, name, bootstrap, shared, analysis)
     data = yaml.safe_load(path.read_text())
     del data["models"][MODEL]["retrain"]
     data["versions"] = {"shadow_min_labels": 100}
@@ -82,10 +82,16 @@ def counters(pipe: Pipeline) -> dict[str, int]:
     return pipe.store.read_counters().get(MODEL, {})
 
 
-def test_sigkills_during_a_hand_over_and_a_shadow_phase_equal_an_uninterrupted_run(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("analysis", ["inline", "apart"])
+def test_sigkills_during_a_hand_over_and_a_shadow_phase_equal_an_uninterrupted_run(kafka_bootstrap, tmp_path,
+                                                                                    analysis):
+    """``apart``: the killed monitor judges in a child process (analysis.mode: apart); the
+    uninterrupted one inline. Each step waits until both judged what they counted, so the
+    promotion lands at the same point of the stream in both."""
     rng = random.Random(20261205)
     shared = uuid.uuid4().hex[:8]
-    pipes = [Pipeline(name, *config(tmp_path, name, kafka_bootstrap, shared), tmp=tmp_path)
+    pipes = [Pipeline(name, *config(tmp_path, name, kafka_bootstrap, shared,
+                                    analysis if name == "chaos" else "inline"), tmp=tmp_path)
              for name in ("reference", "chaos")]
     ref, chaos = pipes
     v1 = fitted_model(agrawal(2000, function=0, seed=1))
@@ -108,7 +114,8 @@ def test_sigkills_during_a_hand_over_and_a_shadow_phase_equal_an_uninterrupted_r
     t_start = time.monotonic()
 
     def both(pred: Any, what: str, timeout_s: float = 120) -> None:
-        wait_until(lambda: killers_ok([killer]) and all(pred(p) for p in pipes), timeout_s, what, every_s=0.3)
+        wait_until(lambda: killers_ok([killer]) and all(pred(p) and p.judged() for p in pipes), timeout_s, what,
+                   every_s=0.3)
     try:
         served = agrawal(N, function=2, seed=11)
         produce(kafka_bootstrap, events(cfg, served, v1, 0, t0, labels=range(N // 2)))

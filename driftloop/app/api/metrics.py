@@ -391,7 +391,7 @@ class DriftloopCollector(Collector):
         analyser = getattr(self.monitor, "analyser", None)
         if not hasattr(analyser, "quarantined_models"):
             return      # analysis.mode apart: the judging process knows; its detector_failure alerts say it
-        quarantined = list(analyser.quarantined_models or [])
+        quarantined = list(getattr(analyser, "quarantined_models", None) or [])
         q = GaugeMetricFamily("driftloop_model_quarantined", "1 while the model's detectors are quarantined "
                               "(they raised; its events are still counted).", labels=["model"])
         for m in sorted(set(self.cfg.models) | set(quarantined)):
