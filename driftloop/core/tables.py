@@ -64,7 +64,7 @@ Shadow predictions (:mod:`consumers.shadow_join`, in the monitor's batch transac
 >>> sorted(sa.inspect(engine).get_table_names()) == sorted(metadata.tables)
 True
 >>> len(metadata.tables)
-17
+20
 """
 from __future__ import annotations
 
