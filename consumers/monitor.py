@@ -119,8 +119,6 @@ class Monitor(GuardedConsumer):
         self.backlog = backlog      # journalled events not judged yet (analysis.mode: apart)
         self.analysis_backlog: int | None = None
         self.analysis_paused_since: float | None = None   # monotonic time the backlog paused consumption
-        self._backlog_at = float("-inf")
-        self.backlog_every_s = 0.0        # every poll: one small query, the bound holds to a batch
         self.group = cfg.kafka.group_id
         self.expected: dict[TopicPartitionKey, int | None] = {}
         self.stats = MonitorStats()
@@ -303,14 +301,12 @@ class Monitor(GuardedConsumer):
 
     # -- the analysis falls behind: back-pressure ---------------------------------------------
     def _hold_for_backlog(self) -> None:
-        """Pause every assigned partition while the analysis backlog is over its bound; resume
-        them (those positioned, unless a store failure holds them) once it is under half."""
+        """Before every poll (one small query: the bound holds to a batch), pause every assigned
+        partition while the analysis backlog is over its bound; resume the positioned ones once
+        it is under half."""
         if self.backlog is None or self.consumer is None or self._retry_at is not None:
             return      # (while the store fails, consumption is paused anyway: no read to wait on)
         now = time.monotonic()
-        if now - self._backlog_at < self.backlog_every_s:
-            return
-        self._backlog_at = now
         try:
             waiting = self.analysis_backlog = self.backlog()
         except STORE_ERRORS as exc:      # the batch commit says the same, and backs off
@@ -327,10 +323,13 @@ class Monitor(GuardedConsumer):
             log.info("analysis backlog down to %d events after %.1f s: consumption resumes", waiting,
                      now - self.analysis_paused_since)
             self.analysis_paused_since = None
-            if self._retry_at is None:
-                unpositioned = self.positioner.unpositioned
-                self.consumer.resume(*[tp for tp in self.consumer.paused()
-                                       if (tp.topic, tp.partition) not in unpositioned])
+            self._resume_positioned()
+
+    def _resume_positioned(self) -> None:
+        """Resume the paused partitions, except those not positioned yet (they stay paused until
+        their stored offsets are read)."""
+        unpositioned = self.positioner.unpositioned
+        self.consumer.resume(*[tp for tp in self.consumer.paused() if (tp.topic, tp.partition) not in unpositioned])
 
     # -- store faults: back-pressure ---------------------------------------------------------
     def _store_failed(self, exc: BaseException, records: list[Any]) -> None:
@@ -383,8 +382,7 @@ class Monitor(GuardedConsumer):
         if self.analysis_paused_since is not None:
             log.info("retrying the uncommitted batch once the analysis backlog is down")
             return True
-        unpositioned = self.positioner.unpositioned
-        self.consumer.resume(*[tp for tp in self.consumer.paused() if (tp.topic, tp.partition) not in unpositioned])
+        self._resume_positioned()
         log.info("retrying the uncommitted batch after %d failed attempt(s)", self.store_failures)
         return True
 

@@ -208,45 +208,34 @@ class MonitorService:
         self.monitor.stop()
 
     def run(self, *, max_seconds: float | None = None) -> Any:
-        from driftloop.app.api.runner import start_api
         from driftloop.kafka.clients import wait_for_broker
 
         # before anything makes a Kafka client: a broker that is not up yet gives one clear
         # line every few seconds and a retry, not a stack trace from the first client
         if not wait_for_broker(self.cfg.kafka, timeout_s=self.broker_wait_s, stop=self.monitor.stop_event):
             return self.monitor.stats      # SIGTERM while waiting
-        if self.judges is not None:
-            return self._run_ingest_only(max_seconds)
-        stop = self.monitor.stop_event
-        if not (retry_store(self.catch_up_champions, "catching up with the registry's champions", stop=stop)
-                and retry_store(self.alerts.start, "starting the alert dispatcher", stop=stop)):
+        if self.judges is not None:   # analysis.mode: apart: the child judges; the API shows the stored state
+            self.judges.start()
+            try:
+                return self._serve(None, max_seconds)
+            finally:
+                self.judges.stop()
+        if not self._start_judging_side(self.monitor.stop_event):
             return self.monitor.stats      # SIGTERM while the store was unavailable
-        self.retrain.start_cron()
-        api = None
         try:
             self.switcher.start()
-            api = start_api(self.cfg, self.store, monitor=self.monitor, analyser=self.analyser, alerts=self.alerts)
-            if api is not None:
-                log.info("HTTP API and dashboard on %s", api.url)
-            self.api = api
-            return self.monitor.run(max_seconds=max_seconds)
+            return self._serve(self.analyser, max_seconds)
         finally:
-            if api is not None:
-                api.stop()
-            self.switcher.close()
-            self.retrain.stop_cron()
-            self.alerts.stop()
+            self._stop_judging_side()
 
-    def _run_ingest_only(self, max_seconds: float | None) -> Any:
-        """``analysis.mode: apart``, this process: ingestion, the outbox and the API; the child
-        judges. The API shows the detectors' committed state (``status_source: store``)."""
+    def _serve(self, analyser: DriftAnalyser | None, max_seconds: float | None) -> Any:
+        """The HTTP API (``analyser``: the in-process detectors, for their live status) and the
+        monitor's loop until it stops; then the API stops."""
         from driftloop.app.api.runner import start_api
 
-        assert self.judges is not None
-        self.judges.start()
         api = None
         try:
-            api = start_api(self.cfg, self.store, monitor=self.monitor, analyser=None, alerts=self.alerts)
+            api = start_api(self.cfg, self.store, monitor=self.monitor, analyser=analyser, alerts=self.alerts)
             if api is not None:
                 log.info("HTTP API and dashboard on %s", api.url)
             self.api = api
@@ -254,7 +243,21 @@ class MonitorService:
         finally:
             if api is not None:
                 api.stop()
-            self.judges.stop()
+
+    def _start_judging_side(self, stop: Any) -> bool:
+        """What runs beside the detectors (inline monitor, or the judging child): the champion
+        catch-up, the alert dispatcher and scheduler, the retraining cron. False: stopped while
+        the store was unavailable."""
+        if not (retry_store(self.catch_up_champions, "catching up with the registry's champions", stop=stop)
+                and retry_store(self.alerts.start, "starting the alert dispatcher", stop=stop)):
+            return False
+        self.retrain.start_cron()
+        return True
+
+    def _stop_judging_side(self) -> None:
+        self.switcher.close()
+        self.retrain.stop_cron()
+        self.alerts.stop()
 
     def run_judge(self, alive: Callable[[], bool]) -> int:
         """The judging child's loop (``analysis.mode: apart``): judge the journal until stopped,
@@ -270,10 +273,8 @@ class MonitorService:
         if not wait_for_broker(self.cfg.kafka, timeout_s=self.broker_wait_s, stop=stop):
             return 0
         if not (retry_store(self.analyser.load, "loading the detectors", stop=stop)
-                and retry_store(self.catch_up_champions, "catching up with the registry's champions", stop=stop)
-                and retry_store(self.alerts.start, "starting the alert dispatcher", stop=stop)):
+                and self._start_judging_side(stop)):
             return 0
-        self.retrain.start_cron()
         judge = Judge(self.cfg, self.store, self.analyser)
         failures = 0
         try:
@@ -286,8 +287,7 @@ class MonitorService:
                     judged = judge.judge_pending()
                     if not alive() and (not judged or judge.superseded()):
                         break       # orphaned: judge on until nothing waits or a newer process took over
-                    self._idle()
-                    self.analyser.tend()
+                    self._idle()    # (the switcher's poll runs the analyser's idle step too)
                 except STORE_ERRORS as exc:
                     failures += 1
                     log.error("judging: store unavailable (%s); nothing judged is lost, retry %d in %.1fs",
@@ -298,7 +298,5 @@ class MonitorService:
                 if not judged:
                     stop.wait(0.05)
         finally:
-            self.switcher.close()
-            self.retrain.stop_cron()
-            self.alerts.stop()
+            self._stop_judging_side()
         return judge.judged_entries

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -519,13 +519,7 @@ class DriftAnalyser:
         """Events that name no version were served by the champion the detectors follow now:
         say so on the event before it is stored, so that its label, however late, goes to that
         version's detectors (contract: ``model_version`` defaults to the current champion)."""
-        for model, vp in predictions.items():
-            champion = self.reference_version.get(model)
-            if not champion:
-                continue
-            for ev in vp.events:
-                if ev.model_version is None:
-                    ev.model_version = champion
+        stamp_unversioned(predictions, self.reference_version)
 
     # -- quarantine --------------------------------------------------------------------------
     def _backoff_ms(self, failures: int) -> int:
@@ -657,6 +651,24 @@ class DriftAnalyser:
             log.info("%s %s: %s", "FIRING" if d.firing else "resolved", model, d.summary)
         if self.on_detections is not None:
             self.on_detections(conn, model, detections, now)
+
+
+def stamp_unversioned(predictions: Mapping[str, ValidPredictions], followed: Mapping[str, str | None]) -> None:
+    """Each event that names no version gets the version its model's detectors follow
+    (``followed``; a model with none there, or None, is left as it is).
+
+    >>> from types import SimpleNamespace as E
+    >>> vp = E(events=[E(model_version=None), E(model_version="3")])
+    >>> stamp_unversioned({"m": vp}, {"m": "2"}); [e.model_version for e in vp.events]
+    ['2', '3']
+    """
+    for model, vp in predictions.items():
+        champion = followed.get(model)
+        if not champion:
+            continue
+        for ev in vp.events:
+            if ev.model_version is None:
+                ev.model_version = champion
 
 
 def _update_shadows(mon: VersionedMonitor, sj: ShadowJoined | None, every: int) -> list[dict[str, Any]]:

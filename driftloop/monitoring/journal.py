@@ -29,7 +29,6 @@ What survives which crash:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -43,6 +42,7 @@ from consumers.validation import ValidPredictions
 from detectors import state as codec
 from driftloop.core.events import PredictionEvent
 from driftloop.core.tables import analysis_journal, analysis_progress, detector_state
+from driftloop.monitoring.analysis import stamp_unversioned
 
 __all__ = ["JournalWriter", "encode_entry", "decode_entry", "entry_events", "backlog", "Backlog"]
 
@@ -128,41 +128,30 @@ class JournalWriter:
 
     ``stamp_versions`` marks events that name no version with the champion the detectors follow,
     exactly as the in-transaction analyser does with its own: ``detector_state.reference_version``
-    as the judging process committed it (read in the batch's transaction, at most every
-    ``refresh_s``), or, for a model with no stored detectors yet, ``champion(model, conn)`` (the
-    registry's champion, what the detectors will start on).
+    as the judging process committed it (read in each batch's transaction), or, for a model with
+    no stored detectors yet, ``champion(model, conn)`` (the registry's champion, what the
+    detectors will start on).
     """
 
-    def __init__(self, models: Iterable[str], *, champion: Callable[[str, Connection], str | None] | None = None,
-                 refresh_s: float = 0.0) -> None:
+    def __init__(self, models: Iterable[str], *,
+                 champion: Callable[[str, Connection], str | None] | None = None) -> None:
         self.models = set(models)
         self.champion = champion
-        self.refresh_s = refresh_s
-        self._champions: dict[str, str | None] = {}
-        self._read_at = float("-inf")
         self.entries = 0
-
-    def _followed(self, conn: Connection) -> dict[str, str | None]:
-        if time.monotonic() - self._read_at >= self.refresh_s:
-            rows = conn.execute(sa.select(detector_state.c.model, detector_state.c.reference_version)).all()
-            followed = {m: v for m, v in rows if m in self.models}
-            if self.champion is not None:
-                for model in self.models - set(followed):
-                    followed[model] = self.champion(model, conn)
-            self._champions = followed
-            self._read_at = time.monotonic()
-        return self._champions
 
     def stamp_versions(self, predictions: dict[str, ValidPredictions], conn: Connection) -> None:
         """In the batch's transaction, before the events are stored."""
-        followed = self._followed(conn)
-        for model, vp in predictions.items():
-            champion = followed.get(model)
-            if not champion:
-                continue
-            for ev in vp.events:
-                if ev.model_version is None:
-                    ev.model_version = champion
+        models = [m for m in predictions if m in self.models]
+        if not models:
+            return
+        followed: dict[str, str | None] = dict(conn.execute(
+            sa.select(detector_state.c.model, detector_state.c.reference_version)
+            .where(detector_state.c.model.in_(models))).tuples().all())
+        if self.champion is not None:
+            for model in models:
+                if model not in followed:
+                    followed[model] = self.champion(model, conn)
+        stamp_unversioned(predictions, followed)
 
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None:
         """Append one entry per configured model the batch touched (in the batch's transaction)."""
