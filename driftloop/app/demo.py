@@ -423,6 +423,7 @@ class _Serving:
         self.shadow = shadow                     # --shadow: watch the registry for a shadow version
         self.shadow_model: Any = None
         self.shadow_version: str | None = None
+        self.shadow_seen = False                 # a shadow phase has begun (it may be over already)
 
     def follow(self, at: int | None = None) -> None:
         """Once a chunk (the next request is event ``at``): the champion, and with ``--shadow``
@@ -443,7 +444,7 @@ class _Serving:
             self.shadow_model, self.shadow_version = None, None
             return
         self.shadow_model = self.loop.registry.load_model(MODEL, version)
-        self.shadow_version = version
+        self.shadow_version, self.shadow_seen = version, True
         self.console.print(f"[bold]the service now also runs v{version} in shadow beside champion "
                            f"v{self.version}[/]" + (f" from event {at:,} on" if at is not None else "")
                            + " (its answers are published, never served)")
@@ -516,9 +517,10 @@ def _await_shadow(serving: _Serving, at: int, narrate: Callable[[], None], timeo
     """``--shadow``: before its last requests the service waits until the retraining has put a
     challenger in shadow (a condition, not a pace: on a slow machine the monitor and the worker
     may still be busy when a fixed-rate stream would have ended, and the shadow phase would get
-    no traffic). Gives up after ``timeout_s``; the demo then says what did not happen."""
+    no traffic). A shadow phase already over (promoted on the requests so far) ends the wait too.
+    Gives up after ``timeout_s``; the demo then says what did not happen."""
     deadline = time.monotonic() + timeout_s
-    while serving.shadow_version is None and time.monotonic() < deadline:
+    while not serving.shadow_seen and time.monotonic() < deadline:
         narrate()
         time.sleep(0.2)
         serving.follow(at=at)

@@ -282,6 +282,8 @@ class MonitorService:
                                "taking over the judging", stop=stop):
                 return 0
             self.switcher.start()
+            log.info("judging process %d: judging the journal (detectors loaded, alerts and switches running)",
+                     os.getpid())
             while not stop.is_set():
                 try:
                     judged = judge.judge_pending()

@@ -53,6 +53,9 @@ def test_ingestion_pauses_at_the_backlog_bound_and_every_event_is_judged_once(ka
             return int(m.group(1)) if m else None
         judge_pid = wait_until(judge_started, 60, "the judging process up")
         wait_until(lambda: "resuming from stored offsets" in log.read_text(), 60, "the monitor assigned")
+        # stopped only once it judges: stopped while it loads (inside a write transaction, as any
+        # judgement is) it would hold SQLite's write lock and stall ingestion, not fall behind it
+        wait_until(lambda: "judging the journal" in log.read_text(), 60, "the judging process in its loop")
         os.kill(judge_pid, signal.SIGSTOP)
         produce(kafka_bootstrap, [(cfg.topics.predictions, b"fraud", orjson.dumps(prediction(i)))
                                   for i in range(EVENTS)])

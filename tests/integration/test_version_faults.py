@@ -157,6 +157,7 @@ def test_sigkills_during_a_hand_over_and_a_shadow_phase_equal_an_uninterrupted_r
     assert got["chaos"]["detector_state"] == got["reference"]["detector_state"], "each version's state restored"
     assert got["chaos"]["alerts"] == got["reference"]["alerts"]
     assert got["chaos"]["announced"] == got["reference"]["announced"]
+    assert got["chaos"]["incidents"] == got["reference"]["incidents"]
     mon = states["chaos"]
     assert mon.champion == "2" and mon.phase == {"1": "draining", "2": "serving"}
     assert mon.versions["1"].status()["labelled"] == N and mon.versions["2"].status()["labelled"] == 2 * N
