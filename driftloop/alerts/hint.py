@@ -137,6 +137,13 @@ def _n(a: AlertState) -> int | None:
 
 
 def _fmt(v: float) -> str:
+    """Two decimals; two significant digits below 0.01 (an error rate of 0.002 is not 0.00).
+
+    >>> _fmt(0.9312), _fmt(0.0021), _fmt(0.0), _fmt(1234.5)
+    ('0.93', '0.0021', '0.00', '1,234')
+    """
+    if 0 < abs(v) < 0.01:
+        return f"{v:.2g}"
     return f"{v:.2f}" if abs(v) < 100 else f"{v:,.0f}"
 
 
