@@ -12,6 +12,10 @@ them to fresh topics on the local broker, then reads the prediction topic twice 
 Prints events/s side by side, the ratio (target >= 0.70), where the monitor's time goes, and a
 cProfile of the monitor run.  Usage: ``python bench/ingest.py [--events 200000] [--profile]``
 
+``--full [--features 20]`` is issue 17's measure: 500,000 events, the whole monitor service
+(default detectors) inline, with its detectors off and with ``analysis.mode: apart``, each beside
+a raw kafka-python reader that ``json.loads`` every value (``--versions 1 --apart``).
+
 ``--versions 1,2,5`` measures only this: the monitor service with its detectors on the same events
 spread round-robin over 1, 2, 5 versions of one model, beside the raw anchor and the same service
 with the detectors off (:func:`versions_bench`; figures in ``bench/README.md``, Ingest > Versions).
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import random
@@ -41,10 +46,15 @@ from driftloop.core.config import load_config_dict
 from driftloop.core.store import Store
 from driftloop.kafka import lean_records
 
-FEATURES = {f"f{i}": "numeric" for i in range(8)} | {"country": "categorical", "device": "categorical"}
+NUMERIC = 8        # numeric features f0..f7, beside two categorical ones (--features N: N - 2 numeric)
 
 
-def make_events(n: int, uuid_ids: bool = False, versions: int = 0) -> list[bytes]:
+def features(numeric: int = NUMERIC) -> dict[str, str]:
+    """The bench model's features: ``numeric`` numeric ones and ``country``, ``device``."""
+    return {f"f{i}": "numeric" for i in range(numeric)} | {"country": "categorical", "device": "categorical"}
+
+
+def make_events(n: int, uuid_ids: bool = False, versions: int = 0, numeric: int = NUMERIC) -> list[bytes]:
     """``n`` prediction events; ids ``ev-0, ev-1, ...`` or, with ``uuid_ids``, random UUIDs (what
     most services send: each insert then lands at a random place in the store's key index).
 
@@ -56,7 +66,7 @@ def make_events(n: int, uuid_ids: bool = False, versions: int = 0) -> list[bytes
     now = int(time.time() * 1000) - 3_600_000
     out = []
     for i in range(n):
-        feats = {f"f{j}": round(rnd.gauss(0, 1), 4) for j in range(8)}
+        feats = {f"f{j}": round(rnd.gauss(0, 1), 4) for j in range(numeric)}
         feats |= {"country": rnd.choice(["DE", "FR", "US", "GB"]), "device": rnd.choice(["ios", "android", "web"])}
         p1 = rnd.random()
         eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4)) if uuid_ids else f"ev-{i}"
@@ -78,9 +88,11 @@ def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"benc
     return time.perf_counter() - t
 
 
-def raw_consume(bootstrap: str, topic: str, n: int, max_records: int, lean: bool = False) -> float:
+def raw_consume(bootstrap: str, topic: str, n: int, max_records: int, lean: bool = False,
+                parse: bool = False) -> float:
     """Seconds to poll ``n`` records; ``lean``: with the monitor's record unpacking
-    (:mod:`driftloop.kafka.lean_records`) instead of kafka-python's."""
+    (:mod:`driftloop.kafka.lean_records`) instead of kafka-python's; ``parse``: ``json.loads`` on
+    every value (issue 17's anchor) instead of touching its length."""
     cons = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False, max_poll_records=max_records)
     if lean and not lean_records.install(cons):
         raise SystemExit("driftloop.kafka.lean_records does not fit this kafka-python")
@@ -93,8 +105,12 @@ def raw_consume(bootstrap: str, topic: str, n: int, max_records: int, lean: bool
         for recs in cons.poll(timeout_ms=500, max_records=max_records).values():
             if t0 is None:
                 t0 = time.perf_counter()
-            for r in recs:
-                nbytes += len(r.value)
+            if parse:
+                for r in recs:
+                    nbytes += len(json.loads(r.value))
+            else:
+                for r in recs:
+                    nbytes += len(r.value)
             got += len(recs)
     dt = time.perf_counter() - t0
     cons.close()
@@ -219,14 +235,14 @@ def multi_process(config_path: Path, cfg, n: int, processes: int) -> float:
         store.dispose()
 
 
-def make_reference(rows: int = 10_000):
+def make_reference(rows: int = 10_000, numeric: int = NUMERIC):
     """The champion's sample for :func:`make_events`' model: the same feature distributions, the
     model's outputs (``prediction``, ``score_0``, ``score_1``) and labels (10% wrong)."""
     import numpy as np
     import pandas as pd
 
     rng = np.random.default_rng(2)
-    ref = pd.DataFrame({f"f{j}": rng.normal(0, 1, rows).round(4) for j in range(8)})
+    ref = pd.DataFrame({f"f{j}": rng.normal(0, 1, rows).round(4) for j in range(numeric)})
     ref["country"] = rng.choice(["DE", "FR", "US", "GB"], rows)
     ref["device"] = rng.choice(["ios", "android", "web"], rows)
     p1 = rng.random(rows)
@@ -358,13 +374,14 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
 
     n, mpr, bootstrap = args.events, args.max_poll_records, args.bootstrap
     counts = [int(v) for v in args.versions.split(",")]
-    make_reference().to_csv(Path(tmp, "ref.csv"), index=False)
+    numeric = args.features - 2
+    make_reference(numeric=numeric).to_csv(Path(tmp, "ref.csv"), index=False)
     topics: dict[int, str] = {}
     for k in counts:
         data = copy.deepcopy(cfg_data)
         data["topics"]["predictions"] = topics[k] = cfg_data["topics"]["predictions"] + f".v{k}"
         create_topics(load_config_dict(data, environ={}))
-        events = make_events(n, args.uuid_ids, versions=k)
+        events = make_events(n, args.uuid_ids, versions=k, numeric=numeric)
         t_pub = publish(bootstrap, topics[k], events)
         print(f"{k} version(s): published {n:,} events ({sum(map(len, events)) / n:.0f} B each) in {t_pub:.1f}s")
         del events
@@ -391,7 +408,7 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
         plan += [(f"apart-v{k}", k, True) for k in counts]
     rows = []
     for run, k, detectors in plan:
-        raw_s = raw_consume(bootstrap, topics[k], n, mpr)
+        raw_s = raw_consume(bootstrap, topics[k], n, mpr, parse=args.full)
         res = _child_run(config(k, detectors, run), tmp, n)
         setup = res["spent"].get("new version", 0.0)   # detectors built for versions 2..k in the first batch
         rows.append((run, k, detectors, n / raw_s, n / (res["seconds"] - setup), res))
@@ -442,7 +459,12 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=None, help="default 200,000 (--full: 500,000)")
+    ap.add_argument("--full", action="store_true",
+                    help="issue 17's measure: the whole monitor (default detectors; inline, detectors off and "
+                         "analysis.mode apart) beside a raw reader that json.loads every value; --versions 1 --apart")
+    ap.add_argument("--features", type=int, default=NUMERIC + 2,
+                    help="with --versions/--full: features per event (N - 2 numeric, 2 categorical; default 10)")
     ap.add_argument("--bootstrap", default=os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092"))
     ap.add_argument("--max-poll-records", type=int, default=5000)
     ap.add_argument("--profile", action="store_true",
@@ -463,7 +485,11 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0,
                     help="also measure N monitor processes in one consumer group (scale-out)")
     args = ap.parse_args()
-    n = args.events
+    if args.full:
+        args.versions, args.apart = args.versions or "1", True
+    if args.features < 3:
+        ap.error("--features must be at least 3 (2 are categorical)")
+    n = args.events = args.events or (500_000 if args.full else 200_000)
     if n < 4 * args.max_poll_records:   # the clock starts after the first batch: it needs several
         ap.error(f"--events must be at least 4 x --max-poll-records ({4 * args.max_poll_records:,})")
     tag = uuid.uuid4().hex[:8]
@@ -474,7 +500,7 @@ def main() -> None:
                    "dlq": f"bench{tag}.dlq", "alerts": f"bench{tag}.alerts", "partitions": 3},
         "store": {"url": args.store_url or f"sqlite:///{tmp}/bench.db"},
         "ingest": {"max_poll_records": args.max_poll_records, "poll_timeout_ms": 200},
-        "models": {"bench": {"task": "classification", "features": FEATURES}},
+        "models": {"bench": {"task": "classification", "features": features(args.features - 2)}},
     }
     import yaml
     Path(tmp, "cfg.yaml").write_text(yaml.safe_dump(cfg_data))
@@ -484,7 +510,7 @@ def main() -> None:
         return
     from driftloop.kafka.topics import create_topics
     create_topics(cfg)
-    events = make_events(n, args.uuid_ids)
+    events = make_events(n, args.uuid_ids, numeric=args.features - 2)
     size = sum(map(len, events)) / n
     t_pub = publish(args.bootstrap, cfg.topics.predictions, events)
     print(f"published {n:,} prediction events ({size:.0f} B each) in {t_pub:.1f}s")
