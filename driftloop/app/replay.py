@@ -37,6 +37,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from consumers.ingest import RawRecord, commit, prepare
+from consumers.validation import parse_ts
 from driftloop.core.config import Config
 from driftloop.core.store import Store, now_ms
 from driftloop.core.tables import champion_history, model_versions
@@ -108,28 +109,40 @@ def read_events(path: str | Path, kind: str) -> Iterator[bytes]:
         yield _enc.encode(ev)
 
 
-_ts_probe = msgspec.json.Decoder(dict[str, Any])
+class _Ts(msgspec.Struct):
+    """An event's ``ts`` alone: the sort reads nothing else (the other fields are skipped, not built)."""
+
+    ts: Any = None
+
+
+_ts_probe = msgspec.json.Decoder(_Ts)
 
 
 def _event_time(raw: bytes) -> int:
-    """Sort key: the event's ts in ms (unparseable lines sort first and are dead-lettered)."""
-    from consumers.validation import parse_ts
+    """Sort key: the event's ts in ms (unparseable lines sort first and are dead-lettered).
+
+    >>> _event_time(b'{"event_id": "a", "features": {"x": 1}, "ts": 1700000000000}'), _event_time(b'[1]')
+    (1700000000000, -1)
+    """
     try:
-        ts = _ts_probe.decode(raw).get("ts")
+        ts = _ts_probe.decode(raw).ts
         return parse_ts(ts) if isinstance(ts, int | str) else -1
     except Exception:  # noqa: BLE001 - invalid input is the validator's business, not the sorter's
         return -1
 
 
-def merged_records(cfg: Config, predictions: str | Path, labels: str | Path | None) -> list[RawRecord]:
-    """Both files as one stream of records in event-time order (predictions first on ties)."""
+def merged_records(cfg: Config, predictions: str | Path, labels: str | Path | None
+                   ) -> tuple[list[RawRecord], list[int]]:
+    """Both files as one stream of records in event-time order (predictions first on ties), and
+    each record's event time (-1: none could be read)."""
     streams = []
     for rank, (path, topic, kind) in enumerate(((predictions, cfg.topics.predictions, "prediction"),
                                                 (labels, cfg.topics.labels, "label"))):
         if path is None:
             continue
         streams.append([(_event_time(raw), rank, i, topic, raw) for i, raw in enumerate(read_events(path, kind))])
-    return [RawRecord(topic, 0, i, raw) for (_t, _r, i, topic, raw) in heapq.merge(*streams)]
+    merged = list(heapq.merge(*streams))
+    return [RawRecord(topic, 0, i, raw) for (_t, _r, i, topic, raw) in merged], [t for t, *_ in merged]
 
 
 @dataclass(frozen=True)
@@ -328,8 +341,7 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
         shown = sa.engine.make_url(cfg.store.url).render_as_string(hide_password=True)
         raise ValueError(f"replay --registry: the store {shown} holds no registered version of "
                          f"{', '.join(sorted(cfg.models))}")
-    records = merged_records(cfg, predictions, labels)
-    times = [_event_time(r.value or b"") for r in records]
+    records, times = merged_records(cfg, predictions, labels)
     tmp = None
     if store_url is None:
         tmp = tempfile.TemporaryDirectory(prefix="driftloop-replay-")
