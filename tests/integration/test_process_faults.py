@@ -68,6 +68,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from detectors.state import loads
 from driftloop.alerts import tables as at
+from driftloop.alerts.incidents import IncidentState
 from driftloop.app.stats import collect_stats
 from driftloop.core.config import Config, load_config
 from driftloop.core.store import Store, detector_state, offsets
@@ -321,17 +322,12 @@ def outcome(pipe: Pipeline) -> dict[str, Any]:
                                 for i in incidents.values())}
 
 
-def assert_pages_add_up(conn: sa.Connection, inc: Any) -> None:
+def assert_pages_add_up(conn: sa.Connection, inc: IncidentState) -> None:
     """An incident's announced changes are each announced once, in order, and add up to what it
     is: sequences 1..n without a gap or a repeat, opened first, every member announced (when it
     opened or as one that joined), the last page's severity the incident's, and its resolution
-    announced if it paged and is resolved.
-
-    Which changes there are is NOT compared between the pipelines: it follows how detections fall
-    into transactions. A concept-drift detector fires at an example inside a window, so two of them
-    (Page-Hinkley, ADWIN) fire in one batch in one run and in two consecutive batches in the
-    other (batch cuts move with every kill): one ``opened`` with two members there, ``opened`` and
-    ``grown`` here. Both are right; the alerts behind them are compared exactly."""
+    announced if it paged and is resolved. (Which pages there are is not compared between the
+    pipelines: the module docstring, "incidents".)"""
     rows = conn.execute(sa.select(at.alert_events.c.seq, at.alert_events.c.message)
                         .where(at.alert_events.c.alert_id == inc.incident_id).order_by(at.alert_events.c.seq)).all()
     if inc.opened_at is None:           # resolved before it paged: nothing announced
