@@ -390,8 +390,8 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
         data = copy.deepcopy(cfg_data)
         if run.startswith("dc1-"):   # --dc-every-window: the domain classifier on every window (before the gate)
             data["models"]["bench"]["detectors"] = {"domain_classifier_every": 1}
-        if run.startswith("apart-"):   # --apart: a child process judges (analysis.mode: apart)
-            data["analysis"] = {"mode": "apart"}
+        # --apart: a child process judges (analysis.mode: apart, the default); the other runs inline
+        data["analysis"] = {"mode": "apart" if run.startswith("apart-") else "inline"}
         data["topics"]["predictions"] = topics[k]
         data["kafka"]["group_id"] += f"-{run}"
         data["store"]["url"] = args.store_url or f"sqlite:///{tmp}/{run}.db"

@@ -125,7 +125,7 @@ def rss_mb(pid: int | str = "self") -> float:
 
 
 def monitor_rss_mb(svc) -> float:
-    """This process's RSS, plus its judging child's with ``--apart``."""
+    """This process's RSS, plus its judging child's (``analysis.mode: apart``, the default)."""
     child = svc.judges.process.pid if svc.judges is not None and svc.judges.alive else None
     return rss_mb() + (rss_mb(child) if child else 0.0)
 
@@ -158,8 +158,8 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=40_000, help="predictions (+ as many labels) for the maximum")
     ap.add_argument("--sample-s", type=float, default=30.0)
     ap.add_argument("--warmup-s", type=float, default=120.0, help="RSS growth is judged after this")
-    ap.add_argument("--apart", action="store_true", help="analysis.mode apart: a child process judges (RSS: both; "
-                    "the maximum: until the last event is judged)")
+    ap.add_argument("--inline", action="store_true", help="analysis.mode inline: this process judges (the "
+                    "default, apart: a child judges; RSS: both; the maximum: until the last event is judged)")
     # producer mode (internal)
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     for name in ("pool", "predictions", "labels"):
@@ -186,7 +186,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="driftloop-soak-"))
     t_build = time.perf_counter()
     _data, pool = build(workdir, args.bootstrap, pool_size=20_000)
-    cfg = load_config(workdir / "soak.yaml", environ={"DRIFTLOOP__ANALYSIS__MODE": "apart"} if args.apart else {})
+    cfg = load_config(workdir / "soak.yaml", environ={"DRIFTLOOP__ANALYSIS__MODE": "inline"} if args.inline else {})
     create_topics(cfg)
     print(f"data, champion and reference built in {time.perf_counter() - t_build:.0f}s; work folder {workdir}")
 

@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from driftloop.app.stats import collect_stats
 from driftloop.core.config import Config
 from driftloop.core.store import Store
+from driftloop.monitoring.journal import backlog
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW_MS = int(time.time() * 1000)
@@ -105,7 +106,9 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Any]
 
 
 def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0, model: str = "fraud",
-                    proc: subprocess.Popen | None = None) -> dict[str, Any]:
+                    proc: subprocess.Popen | None = None, judged: bool = True) -> dict[str, Any]:
+    """Wait until the store's counts are ``want``; with ``judged``, also until nothing waits in the
+    analysis journal (``analysis.mode: apart``: the judging process has judged what was counted)."""
     store = Store.from_config(cfg.store)
     store.create_schema()
     deadline = time.monotonic() + timeout_s
@@ -115,13 +118,16 @@ def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0,
             stats = collect_stats(cfg, store)
             got = {k: (stats["totals"][k] if k == "invalid" else stats["models"][model][k]) for k in want}
             if got == want:
-                return stats
+                with store.engine.connect() as c:
+                    waiting = backlog(c).entries if judged else 0
+                if waiting == 0:
+                    return stats
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"monitor exited with {proc.returncode}; last stats {json.dumps(stats)}")
             time.sleep(0.3)
     finally:
         store.dispose()
-    raise AssertionError(f"counts not reached in {timeout_s}s: want {want}, have {json.dumps(stats)}")
+    raise AssertionError(f"counts not reached (or not judged) in {timeout_s}s: want {want}, have {json.dumps(stats)}")
 
 
 def start_monitor(config_path: Path, *extra: str, log_path: Path | None = None) -> subprocess.Popen:

@@ -1,13 +1,13 @@
 """Assembles the monitor process: consumers, detectors, alerts (and, as configured, the
 retraining policy and the HTTP API). ``driftloop monitor`` and ``driftloop demo`` both run this.
 
-Inside each batch transaction: the consumers write the batch, the detectors run on it
-(:class:`driftloop.monitoring.analysis.DriftAnalyser`), their detections become alert state changes
-(:class:`driftloop.alerts.AlertService`) and, by policy, retraining jobs; everything commits
-together with the offsets. Beside the consumer loop: the alert dispatcher (one worker per sink)
-and the scheduled checks (stale streams, periodic retraining).
+With ``analysis.mode: inline``, inside each batch transaction: the consumers write the batch, the
+detectors run on it (:class:`driftloop.monitoring.analysis.DriftAnalyser`), their detections
+become alert state changes (:class:`driftloop.alerts.AlertService`) and, by policy, retraining
+jobs; everything commits together with the offsets. Beside the consumer loop: the alert
+dispatcher (one worker per sink) and the scheduled checks (stale streams, periodic retraining).
 
-With ``analysis.mode: apart`` the work is shared by two processes
+With ``analysis.mode: apart`` (the default) the work is shared by two processes
 (:mod:`driftloop.app.judge_process`): this one ingests (the batch transaction journals what the
 detectors would have judged: :mod:`driftloop.monitoring.journal`), publishes the outbox and
 serves the API; a child process judges the journal (:mod:`driftloop.monitoring.judge`) and runs

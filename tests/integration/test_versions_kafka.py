@@ -49,6 +49,7 @@ class Running:
         data["models"]["agr"]["retrain"].update(retrain or {})
         data["versions"] = {"shadow_min_labels": 100}
         data["alerts"] = ALERTS
+        data["analysis"] = {"mode": "inline"}   # the detections are recorded in this process
         _, self.cfg = write_config(tmp_path, data)
         self.store = Store.from_config(self.cfg.store)
         self.store.create_schema()

@@ -122,7 +122,8 @@ def service_following_v1(tmp_path: Path, data: dict[str, Any]) -> tuple[Any, Any
     from driftloop.app.service import MonitorService
     from retrain.registry import Registry
 
-    _, cfg = write_config(tmp_path, data)
+    # analysis inline: the tests drive this process's switcher and detectors (apart, a child owns them)
+    _, cfg = write_config(tmp_path, {**data, "analysis": {"mode": "inline"}})
     store = Store.from_config(cfg.store)
     store.create_schema()
     reg = Registry(cfg, store)

@@ -298,9 +298,11 @@ class VersionsConfig(ConfigSection):
 class AnalysisConfig(ConfigSection):
     """Where the detectors judge what ingestion committed (:mod:`driftloop.monitoring.journal`).
 
-    ``mode: inline`` (the default): in the batch's transaction, as before. ``mode: apart``: the
-    batch transaction appends the batch's columns to the analysis journal and a child process of
-    ``driftloop monitor`` judges them, exactly once, beside ingestion. ``max_backlog_events``:
+    ``mode: apart`` (the default): the batch transaction appends the batch's columns to the
+    analysis journal and a child process of ``driftloop monitor`` judges them, exactly once,
+    beside ingestion, so a window's analysis never stalls ingestion. ``mode: inline``: the
+    detectors judge in the batch's transaction, in the monitor's own process (one process, the
+    detections committed with the batch; ingestion waits for every window's analysis). ``max_backlog_events``:
     past this many journalled events not judged yet, ingestion pauses its partitions until the
     backlog is under half of it (nothing is dropped). ``max_pause_s``: ``/readyz`` answers 503
     once ingestion has been paused for the backlog this long. ``entries_per_judgement``: journal
@@ -309,7 +311,7 @@ class AnalysisConfig(ConfigSection):
     limit.
     """
 
-    mode: Literal["inline", "apart"] = "inline"
+    mode: Literal["inline", "apart"] = "apart"
     max_backlog_events: int = 200_000
     max_pause_s: float = 60.0
     entries_per_judgement: int = 20
