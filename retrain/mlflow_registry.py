@@ -250,8 +250,8 @@ class MlflowMirror:
     # step 2 --------------------------------------------------------------------------------
     def _mirror_status(self, v: VersionInfo, report: SyncReport) -> None:
         assert v.mlflow_version is not None
-        tags = {"driftloop.status": v.status, "driftloop.version": str(v.version)}
-        tags |= _decision_tags(v)
+        # one request per tag: the status goes last, so a reader that sees it sees the others
+        tags = _decision_tags(v) | {"driftloop.version": str(v.version), "driftloop.status": v.status}
         try:
             self.gateway.set_version_tags(self.name(v.model), v.mlflow_version, tags)
         except MlflowNotFound:
