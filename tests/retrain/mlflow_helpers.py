@@ -3,6 +3,7 @@ TCP relay that can cut the connection to it, and a few reads of what MLflow hold
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import uuid
 from pathlib import Path
@@ -62,8 +63,9 @@ def history_events(store: Store, model: str = "agr") -> list[Any]:
 
 
 class Relay:
-    """A TCP relay on 127.0.0.1 to ``target`` (host, port) that a test can cut (every connection
-    closed, new ones refused: the server is "down" as a client sees it) and restore (same port)."""
+    """A TCP relay on 127.0.0.1 to ``target_url``'s server that a test can cut (every open
+    connection closed, new ones reset at once: the server is "down" as a client sees it) and
+    restore. It keeps its port while cut, so nothing else can take it meanwhile."""
 
     def __init__(self, target_url: str) -> None:
         from urllib.parse import urlsplit
@@ -72,54 +74,51 @@ class Relay:
         self.target = (parts.hostname or "127.0.0.1", int(parts.port or 80))
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self.port = 0
-        self.restore()
+        self.down = False
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def restore(self) -> None:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
-        s.listen(64)
-        self.port = s.getsockname()[1]
-        self._listener = s
-        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
-
     def cut(self) -> None:
         with self._lock:
-            listener, self._listener = self._listener, None
+            self.down = True
             conns, self._conns = self._conns, []
-        if listener is not None:
-            listener.close()
         for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+            _close(c)
 
-    close = cut
+    def restore(self) -> None:
+        self.down = False
 
-    def _accept(self, listener: socket.socket) -> None:
+    def close(self) -> None:
+        self.cut()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+
+    def _accept(self) -> None:
         while True:
             try:
-                conn, _ = listener.accept()
+                conn, _ = self._listener.accept()
             except OSError:
                 return
+            if self.down:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # a reset
+                conn.close()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
             except OSError:
                 conn.close()
                 continue
             with self._lock:
-                if self._listener is not listener:
-                    conn.close()
-                    upstream.close()
-                    return
                 self._conns += [conn, upstream]
             for a, b in ((conn, upstream), (upstream, conn)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -137,3 +136,11 @@ class Relay:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def _close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
