@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import threading
 import time
 
@@ -15,11 +16,11 @@ import skops.io as sio
 from driftloop.app.cli import main as cli_main
 from driftloop.core.store import Store
 from driftloop.kafka.topics import create_topics
-from retrain.mlflow_registry import mirror_for
+from retrain.mlflow_registry import PAUSE_ENV, mirror_for
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
 from retrain.worker import RetrainWorker
-from tests.fault_helpers import wait_until
+from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.kafka_helpers import publish_outbox
 from tests.retrain.helpers import agrawal, fitted_model, frame, insert_examples, job_row, write_config
 from tests.retrain.mlflow_helpers import (
@@ -201,3 +202,48 @@ def test_mlflow_down_when_the_job_decides_the_decision_waits(kafka_bootstrap, ml
         assert [h.event for h in history_events(store) if h.job_id == job.job_id] == ["promoted"]
     finally:
         relay.close()
+
+
+def test_worker_killed_between_create_model_version_and_the_alias_move(kafka_bootstrap, mlflow_uri, tmp_path):
+    """SIGKILL of a real worker process right after MLflow created the job's version, before
+    driftloop recorded it or moved the alias: after a restart, exactly one MLflow version for the
+    job, one decision, and the alias on it."""
+    data, name = mlflow_config_data(tmp_path, mlflow_uri, bootstrap=kafka_bootstrap, poll_s=60)
+    path, cfg = write_config(tmp_path, data)
+    store = Store.from_config(cfg.store)
+    store.create_schema()
+    create_topics(cfg)
+    reg = _registry_with_champion(tmp_path, cfg, store)
+    mirror_for(cfg, store, reg).sync()
+    insert_examples(store, "agr", agrawal(1500, function=2, seed=2), start_ts=T0, predictions=[1] * 1500)
+    job = RetrainScheduler(cfg, store).enqueue_manual("agr", requested_by="test")
+    publish_outbox(cfg, store, [cfg.topics.retrain])
+    mc = client(mlflow_uri)
+
+    log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
+    a = spawn("retrain-worker", "-c", str(path), log=log_a, env={PAUSE_ENV: "120"})
+    try:
+        wait_until(lambda: "pausing after MLflow's create_model_version" in log_a.read_text(), 120,
+                   "worker A paused right after create_model_version", proc=a, log=log_a)
+        # MLflow has the version; driftloop has decided but not recorded it, the alias is still on v1
+        assert [v.version for v in versions_with_key(mlflow_uri, name, job.job_id)] == ["2"]
+        assert job_row(store, job.job_id).status == "done" and reg.get("agr", 2).mlflow_state == "pending"
+        assert mc.get_registered_model(name).aliases == {"champion": "1"}
+    finally:
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+    b = spawn("retrain-worker", "-c", str(path), log=log_b)
+    try:
+        wait_until(lambda: mc.get_registered_model(name).aliases.get("champion") == "2", 120,
+                   "worker B's mirror moved the alias to the job's version", proc=b, log=log_b)
+        wait_until(lambda: reg.get("agr", 2).mlflow_state == "synced", 30, "version 2 recorded", proc=b, log=log_b)
+    finally:
+        stop_process(b, log=log_b)
+    assert [v.version for v in versions_with_key(mlflow_uri, name, job.job_id)] == ["2"]
+    assert sorted(v.version for v in mc.search_model_versions(f"name = '{name}'")) == ["1", "2"]
+    assert len(runs_with_key(mlflow_uri, data["registry"]["mlflow"]["experiment"], job.job_id)) == 1
+    assert "pausing after MLflow's create_model_version" not in log_b.read_text()     # found, not created again
+    row = job_row(store, job.job_id)
+    assert (row.status, row.decision, row.attempts) == ("done", "promoted", 1)
+    assert [h.event for h in history_events(store) if h.job_id == job.job_id] == ["promoted"]
+    assert reg.get("agr", 2).mlflow_version == 2 and reg.champion("agr").version == 2
