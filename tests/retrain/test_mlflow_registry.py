@@ -9,6 +9,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import skops.io as sio
@@ -102,7 +103,7 @@ def test_decisions_rollback_and_changes_made_in_mlflow(kafka_bootstrap, mlflow_u
         files = {a.path for a in mc.list_artifacts(mv.run_id, "model")}
         assert {"model/model.skops", "model/MLmodel", "model/reference.json.gz", "model/holdout.json.gz"} <= files
         got = mc.download_artifacts(mv.run_id, "model/model.skops", str(tmp_path))
-        assert hashlib.sha256(open(got, "rb").read()).hexdigest() == v2.artifact_sha256
+        assert hashlib.sha256(Path(got).read_bytes()).hexdigest() == v2.artifact_sha256
 
         # a second job on the same concept: no better, rejected, tagged so with both scores
         job2 = RetrainScheduler(cfg, store).enqueue_manual("agr", requested_by="test")

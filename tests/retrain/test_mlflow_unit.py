@@ -112,23 +112,15 @@ def test_download_locations_on_this_host_are_refused(uri):
 
 
 def test_hostile_answers_are_refused():
-    class RM:
-        aliases = {"champion": "1; DROP"}
+    from types import SimpleNamespace
 
+    rm = SimpleNamespace(aliases={"champion": "1; DROP"})
     with pytest.raises(MlflowRefused, match="invalid version of alias"):
-        _gateway(get_registered_model=RM()).alias_target("m", "champion")
-
-    class Bad:
-        aliases = ["champion"]
-
+        _gateway(get_registered_model=rm).alias_target("m", "champion")
     with pytest.raises(MlflowRefused, match="not a map"):
-        _gateway(get_registered_model=Bad()).alias_target("m", "champion")
-
-    class NoAlias:
-        aliases: dict = {}
-
+        _gateway(get_registered_model=SimpleNamespace(aliases=["champion"])).alias_target("m", "champion")
     with pytest.raises(MlflowNotFound, match="no alias 'champion'"):
-        _gateway(get_registered_model=NoAlias()).version_by_alias("m", "champion")
+        _gateway(get_registered_model=SimpleNamespace(aliases={})).version_by_alias("m", "champion")
 
 
 @pytest.mark.parametrize("text, message", [
