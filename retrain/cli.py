@@ -257,6 +257,27 @@ def _mirror(cfg: Config, store: Any, model: str | None) -> None:
               "when MLflow answers", file=sys.stderr)
 
 
+def _changed(cfg: Config, store: Any, model: str, args: argparse.Namespace) -> int:
+    """After a registry change: mirror it to MLflow (``registry.backend: mlflow``), publish its
+    events unless ``--no-publish``; exit code 0."""
+    _mirror(cfg, store, model)
+    if not args.no_publish:
+        _publish(cfg, store)
+    return 0
+
+
+def _reference_arg(path: str | None) -> Any:
+    """``--reference FILE`` read (None if not given); a RegistryError naming the file if unreadable."""
+    from retrain.registry import RegistryError
+
+    if path is None:
+        return None
+    try:
+        return _read_reference(path)
+    except (OSError, ValueError, ImportError) as exc:
+        raise RegistryError(f"cannot read the reference sample {path}: {exc}") from None
+
+
 def _read_reference(path: str) -> Any:
     import pandas as pd
 
@@ -279,9 +300,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     cfg, store = _setup(args)
     try:
-        reference = _read_reference(args.reference)
-    except (OSError, ValueError, ImportError) as exc:
-        return _refused(RuntimeError(f"cannot read the reference sample {args.reference}: {exc}"))
+        reference = _reference_arg(args.reference)
+    except RegistryError as exc:
+        return _refused(exc)
     try:
         version, events = Registry(cfg, store).register(
             args.model, args.artifact, reference, actor=cli_actor(), trust=args.trust or (),
@@ -290,10 +311,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     except (RegistryError, ArtifactError, json.JSONDecodeError) as exc:
         return _refused(exc)
     print(f"registered {args.model} version {version}" + (" as champion" if args.promote else ""))
-    _mirror(cfg, store, args.model)
-    if not args.no_publish:
-        _publish(cfg, store)
-    return 0
+    return _changed(cfg, store, args.model, args)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -306,10 +324,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         return _refused(exc)
     print(f"{args.model}: version {ev.champion_version} is champion (was {ev.previous_champion})")
-    _mirror(cfg, store, args.model)
-    if not args.no_publish:
-        _publish(cfg, store)
-    return 0
+    return _changed(cfg, store, args.model, args)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -322,10 +337,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         return _refused(exc)
     print(f"{args.model}: rolled back from version {ev.previous_champion} to {ev.champion_version}")
-    _mirror(cfg, store, args.model)
-    if not args.no_publish:
-        _publish(cfg, store)
-    return 0
+    return _changed(cfg, store, args.model, args)
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:
@@ -338,10 +350,7 @@ def cmd_shadow(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         return _refused(exc)
     print(f"{args.model}: version {ev.version} in shadow beside champion {ev.champion_version}")
-    _mirror(cfg, store, args.model)
-    if not args.no_publish:
-        _publish(cfg, store)
-    return 0
+    return _changed(cfg, store, args.model, args)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -358,23 +367,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     if cfg.registry.get("backend") != "mlflow":
         return _refused(RuntimeError("models import --from-mlflow needs registry.backend: mlflow and "
                                      "registry.mlflow.tracking_uri in the configuration"))
-    reference = None
-    if args.reference:
-        try:
-            reference = _read_reference(args.reference)
-        except (OSError, ValueError, ImportError) as exc:
-            return _refused(RuntimeError(f"cannot read the reference sample {args.reference}: {exc}"))
     try:
+        reference = _reference_arg(args.reference)
         res = import_from_mlflow(cfg, store, name, ref, model=args.model, reference=reference, trust=args.trust or (),
                                  actor=cli_actor(), promote=args.promote, note=args.note)
     except (RegistryError, ArtifactError, MLmodelError, MlflowError) as exc:
         return _refused(exc)
     print(f"imported MLflow {res.mlflow_name} version {res.mlflow_version} ({res.serialization_format}) as "
           f"{res.model} version {res.version}" + (" as champion" if args.promote else ""))
-    _mirror(cfg, store, res.model)
-    if not args.no_publish:
-        _publish(cfg, store)
-    return 0
+    return _changed(cfg, store, res.model, args)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

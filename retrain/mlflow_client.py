@@ -20,7 +20,8 @@ The HTTP client's retries and timeout come from the configuration (``registry.ml
 ``http_timeout_s``): MLflow's defaults (7 retries with back-off, 120 s) would hold a job for
 minutes when the server is down. MLflow reads them from the environment at each request, so
 they are process-wide: the first gateway of a process sets them (``os.environ``), and telemetry
-is switched off (``MLFLOW_DISABLE_TELEMETRY``) unless the environment says otherwise.
+(``MLFLOW_DISABLE_TELEMETRY``) and the run links MLflow prints to stdout are switched off
+unless the environment says otherwise.
 
 >>> MlflowGateway.check_version_number("12", "version")
 12
@@ -118,6 +119,8 @@ class MlflowGateway:
                 os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(self.settings.http_timeout_s)))
                 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
                 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+                # MLflow prints "View run ... at: URL" to stdout when a run ends: not in a worker's log
+                os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             self._client = mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         return self._client
 

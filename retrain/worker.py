@@ -202,7 +202,7 @@ class RetrainWorker(GuardedConsumer):
         StopSignals(self._stop).install()
 
     def start(self) -> None:
-        _warm_imports()
+        _warm_imports(mlflow=self.mirror is not None)
         if not wait_for_broker(self.cfg.kafka, timeout_s=120, stop=self._stop):
             return   # stopped while waiting: no clients were made
         if not retry_store(self.store.create_schema, f"{self.worker_id} creating the schema", stop=self._stop):
@@ -669,8 +669,13 @@ class _AlreadyDecided(RuntimeError):
     pass
 
 
-def _warm_imports() -> None:
-    """Import the heavy libraries up front, not inside the first job (seconds on a busy host)."""
+def _warm_imports(mlflow: bool = False) -> None:
+    """Import the heavy libraries up front, not inside the first job (seconds on a busy host);
+    ``mlflow``: the MLflow client too (``registry.backend: mlflow``)."""
+    if mlflow:
+        from retrain.mlflow_client import import_mlflow
+
+        import_mlflow()
     import scipy.stats  # noqa: F401 - warmed up, not used here
     import sklearn.compose
     import sklearn.ensemble

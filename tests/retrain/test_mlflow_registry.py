@@ -49,6 +49,21 @@ def _registry_with_champion(tmp_path, cfg, store):
     return reg
 
 
+def _set_up(tmp_path, uri, bootstrap):
+    """A store whose champion v1 is mirrored to MLflow at ``uri`` (alias on MLflow version 1), and
+    1,500 labelled examples of a changed concept for a job to train on. Returns
+    ``(config data, MLflow name, config path, config, store, registry)``."""
+    data, name = mlflow_config_data(tmp_path, uri, bootstrap=bootstrap, poll_s=60)
+    path, cfg = write_config(tmp_path, data)
+    store = Store.from_config(cfg.store)
+    store.create_schema()
+    create_topics(cfg)
+    reg = _registry_with_champion(tmp_path, cfg, store)
+    assert not mirror_for(cfg, store, reg).sync().errors
+    insert_examples(store, "agr", agrawal(1500, function=2, seed=2), start_ts=T0, predictions=[1] * 1500)
+    return data, name, path, cfg, store, reg
+
+
 def _run_worker(cfg, **kw):
     worker = RetrainWorker(cfg, Store.from_config(cfg.store), worker_id="worker-mlflow", **kw)
     thread = threading.Thread(target=worker.run, kwargs={"max_seconds": 170}, daemon=True)
@@ -57,19 +72,12 @@ def _run_worker(cfg, **kw):
 
 
 def test_decisions_rollback_and_changes_made_in_mlflow(kafka_bootstrap, mlflow_uri, tmp_path, capsys):
-    data, name = mlflow_config_data(tmp_path, mlflow_uri, bootstrap=kafka_bootstrap, poll_s=60)
-    path, cfg = write_config(tmp_path, data)
-    store = Store.from_config(cfg.store)
-    store.create_schema()
-    create_topics(cfg)
-    reg = _registry_with_champion(tmp_path, cfg, store)
+    data, name, path, cfg, store, reg = _set_up(tmp_path, mlflow_uri, kafka_bootstrap)
     mirror = mirror_for(cfg, store, reg)
-    mirror.sync()
     mc = client(mlflow_uri)
     assert mc.get_registered_model(name).aliases == {"champion": "1"}
 
     # the concept changes: a job for two alerts; the worker trains, decides, and mirrors the decision
-    insert_examples(store, "agr", agrawal(1500, function=2, seed=2), start_ts=T0, predictions=[1] * 1500)
     with store.transaction() as conn:
         (job,) = RetrainScheduler(cfg, store).on_alerts(conn, "agr", [_alert("a-concept"), _alert("a-perf")],
                                                         int(time.time() * 1000))
@@ -163,14 +171,7 @@ def test_mlflow_down_when_the_job_decides_the_decision_waits(kafka_bootstrap, ml
     is decided once, with one run and one version."""
     relay = Relay(mlflow_uri)
     try:
-        data, name = mlflow_config_data(tmp_path, relay.url, bootstrap=kafka_bootstrap, poll_s=60)
-        _, cfg = write_config(tmp_path, data)
-        store = Store.from_config(cfg.store)
-        store.create_schema()
-        create_topics(cfg)
-        _registry_with_champion(tmp_path, cfg, store)
-        mirror_for(cfg, store).sync()
-        insert_examples(store, "agr", agrawal(1500, function=2, seed=2), start_ts=T0, predictions=[1] * 1500)
+        data, name, _, cfg, store, _ = _set_up(tmp_path, relay.url, kafka_bootstrap)
         job = RetrainScheduler(cfg, store).enqueue_manual("agr", requested_by="test")
         publish_outbox(cfg, store, [cfg.topics.retrain])
         outcomes = []
@@ -209,14 +210,7 @@ def test_worker_killed_between_create_model_version_and_the_alias_move(kafka_boo
     """SIGKILL of a real worker process right after MLflow created the job's version, before
     driftloop recorded it or moved the alias: after a restart, exactly one MLflow version for the
     job, one decision, and the alias on it."""
-    data, name = mlflow_config_data(tmp_path, mlflow_uri, bootstrap=kafka_bootstrap, poll_s=60)
-    path, cfg = write_config(tmp_path, data)
-    store = Store.from_config(cfg.store)
-    store.create_schema()
-    create_topics(cfg)
-    reg = _registry_with_champion(tmp_path, cfg, store)
-    mirror_for(cfg, store, reg).sync()
-    insert_examples(store, "agr", agrawal(1500, function=2, seed=2), start_ts=T0, predictions=[1] * 1500)
+    data, name, path, cfg, store, reg = _set_up(tmp_path, mlflow_uri, kafka_bootstrap)
     job = RetrainScheduler(cfg, store).enqueue_manual("agr", requested_by="test")
     publish_outbox(cfg, store, [cfg.topics.retrain])
     mc = client(mlflow_uri)
