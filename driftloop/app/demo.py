@@ -294,6 +294,10 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     ``registry="mlflow"``: against the MLflow server at ``mlflow_uri``, else one it starts."""
     if registry != "mlflow":
         return _run_demo(bootstrap=bootstrap, fast=fast, keep=keep, console=console, shadow=shadow)
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
     from driftloop.app.demo_mlflow import LocalMlflowServer, MlflowServerMissing, require_mlflow_client
 
     server = None
@@ -312,6 +316,11 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
             server.stop()
             if not keep:
                 shutil.rmtree(server.folder, ignore_errors=True)
+            elif console is not None:
+                console.print(f"the demo's MLflow server is stopped; its store is kept in {server.folder} "
+                              f"(`mlflow server --backend-store-uri sqlite:///{server.folder}/mlflow.db "
+                              f"--artifacts-destination {server.folder}/artifacts --port {server.port}` serves it "
+                              "again at the configured URL)")
 
 
 def _run_demo(*, bootstrap: str, fast: bool, keep: bool, console: Any, shadow: bool,
