@@ -442,9 +442,7 @@ class RegistryConfig(ConfigSection):
         return reg
 
     def _check_backend(self, where: str) -> None:
-        if self.backend == "local":
-            if self.mlflow is not None and self.mlflow.tracking_uri:
-                raise ConfigError(f"{where}.mlflow: given, but {where}.backend is 'local'; set backend: mlflow")
+        if self.backend == "local":      # an mlflow section is kept but unused (switch with DRIFTLOOP__REGISTRY__BACKEND)
             return
         if self.mlflow is None:
             raise ConfigError(f"{where}.mlflow.tracking_uri: required with {where}.backend: mlflow")
