@@ -8,12 +8,12 @@ export KAFKA_SASL ?= 1
 # ... and with SSL on 9095 and SASL_SSL on 9096, dev CA in .kafka/tls (tests/integration/test_tls.py)
 export KAFKA_TLS ?= 1
 
-.PHONY: setup demo test test-unit lint kafka-start kafka-stop pg-start pg-stop bench chaos clean
+.PHONY: setup demo test test-unit lint kafka-start kafka-stop pg-start pg-stop mlflow-start mlflow-stop bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools
-	$(BIN)/python -m pip install -q -e ".[test,demo,lint]"   # demo: River, for `driftloop demo`'s data; lint: make lint
+	$(BIN)/python -m pip install -q -e ".[test,demo,lint]"   # demo: River, for `driftloop demo`'s data; lint: make lint; test: the MLflow client
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +30,13 @@ pg-start:
 pg-stop:
 	bash scripts/postgres.sh stop
 
+## The MLflow tracking server of the MLflow-backend tests (the full mlflow in .mlflow-venv, made on first use).
+mlflow-start:
+	bash scripts/mlflow.sh start
+
+mlflow-stop:
+	bash scripts/mlflow.sh stop
+
 ## The whole loop on a local broker (a broker this target starts, it stops again).
 demo: setup
 	@if bash scripts/kafka.sh status >/dev/null 2>&1; then \
@@ -38,13 +45,13 @@ demo: setup
 		bash scripts/kafka.sh start && { $(BIN)/driftloop demo; rc=$$?; bash scripts/kafka.sh stop; exit $$rc; }; \
 	fi
 
-## Every test, against the real local Kafka broker and PostgreSQL (both started if needed).
-test: kafka-start pg-start
+## Every test, against the real local Kafka broker, PostgreSQL and MLflow server (each started if needed).
+test: kafka-start pg-start mlflow-start
 	$(BIN)/python -m pytest
 
 ## Pure-logic tests only (no broker).
 test-unit: setup
-	$(BIN)/python -m pytest -m "not kafka and not postgres"
+	$(BIN)/python -m pytest -m "not kafka and not postgres and not mlflow"
 
 ## Static checks, all run even if one fails (configuration in pyproject.toml): ruff (rule set and why
 ## there), mypy (typed public API), lint-imports (the layers), and a reason on every noqa / type: ignore.
@@ -65,4 +72,4 @@ chaos: setup  # the chaos run on both stores (root: it mounts a tmpfs); CI runs 
 	$(BIN)/python bench/chaos.py --store postgres --minutes $(CHAOS_MINUTES) --seed 12
 
 clean:
-	rm -rf $(VENV) .kafka .pg *.egg-info
+	rm -rf $(VENV) .kafka .pg .mlflow .mlflow-venv *.egg-info

@@ -13,7 +13,14 @@ held-out rows, decides and commits -> the decision arrives on ``driftloop.models
 Prints the end-to-end time, the worker's phases (from the audit row), and the worker
 process's peak RSS (``VmHWM``) before and after the job.
 
-Usage: ``python bench/retrain.py [--rows 100000] [--estimator hgb|rf|both] [--trees 100]``
+With ``--registry mlflow`` each estimator runs twice in the same run, on the built-in registry
+and with ``registry.backend: mlflow`` against the tracking server at ``--mlflow-uri`` (default
+``scripts/mlflow.sh``'s, http://127.0.0.1:5055), and the table adds what MLflow costs a decision:
+the job's run logged before the decision (``mlflow run``), the mirror pass after it (version,
+upload, tags, alias; ``mlflow sync``, from the worker's log), and alert -> alias moved in MLflow.
+
+Usage: ``python bench/retrain.py [--rows 100000] [--estimator hgb|rf|both] [--trees 100]
+[--registry local|mlflow] [--mlflow-uri URL]``
 (the machine is shared: RandomForest uses one core, ``n_jobs=1``; the worker's OpenMP/BLAS
 threads are capped by ``registry.threads`` = ``--threads``, default 1: with 2 threads on 2
 busy cores HistGradientBoosting fits 20-30x slower).
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,7 +92,8 @@ def vm(pid: int, key: str) -> float:
     return float("nan")
 
 
-def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees: int) -> dict:
+def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees: int,
+        mlflow_uri: str | None = None) -> dict:
     tag = uuid.uuid4().hex[:8]
     recipe = dict(ESTIMATORS[kind])
     if kind == "rf":
@@ -100,6 +109,9 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
                              "retrain": {"min_examples": 1000, "cooldown_s": 0, "max_examples": rows,
                                          "recipe": recipe}}},
     }
+    if mlflow_uri is not None:
+        data["registry"] |= {"backend": "mlflow", "mlflow": {"tracking_uri": mlflow_uri, "experiment": f"bench-{tag}",
+                                                             "model_names": {"bench": f"bench-{tag}"}}}
     path = workdir / f"bench-{tag}.yaml"
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path, environ={})
@@ -121,6 +133,15 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
     sio.dump(champ, workdir / f"champ-{tag}.skops")
     Registry(cfg, store).register("bench", workdir / f"champ-{tag}.skops", pre_df, actor="bench", promote=True,
                                   trust=sio.get_untrusted_types(file=workdir / f"champ-{tag}.skops"))
+    gateway = None
+    if mlflow_uri is not None:       # champion v1 mirrored (and the alias on it) before the clock starts
+        from retrain.mlflow_registry import mirror_for
+
+        mirror = mirror_for(cfg, store)
+        report = mirror.sync()
+        if report.errors:
+            raise SystemExit(f"MLflow at {mlflow_uri}: {report.errors}")
+        gateway = mirror.gateway
     post = agrawal(rows, 2, 2)
     preds = champ.predict(pd.DataFrame([x for x, _ in post])[list(FEATURES)])
     insert_examples(store, post, int(time.time() * 1000) - 3_600_000, list(preds))
@@ -152,6 +173,7 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
         OutboxPublisher(store, producer).publish_pending()
         producer.close()
         decision = None
+        alias_s = None
         while decision is None and time.perf_counter() - t0 < 1800:
             for recs in consumer.poll(timeout_ms=200).values():
                 for r in recs:
@@ -161,6 +183,11 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
             if worker.poll() is not None:
                 raise SystemExit(f"worker died:\n{log_path.read_text()[-3000:]}")
         elapsed = time.perf_counter() - t0
+        while gateway is not None and alias_s is None and time.perf_counter() - t0 < 1800:
+            if gateway.alias_target(f"bench-{tag}", "champion") == 2 or decision.event != "promoted":
+                alias_s = time.perf_counter() - t0
+            else:
+                time.sleep(0.02)
         peak = vm(worker.pid, "VmHWM")
         consumer.close()
     finally:
@@ -170,7 +197,9 @@ def run(kind: str, rows: int, bootstrap: str, workdir: Path, threads: int, trees
         raise SystemExit("no decision within 30 min")
     hist = Registry(cfg, store).history("bench")[-1]
     store.dispose()
+    passes = [float(x) for x in re.findall(r"MLflow mirror pass in ([0-9.]+)s", log_path.read_text())]
     return {"kind": kind, "rows": rows, "elapsed_s": elapsed, "event": decision.event,
+            "registry": "mlflow" if mlflow_uri else "local", "alias_s": alias_s, "sync_s": passes[-1] if passes else None,
             "decision": decision.decision, "metrics": decision.metrics, "timings": hist.details.get("timings_s", {}),
             "idle_rss_mib": idle_rss, "idle_hwm_mib": idle_hwm, "peak_rss_mib": peak}
 
@@ -182,22 +211,36 @@ def main() -> None:
     ap.add_argument("--trees", type=int, default=100, help="RandomForest trees")
     ap.add_argument("--threads", type=int, default=1, help="registry.threads: BLAS/OpenMP threads of a job")
     ap.add_argument("--bootstrap", default=os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092"))
+    ap.add_argument("--registry", choices=["local", "mlflow"], default="local",
+                    help="mlflow: each estimator on the built-in registry AND on MLflow, side by side")
+    ap.add_argument("--mlflow-uri", default=os.environ.get("DRIFTLOOP_TEST_MLFLOW", "http://127.0.0.1:5055"))
     args = ap.parse_args()
     kinds = ["hgb", "rf"] if args.estimator == "both" else [args.estimator]
+    backends = [None, args.mlflow_uri] if args.registry == "mlflow" else [None]
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as d:
-        results = [run(k, args.rows, args.bootstrap, Path(d), args.threads, args.trees) for k in kinds]
+        results = [run(k, args.rows, args.bootstrap, Path(d), args.threads, args.trees, uri)
+                   for k in kinds for uri in backends]
     print()
     print(f"retraining {args.rows:,} labelled rows (80 % train / 20 % held out, the newest), alert -> decision on driftloop.models")
-    print(f"{'model':<6}{'alert->decision':>17}{'load':>8}{'fit':>8}{'predict':>9}{'write':>8}{'compare':>9}"
-          f"{'peak RSS':>11}{'idle RSS':>10}  decision")
+    print(f"{'model':<6}{'registry':<9}{'alert->decision':>17}{'load':>8}{'fit':>8}{'predict':>9}{'write':>8}"
+          f"{'compare':>9}{'peak RSS':>11}{'idle RSS':>10}  decision")
     for r in results:
         t = r["timings"]
         m = r["metrics"]
-        print(f"{r['kind']:<6}{r['elapsed_s']:>16.1f}s{t.get('load_s', 0):>7.1f}s{t.get('fit_s', 0):>7.1f}s"
+        print(f"{r['kind']:<6}{r['registry']:<9}{r['elapsed_s']:>16.2f}s{t.get('load_s', 0):>7.1f}s{t.get('fit_s', 0):>7.1f}s"
               f"{t.get('predict_s', 0):>8.1f}s{t.get('write_s', 0):>7.1f}s{t.get('compare_s', 0):>8.1f}s"
               f"{r['peak_rss_mib']:>8.0f} MiB{r['idle_rss_mib']:>6.0f} MiB  {r['event']} "
               f"(accuracy {m['challenger']['accuracy']:.3f} vs {m['champion']['accuracy']:.3f}, "
               f"{r['decision']['test']} p={r['decision']['p_value']:.2g})")
+
+
+    for local, ml in zip(results[::2], results[1::2]) if args.registry == "mlflow" else ():
+        t = ml["timings"]
+        print(f"MLflow ({ml['kind']}): +{ml['elapsed_s'] - local['elapsed_s']:.2f}s alert->decision over the built-in "
+              f"registry ({ml['elapsed_s']:.2f}s vs {local['elapsed_s']:.2f}s); of it: run logged before the decision "
+              f"{t.get('mlflow_run_s', float('nan')):.2f}s, mirror pass after it (files, version, tags, alias) "
+              f"{ml['sync_s'] if ml['sync_s'] is not None else float('nan'):.2f}s; alert->alias moved in MLflow "
+              f"{ml['alias_s'] if ml['alias_s'] is not None else float('nan'):.2f}s")
 
 
 if __name__ == "__main__":

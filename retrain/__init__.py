@@ -12,6 +12,10 @@ The path of a retrain, module by module:
   time-ordered, newest part held out), :mod:`retrain.recipe` (the unfitted challenger),
   :mod:`retrain.evaluate` (metrics, McNemar, paired bootstrap, the promotion rule);
 * :mod:`retrain.registry` - versions, champion, shadow, audit history, :func:`load_reference`;
+* ``registry.backend: mlflow`` - :mod:`retrain.mlflow_registry` (the registry mirrored into an
+  MLflow model registry: runs, versions, tags, the alias; what survives which crash),
+  :mod:`retrain.mlflow_client` (the checked calls to MLflow), :mod:`retrain.mlflow_import`
+  (``models import --from-mlflow``), :mod:`retrain.mlmodel` (MLflow's ``MLmodel`` file);
 * :mod:`retrain.shadow` - the shadow phase (``retrain.shadow``): the monitor's live paired
   comparison promotes or rejects a challenger running in shadow;
   :mod:`retrain.artifacts` - skops model files and JSON samples, SHA-256 checked;

@@ -54,6 +54,7 @@ __all__ = [
     "load_frame",
     "safe_name",
     "resolve_inside",
+    "read_checked",
     "BUILTIN_TRUSTED",
 ]
 
@@ -155,6 +156,12 @@ def _read_checked(path: str | os.PathLike[str], sha256: str) -> bytes:
             f"registry file {p} was modified or is corrupt: its SHA-256 is {actual} but the registry "
             f"recorded {sha256}; refusing to load it")
     return data
+
+
+def read_checked(path: str | os.PathLike[str], sha256: str) -> bytes:
+    """A registry file's bytes after checking its SHA-256 (:class:`ArtifactIntegrityError` if
+    it differs, :class:`ArtifactError` if it is missing or unreadable)."""
+    return _read_checked(path, sha256)
 
 
 # -- models ----------------------------------------------------------------------------------

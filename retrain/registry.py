@@ -14,6 +14,12 @@ A version in status ``shadow`` (:meth:`Registry.start_shadow`, at most one per m
 live requests beside the champion; :mod:`retrain.shadow` promotes or rejects it on the live
 evidence, with the same events.
 
+With ``registry.backend: mlflow`` every version is also mirrored to an MLflow model registry
+after it is recorded here (:mod:`retrain.mlflow_registry`): its ``mlflow_*`` columns say how far
+that got, and the history gains rows of its own (``external_change``, ``mlflow_deleted``:
+:meth:`Registry.record_note`, no ``driftloop.models`` event). Loading always reads driftloop's
+own copy, SHA-256 checked.
+
 The monitor needs two things from here: :func:`load_reference` (a version's reference sample
 as a DataFrame) and, for events, :func:`retrain.events.switch_target`.
 """
@@ -105,6 +111,10 @@ class VersionInfo:
     code_version: str | None
     library_versions: dict[str, str]
     note: str | None
+    mlflow_state: str | None = None       # registry.backend: mlflow (retrain.mlflow_registry)
+    mlflow_run_id: str | None = None
+    mlflow_version: int | None = None
+    mlflow_status: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -328,8 +338,13 @@ class Registry:
                     features: dict[str, str], classes: list[str] | None, artifact: FileInfo,
                     reference: FileInfo, holdout: FileInfo | None, estimator: str | None,
                     params: dict[str, Any], metrics: dict[str, Any], data_window: dict[str, Any],
-                    job_id: str | None, note: str | None, now: int, lib_versions: dict[str, str]) -> int:
-        """Insert a version row; returns its number (the model's previous maximum + 1)."""
+                    job_id: str | None, note: str | None, now: int, lib_versions: dict[str, str],
+                    mlflow_run_id: str | None = None, mlflow_version: int | None = None) -> int:
+        """Insert a version row; returns its number (the model's previous maximum + 1).
+
+        With ``registry.backend: mlflow`` the row is ``mlflow_state = pending`` (the mirror
+        creates its MLflow version after the commit) unless ``mlflow_version`` says it came from
+        MLflow (an import: ``synced``)."""
         self.store.lock_models(conn, [model])
         version = self._next_version(conn, model)
         conn.execute(model_versions.insert().values(
@@ -344,7 +359,9 @@ class Registry:
             holdout_rows=None if holdout is None else holdout.rows,
             estimator=estimator, params=_jsonable(params), metrics=_jsonable(metrics),
             data_window=_jsonable(data_window), code_version=code_version(), library_versions=lib_versions,
-            note=note))
+            note=note, mlflow_run_id=mlflow_run_id, mlflow_version=mlflow_version,
+            mlflow_state=("synced" if mlflow_version is not None
+                          else "pending" if self.reg.backend == "mlflow" else None)))
         return version
 
     def set_status(self, conn: Connection, model: str, version: int, status: str) -> None:
@@ -393,6 +410,18 @@ class Registry:
                         reason=list(alert_ids or []), note=note or reason, history_id=history_id, reference=ref)
         self.store.add_outbox(conn, self.cfg.topics.models, [(model.encode(), encode(ev))], now)
         return ev
+
+    def record_note(self, conn: Connection, *, model: str, event: str, version: int, actor: str, reason: str,
+                    now: int, details: dict[str, Any]) -> int:
+        """Append an audit row that changes nothing and is no ``driftloop.models`` event (the
+        MLflow backend's ``external_change`` and ``mlflow_deleted``); the champion columns hold
+        driftloop's champion, unchanged. Returns the row's id."""
+        current = self.champion(model, conn)
+        cur_v = None if current is None else current.version
+        res = conn.execute(champion_history.insert().values(
+            model=model, event=event, version=version, champion_version=cur_v, previous_champion=cur_v,
+            decided_at=now, actor=actor[:255], job_id=None, reason=reason, details=_jsonable(details)))
+        return int(res.inserted_primary_key[0])  # type: ignore[index]  # an INSERT of one row has its key
 
     # -- operator actions (own transaction each) ---------------------------------------------
     def promote(self, model: str, version: int | str, *, actor: str, reason: str = "manual promotion",
@@ -482,8 +511,12 @@ class Registry:
     def register(self, model: str, artifact_file: str | os.PathLike[str], reference: pd.DataFrame, *,
                  actor: str, trust: list[str] | tuple[str, ...] = (), params: dict[str, Any] | None = None,
                  metrics: dict[str, Any] | None = None, note: str | None = None, promote: bool = False,
-                 now: int | None = None) -> tuple[int, list[ModelEvent]]:
+                 now: int | None = None, source: str = "register", mlflow_run_id: str | None = None,
+                 mlflow_version: int | None = None) -> tuple[int, list[ModelEvent]]:
         """Bring in an externally trained model (a ``.skops`` file) with its reference sample.
+
+        ``source``/``mlflow_*``: where it came from (``mlflow`` for ``models import --from-mlflow``,
+        :mod:`retrain.mlflow_import`: the version it is in MLflow, so it is not mirrored again).
 
         The file must hold only types skops trusts by default, plus those in ``trust`` or
         ``registry.trusted_types`` (pickle files are refused: they run code when loaded). The
@@ -509,11 +542,12 @@ class Registry:
         now = now_ms() if now is None else now
         with self.store.transaction() as conn:
             version = self.add_version(
-                conn, model=model, status="registered", source="register", task=mcfg.task,
+                conn, model=model, status="registered", source=source, task=mcfg.task,
                 features=dict(mcfg.features), classes=classes, artifact=artifact, reference=ref,
                 holdout=None, estimator=f"{type(est).__module__}.{type(est).__qualname__}",
                 params=params or _safe_params(est), metrics=metrics or {}, data_window={"source": "external"},
-                job_id=None, note=note, now=now, lib_versions=library_versions(type(est).__module__))
+                job_id=None, note=note, now=now, lib_versions=library_versions(type(est).__module__),
+                mlflow_run_id=mlflow_run_id, mlflow_version=mlflow_version)
             events = self._registration_events(conn, model, version, src, actor=actor, note=note,
                                                metrics=metrics, promote=promote, now=now)
         return version, events

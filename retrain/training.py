@@ -183,8 +183,12 @@ def compare(trained: TrainedChallenger, incumbent: Incumbent, policy: RetrainPol
 
 
 def record_decision(conn: Connection, registry: Registry, trained: TrainedChallenger, incumbent: Incumbent,
-                    decision: Decision, *, actor: str, now: int, shadow: bool = False) -> tuple[int, ModelEvent]:
+                    decision: Decision, *, actor: str, now: int, shadow: bool = False,
+                    mlflow_run_id: str | None = None) -> tuple[int, ModelEvent]:
     """Register the challenger (champion or rejected) and its audit row + event, in ``conn``.
+
+    ``mlflow_run_id``: the MLflow run logged for the job before the decision (``registry.backend:
+    mlflow``), recorded with the version.
 
     ``shadow`` (the policy has ``retrain.shadow``): a challenger that passes the gate is put in
     shadow beside the champion instead (status ``shadow``, event ``shadow_started`` with the
@@ -206,7 +210,7 @@ def record_decision(conn: Connection, registry: Registry, trained: TrainedChalle
         classes=trained.classes, artifact=trained.artifact, reference=trained.reference,
         holdout=trained.holdout_file, estimator=trained.estimator_name, params=trained.params, metrics=metrics,
         data_window=trained.data_window, job_id=job.job_id, note=decision.reason, now=now,
-        lib_versions=library_versions(type(trained.estimator).__module__))
+        lib_versions=library_versions(type(trained.estimator).__module__), mlflow_run_id=mlflow_run_id)
     timings = {k: round(v, 3) for k, v in trained.timings.items()}
     if decision.promote and shadow and current is not None:
         words = decision.reason.removeprefix("promoted: ")

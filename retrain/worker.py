@@ -41,6 +41,15 @@ already decided (the enqueuing outbox is at-least-once too) is skipped. Two work
 the same job after a rebalance; only the first to commit records a decision, the other one is
 fenced and drops its result.
 
+With ``registry.backend: mlflow`` (:mod:`retrain.mlflow_registry`) a job also needs MLflow:
+before the claim the server must answer (else the job waits, nothing counted), and after the
+comparison, before the decision, the job's run is found by its tag or created
+(``MlflowMirror.prepare_run``; a server gone meanwhile gives the attempt back as in 2: the
+decision waits, the job is not failed, and the redo reuses the run). After the decision
+commits, the mirror creates the MLflow version and moves the alias; a crash or an outage there
+leaves the version ``pending`` for the mirror thread (at start, every ``registry.mlflow.poll_s``),
+which finds the version by its tag rather than creating a second one.
+
 Failures that are not crashes: a job that cannot succeed (too little data, a broken recipe,
 an incumbent artifact that fails its SHA-256 check, a challenger holding types outside
 ``registry.trusted_types``, ...) is marked ``failed`` with the error and its offset advances;
@@ -80,8 +89,10 @@ from driftloop.kafka.polling import retry_kafka, run_polling
 from driftloop.kafka.stuck_calls import CallWatchdog, ConsumerStuck, GuardedConsumer, StallCheck, abandon_consumer
 from driftloop.kafka.topics import create_topics
 from retrain.events import ModelEvent, RetrainJob, decode_job
-from retrain.registry import ChampionChanged, Registry
-from retrain.training import compare, incumbent_outputs, record_decision, train_challenger
+from retrain.mlflow_client import MlflowUnavailable
+from retrain.mlflow_registry import MirrorThread, job_run_tags, mirror_for
+from retrain.registry import ChampionChanged, Registry, library_versions
+from retrain.training import TrainedChallenger, compare, incumbent_outputs, record_decision, train_challenger
 
 __all__ = ["RetrainWorker", "WorkerStats", "JobOutcome"]
 
@@ -159,6 +170,8 @@ class RetrainWorker(GuardedConsumer):
         self.reg = registry_config(cfg)
         self.policies = retrain_policies(cfg)
         self.registry = Registry(cfg, store, self.reg)
+        self.mirror = mirror_for(cfg, store, self.registry)       # registry.backend: mlflow
+        self._mirror_thread: MirrorThread | None = None
         self.group = self.reg.worker_group_id
         self.worker_id = worker_id or f"retrain-worker@{socket.gethostname()}:{os.getpid()}"
         self.train_hook = train_hook
@@ -189,7 +202,7 @@ class RetrainWorker(GuardedConsumer):
         StopSignals(self._stop).install()
 
     def start(self) -> None:
-        _warm_imports()
+        _warm_imports(mlflow=self.mirror is not None)
         if not wait_for_broker(self.cfg.kafka, timeout_s=120, stop=self._stop):
             return   # stopped while waiting: no clients were made
         if not retry_store(self.store.create_schema, f"{self.worker_id} creating the schema", stop=self._stop):
@@ -201,6 +214,9 @@ class RetrainWorker(GuardedConsumer):
         t = self.cfg.topics
         self.outbox = OutboxPublisher(self.store, self.producer, [t.retrain, t.models, t.dlq],
                                      new_producer=self._make_producer)
+        if self.mirror is not None:
+            self._mirror_thread = MirrorThread(self.mirror, name=f"mlflow-mirror-{self.worker_id}")
+            self._mirror_thread.start()
         if not self._subscribe():
             return
         self._publish(force=True)
@@ -227,6 +243,8 @@ class RetrainWorker(GuardedConsumer):
         return retry_kafka(attempt, self._stop, f"{self.worker_id} joining {self.group}")
 
     def close(self) -> None:
+        if self._mirror_thread is not None:
+            self._mirror_thread.stop()
         self.watchdog.close()
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
@@ -423,8 +441,9 @@ class RetrainWorker(GuardedConsumer):
             job = decode_job(rec.value)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, TypeError) as exc:
             return self._invalid(rec, key, expected, f"not a retraining job: {exc}")
-        if job.model not in self.policies:
-            return self._invalid(rec, key, expected, f"job {job.job_id}: unknown model {job.model!r}", job.model)
+        early = self._before_claim(rec, key, expected, job)     # an unknown model; MLflow away
+        if early is not None:
+            return early
         # step 1: claim the job (running, attempts + 1), or skip a repeat / a job that keeps dying
         row, decided, exhausted = self._begin(job)
         if decided:
@@ -442,7 +461,9 @@ class RetrainWorker(GuardedConsumer):
             trained = train_challenger(self.cfg, self.store, self.registry, job, policy, hook=self.train_hook)
             # a champion that could not be loaded would fail every later job of its model
             self.registry.check_loadable(trained.artifact.trusted_types, f"the challenger {trained.artifact.path}")
-        except _TRANSIENT as exc:
+            # registry.backend: mlflow: the job's run before the decision (away: the decision waits)
+            run_id = self._prepare_run(trained)
+        except (*_TRANSIENT, MlflowUnavailable) as exc:
             log.warning("job %s: transient failure, will retry: %s", job.job_id, exc)
             return JobOutcome("retry", job.job_id, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - the job cannot succeed: record why
@@ -471,7 +492,8 @@ class RetrainWorker(GuardedConsumer):
                     if status in ("done", "failed", "skipped"):
                         raise _AlreadyDecided(status)
                     version, event = record_decision(conn, self.registry, trained, incumbent, decision,
-                                                     actor=self.worker_id, now=now, shadow=policy.shadow is not None)
+                                                     actor=self.worker_id, now=now, shadow=policy.shadow is not None,
+                                                     mlflow_run_id=run_id)
                     conn.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job.job_id).values(
                         status="done", decision=event.event, version=version, finished_at=now, error=None))
             except ChampionChanged as exc:
@@ -485,11 +507,56 @@ class RetrainWorker(GuardedConsumer):
                                             JobOutcome("skipped", job.job_id, error=f"already {exc}"))
             except _TRANSIENT as exc:
                 return JobOutcome("retry", job.job_id, error=str(exc))
+            self._mirror_decision(job)
             seconds = time.perf_counter() - t0
             log.info("job %s: %s -> %s version %s in %.1fs", job.job_id, decision.reason, event.event, version,
                      seconds)
             return JobOutcome("done", job.job_id, event, version, seconds=seconds)
         return self._fail(job, key, expected, new, "the champion kept changing during the evaluation", t0)
+
+    def _before_claim(self, rec: Any, key: TopicPartitionKey, expected: int | None,
+                      job: RetrainJob) -> JobOutcome | None:
+        """What ends a job before its claim: a model that is not configured (dead-lettered), or,
+        with MLflow as the registry, a tracking server that does not answer (``retry``: the job
+        waits unclaimed, no attempt used). None when it may start."""
+        if job.model not in self.policies:
+            return self._invalid(rec, key, expected, f"job {job.job_id}: unknown model {job.model!r}", job.model)
+        if self.mirror is None:
+            return None
+        try:
+            self.mirror.gateway.ping()
+        except MlflowUnavailable as exc:
+            log.warning("job %s waits: %s", job.job_id, exc)
+            return JobOutcome("retry", None, error=str(exc))
+        return None
+
+    def _prepare_run(self, trained: TrainedChallenger) -> str | None:
+        """The job's MLflow run, found by its tag or created (tags: what caused it, on which
+        data, with which code; params), before the decision; None with the local backend.
+        Raises :class:`MlflowUnavailable` (the job is retried: the decision waits) or another
+        :class:`MlflowError` (a refusal: the job fails with it)."""
+        if self.mirror is None:
+            return None
+        job = trained.job
+        t = time.perf_counter()
+        run_id = self.mirror.prepare_run(job.job_id, job.model, tags=job_run_tags(
+            model=job.model, job_id=job.job_id, trigger=job.trigger, alert_ids=list(job.reason),
+            data_window=trained.data_window, lib_versions=library_versions(type(trained.estimator).__module__),
+            estimator=trained.estimator_name), params={"estimator": trained.estimator_name, **trained.params})
+        trained.timings["mlflow_run_s"] = time.perf_counter() - t
+        return run_id
+
+    def _mirror_decision(self, job: RetrainJob) -> None:
+        """Right after the decision: its MLflow version, tags and alias (never raises; what is
+        not done stays pending for the mirror thread)."""
+        if self.mirror is None:
+            return
+        t = time.perf_counter()
+        report = self.mirror.sync([job.model])
+        for line in report.lines():
+            log.info("job %s: MLflow: %s", job.job_id, line)
+        log.info("job %s: MLflow mirror pass in %.2fs%s", job.job_id, time.perf_counter() - t,
+                 " (some left pending)" if report.pending else "")
 
     def _give_back_attempt(self, why: str, job_id: str | None = None) -> None:
         """An attempt a graceful stop (SIGTERM) or a store/disk error interrupted is not one of
@@ -602,8 +669,13 @@ class _AlreadyDecided(RuntimeError):
     pass
 
 
-def _warm_imports() -> None:
-    """Import the heavy libraries up front, not inside the first job (seconds on a busy host)."""
+def _warm_imports(mlflow: bool = False) -> None:
+    """Import the heavy libraries up front, not inside the first job (seconds on a busy host);
+    ``mlflow``: the MLflow client too (``registry.backend: mlflow``)."""
+    if mlflow:
+        from retrain.mlflow_client import import_mlflow
+
+        import_mlflow()
     import scipy.stats  # noqa: F401 - warmed up, not used here
     import sklearn.compose
     import sklearn.ensemble

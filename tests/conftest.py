@@ -139,6 +139,30 @@ def make_config(tmp_path: Path):
     return make
 
 
+MLFLOW_URI = os.environ.get("DRIFTLOOP_TEST_MLFLOW") or f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT') or 5055}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri() -> str:
+    """The local MLflow tracking server (scripts/mlflow.sh start; `make test` and .ci/run start it
+    once for the session), and the MLflow client (the test extra's mlflow-skinny)."""
+    import urllib.request
+
+    require_module("mlflow")
+    try:
+        with urllib.request.urlopen(MLFLOW_URI + "/health", timeout=5) as r:
+            ok = r.status == 200 and r.read().strip() == b"OK"
+    except OSError as exc:
+        ok, why = False, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "its /health did not answer OK"
+    if not ok:
+        missing(f"no MLflow tracking server at {MLFLOW_URI} ({why}); start it with `scripts/mlflow.sh start` "
+                "(make test and .ci/run start it)")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    return MLFLOW_URI
+
+
 PG_URL = os.environ.get("DRIFTLOOP_TEST_PG", "postgresql://driftloop@127.0.0.1:55432/driftloop")
 
 

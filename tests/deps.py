@@ -24,13 +24,15 @@ psycopg             pip, the ``test`` extra (``psycopg[binary]``)
 playwright          pip, the ``test`` extra (drives the system Chromium; no browser download)
 chromium            apt: ``.ci/run`` installs Debian's ``chromium`` when ``command -v chromium``
                     finds none
-Kafka, PostgreSQL   started by ``.ci/run`` / ``make test`` (scripts/kafka.sh, scripts/postgres.sh)
+mlflow              pip, the ``test`` extra (``mlflow-skinny``, the client)
+Kafka, PostgreSQL,  started by ``.ci/run`` / ``make test`` (scripts/kafka.sh, scripts/postgres.sh,
+MLflow server       scripts/mlflow.sh: the full ``mlflow`` in a venv of its own, ``.mlflow-venv``)
 ==================  =========================================================================
 
 Every skip in the suite, and what it does under ``CI`` (decided one by one):
 
-* ``tests/conftest.py``: no broker / no SASL or TLS listener / no PostgreSQL server, and
-  psycopg not importable: :func:`missing` / :func:`require_module`, fail in CI;
+* ``tests/conftest.py``: no broker / no SASL or TLS listener / no PostgreSQL server / no MLflow
+  server, and psycopg or mlflow not importable: :func:`missing` / :func:`require_module`, fail in CI;
 * ``tests/detectors/test_concept_river.py``: River, :func:`require_module` (a fixture, so a
   missing River fails those tests rather than the collection of the whole run);
 * ``tests/integration/test_pipeline_kafka.py``: confluent-kafka, :func:`require_module`;
@@ -71,6 +73,7 @@ HOW_CI_INSTALLS: dict[str, str] = {
     "confluent_kafka": _PIP_TEST_EXTRA,
     "psycopg": _PIP_TEST_EXTRA + ", as psycopg[binary]",
     "playwright": _PIP_TEST_EXTRA + " (it drives the system Chromium; no browser download)",
+    "mlflow": _PIP_TEST_EXTRA + ", as mlflow-skinny (the client; the server is scripts/mlflow.sh's own venv)",
     "chromium": "apt: .ci/run runs `apt-get install chromium` when `command -v chromium` finds none",
 }
 CI_ALLOW_MARKER = "allow_skip_in_ci"

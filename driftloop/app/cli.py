@@ -85,7 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from driftloop.app.demo import DemoDependencyMissing, run_demo
 
     try:
-        result = run_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep, shadow=args.shadow)
+        result = run_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep, shadow=args.shadow,
+                          registry=args.registry, mlflow_uri=args.mlflow_uri)
     except DemoDependencyMissing as exc:
         print(f"driftloop: {exc}", file=sys.stderr)
         return 2
@@ -196,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--shadow", action="store_true",
                    help="the challenger first runs in shadow beside the champion and is promoted on the live "
                         "paired comparison (exit code 0 only when the shadow phase ended in a promotion)")
+    d.add_argument("--registry", choices=["local", "mlflow"], default="local",
+                   help="mlflow: MLflow is the model registry (the `mlflow` extra; a local MLflow server is started "
+                        "unless --mlflow-uri names one); exit code 0 only when its alias follows the promotion")
+    d.add_argument("--mlflow-uri", default=None, help="with --registry mlflow: a running tracking server's URL")
     d.set_defaults(func=cmd_demo)
 
     from driftloop.alerts.cli import add_commands as add_alert_commands

@@ -21,6 +21,12 @@ the champion (served) and the shadow (a ``"shadow": true`` prediction with the s
 the monitor's paired comparison reports every ``versions.shadow_min_labels`` labelled pairs
 (``shadow_report``), and ``retrain/shadow.py`` promotes the shadow on that live evidence (its
 McNemar p-value in ``metrics.live``).
+
+With ``registry="mlflow"`` (``--registry mlflow``) the registry is mirrored into MLflow
+(:mod:`driftloop.app.demo_mlflow`: a local tracking server is started unless ``mlflow_uri``
+names one): champion v1 and the challenger become MLflow versions with their runs, and the
+alias follows the promotion; the summary shows MLflow's side and the loop closes only if the
+alias is on the promoted challenger.
 """
 from __future__ import annotations
 
@@ -72,6 +78,7 @@ class DemoResult:
     champion: str | None = None
     workdir: Path | None = None
     shadow: bool = False                                              # run with a shadow phase
+    mlflow_missing: list[str] | None = None                           # --registry mlflow: what MLflow lacks
 
 
     def missing_steps(self) -> list[str]:
@@ -92,7 +99,7 @@ class DemoResult:
             missing.append(f"{len(answered - resolved)} alert(s) the promotion answered did not resolve")
         if self.shadow:
             missing += self._missing_shadow_steps(promotions)
-        return missing
+        return missing + (self.mlflow_missing or [])
 
     def _missing_shadow_steps(self, promotions: list[dict[str, Any]]) -> list[str]:
         """With ``--shadow``: a challenger was put in shadow, and the shadow phase (not the
@@ -148,8 +155,13 @@ def _retrain_window_s(sizes: _Sizes) -> float:
     return ((2 * n - sizes.before) * STEP_MS + PAUSE_MS // 2) / 1000
 
 
-def _config(bootstrap: str, workdir: Path, sizes: _Sizes, shadow: bool = False) -> dict[str, Any]:
+def _config(bootstrap: str, workdir: Path, sizes: _Sizes, shadow: bool = False,
+            mlflow_uri: str | None = None) -> dict[str, Any]:
     cfg = _base_config(bootstrap, workdir, sizes)
+    if mlflow_uri is not None:
+        from driftloop.app.demo_mlflow import mlflow_registry_section
+
+        cfg["registry"].update(mlflow_registry_section(mlflow_uri, uuid.uuid4().hex[:6]))
     if shadow:
         cfg["versions"] = {"shadow_min_labels": SHADOW_REPORT_EVERY}
         cfg["models"][MODEL]["retrain"]["shadow"] = dict(SHADOW_POLICY)
@@ -276,8 +288,43 @@ class _Narrator:
 
 
 def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: bool = False,
-             console: Any = None, shadow: bool = False) -> DemoResult:
-    """Run the demo's six stages (see the module docstring) and return what the topics showed."""
+             console: Any = None, shadow: bool = False, registry: str = "local",
+             mlflow_uri: str | None = None) -> DemoResult:
+    """Run the demo's six stages (see the module docstring) and return what the topics showed;
+    ``registry="mlflow"``: against the MLflow server at ``mlflow_uri``, else one it starts."""
+    if registry != "mlflow":
+        return _run_demo(bootstrap=bootstrap, fast=fast, keep=keep, console=console, shadow=shadow)
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    from driftloop.app.demo_mlflow import LocalMlflowServer, MlflowServerMissing, require_mlflow_client
+
+    server = None
+    try:
+        require_mlflow_client()
+        if mlflow_uri is None:
+            server = LocalMlflowServer(Path(tempfile.mkdtemp(prefix="driftloop-demo-mlflow-")))
+            mlflow_uri = server.start()
+    except MlflowServerMissing as exc:
+        raise DemoDependencyMissing(str(exc)) from None
+    try:
+        return _run_demo(bootstrap=bootstrap, fast=fast, keep=keep, console=console, shadow=shadow,
+                         mlflow_uri=mlflow_uri)
+    finally:
+        if server is not None:
+            server.stop()
+            if not keep:
+                shutil.rmtree(server.folder, ignore_errors=True)
+            elif console is not None:
+                console.print(f"the demo's MLflow server is stopped; its store is kept in {server.folder} "
+                              f"(`mlflow server --backend-store-uri sqlite:///{server.folder}/mlflow.db "
+                              f"--artifacts-destination {server.folder}/artifacts --port {server.port}` serves it "
+                              "again at the configured URL)")
+
+
+def _run_demo(*, bootstrap: str, fast: bool, keep: bool, console: Any, shadow: bool,
+              mlflow_uri: str | None = None) -> DemoResult:
     from rich.console import Console
     from rich.live import Live
 
@@ -290,11 +337,12 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     sizes = FAST if fast else FULL
     t_start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="driftloop-demo-"))
-    console.rule("[bold]driftloop demo" + (" (with a shadow phase)" if shadow else ""))
-    console.print(f"broker {bootstrap}; work folder {workdir}")
+    console.rule("[bold]driftloop demo" + (" (with a shadow phase)" if shadow else "")
+                 + (" (MLflow registry)" if mlflow_uri else ""))
+    console.print(f"broker {bootstrap}; work folder {workdir}" + (f"; MLflow {mlflow_uri}" if mlflow_uri else ""))
     wait_for_broker(KafkaConfig(bootstrap_servers=bootstrap), timeout_s=30)
     model, ref, stream_X, stream_y = _train_champion(sizes, workdir, console)
-    loop = _set_up(bootstrap, workdir, sizes, model, ref, console, shadow)
+    loop = _set_up(bootstrap, workdir, sizes, model, ref, console, shadow, mlflow_uri)
     result = DemoResult(config_path=loop.cfg_path, workdir=workdir, shadow=shadow)
     service, worker, threads = _start_services(loop)
     narrator = _Narrator(bootstrap, loop.cfg, result)
@@ -314,6 +362,10 @@ def run_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, keep: boo
     narrator.close()
     _stop(loop, result, service, worker, threads)
     _print_summary(console, result, t_start, service, loop.cfg_path, keep)
+    if mlflow_uri is not None:
+        from driftloop.app.demo_mlflow import show_mlflow
+
+        result.mlflow_missing = show_mlflow(console, loop.cfg, MODEL)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         result.workdir = None
@@ -358,9 +410,9 @@ def _train_champion(sizes: _Sizes, workdir: Path, console: Any) -> tuple[Any, pd
 
 
 def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.DataFrame, console: Any,
-            shadow: bool = False) -> _Loop:
+            shadow: bool = False, mlflow_uri: str | None = None) -> _Loop:
     """Stages 1 and 2: the config file, fresh topics, the store, and ``model`` registered as
-    champion v1 with its reference sample."""
+    champion v1 with its reference sample (with MLflow: mirrored there, the alias on it)."""
     import skops.io as sio
 
     from driftloop.core.config import load_config
@@ -369,7 +421,7 @@ def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.Da
     from retrain.registry import Registry
 
     cfg_path = workdir / "driftloop.yaml"
-    cfg_path.write_text(yaml.safe_dump(_config(bootstrap, workdir, sizes, shadow), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(_config(bootstrap, workdir, sizes, shadow, mlflow_uri), sort_keys=False))
     cfg = load_config(cfg_path, environ={})
     create_topics(cfg)
     store = Store.from_config(cfg.store)
@@ -378,6 +430,13 @@ def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, model: Any, ref: pd.Da
     sio.dump(model, workdir / "champion.skops")
     registry.register(MODEL, workdir / "champion.skops", ref, actor="demo", promote=True,
                       note="trained before deployment on Agrawal concept 0")
+    if mlflow_uri is not None:
+        from retrain.mlflow_registry import mirror_for
+
+        mirror = mirror_for(cfg, store, registry)
+        assert mirror is not None
+        for line in mirror.sync([MODEL]).lines():
+            console.print(f"MLflow: {line}")
     acc_ref = float((ref["prediction"].to_numpy() == ref["label"].to_numpy()).mean())
     console.print(f"champion v1: HistGradientBoosting on {sizes.train:,} rows, held-out accuracy {acc_ref:.3f}; "
                   f"registered with its {sizes.reference:,}-row reference sample")

@@ -47,10 +47,15 @@ Retraining and the registry (:mod:`retrain.policy`, :mod:`retrain.worker`, :mod:
     :mod:`retrain.shadow`; at most one per model, kept by the registry under the model's lock).
     ``job_id`` is unique: one job yields at most one version.
     ``champion_history``: the audit trail, append-only: every registry event (``registered``,
-    ``promoted``, ``rejected``, ``rolled_back``, ``shadow_started``, ``shadow_report``) with the champion before and after it, who
+    ``promoted``, ``rejected``, ``rolled_back``, ``shadow_started``, ``shadow_report``; with
+    ``registry.backend: mlflow`` also ``external_change`` and ``mlflow_deleted``, which are
+    history rows only, never ``driftloop.models`` events) with the champion before and after it, who
     decided (``actor``), why (``reason``) and the evidence (``details``: both models' metrics,
     the test). Which version was champion at time *t* is the ``champion_version`` of the last
     row with ``decided_at <= t``.
+    ``mlflow_models`` (``registry.backend: mlflow``, :mod:`retrain.mlflow_registry`): per
+    model, the MLflow alias as driftloop last saw and moved it; ``model_versions.mlflow_*``
+    hold each version's mirror (state, run, MLflow version number, the status in its tags).
 The HTTP API (:mod:`driftloop.app.api.live`)
     ``api_heartbeat``: one row per API process, rewritten by ``/readyz``.
 Shadow predictions (:mod:`consumers.shadow_join`, in the monitor's batch transaction)
@@ -64,7 +69,7 @@ Shadow predictions (:mod:`consumers.shadow_join`, in the monitor's batch transac
 >>> sorted(sa.inspect(engine).get_table_names()) == sorted(metadata.tables)
 True
 >>> len(metadata.tables)
-20
+21
 """
 from __future__ import annotations
 
@@ -75,7 +80,7 @@ __all__ = ["metadata",
            "detector_history", "performance_history",
            "alerts", "incidents", "alert_events", "alert_deliveries", "alert_stream_watch",
            "retrain_jobs", "model_versions", "champion_history", "JOB_STATUSES", "VERSION_STATUSES",
-           "api_heartbeat", "shadow_examples"]
+           "api_heartbeat", "shadow_examples", "mlflow_models"]
 
 metadata = sa.MetaData()
 """The one metadata every table is declared on: ``Store.create_schema`` creates it whole."""
@@ -355,6 +360,11 @@ model_versions = sa.Table(
     sa.Column("code_version", sa.String(64)),
     sa.Column("library_versions", sa.JSON, nullable=False),
     sa.Column("note", sa.Text),
+    # registry.backend: mlflow (retrain.mlflow_registry): the version's mirror in MLflow
+    sa.Column("mlflow_state", sa.String(16)),       # null: not mirrored yet | pending | synced | deleted
+    sa.Column("mlflow_run_id", sa.String(64)),      # the run its files and lineage were logged in
+    sa.Column("mlflow_version", sa.Integer),        # its version number in MLflow's registered model
+    sa.Column("mlflow_status", sa.String(16)),      # the status last written to its MLflow tags
 )
 sa.Index("ux_model_versions_one_champion", model_versions.c.model, unique=True,
          sqlite_where=model_versions.c.status == "champion",
@@ -376,6 +386,20 @@ champion_history = sa.Table(
     sa.Column("details", sa.JSON, nullable=False),
 )
 sa.Index("ix_champion_history_model", champion_history.c.model, champion_history.c.id)
+
+# registry.backend: mlflow (retrain.mlflow_registry): per model, what driftloop last saw and did
+# to the MLflow alias that follows its champion. ``alias_seen``: the MLflow version the alias
+# pointed to when driftloop last read or moved it (null: no alias), so a move by someone else
+# is recorded once; ``champion_applied``: the driftloop champion version whose alias move is
+# done (the move is pending while it differs from the champion).
+mlflow_models = sa.Table(
+    "mlflow_models", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("alias_seen", sa.Integer),
+    sa.Column("champion_applied", sa.Integer),
+    sa.Column("checked_at", sa.BigInteger),       # the last reconciliation that reached MLflow
+    sa.Column("last_error", sa.Text),             # the last failure to reach or use MLflow (null: none)
+)
 
 # -- the HTTP API (driftloop.app.api) --------------------------------------------------------
 api_heartbeat = sa.Table(

@@ -49,6 +49,8 @@ __all__ = [
     "RetrainPolicy",
     "ShadowPolicy",
     "RegistryConfig",
+    "MlflowConfig",
+    "MLFLOW_EXTRA_HINT",
     "registry_config",
     "retrain_policy",
     "retrain_policies",
@@ -314,6 +316,68 @@ class RetrainPolicy(ConfigSection):
             raise ConfigError(f"{where}.params: {path} does not accept these parameters: {exc}") from None
 
 
+MLFLOW_EXTRA_HINT = "pip install 'driftloop[mlflow]'"
+_MLFLOW_RESERVED_ALIAS = re.compile(r"latest|v\d+", re.IGNORECASE)
+_MLFLOW_ALIAS = re.compile(r"[A-Za-z_][\w-]{0,254}")
+
+
+class MlflowConfig(ConfigSection):
+    """The MLflow model registry as driftloop's registry (``registry.mlflow``, with
+    ``registry.backend: mlflow``; :mod:`retrain.mlflow_registry`). Defaults in brackets.
+
+    ``tracking_uri`` (required): the tracking server, ``http://`` or ``https://`` (the registry
+    URI is the same). ``experiment`` [``driftloop``]: the experiment the runs are logged in.
+    ``model_names`` [each driftloop model's own name]: ``{driftloop model: registered model name
+    in MLflow}``. ``alias`` [``champion``]: the alias that follows driftloop's champion (MLflow
+    reserves ``latest`` and ``v<digits>``). ``allow_pickle_import`` [false]: ``models import
+    --from-mlflow`` of a model saved with pickle or cloudpickle (which run code when loaded) is
+    refused unless this is true; an allowed one is loaded once and kept as skops.
+    ``poll_s`` [30]: how often the retrain worker checks MLflow (pending mirror work, an alias
+    moved by hand, a version deleted). ``http_timeout_s`` [10] and ``http_retries`` [1]: per
+    MLflow request (MLflow's own defaults, 120 s and 7 retries, would hold a job for minutes
+    when the server is down).
+    """
+
+    tracking_uri: str = ""
+    experiment: str = "driftloop"
+    model_names: dict[str, str] = msgspec.field(default_factory=dict)
+    alias: str = "champion"
+    allow_pickle_import: bool = False
+    poll_s: float = 30.0
+    http_timeout_s: float = 10.0
+    http_retries: int = 1
+
+    def model_name(self, model: str) -> str:
+        """The registered model's name in MLflow for driftloop model ``model``."""
+        return self.model_names.get(model, model)
+
+    def check(self, where: str) -> None:
+        """Raise :class:`ConfigError` naming the key of the first invalid value."""
+        from urllib.parse import urlsplit
+
+        if not self.tracking_uri:
+            raise ConfigError(f"{where}.tracking_uri: required with registry.backend: mlflow "
+                              "(e.g. http://127.0.0.1:5000)")
+        parts = urlsplit(self.tracking_uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{where}.tracking_uri: {self.tracking_uri!r} is not an http(s) URL of an MLflow "
+                              "tracking server")
+        if not self.experiment.strip() or len(self.experiment) > 500:
+            raise ConfigError(f"{where}.experiment: must be a name of 1 to 500 characters")
+        if not _MLFLOW_ALIAS.fullmatch(self.alias) or _MLFLOW_RESERVED_ALIAS.fullmatch(self.alias):
+            raise ConfigError(f"{where}.alias: {self.alias!r} is not an alias MLflow accepts (letters, digits, _ "
+                              "and -, not 'latest' nor v<digits>)")
+        for model, name in self.model_names.items():
+            if not name or len(name) > 256 or "/" in name or ":" in name:
+                raise ConfigError(f"{where}.model_names.{model}: {name!r} must be 1 to 256 characters without "
+                                  "'/' or ':'")
+        for key in ("poll_s", "http_timeout_s"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{where}.{key}: must be positive, got {getattr(self, key)}")
+        if self.http_retries < 0:
+            raise ConfigError(f"{where}.http_retries: must be >= 0, got {self.http_retries}")
+
+
 class RegistryConfig(ConfigSection):
     """The model registry and the retrain worker (top-level ``registry`` section).
 
@@ -336,6 +400,9 @@ class RegistryConfig(ConfigSection):
     jobs of its model. ``poll_timeout_ms`` [1000] of the worker's consumer. ``threads`` [none:
     the libraries' default]: cap on the BLAS/OpenMP threads a job uses (on a shared host,
     HistGradientBoosting with more OpenMP threads than free cores can be 20x slower).
+    ``backend`` [``local``]: ``mlflow`` also keeps every version in an MLflow model registry
+    (section ``mlflow``, :class:`MlflowConfig`; needs the ``mlflow`` extra); driftloop's store
+    stays the authority and the audit trail either way.
     """
 
     artifact_dir: str = "artifacts"
@@ -346,6 +413,8 @@ class RegistryConfig(ConfigSection):
     job_timeout_s: float = 6 * 3600.0
     poll_timeout_ms: int = 1000
     threads: int | None = None
+    backend: Literal["local", "mlflow"] = "local"
+    mlflow: MlflowConfig | None = None
     base_dir: str = "."   # filled from the configuration file's folder
 
     @classmethod
@@ -369,7 +438,27 @@ class RegistryConfig(ConfigSection):
             if not _TYPE_NAME.fullmatch(name):
                 raise ConfigError(f"{where}.trusted_types[{i}]: {name!r} is not a type's import path "
                                   "(module.Name, as skops.io.get_untrusted_types lists it)")
+        reg._check_backend(where)
         return reg
+
+    def _check_backend(self, where: str) -> None:
+        if self.backend == "local":      # an mlflow section is kept but unused (switch with DRIFTLOOP__REGISTRY__BACKEND)
+            return
+        if self.mlflow is None:
+            raise ConfigError(f"{where}.mlflow.tracking_uri: required with {where}.backend: mlflow")
+        self.mlflow.check(f"{where}.mlflow")
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError(f"{where}.backend: mlflow needs the MLflow client, which is not installed: "
+                              f"{MLFLOW_EXTRA_HINT}")
+
+    @property
+    def mlflow_settings(self) -> MlflowConfig:
+        """The ``mlflow`` section (``backend: mlflow`` only; validated)."""
+        if self.backend != "mlflow" or self.mlflow is None:
+            raise ConfigError("registry.backend: the MLflow settings are used with backend: mlflow only")
+        return self.mlflow
 
     @property
     def artifact_path(self) -> Path:
@@ -400,7 +489,12 @@ def validate(cfg: Config) -> None:
 
     Meant to run where the configuration is loaded, so that a typo fails at start-up.
     """
-    registry_config(cfg)
+    reg = registry_config(cfg)
+    if reg.mlflow is not None:
+        for model in reg.mlflow.model_names:
+            if model not in cfg.models:
+                raise ConfigError(f"registry.mlflow.model_names.{model}: no model named {model!r} in the "
+                                  f"configuration (configured: {', '.join(sorted(cfg.models)) or 'none'})")
     keep = cfg.ingest.joined_retention_s
     for name, policy in retrain_policies(cfg).items():
         if keep > 0 and policy.window_s > keep:
