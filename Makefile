@@ -45,9 +45,14 @@ demo: setup
 		bash scripts/kafka.sh start && { $(BIN)/driftloop demo; rc=$$?; bash scripts/kafka.sh stop; exit $$rc; }; \
 	fi
 
-## Every test, against the real local Kafka broker, PostgreSQL and MLflow server (each started if needed).
+## Every test, against the real local Kafka broker, PostgreSQL and MLflow server (each started if
+## needed), on TEST_WORKERS pytest-xdist workers, one test file per worker at a time. The tests
+## mostly wait (on the broker, rebalances, child processes), so more workers than cores pay; each
+## test has its own topics, groups, stores and ports, and the broker-fault tests their own broker.
+## TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 3
 test: kafka-start pg-start mlflow-start
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## Pure-logic tests only (no broker).
 test-unit: setup

@@ -144,9 +144,9 @@ class JournalWriter:
         models = [m for m in predictions if m in self.models]
         if not models:
             return
-        followed: dict[str, str | None] = dict(conn.execute(
+        followed: dict[str, str | None] = {row[0]: row[1] for row in conn.execute(
             sa.select(detector_state.c.model, detector_state.c.reference_version)
-            .where(detector_state.c.model.in_(models))).tuples().all())
+            .where(detector_state.c.model.in_(models)))}
         if self.champion is not None:
             for model in models:
                 if model not in followed:

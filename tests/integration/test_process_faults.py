@@ -178,7 +178,8 @@ class Killer(threading.Thread):
 
     def __init__(self, pipe: Pipeline, cmd: str, ready: str, max_life_s: float, rng: random.Random,
                  env: dict[str, str] | None = None, busy_line: str | None = None,
-                 busy_kills: int = 0, hold: Callable[[], bool] | None = None) -> None:
+                 busy_kills: int = 0, hold: Callable[[], bool] | None = None,
+                 spare: Callable[[], bool] | None = None) -> None:
         super().__init__(daemon=True, name=f"kill-{cmd}")
         self.pipe, self.cmd, self.ready, self.max_life_s, self.rng, self.env = pipe, cmd, ready, max_life_s, rng, env
         # in the first ``busy_kills`` lives whose own log shows ``busy_line`` (the process is in
@@ -187,6 +188,9 @@ class Killer(threading.Thread):
         self.busy_line, self.busy_kills = busy_line, busy_kills
         self.busy_kills_done = 0
         self.hold = hold        # the first time hold() is true after a kill: stay down while it is
+        # once the busy kills are done: a life ends only when spare() is false (e.g. the job is
+        # decided), so that the work completes however slow the machine is
+        self.spare = spare
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -198,13 +202,17 @@ class Killer(threading.Thread):
     def _life(self, low: float, high: float, log: Path, busy_seen: int) -> bool:
         """Wait a random life, cut short when the process is busy; True if stopped meanwhile."""
         end = time.monotonic() + self.rng.uniform(low, high)
-        while time.monotonic() < end:
+        while time.monotonic() < end or self._spared():
             if self._busy(log, busy_seen):
                 self.busy_kills_done += 1   # in the middle of the work: kill now
                 return False
             if self.stop.wait(0.05):
                 return True
         return False
+
+    def _spared(self) -> bool:
+        """True while this life is spared: the busy kills are done and ``spare()`` holds."""
+        return self.spare is not None and self.busy_kills_done >= self.busy_kills and self.spare()
 
     def run(self) -> None:
         try:
@@ -384,7 +392,7 @@ def test_random_sigkills_of_monitor_and_worker_equal_an_uninterrupted_run(kafka_
     # (the monitor's ready line: "<owner> assigned <partitions>; resuming from stored offsets {...}")
     killers = [Killer(chaos, "monitor", "; resuming from stored offsets", 2.5, rng, hold=job_in_flight),
                Killer(chaos, "retrain-worker", "consuming", 5.0, rng, env={SLOW_ENV: "3"},
-                      busy_line="sleeping before finishing job", busy_kills=2)]
+                      busy_line="sleeping before finishing job", busy_kills=2, spare=job_in_flight)]
     for k in killers:
         k.start()
     t_start = time.monotonic()

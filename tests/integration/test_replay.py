@@ -104,7 +104,10 @@ def setup(make_config, tmp_path):
     # grouping window, no hold-down, no cooldown
     path = configure_fraud(make_config, tmp_path, rng, {"domain_classifier_rows": 500},
                            alerts={"group_min": 1000, "group_window_s": 0, "hold_down_s": 0, "cooldown_s": 0,
-                                   "incidents": {"wait_s": 0}})
+                                   "incidents": {"wait_s": 0}},
+                           # the live monitor judges in its own process, as the replay does: the state's
+                           # bytes compared below follow the process's hash seed (a judging child has its own)
+                           analysis={"mode": "inline"})
     preds, labels = make_events(rng)
     (tmp_path / "p.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in preds) + b"\n")
     (tmp_path / "l.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in labels) + b"\n")

@@ -104,6 +104,7 @@ def setup_registry(tmp_path: Path, bootstrap: str) -> tuple[Path, Any, Any, Any]
     data["models"]["agr"]["reference"] = str(tmp_path / "v1-reference.csv")
     data["alerts"] = ZERO_TIMINGS
     data["api"] = {"enabled": False}
+    data["analysis"] = {"mode": "inline"}    # the live alert changes are tracked in this process
     path, cfg = write_config(tmp_path, data)
     store = Store.from_config(cfg.store)
     store.create_schema()
