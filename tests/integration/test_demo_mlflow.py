@@ -40,7 +40,10 @@ def _a_version_driftloop_did_not_make(mc, name: str) -> int:
     return int(mv.version)
 
 
-def test_demo_loop_on_the_mlflow_backend(kafka_bootstrap, mlflow_uri, tmp_path, capsys):
+def test_demo_loop_on_the_mlflow_backend(kafka_bootstrap, mlflow_uri, tmp_path, capsys, monkeypatch):
+    # this process's MLflow client: a generous timeout per request on a loaded machine (the
+    # demo's own client follows its configuration, whatever the environment says)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     mc = client(mlflow_uri)
     theirs = _a_version_driftloop_did_not_make(mc, MODEL)
     demo = run_demo(kafka_bootstrap, tmp_path, "--registry", "mlflow", "--mlflow-uri", mlflow_uri)
