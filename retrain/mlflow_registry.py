@@ -39,7 +39,8 @@ What survives which crash (SIGKILL at any point):
 * after the alias move, before ``champion_applied`` is written: the next pass reads the alias
   on the champion's version and only records the move (it is not taken for someone else's);
 * a request MLflow's client retried after the server had already acted (a second version):
-  the search after the creation keeps the lowest and deletes the other.
+  the search after the creation (or the next pass's, when this one stopped before it) keeps the
+  lowest and deletes the other (one another process's pass deleted first counts as deleted).
 
 MLflow down: :meth:`prepare_run` raises :class:`~retrain.mlflow_client.MlflowUnavailable` and
 the worker retries the job later (the decision waits, the job is not failed); after a decision
@@ -197,7 +198,10 @@ class MlflowMirror:
         for dup in extra:
             log.warning("MLflow %s: version %d duplicates version %d (key %s); deleting it", name, dup.version,
                         keep.version, key)
-            self.gateway.delete_version(name, dup.version)
+            try:
+                self.gateway.delete_version(name, dup.version)
+            except MlflowNotFound:             # another process's pass deleted it first
+                pass
         with self.store.transaction() as conn:
             conn.execute(model_versions.update().where(
                 model_versions.c.model == v.model, model_versions.c.version == v.version,

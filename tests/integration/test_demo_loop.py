@@ -7,13 +7,10 @@ The demo runs as the real command, in a subprocess (its exit code and printed su
 its kept work folder (store, registry, config) and its topics are then read back."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import pytest
@@ -24,34 +21,13 @@ from driftloop.core.config.retrain import retrain_policy
 from driftloop.core.store import Store
 from retrain.registry import Registry
 from retrain.worker import RetrainWorker
+from tests.integration.demo_helpers import run_demo
 from tests.kafka_helpers import ROOT, read_topic
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    config_path: Path
-    stdout: str
-    stderr: str
-    returncode: int
-    seconds: float
-
-
-def _run_demo(kafka_bootstrap: str, tmp: Path, *flags: str) -> DemoRun:
-    # the demo's work folder goes to TMPDIR (tempfile.mkdtemp): a folder of this test's, found below
-    env = dict(os.environ, TMPDIR=str(tmp), COLUMNS="200", PYTHONUNBUFFERED="1")
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "driftloop.app.cli", "demo", "--fast", "--keep", *flags,
-                           "--bootstrap", kafka_bootstrap], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=400)
-    seconds = time.monotonic() - t0
-    configs = sorted(tmp.glob("driftloop-demo-*/driftloop.yaml"))
-    assert len(configs) == 1, (configs, proc.stdout[-3000:], proc.stderr[-3000:])
-    return DemoRun(configs[0], proc.stdout, proc.stderr, proc.returncode, seconds)
 
 
 @pytest.fixture(scope="module")
 def demo(kafka_bootstrap, tmp_path_factory):
-    yield _run_demo(kafka_bootstrap, tmp_path_factory.mktemp("demo"))
+    yield run_demo(kafka_bootstrap, tmp_path_factory.mktemp("demo"))
 
 
 @pytest.mark.kafka
@@ -135,7 +111,7 @@ def test_shadow_demo_promotes_through_a_shadow_phase(kafka_bootstrap, tmp_path):
     """`driftloop demo --shadow` (issue 14): the challenger that passes the offline gate runs in
     shadow, the service publishes its answers beside the champion's, the monitor reports the
     live paired comparison, and the shadow phase promotes it with its live McNemar p-value."""
-    run = _run_demo(kafka_bootstrap, tmp_path, "--shadow")
+    run = run_demo(kafka_bootstrap, tmp_path, "--shadow")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     for line in ("REGISTRY SHADOW_STARTED loans v2", "the service now also runs v2 in shadow",

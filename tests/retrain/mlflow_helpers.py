@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from driftloop.core.store import Store
-from driftloop.core.tables import champion_history
+from driftloop.core.tables import champion_history, mlflow_models
 from tests.retrain.helpers import config_data
 
 
@@ -25,7 +25,7 @@ def mlflow_config_data(tmp_path: Path, uri: str, *, bootstrap: str = "127.0.0.1:
     name = f"agr-{tag}"
     data["registry"] |= {"backend": "mlflow", "mlflow": {
         "tracking_uri": uri, "experiment": f"test-{tag}", "model_names": {"agr": name}, "poll_s": poll_s,
-        "http_timeout_s": 5, "http_retries": 0}}
+        "http_timeout_s": 30, "http_retries": 0}}     # 30 s: a loaded machine, not a server that hangs
     return data, name
 
 
@@ -54,6 +54,12 @@ def runs_with_key(uri: str, experiment: str, key: str) -> list[Any]:
     c = client(uri)
     exp = c.get_experiment_by_name(experiment)
     return [] if exp is None else list(c.search_runs([exp.experiment_id], f"tags.`driftloop.key` = '{key}'"))
+
+
+def mirror_state(store: Store, model: str = "agr") -> Any:
+    """The model's row of ``mlflow_models`` (where the alias was last seen, when the last pass ended), or None."""
+    with store.engine.connect() as c:
+        return c.execute(sa.select(mlflow_models).where(mlflow_models.c.model == model)).first()
 
 
 def history_events(store: Store, model: str = "agr") -> list[Any]:

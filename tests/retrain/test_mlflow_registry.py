@@ -17,6 +17,7 @@ import skops.io as sio
 from driftloop.app.cli import main as cli_main
 from driftloop.core.store import Store
 from driftloop.kafka.topics import create_topics
+from retrain.mlflow_client import MlflowGateway, MlflowUnavailable
 from retrain.mlflow_registry import PAUSE_ENV, mirror_for
 from retrain.policy import RetrainScheduler
 from retrain.registry import Registry
@@ -28,6 +29,7 @@ from tests.retrain.mlflow_helpers import (
     Relay,
     client,
     history_events,
+    mirror_state,
     mlflow_config_data,
     runs_with_key,
     version_tag,
@@ -49,11 +51,11 @@ def _registry_with_champion(tmp_path, cfg, store):
     return reg
 
 
-def _set_up(tmp_path, uri, bootstrap):
+def _set_up(tmp_path, uri, bootstrap, poll_s=60.0):
     """A store whose champion v1 is mirrored to MLflow at ``uri`` (alias on MLflow version 1), and
     1,500 labelled examples of a changed concept for a job to train on. Returns
     ``(config data, MLflow name, config path, config, store, registry)``."""
-    data, name = mlflow_config_data(tmp_path, uri, bootstrap=bootstrap, poll_s=60)
+    data, name = mlflow_config_data(tmp_path, uri, bootstrap=bootstrap, poll_s=poll_s)
     path, cfg = write_config(tmp_path, data)
     store = Store.from_config(cfg.store)
     store.create_schema()
@@ -242,3 +244,82 @@ def test_worker_killed_between_create_model_version_and_the_alias_move(kafka_boo
     assert (row.status, row.decision, row.attempts) == ("done", "promoted", 1)
     assert [h.event for h in history_events(store) if h.job_id == job.job_id] == ["promoted"]
     assert reg.get("agr", 2).mlflow_version == 2 and reg.champion("agr").version == 2
+
+
+def test_two_versions_from_one_retried_request_the_lowest_stays(kafka_bootstrap, mlflow_uri, tmp_path, monkeypatch,
+                                                                 capsys):
+    """MLflow's HTTP client resent a ``create_model_version`` the server had already acted on: two
+    versions carry one ``driftloop.key``. Here every such request is sent twice to the real server
+    (the retry), in both places the mirror meets it: v1's registration, whose pass finds the two
+    right after creating them; and a job's promoted version, whose pass ends there (the retry's
+    answer is lost too), so the two are found by the next pass, `driftloop models sync` (racing
+    another process's pass to the delete). Each time exactly one version stays for the key, the
+    lowest, with the alias on it, and driftloop records that number."""
+    made: list[tuple[str, int]] = []          # (driftloop.key, MLflow version) of every version MLflow made
+    real_create = MlflowGateway.create_version
+
+    def create_version_retried(self, name, run_id, artifact_path, tags):
+        for _ in range(2):                    # the request, then the client's retry of it
+            made.append((tags["driftloop.key"], real_create(self, name, run_id, artifact_path, tags)))
+        if len(made) > 2:                     # the job's version: the retry's answer is lost as well
+            raise MlflowUnavailable(f"creating a version of {name!r}: connection reset (test)")
+        return made[-1][1]
+
+    monkeypatch.setattr(MlflowGateway, "create_version", create_version_retried)
+    # v1's pass (in _set_up) made two versions and kept the lowest
+    data, name, path, cfg, store, reg = _set_up(tmp_path, mlflow_uri, kafka_bootstrap, poll_s=3600)
+    mc = client(mlflow_uri)
+    [(key1, m1), (key1_again, m1_dup)] = made
+    assert key1 == key1_again and m1 < m1_dup
+    assert [int(v.version) for v in versions_with_key(mlflow_uri, name, key1)] == [m1]
+    assert reg.get("agr", 1).mlflow_version == m1 and mc.get_registered_model(name).aliases == {"champion": str(m1)}
+
+    checked = mirror_state(store).checked_at
+    worker, thread = _run_worker(cfg)
+    try:
+        # the job only once the worker's mirror thread made its first pass (its next is an hour
+        # away): the pass after the decision is the one that meets the job's version
+        wait_until(lambda: mirror_state(store).checked_at != checked, 120, "the mirror thread's first pass")
+        job = RetrainScheduler(cfg, store).enqueue_manual("agr", requested_by="test")
+        publish_outbox(cfg, store, [cfg.topics.retrain])
+        wait_until(lambda: (r := job_row(store, job.job_id)) is not None and r.status == "done", 120, "job decided")
+        wait_until(lambda: len(made) == 4, 60, "the worker's pass created the job's version (twice)")
+    finally:
+        worker.stop()
+        thread.join(120)
+    assert not thread.is_alive()
+    [(key2, m2), (key2_again, m2_dup)] = made[2:]
+    assert key2 == key2_again == job.job_id and m1_dup < m2 < m2_dup
+    # driftloop decided (v2 champion) but recorded no MLflow version; MLflow holds two for the job
+    assert job_row(store, job.job_id).decision == "promoted"
+    v2 = reg.get("agr", 2)
+    assert (v2.status, v2.mlflow_state, v2.mlflow_version) == ("champion", "pending", None)
+    assert sorted(int(v.version) for v in versions_with_key(mlflow_uri, name, job.job_id)) == [m2, m2_dup]
+    assert mc.get_registered_model(name).aliases == {"champion": str(m1)}
+
+    # `models sync` finds the two; another process's pass (a second worker's mirror) deletes the
+    # duplicate between this pass's search and its own delete: already gone is as good as deleted
+    real_delete = MlflowGateway.delete_version
+
+    def delete_after_another_pass(self, name, version):
+        mc.delete_model_version(name, str(version))
+        real_delete(self, name, version)
+
+    monkeypatch.setattr(MlflowGateway, "delete_version", delete_after_another_pass)
+    capsys.readouterr()
+    assert cli_main(["models", "sync", "-c", str(path), "agr"]) == 0, capsys.readouterr().err
+    assert f"agr v2 is MLflow {name} version {m2}" in capsys.readouterr().out
+    assert [int(v.version) for v in versions_with_key(mlflow_uri, name, job.job_id)] == [m2]
+    assert sorted(int(v.version) for v in mc.search_model_versions(f"name = '{name}'")) == [m1, m2]
+    [run] = runs_with_key(mlflow_uri, data["registry"]["mlflow"]["experiment"], job.job_id)   # one run still
+    v2 = reg.get("agr", 2)
+    assert (v2.mlflow_state, v2.mlflow_version, v2.mlflow_run_id) == ("synced", m2, run.info.run_id)
+    assert mc.get_registered_model(name).aliases == {"champion": str(m2)}
+    tags = mc.get_model_version(name, str(m2)).tags
+    assert (tags["driftloop.version"], tags["driftloop.status"], tags["driftloop.decision"]) == ("2", "champion",
+                                                                                                 "promoted")
+    assert mc.get_model_version(name, str(m1)).tags["driftloop.status"] == "archived"
+    # the deleted duplicates are driftloop's own clean-up: no history rows, one decision for the job
+    assert [h.event for h in history_events(store)] == ["registered", "promoted", "promoted"]
+    assert [h.event for h in history_events(store) if h.job_id == job.job_id] == ["promoted"]
+    assert not mirror_for(cfg, store, reg).sync().done          # nothing left to do
