@@ -19,6 +19,18 @@ from tests.kafka_helpers import isolated_kafka
 
 BOOTSTRAP = os.environ.get("DRIFTLOOP_TEST_BOOTSTRAP", "127.0.0.1:9092")
 
+# Folders whose files run first, in this order: they hold the long tests (SIGKILL and chaos runs,
+# the million-event false-alarm checks). Under pytest-xdist (``make test``) a worker that starts
+# with them ends the run with short files, instead of one long file starting last.
+LONG_FIRST = ("tests/integration/", "tests/detectors/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the run: :data:`LONG_FIRST` folders first, everything else after (a stable sort)."""
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))
+    items.sort(key=rank)
+
 
 def _broker_up(bootstrap: str) -> str | None:
     return _answers(bootstrap_servers=bootstrap.split(","))
