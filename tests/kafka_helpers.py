@@ -105,10 +105,16 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Any]
     return out
 
 
+def journal_judged(store: Store) -> bool:
+    """Nothing waits in the analysis journal (always, with ``analysis.mode: inline``)."""
+    with store.engine.connect() as c:
+        return backlog(c).entries == 0
+
+
 def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0, model: str = "fraud",
-                    proc: subprocess.Popen | None = None, judged: bool = True) -> dict[str, Any]:
-    """Wait until the store's counts are ``want``; with ``judged``, also until nothing waits in the
-    analysis journal (``analysis.mode: apart``: the judging process has judged what was counted)."""
+                    proc: subprocess.Popen | None = None) -> dict[str, Any]:
+    """Wait until the store's counts are ``want`` and nothing waits in the analysis journal
+    (``analysis.mode: apart``: the judging process has judged what was counted)."""
     store = Store.from_config(cfg.store)
     store.create_schema()
     deadline = time.monotonic() + timeout_s
@@ -117,11 +123,8 @@ def wait_for_counts(cfg: Config, want: dict[str, int], timeout_s: float = 120.0,
         while time.monotonic() < deadline:
             stats = collect_stats(cfg, store)
             got = {k: (stats["totals"][k] if k == "invalid" else stats["models"][model][k]) for k in want}
-            if got == want:
-                with store.engine.connect() as c:
-                    waiting = backlog(c).entries if judged else 0
-                if waiting == 0:
-                    return stats
+            if got == want and journal_judged(store):
+                return stats
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"monitor exited with {proc.returncode}; last stats {json.dumps(stats)}")
             time.sleep(0.3)

@@ -22,7 +22,7 @@ from driftloop.monitoring.analysis import DriftAnalyser
 from driftloop.monitoring.journal import backlog
 from driftloop.monitoring.judge import progress
 from tests.fault_helpers import stop_process, wait_until
-from tests.kafka_helpers import prediction, produce, start_monitor
+from tests.kafka_helpers import journal_judged, prediction, produce, start_monitor
 
 pytestmark = pytest.mark.kafka
 
@@ -69,9 +69,7 @@ def test_ingestion_pauses_at_the_backlog_bound_and_every_event_is_judged_once(ka
         judge_pid = None
 
         def drained() -> bool:
-            with store.engine.connect() as c:
-                return (collect_stats(cfg, store)["models"]["fraud"]["predictions"] == EVENTS
-                        and backlog(c).entries == 0)
+            return collect_stats(cfg, store)["models"]["fraud"]["predictions"] == EVENTS and journal_judged(store)
         wait_until(drained, 120, "every event counted and judged")
         assert "consumption resumes" in log.read_text()
         with store.engine.connect() as c:

@@ -74,12 +74,11 @@ from driftloop.core.config import Config, load_config
 from driftloop.core.store import Store, detector_state, offsets
 from driftloop.core.tables import retrain_jobs
 from driftloop.kafka.topics import create_topics
-from driftloop.monitoring.journal import backlog
 from retrain.registry import Registry
 from retrain.training import SLOW_ENV
 from tests.fault_helpers import spawn, stop_process, wait_until
 from tests.integration.test_pipeline_kafka import WANT, scenario
-from tests.kafka_helpers import produce, wait_for_counts
+from tests.kafka_helpers import journal_judged, produce, wait_for_counts
 from tests.retrain.helpers import AGRAWAL, FAST_RECIPE, agrawal, fitted_model, frame
 
 pytestmark = pytest.mark.kafka
@@ -146,9 +145,7 @@ class Pipeline:
         return int(collect_stats(self.cfg, self.store)["models"][MODEL]["joined"])
 
     def judged(self) -> bool:
-        """Nothing waits in the analysis journal (always, with analysis.mode inline)."""
-        with self.store.engine.connect() as c:
-            return backlog(c).entries == 0
+        return journal_judged(self.store)
 
     def reference_version(self) -> str | None:
         row = self.store.detector_state_row(MODEL)
