@@ -54,6 +54,16 @@ def unpositioned(worker: RetrainWorker) -> frozenset | None:
     return None if positioner is None else positioner.unpositioned
 
 
+def worker_state(worker: RetrainWorker) -> str:
+    """What the worker's consumer and positioner hold (for a failure's message)."""
+    consumer = worker.consumer
+    coordinator = getattr(consumer, "_coordinator", None)
+    return (f"unpositioned={sorted(worker.positioner.unpositioned)} failures={worker.positioner.failures} "
+            f"expected={sorted(worker.expected)} consumers_replaced={worker.consumers_replaced} "
+            f"assignment={sorted((tp.topic, tp.partition) for tp in (consumer.assignment() or ())) if consumer else None} "
+            f"group state={getattr(coordinator, 'state', None)} rejoining={getattr(coordinator, 'rejoining', None)}")
+
+
 def test_worker_survives_a_rebalance_with_the_store_locked_and_runs_the_job_once(kafka_bootstrap, tmp_path):
     data = config_data(tmp_path, bootstrap=kafka_bootstrap)
     data["store"]["busy_timeout_ms"] = 500
@@ -78,8 +88,11 @@ def test_worker_survives_a_rebalance_with_the_store_locked_and_runs_the_job_once
         locker.execute("BEGIN EXCLUSIVE")
         taken = force_rebalance(kafka_bootstrap, group, topic, thread.is_alive)
         assert taken
-        wait_until(lambda: not thread.is_alive() or unpositioned(worker) == all_parts, 60,
-                   "every partition unpositioned after the intruder left")
+        try:
+            wait_until(lambda: not thread.is_alive() or unpositioned(worker) == all_parts, 120,
+                       "every partition unpositioned after the intruder left")
+        except AssertionError as exc:   # once seen under a loaded machine: say where the worker stood
+            raise AssertionError(f"{exc}; {worker_state(worker)}") from None
         assert thread.is_alive(), "the worker stopped (its rebalance listener raised?)"
         produce(kafka_bootstrap, [(topic, b"agr", encode(job))])     # waits on an unpositioned partition
         t_hold = time.monotonic()
