@@ -75,6 +75,7 @@ and the concept-drift detectors take over from there.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -659,8 +660,9 @@ class CBPE(Composite):
         # the track record it learns from: the fully labelled windows before it
         at = next(i for i, w in enumerate(self._history) if w is h)
         record = tuple((w["start_ts"], w["end_ts"]) for w in self._history[:at] if w.get("realised"))
-        # status() reads it after every batch: computed again only when its inputs changed
-        key = (h["start_ts"], h["end_ts"], n, c, len(rows["y"]), record[-RECENT_WINDOWS:])
+        # status() reads it after every judgement: computed again only when its inputs changed,
+        # the first c rows among them (labels still arriving add rows, maybe before the c-th)
+        key = (h["start_ts"], h["end_ts"], n, c, _digest(rows, c), record[-RECENT_WINDOWS:])
         if key not in self._learned:
             pending = {(w["start_ts"], w["end_ts"]) for w in self._history if w.get("rows") is not None}
             self._learned = {k: v for k, v in self._learned.items() if k[:2] in pending and k[:3] != key[:3]}
@@ -733,6 +735,14 @@ class CBPE(Composite):
 
     def firing(self) -> list[str]:
         return self._book.firing()
+
+
+def _digest(rows: Mapping[str, np.ndarray], c: int) -> bytes:
+    """A fingerprint of the first ``c`` of a window's labelled rows (every column)."""
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(rows):
+        h.update(np.ascontiguousarray(rows[k][:c]).tobytes())
+    return h.digest()
 
 
 def _one_hot(labels: np.ndarray) -> Callable[[int], np.ndarray]:

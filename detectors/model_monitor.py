@@ -119,7 +119,8 @@ class MonitorSettings(Composite):
         a cheaper test hints at a change (a data- or prediction-drift p-value after the
         window's correction, PCA's p-value, or the Bonferroni-adjusted p-value of the largest
         change of a pairwise correlation of numeric features, below ``domain_classifier_gate``,
-        0.05);
+        0.05; a drift test counts only when its effect reached ``domain_classifier_gate_effect``,
+        0.5, of its alert threshold);
         ``domain_classifier_every`` (10) windows have passed since it last ran (the net for a
         change only it sees); its own alert is open (it decides when that resolves). ``1``
         judges every window.
@@ -183,6 +184,7 @@ class MonitorSettings(Composite):
     domain_classifier_folds: int = 3
     domain_classifier_every: int = 10
     domain_classifier_gate: float = 0.05
+    domain_classifier_gate_effect: float = 0.5
     min_auc: float = 0.55
     concept_drift: bool = True
     concept_detectors: tuple[str, ...] | None = None
@@ -204,6 +206,8 @@ class MonitorSettings(Composite):
             raise ValueError("domain_classifier_every must be at least 1 (1: every window)")
         if not 0.0 <= self.domain_classifier_gate <= 1.0:
             raise ValueError("domain_classifier_gate must be a p-value between 0 and 1")
+        if not 0.0 <= self.domain_classifier_gate_effect <= 1.0:
+            raise ValueError("domain_classifier_gate_effect must be a share of the alert threshold, 0 to 1")
         if self.correction not in dec.CORRECTIONS:
             raise ValueError(f"correction must be one of {dec.CORRECTIONS}")
 
@@ -236,6 +240,21 @@ MonitorSettings._params = tuple(f.name for f in dataclasses.fields(MonitorSettin
 
 def _alert_key(d: Detection) -> str:
     return f"{d.kind}|{d.detector}|{d.feature or ''}"
+
+
+def _moved(stat: Mapping[str, Any], share: float) -> bool:
+    """Whether a univariate test's effect reached ``share`` of its alert threshold (a test
+    without an effect size counts): a p-value alone is no hint, since on large windows a
+    negligible difference (scores rounded to 4 decimals against an unrounded reference) is
+    significant in every window.
+
+    >>> _moved({"effect": 0.02, "threshold": 0.1}, 0.5), _moved({"effect": 0.06, "threshold": 0.1}, 0.5)
+    (False, True)
+    """
+    effect, threshold = stat.get("effect"), stat.get("threshold")
+    if effect is None or threshold is None or not np.isfinite(effect) or not np.isfinite(threshold):
+        return True
+    return bool(effect >= share * threshold)
 
 
 class ModelMonitor(Composite):
@@ -600,9 +619,10 @@ class ModelMonitor(Composite):
             return "its alert is open"
         if self._dc_since == 0 or self._dc_since >= s.domain_classifier_every:
             return "cadence"
-        hints = [(v.get("p_adjusted"), k) for k, v in self._data_drift.last().items()]
+        share = s.domain_classifier_gate_effect
+        hints = [(v.get("p_adjusted"), k) for k, v in self._data_drift.last().items() if _moved(v, share)]
         if self._pred_drift is not None:
-            hints += [(v.get("p_adjusted"), k) for k, v in self._pred_drift.last().items()]
+            hints += [(v.get("p_adjusted"), k) for k, v in self._pred_drift.last().items() if _moved(v, share)]
         if self._pca is not None:
             hints.append((self._pca.last().get("p_value"), "pca_reconstruction"))
         hints.append((dc.correlation_p(c, n), "feature correlations"))

@@ -181,3 +181,29 @@ def test_with_a_track_record_a_steady_concept_shift_is_corrected_better():
     plain, learned = _stateful(flip=0.35, seed=6)
     for m in METRICS:
         assert np.mean(learned[m]) <= 0.12 * np.mean(plain[m]), (m, np.mean(learned[m]), np.mean(plain[m]))
+
+
+def test_the_learning_estimate_is_computed_again_only_when_its_first_rows_change(monkeypatch):
+    """status() reads the learning estimate after every judgement while labels arrive: it is
+    computed once per checkpoint, and again when a late label lands before the checkpoint's row."""
+    est = CBPE(calibrated_reference(), metrics=METRICS, draws=50)
+    rng = np.random.default_rng(6)
+    pred, scores, label = window(rng, 2000, flip=0.35)
+    ts = np.arange(2000)
+    est.update(Window(0, 1999, 2000), pred, scores)
+    calls = []
+    real = CBPE._rectify_first
+    monkeypatch.setattr(CBPE, "_rectify_first", lambda self, *a: calls.append(a[2]) or real(self, *a))
+
+    def labels(rows: np.ndarray) -> None:
+        est.update_labels(ts[rows], pred[rows] == label[rows], label[rows], pred[rows], scores[rows])
+
+    labels(np.arange(0, 200, 2))         # 100 rows: the first checkpoint (a tenth: 200) not reached
+    labels(np.arange(200, 400))          # 300 rows: checkpoint 200
+    first = est.history_table()[-1]["metrics"]["accuracy"]["learning"]
+    labels(np.arange(400, 420))          # after the checkpoint's rows: the same 200 first rows
+    est.history_table()
+    assert calls == [200]
+    labels(np.arange(1, 60, 2))          # late labels before the 200th row: other first rows
+    again = est.history_table()[-1]["metrics"]["accuracy"]["learning"]
+    assert calls == [200, 200] and again != first

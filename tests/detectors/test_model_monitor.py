@@ -215,6 +215,28 @@ def test_domain_classifier_runs_on_a_hint_on_its_cadence_or_while_its_alert_is_o
     assert restored._dc_since == mon._dc_since and restored._dc_runs == mon._dc_runs
 
 
+def test_a_significant_but_negligible_drift_is_no_hint(monkeypatch):
+    """On large windows a negligible difference is significant in every window (a service's
+    scores rounded to 4 decimals against an unrounded reference: p=0 on every window of the
+    soak, so the classifier ran on all of them): a drift test hints only with its effect at
+    ``domain_classifier_gate_effect`` (0.5) of its threshold."""
+    rng = np.random.default_rng(14)
+    mon = _monitor(rng, domain_classifier_every=10, warmup=0)
+    mon._dc_since = 1
+    monkeypatch.setattr(mon._dc, "correlation_p", lambda *a: 1.0)
+    monkeypatch.setattr(mon._pca, "last", lambda: {"p_value": 0.9})
+    cols, n = {"x1": np.zeros(10)}, 2000
+    for effect, why in ((0.02, None), (0.049, None), (0.05, "x1 p=1e-09"), (None, "x1 p=1e-09")):
+        monkeypatch.setattr(mon._data_drift, "last",
+                            lambda e=effect: {"x1": {"p_adjusted": 1e-9, "effect": e, "threshold": 0.1}})
+        assert mon._domain_classifier_due(mon._dc, cols, n) == why
+    mon.settings = MonitorSettings.from_dict({**mon.settings.to_dict(), "domain_classifier_gate_effect": 0.0})
+    monkeypatch.setattr(mon._data_drift, "last", lambda: {"x1": {"p_adjusted": 1e-9, "effect": 0.001, "threshold": 0.1}})
+    assert mon._domain_classifier_due(mon._dc, cols, n) == "x1 p=1e-09"     # 0: any significant test
+    with pytest.raises(ValueError, match="domain_classifier_gate_effect"):
+        MonitorSettings(domain_classifier_gate_effect=2.0)
+
+
 def test_a_correlation_change_no_marginal_shows_sends_the_domain_classifier_in():
     rng = np.random.default_rng(13)
     mon = _monitor(rng, domain_classifier_every=10, warmup=0)
