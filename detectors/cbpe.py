@@ -91,8 +91,10 @@ from detectors.label_learning import (
     ErrorPrior,
     checkpoint,
     error_prior,
+    hold_early,
     in_time_order,
     learned_bias,
+    release_early,
     track_record,
 )
 from detectors.performance import positive_class
@@ -322,6 +324,7 @@ class CBPE(Composite):
             self._knots = [fit_isotonic(s[:, k], y == c) for k, c in enumerate(self.classes)]
         self._book = dec.AlertBook(self.resolve_after)
         self._history: list[dict[str, Any]] = []
+        self._early: dict[str, np.ndarray] | None = None   # labels before their window (hold_early)
         self._last: dict[str, Any] = {}
         self._learned: dict[tuple[Any, ...], dict[str, Any] | None] = {}   # _learn's cache (derived)
         self._fit_baseline()
@@ -353,6 +356,7 @@ class CBPE(Composite):
     def _rebuild(self) -> None:
         """After a restore: the learning cache, and what snapshots of the accuracy-only CBPE lack."""
         self._learned = {}
+        self.__dict__.setdefault("_early", None)       # snapshots from before the early labels
         if "baseline" not in self.__dict__:
             self.metrics = ("accuracy",)
             self.draws, self.seed = 200, 0
@@ -485,6 +489,10 @@ class CBPE(Composite):
         self._history.append(entry)
         if len(self._history) > self.history:
             self._history = self._history[-self.history:]
+        if window.start_ts is not None and window.end_ts is not None:   # labels that came before it
+            covered, self._early = release_early(self._early, int(window.start_ts), int(window.end_ts))
+            if covered is not None:
+                self._join(entry, covered)
         self._last = {k: v for k, v in entry.items() if k not in ("rows", "realised", "realised_n",
                                                                   "realised_correct", "window_n")}
         self._last["metrics"] = judged
@@ -555,36 +563,41 @@ class CBPE(Composite):
         ``ts``). ``correct`` gives the realised accuracy; with ``label`` and ``prediction``
         (and ``scores``, columns in class order, for ROC AUC and average precision) every metric
         is realised. A window keeps its labelled rows until all its predictions are labelled,
-        then only the realised metrics."""
-        if not self._history or len(ts) == 0:
+        then only the realised metrics. Labels of predictions no estimated window covers yet
+        (their window is still filling) are held until it is estimated
+        (:func:`detectors.label_learning.hold_early`)."""
+        if len(ts) == 0:
             return
-        ts = np.asarray(ts, dtype=np.int64)
-        correct = np.asarray(correct, dtype=bool)
-        full = label is not None and prediction is not None
-        if full:
-            yi, pi = self._index(np.asarray(label)), self._index(np.asarray(prediction))
-            sc = None if scores is None else np.asarray(scores, dtype=np.float64)
+        rows: dict[str, np.ndarray] = {"ts": np.asarray(ts, dtype=np.int64), "correct": np.asarray(correct, dtype=bool)}
+        if label is not None and prediction is not None:
+            rows["y"], rows["pred"] = self._index(np.asarray(label)), self._index(np.asarray(prediction))
+            rows["scores"] = (np.full((len(rows["ts"]), len(self.classes)), np.nan) if scores is None
+                              else np.asarray(scores, dtype=np.float64))
         for h in self._history:
             if h["start_ts"] is None:
                 continue
-            inside = (ts >= h["start_ts"]) & (ts <= h["end_ts"])
-            if not inside.any():
-                continue
-            h["realised_n"] += int(inside.sum())
-            h["realised_correct"] += int(correct[inside].sum())
-            if not full or "metrics" not in h or h.get("realised") is not None:
-                continue
-            rows = h.get("rows") or {"ts": np.zeros(0, np.int64), "y": np.zeros(0, np.int64),
-                                     "pred": np.zeros(0, np.int64), "scores": np.zeros((0, len(self.classes)))}
-            s_in = sc[inside] if sc is not None else np.full((int(inside.sum()), len(self.classes)), np.nan)
-            h["rows"] = in_time_order({"ts": np.concatenate([rows.get("ts", np.zeros(0, np.int64)), ts[inside]]),
-                                    "y": np.concatenate([rows["y"], yi[inside]]),
-                                    "pred": np.concatenate([rows["pred"], pi[inside]]),
-                                    "scores": np.concatenate([rows["scores"], s_in])})
-            if h["realised_n"] >= h.get("window_n", h["n"]):
-                h["learning"] = self._learn(h, first_checkpoint=True)    # for the track record
-                h["realised"] = self._realised_rows(h["rows"])
-                h["rows"] = None
+            inside = (rows["ts"] >= h["start_ts"]) & (rows["ts"] <= h["end_ts"])
+            if inside.any():
+                self._join(h, {k: v[inside] for k, v in rows.items()})
+        newest = self._history[-1]["start_ts"] if self._history else None
+        self._early = hold_early(self._early, rows, newest)
+
+    def _join(self, h: dict[str, Any], rows: Mapping[str, np.ndarray]) -> None:
+        """Add the labelled ``rows`` of window ``h`` (``y``, ``pred``, ``scores``: absent when
+        only the accuracy is known) to its realised counts and rows; when every prediction of
+        it is labelled, keep only the realised metrics."""
+        h["realised_n"] += len(rows["ts"])
+        h["realised_correct"] += int(rows["correct"].sum())
+        if "y" not in rows or "metrics" not in h or h.get("realised") is not None:
+            return
+        old = h.get("rows") or {"ts": np.zeros(0, np.int64), "y": np.zeros(0, np.int64),
+                                "pred": np.zeros(0, np.int64), "scores": np.zeros((0, len(self.classes)))}
+        h["rows"] = in_time_order({k: np.concatenate([old.get(k, np.zeros(0, np.int64)), rows[k]])
+                                   for k in ("ts", "y", "pred", "scores")})
+        if h["realised_n"] >= h.get("window_n", h["n"]):
+            h["learning"] = self._learn(h, first_checkpoint=True)    # for the track record
+            h["realised"] = self._realised_rows(h["rows"])
+            h["rows"] = None
 
     # ------------------------------------------------------------------ learning from the first labels
     def rectify(self, estimates: dict[str, dict[str, Any]], label: np.ndarray, prediction: np.ndarray,

@@ -84,8 +84,10 @@ from detectors.label_learning import (
     ErrorPrior,
     checkpoint,
     error_prior,
+    hold_early,
     in_time_order,
     learned_bias,
+    release_early,
     track_record,
 )
 from detectors.reference import Reference, to_float_array
@@ -230,6 +232,7 @@ class DLE(Composite):
         self.reference_estimate = {mt: self._metric(mt, ref_mean) for mt in self.metrics}
         self._book = dec.AlertBook(self.resolve_after)
         self._history: list[dict[str, Any]] = []
+        self._early: dict[str, np.ndarray] | None = None   # labels before their window (hold_early)
         self._last: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ fitting
@@ -293,6 +296,7 @@ class DLE(Composite):
         """After a restore: refit the loss models (the snapshot holds no sklearn objects), and
         what snapshots from before the learning estimate lack."""
         self.__dict__.setdefault("learn_min_labels", 50)
+        self.__dict__.setdefault("_early", None)       # snapshots from before the early labels
         self._fit()
 
     # ------------------------------------------------------------------ estimate
@@ -368,6 +372,10 @@ class DLE(Composite):
         self._history.append(entry)
         if len(self._history) > self.history:
             self._history = self._history[-self.history:]
+        if window.start_ts is not None and window.end_ts is not None:   # labels that came before it
+            covered, self._early = release_early(self._early, int(window.start_ts), int(window.end_ts))
+            if covered is not None:
+                self._join(entry, covered)
         self._last = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": n,
                       "metrics": {m: dict(v, ci=list(v["ci"])) for m, v in metrics.items()}}
         return out
@@ -409,34 +417,40 @@ class DLE(Composite):
         until all its predictions are labelled (for :meth:`history_table`'s learning estimate);
         then only the sums, and the learning estimate with a tenth labelled (for
         :meth:`track_record`)."""
-        if not self._history or len(ts) == 0:
+        if len(ts) == 0:
             return
         ts = np.asarray(ts, dtype=np.int64)
         y, yhat = np.asarray(label, dtype=np.float64), np.asarray(prediction, dtype=np.float64)
         ok = np.isfinite(y) & np.isfinite(yhat)
-        ts, loss = ts[ok], _losses(y[ok], yhat[ok], self._kinds)
-        guess = None
+        loss = _losses(y[ok], yhat[ok], self._kinds)
+        rows = {"ts": ts[ok], **{f"loss_{k}": loss[k] for k in self._kinds}}
         if columns is not None and ok.any():
             guess = self.predicted_losses({f: np.asarray(v)[ok] for f, v in columns.items()}, yhat[ok])
+            rows.update({f"pred_{k}": guess[k] for k in self._kinds})
         for h in self._history:
             if h["start_ts"] is None:
                 continue
-            inside = (ts >= h["start_ts"]) & (ts <= h["end_ts"])
-            if not inside.any():
-                continue
-            h["realised_n"] += int(inside.sum())
-            for k in self._kinds:
-                h["realised_sum"][k] += float(loss[k][inside].sum())
-            if "means" not in h or h.get("done"):
-                continue
-            if guess is not None:
-                new = {"ts": ts[inside], **{f"loss_{k}": loss[k][inside] for k in self._kinds},
-                       **{f"pred_{k}": guess[k][inside] for k in self._kinds}}
-                old = h.get("rows") or {key: v[:0] for key, v in new.items()}
-                h["rows"] = in_time_order({key: np.concatenate([old[key], v]) for key, v in new.items()})
-            if h["realised_n"] >= h["n"]:
-                h["learning"] = self._learn(h, first_checkpoint=True)
-                h["done"], h["rows"] = True, None
+            inside = (rows["ts"] >= h["start_ts"]) & (rows["ts"] <= h["end_ts"])
+            if inside.any():
+                self._join(h, {k: v[inside] for k, v in rows.items()})
+        newest = self._history[-1]["start_ts"] if self._history else None
+        self._early = hold_early(self._early, rows, newest)
+
+    def _join(self, h: dict[str, Any], rows: Mapping[str, np.ndarray]) -> None:
+        """Add the labelled ``rows`` of window ``h`` (their losses; ``pred_*``, the predicted
+        losses, when the features came too) to its sums and rows; once every prediction of it
+        is labelled, keep the sums and the learning estimate with a tenth labelled."""
+        h["realised_n"] += len(rows["ts"])
+        for k in self._kinds:
+            h["realised_sum"][k] += float(rows[f"loss_{k}"].sum())
+        if "means" not in h or h.get("done"):
+            return
+        if f"pred_{self._kinds[0]}" in rows:
+            old = h.get("rows") or {key: v[:0] for key, v in rows.items()}
+            h["rows"] = in_time_order({key: np.concatenate([old[key], v]) for key, v in rows.items() if key in old})
+        if h["realised_n"] >= h["n"]:
+            h["learning"] = self._learn(h, first_checkpoint=True)
+            h["done"], h["rows"] = True, None
 
     # ------------------------------------------------------------------ learning from the first labels
     def rectify(self, means: Mapping[str, Sequence[float]], loss: Mapping[str, np.ndarray],

@@ -46,12 +46,14 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ErrorPrior", "error_prior", "learned_bias", "track_record", "checkpoint", "in_time_order",
-           "RECENT_WINDOWS", "BREAK_Z"]
+           "hold_early", "release_early", "RECENT_WINDOWS", "BREAK_Z", "MAX_EARLY_ROWS"]
 
 #: fully labelled windows the track record's prior is taken from (the newest ones)
 RECENT_WINDOWS = 6
 #: a correction further than this many of its standard deviations from the prior breaks it
 BREAK_Z = 3.0
+#: labelled rows held for windows not estimated yet, at most (the oldest go first)
+MAX_EARLY_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -158,3 +160,47 @@ def in_time_order(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             keys.extend(v.T if v.ndim == 2 else [v])
     order = np.lexsort((*reversed(keys), rows["ts"]))
     return {k: v[order] for k, v in rows.items()}
+
+
+def hold_early(early: Mapping[str, np.ndarray] | None, rows: Mapping[str, np.ndarray],
+               newest_start: int | None) -> dict[str, np.ndarray] | None:
+    """Labelled ``rows`` a window estimated later may still cover, added to ``early``.
+
+    A label often arrives before the window of its prediction is estimated (the window is
+    still filling): without this, that window never has all its labels, keeps its rows for
+    good and shows realised metrics of its late-labelled rows only. Held are the rows at or
+    after ``newest_start``, the start of the newest estimated window (None: none yet), in
+    prediction-time order (so the state is a function of the events), at most
+    :data:`MAX_EARLY_ROWS`.
+
+    >>> early = hold_early(None, {"ts": np.array([5, 1, 9])}, newest_start=4)
+    >>> early["ts"].tolist()
+    [5, 9]
+    >>> release_early(early, 0, 6)[0]["ts"].tolist(), release_early(early, 7, 10)[1]["ts"].tolist()
+    ([5], [9])
+    """
+    keep = np.ones(len(rows["ts"]), dtype=bool) if newest_start is None else rows["ts"] >= newest_start
+    if not keep.any():
+        return early
+    new = {k: np.asarray(v)[keep] for k, v in rows.items()}
+    if early is not None:   # (columns both have: a batch without scores holds fewer)
+        new = {k: np.concatenate([early[k], v]) for k, v in new.items() if k in early}
+    out = in_time_order(new)
+    if len(out["ts"]) > MAX_EARLY_ROWS:
+        out = {k: v[-MAX_EARLY_ROWS:] for k, v in out.items()}
+    return out
+
+
+def release_early(early: Mapping[str, np.ndarray] | None, start: int, end: int
+                  ) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
+    """For a window just estimated, ``[start, end]`` in prediction time: the held rows it
+    covers (None: none), and those still held (the ones at or after ``start``: a sliding
+    window starting later may cover them too)."""
+    if early is None:
+        return None, None
+    ts = early["ts"]
+    inside = (ts >= start) & (ts <= end)
+    later = ts >= start
+    covered = {k: v[inside] for k, v in early.items()} if inside.any() else None
+    kept = {k: v[later] for k, v in early.items()} if later.any() else None
+    return covered, kept

@@ -207,3 +207,30 @@ def test_the_learning_estimate_is_computed_again_only_when_its_first_rows_change
     labels(np.arange(1, 60, 2))          # late labels before the 200th row: other first rows
     again = est.history_table()[-1]["metrics"]["accuracy"]["learning"]
     assert calls == [200, 200] and again != first
+
+
+def test_labels_that_arrive_before_their_window_is_estimated_are_joined_to_it():
+    """A label often comes while its prediction's window is still filling: the window, once
+    estimated, has it (all labelled: realised, rows dropped), and the state is the same as
+    when every label came after the window's close."""
+    rng = np.random.default_rng(7)
+    pred, scores, label = window(rng, 4000, flip=0.2)
+    ts = np.arange(4000)
+
+    def labels(est: CBPE, a: int, b: int) -> None:
+        est.update_labels(ts[a:b], pred[a:b] == label[a:b], label[a:b], pred[a:b], scores[a:b])
+
+    early, late = CBPE(calibrated_reference(), metrics=METRICS, draws=50), CBPE(calibrated_reference(), metrics=METRICS, draws=50)
+    labels(early, 0, 1500)                                   # before the first window is estimated
+    early.update(Window(0, 1999, 2000), pred[:2000], scores[:2000])
+    labels(early, 1500, 3000)                                # the rest of it, and half the next one early
+    early.update(Window(2000, 3999, 2000), pred[2000:], scores[2000:])
+    labels(early, 3000, 4000)
+    for a, b in ((0, 2000), (2000, 4000)):
+        late.update(Window(a, b - 1, 2000), pred[a:b], scores[a:b])
+    labels(late, 0, 4000)
+    rows = early.history_table()
+    assert [r["share_labelled"] for r in rows] == [1.0, 1.0]
+    assert all(r["metrics"]["roc_auc"]["realised"] is not None for r in rows)
+    assert early.snapshot() == late.snapshot()
+    assert len(early._early["ts"]) == 2000 and early._early["ts"].min() == 2000   # only the newest window's

@@ -114,3 +114,32 @@ def test_the_learning_estimate_does_not_depend_on_how_labels_were_batched() -> N
             est.update_labels(ts[a:b], pred[a:b], y[a:b], {"x": feats["x"][a:b]})
         tables.append(est.history_table()[0]["metrics"]["mae"]["learning"])
     assert tables[0] == tables[1] == tables[2]
+
+
+def test_labels_that_arrive_before_their_window_is_estimated_are_joined_to_it() -> None:
+    """As CBPE's: a label of a window still filling counts once the window is estimated, and
+    the state equals the one where every label came after the window's close."""
+    feats, y, pred = _stream(np.random.default_rng(8), 4000)
+    ts = np.arange(4000)
+
+    def labels(est: DLE, a: int, b: int) -> None:
+        est.update_labels(ts[a:b], pred[a:b], y[a:b], {"x": feats["x"][a:b]})
+
+    def update(est: DLE, a: int, b: int) -> None:
+        est.update(Window(a, b - 1, b - a), {"x": feats["x"][a:b]}, pred[a:b])
+
+    early, late = _dle(), _dle()
+    labels(early, 0, 1500)
+    update(early, 0, 2000)
+    labels(early, 1500, 3000)
+    update(early, 2000, 4000)
+    labels(early, 3000, 4000)
+    update(late, 0, 2000)
+    update(late, 2000, 4000)
+    labels(late, 0, 4000)
+    got, want = early.history_table(), late.history_table()
+    assert [r["share_labelled"] for r in got] == [1.0, 1.0]
+    for g, w in zip(got, want):          # the sums differ in their last bits (other batches)
+        for m in ("mae", "rmse"):
+            assert g["metrics"][m]["realised"] == pytest.approx(w["metrics"][m]["realised"], rel=1e-12)
+            assert g["metrics"][m]["learning"] == w["metrics"][m]["learning"]
