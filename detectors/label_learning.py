@@ -181,7 +181,7 @@ def hold_early(early: Mapping[str, np.ndarray] | None, rows: Mapping[str, np.nda
     """
     keep = np.ones(len(rows["ts"]), dtype=bool) if newest_start is None else rows["ts"] >= newest_start
     if not keep.any():
-        return early
+        return None if early is None else dict(early)
     new = {k: np.asarray(v)[keep] for k, v in rows.items()}
     if early is not None:   # (columns both have: a batch without scores holds fewer)
         new = {k: np.concatenate([early[k], v]) for k, v in new.items() if k in early}
