@@ -293,6 +293,7 @@ def _versions_child(cfg_data: dict, base_dir: str, n: int, profile: bool, conn) 
     import logging
 
     from driftloop.app.service import MonitorService
+    from driftloop.core.gctune import settle_heap
 
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)   # "tick skipped" on a busy machine
@@ -302,6 +303,7 @@ def _versions_child(cfg_data: dict, base_dir: str, n: int, profile: bool, conn) 
         _time_calls(spent, sizes)
     cfg = load_config_dict(cfg_data, base_dir=base_dir, environ={})
     svc = MonitorService(cfg)
+    settle_heap(cfg.ingest.gc_young_threshold)   # as `driftloop monitor` does once its service is built
     spent.clear()     # the champion's detectors were built before the clock starts: not in the run
     sizes.clear()
     apart = svc.judges is not None     # analysis.mode apart: a child judges; the run ends once it judged all
@@ -484,6 +486,8 @@ def main() -> None:
     ap.add_argument("--store-url", default=None, help="default: a fresh SQLite file; e.g. postgresql://...")
     ap.add_argument("--processes", type=int, default=0,
                     help="also measure N monitor processes in one consumer group (scale-out)")
+    ap.add_argument("--gc-default", action="store_true",
+                    help="the monitor processes keep CPython's garbage-collector thresholds (no settle_heap)")
     args = ap.parse_args()
     if args.full:
         args.versions, args.apart = args.versions or "1", True
@@ -499,7 +503,8 @@ def main() -> None:
         "topics": {"predictions": f"bench{tag}.predictions", "labels": f"bench{tag}.labels",
                    "dlq": f"bench{tag}.dlq", "alerts": f"bench{tag}.alerts", "partitions": 3},
         "store": {"url": args.store_url or f"sqlite:///{tmp}/bench.db"},
-        "ingest": {"max_poll_records": args.max_poll_records, "poll_timeout_ms": 200},
+        "ingest": {"max_poll_records": args.max_poll_records, "poll_timeout_ms": 200,
+                   **({"gc_young_threshold": 0} if args.gc_default else {})},
         "models": {"bench": {"task": "classification", "features": features(args.features - 2)}},
     }
     import yaml

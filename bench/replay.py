@@ -81,6 +81,10 @@ def main() -> None:
     print(f"{args.events:,} events x {args.features} numeric features written in {time.perf_counter() - t0:.0f} s "
           f"({events.stat().st_size / 1e6:,.0f} MB); stationary; work folder {tmp}")
     print("driftloop replay (prepare + commit + detectors, SQLite, batches of 5,000), one run each:")
+    from driftloop.app.replay import replay  # noqa: F401 - imported before the heap settles, as the CLI does
+    from driftloop.core.gctune import settle_heap
+
+    settle_heap()   # the default ingest.gc_young_threshold
     run(tmp, events, args.features, {}, "default detectors", args.events)
     run(tmp, events, args.features, {"multivariate": False}, "without multivariate", args.events)
     run(tmp, events, args.features, None, "detectors off (no reference)", args.events)

@@ -24,8 +24,11 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from driftloop.app.service import MonitorService
+    from driftloop.core.gctune import settle_heap
 
-    service = MonitorService(_config(args))
+    cfg = _config(args)
+    service = MonitorService(cfg)
+    settle_heap(cfg.ingest.gc_young_threshold)
     service.install_signal_handlers()
     stats = service.run(max_seconds=args.max_seconds)
     log.info("monitor stopped after %d batches, %d records", stats.batches, stats.records)
@@ -101,8 +104,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from driftloop.app.replay import replay
+    from driftloop.core.gctune import settle_heap
 
     cfg = _config(args)
+    settle_heap(cfg.ingest.gc_young_threshold)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115 - closed below
     n_alerts = 0
 

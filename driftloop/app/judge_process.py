@@ -32,11 +32,13 @@ log = logging.getLogger(__name__)
 def judge_main(cfg: Config, references: dict[str, Any] | None, parent: int, verbose: bool) -> None:
     """The child's entry point: judge until SIGTERM/SIGINT or the parent ``parent`` is gone."""
     from driftloop.app.service import MonitorService
+    from driftloop.core.gctune import settle_heap
     from driftloop.core.logsetup import configure
 
     configure(verbose)
     limit_threads(cfg.analysis.judge_threads)
     service = MonitorService(cfg, references=references, ingest_only=False)
+    settle_heap(cfg.ingest.gc_young_threshold)
     service.install_signal_handlers()
     log.info("judging process %d started (parent %d)", os.getpid(), parent)
     judged = service.run_judge(alive=lambda: os.getppid() == parent)

@@ -276,6 +276,9 @@ class IngestConfig(ConfigSection):
     start_from: Literal["earliest", "latest"] = "earliest"
     quarantine_retry_s: float = 30.0         # a model whose detectors failed: first rebuild after this
     quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (driftloop.monitoring.analysis)
+    # allocations between two young garbage collections once the process has started, its start-up
+    # heap frozen (driftloop.core.gctune); 0: CPython's defaults
+    gc_young_threshold: int = 50_000
 
 
 class VersionsConfig(ConfigSection):
