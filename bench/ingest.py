@@ -309,6 +309,7 @@ def _versions_child(cfg_data: dict, base_dir: str, n: int, profile: bool, conn) 
     apart = svc.judges is not None     # analysis.mode apart: a child judges; the run ends once it judged all
     if apart:
         svc.judges.start()
+        _wait_for_judge(svc)   # its start-up (imports, detectors) is not in the run either
     else:
         svc.alerts.start()
     ingest_s = None
@@ -329,6 +330,24 @@ def _versions_child(cfg_data: dict, base_dir: str, n: int, profile: bool, conn) 
     conn.send({"seconds": secs, "ingest_s": ingest_s, "batches": mon.stats.batches, "spent": spent, "sizes": sizes,
                "live": 0 if vm is None else len(vm.versions),
                "rss_mib": _peak_rss_kib() / 1024, "profile": prof})
+
+
+def _wait_for_judge(svc, timeout_s: float = 120.0) -> None:
+    """Until the judging child has loaded its detectors and taken over the journal (its row in
+    ``analysis_judge`` names its pid)."""
+    import sqlalchemy as sa
+
+    from driftloop.core.tables import analysis_judge
+
+    pid = svc.judges.process.pid
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with svc.store.read_engine.connect() as c:
+            owners = [r[0] for r in c.execute(sa.select(analysis_judge.c.owner))]
+        if any(o.endswith(f":{pid}") for o in owners):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the judging process {pid} did not take over the journal in {timeout_s:.0f} s")
 
 
 def _peak_rss_kib() -> int:

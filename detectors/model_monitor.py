@@ -114,7 +114,7 @@ class MonitorSettings(Composite):
         ``multivariate`` (on), ``multivariate_methods`` (``("pca", "domain_classifier")``),
         ``pca_variance`` (0.65), ``min_reconstruction_increase`` (0.1),
         ``domain_classifier_rows`` (2000 per side), ``domain_classifier_folds`` (3),
-        ``min_auc`` (0.55). The domain classifier (the dearest detector: ``folds`` boosted
+        ``domain_classifier_leaves`` (7 leaves per boosted tree), ``min_auc`` (0.55). The domain classifier (the dearest detector: ``folds`` boosted
         models per window) judges a window when one of these holds, and skips it otherwise:
         a cheaper test hints at a change (a data- or prediction-drift p-value after the
         window's correction, PCA's p-value, or the Bonferroni-adjusted p-value of the largest
@@ -182,6 +182,7 @@ class MonitorSettings(Composite):
     min_reconstruction_increase: float = 0.1
     domain_classifier_rows: int = 2000
     domain_classifier_folds: int = 3
+    domain_classifier_leaves: int = 7
     domain_classifier_every: int = 10
     domain_classifier_gate: float = 0.05
     domain_classifier_gate_effect: float = 0.5
@@ -204,6 +205,8 @@ class MonitorSettings(Composite):
             raise ValueError(f"unknown multivariate methods {sorted(bad)}")
         if self.domain_classifier_every < 1:
             raise ValueError("domain_classifier_every must be at least 1 (1: every window)")
+        if self.domain_classifier_leaves < 2:
+            raise ValueError("domain_classifier_leaves must be at least 2 (leaves per boosted tree)")
         if not 0.0 <= self.domain_classifier_gate <= 1.0:
             raise ValueError("domain_classifier_gate must be a p-value between 0 and 1")
         if not 0.0 <= self.domain_classifier_gate_effect <= 1.0:
@@ -438,7 +441,8 @@ class ModelMonitor(Composite):
                                           min_increase=s.min_reconstruction_increase,
                                           resolve_after=s.resolve_after, reference_desc=desc, model=self.model)
         return DomainClassifierDrift(self.reference, max_rows=s.domain_classifier_rows,
-                                     folds=s.domain_classifier_folds, min_auc=s.min_auc, alpha=s.alpha,
+                                     folds=s.domain_classifier_folds, max_leaf_nodes=s.domain_classifier_leaves,
+                                     min_auc=s.min_auc, alpha=s.alpha,
                                      resolve_after=s.resolve_after, reference_desc=desc, model=self.model,
                                      seed=s.seed)
 

@@ -337,6 +337,9 @@ class DomainClassifierDrift(Composite):
         One-sided level of the AUC test.
     max_iter : int
         Boosting iterations of the classifier.
+    max_leaf_nodes : int
+        Leaves per tree. Small trees on a few thousand rows overfit less: 7 leaves find more of
+        ``bench/domain_classifier.py``'s shifts than scikit-learn's 31, in a third of the time.
     resolve_after : int
         Clean windows before an alert resolves.
     seed : int
@@ -356,8 +359,8 @@ class DomainClassifierDrift(Composite):
     ('b', True)
     """
 
-    _params = ("reference", "max_rows", "folds", "min_auc", "alpha", "max_iter", "resolve_after",
-               "reference_desc", "model", "seed")
+    _params = ("reference", "max_rows", "folds", "min_auc", "alpha", "max_iter", "max_leaf_nodes",
+               "resolve_after", "reference_desc", "model", "seed")
     _derived = ("_ref_corr",)  # the reference's feature correlations: recomputed on restore
 
     def __init__(
@@ -368,6 +371,7 @@ class DomainClassifierDrift(Composite):
         min_auc: float = 0.55,
         alpha: float = 0.001,
         max_iter: int = 50,
+        max_leaf_nodes: int = 7,
         resolve_after: int = 2,
         reference_desc: str | None = None,
         model: str | None = None,
@@ -379,6 +383,7 @@ class DomainClassifierDrift(Composite):
         self.min_auc = float(min_auc)
         self.alpha = float(alpha)
         self.max_iter = int(max_iter)
+        self.max_leaf_nodes = int(max_leaf_nodes)
         self.resolve_after = int(resolve_after)
         self.reference_desc = reference_desc if reference_desc is not None else f"{reference.n:,} training rows"
         self.model = model
@@ -391,6 +396,8 @@ class DomainClassifierDrift(Composite):
         self._rebuild()
 
     def _rebuild(self) -> None:
+        # a state saved before max_leaf_nodes existed grew scikit-learn's default trees: it goes on so
+        self.__dict__.setdefault("max_leaf_nodes", 31)
         numeric = self._enc["numeric"]
         self._ref_corr = _correlations(np.column_stack([self.reference.features[f] for f in numeric])
                                        if numeric else np.zeros((self.reference.n, 0)))
@@ -471,8 +478,9 @@ class DomainClassifierDrift(Composite):
         skf = StratifiedKFold(self.folds, shuffle=True, random_state=int(rng.integers(2**31)))
         for train, test in skf.split(x, y):
             clf = HistGradientBoostingClassifier(
-                max_iter=self.max_iter, categorical_features=cat_mask if cat_mask.any() else None,
-                early_stopping=False, random_state=self.seed,
+                max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes,
+                categorical_features=cat_mask if cat_mask.any() else None, early_stopping=False,
+                random_state=self.seed,
             )
             clf.fit(x[train], y[train])
             oof[test] = clf.predict_proba(x[test])[:, 1]

@@ -235,6 +235,8 @@ def test_a_significant_but_negligible_drift_is_no_hint(monkeypatch):
     assert mon._domain_classifier_due(mon._dc, cols, n) == "x1 p=1e-09"     # 0: any significant test
     with pytest.raises(ValueError, match="domain_classifier_gate_effect"):
         MonitorSettings(domain_classifier_gate_effect=2.0)
+    with pytest.raises(ValueError, match="domain_classifier_leaves"):
+        MonitorSettings(domain_classifier_leaves=1)
 
 
 def test_a_correlation_change_no_marginal_shows_sends_the_domain_classifier_in():

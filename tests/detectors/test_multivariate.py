@@ -77,6 +77,34 @@ def test_domain_classifier_detects_and_names_the_feature():
     assert "domain-classifier AUC" in d.summary and "`d`" in d.summary
 
 
+def test_domain_classifier_grows_small_trees_and_an_old_state_keeps_its_own(monkeypatch):
+    """7 leaves per tree by default (``bench/domain_classifier.py``: more power than
+    scikit-learn's 31 on a few thousand rows, at a third of the cost); a state saved before the
+    parameter existed goes on with 31, so a restored detector continues as it was."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    grown: list[int] = []
+    fit = HistGradientBoostingClassifier.fit
+
+    def recording_fit(self, x, y, *a, **kw):
+        out = fit(self, x, y, *a, **kw)
+        grown.append(max(int(tree[0].nodes["is_leaf"].sum()) for tree in self._predictors))
+        return out
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", recording_fit)
+    rng = np.random.default_rng(6)
+    ref = _ref(rng, 1500)
+    dc = DomainClassifierDrift(ref, max_rows=600, max_iter=10)
+    dc.update(Window(0, 1, 800), _data(rng, 800, shift_d=0.5))
+    assert len(grown) == dc.folds and max(grown) <= 7
+    del dc.__dict__["max_leaf_nodes"]             # as a snapshot written before the parameter
+    old = DomainClassifierDrift.restore(dc.snapshot())
+    assert old.max_leaf_nodes == 31
+    grown.clear()
+    old.update(Window(1, 2, 800), _data(rng, 800, shift_d=0.5))
+    assert max(grown) > 7
+
+
 def test_auc_pvalue_matches_mann_whitney():
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=400), rng.normal(0.2, size=300)
