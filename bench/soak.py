@@ -175,6 +175,7 @@ def main() -> None:
     from driftloop.app.service import MonitorService
     from driftloop.app.stats import collect_stats
     from driftloop.core.config import load_config
+    from driftloop.core.gctune import settle_heap
     from driftloop.kafka.topics import create_topics
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -197,6 +198,7 @@ def main() -> None:
          str(backlog)], check=True, capture_output=True, text=True)
     print(fill.stdout.strip())
     svc = MonitorService(cfg)
+    settle_heap(cfg.ingest.gc_young_threshold)   # as `driftloop monitor` does once its service is built
     mon = svc.monitor
     if svc.judges is not None:
         svc.judges.start()     # alerts, retraining policy and the detectors run there
