@@ -15,6 +15,8 @@ cProfile of the monitor run.  Usage: ``python bench/ingest.py [--events 200000] 
 ``--full [--features 20]`` is issue 17's measure: 500,000 events, the whole monitor service
 (default detectors) inline, with its detectors off and with ``analysis.mode: apart``, each beside
 a raw kafka-python reader that ``json.loads`` every value (``--versions 1 --apart``).
+``--repeat 3`` runs that plan three times, interleaved, and prints each kind's median ratio (this
+machine's speed drifts by up to 2x within minutes: one pair of runs is a fragile ratio).
 
 ``--versions 1,2,5`` measures only this: the monitor service with its detectors on the same events
 spread round-robin over 1, 2, 5 versions of one model, beside the raw anchor and the same service
@@ -377,6 +379,20 @@ def _child_run(cfg_data: dict, base_dir: str, n: int, profile: bool = False) -> 
     return out
 
 
+def _print_repeats(rows: list[tuple]) -> None:
+    """Per kind of run, the ratio to its raw reader in each repetition: median, min and max."""
+    import statistics
+
+    ratios: dict[str, list[float]] = {}
+    for run, _k, _detectors, raw_rate, rate, _res in rows:
+        ratios.setdefault(run.split("-r")[0], []).append(rate / raw_rate)
+    print()
+    print(f"ratio to the raw reader run just before, over {len(next(iter(ratios.values())))} interleaved repetitions:")
+    for run, rs in ratios.items():
+        print(f"  {run:<12} median {statistics.median(rs):.2f}  (min {min(rs):.2f}, max {max(rs):.2f}; "
+              + ", ".join(f"{r:.2f}" for r in rs) + ")")
+
+
 def _schedule(run: str) -> str:
     """The label suffix of a ``--dc-every-window`` run (its name starts ``dc1-``) or an
     ``--apart`` one (``apart-``)."""
@@ -428,6 +444,10 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
     if args.apart:
         plan += [(f"apart-v{k}", k, True) for k in counts]
     rows = []
+    # --repeat N: the whole plan N times over, interleaved (off, v1, apart, off, v1, apart, ...), so
+    # that a machine whose speed drifts during the run weighs on every kind alike
+    plan = [(run if rep == 0 else f"{run}-r{rep}", k, detectors)
+            for rep in range(args.repeat) for run, k, detectors in plan]
     for run, k, detectors in plan:
         raw_s = raw_consume(bootstrap, topics[k], n, mpr, parse=args.full)
         res = _child_run(config(k, detectors, run), tmp, n)
@@ -438,6 +458,9 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
               + (f"; ingestion alone {n / res['ingest_s']:,.0f} events/s, the last judgement "
                  f"{res['seconds'] - res['ingest_s']:.1f}s after it" if res.get("ingest_s") else ""), flush=True)
 
+    if args.repeat > 1:
+        _print_repeats(rows)
+    rows = [r for r in rows if "-r" not in r[0]]   # the tables below: the first repetition
     one = next((r[4] for r in rows if r[2] and r[1] == 1), rows[1][4])
     print()
     print(f"{n:,} events, model_version round-robin (v1 = null, the champion; others unregistered: judged on the "
@@ -505,6 +528,9 @@ def main() -> None:
     ap.add_argument("--store-url", default=None, help="default: a fresh SQLite file; e.g. postgresql://...")
     ap.add_argument("--processes", type=int, default=0,
                     help="also measure N monitor processes in one consumer group (scale-out)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="with --versions/--full: run the whole plan this many times, interleaved; prints each "
+                         "kind's median ratio to its raw reader")
     ap.add_argument("--gc-default", action="store_true",
                     help="the monitor processes keep CPython's garbage-collector thresholds (no settle_heap)")
     args = ap.parse_args()
