@@ -379,17 +379,15 @@ def _child_run(cfg_data: dict, base_dir: str, n: int, profile: bool = False) -> 
     return out
 
 
-def _print_repeats(rows: list[tuple]) -> None:
+def _print_repeats(reps: list[list[tuple]]) -> None:
     """Per kind of run, the ratio to its raw reader in each repetition: median, min and max."""
     import statistics
 
-    ratios: dict[str, list[float]] = {}
-    for run, _k, _detectors, raw_rate, rate, _res in rows:
-        ratios.setdefault(run.split("-r")[0], []).append(rate / raw_rate)
     print()
-    print(f"ratio to the raw reader run just before, over {len(next(iter(ratios.values())))} interleaved repetitions:")
-    for run, rs in ratios.items():
-        print(f"  {run:<12} median {statistics.median(rs):.2f}  (min {min(rs):.2f}, max {max(rs):.2f}; "
+    print(f"ratio to the raw reader run just before, over {len(reps)} interleaved repetitions:")
+    for runs in zip(*reps):        # one kind of run, every repetition of it
+        rs = [rate / raw_rate for _run, _k, _detectors, raw_rate, rate, _res in runs]
+        print(f"  {runs[0][0]:<12} median {statistics.median(rs):.2f}  (min {min(rs):.2f}, max {max(rs):.2f}; "
               + ", ".join(f"{r:.2f}" for r in rs) + ")")
 
 
@@ -443,24 +441,25 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
         plan += [(f"dc1-v{k}", k, True) for k in counts]
     if args.apart:
         plan += [(f"apart-v{k}", k, True) for k in counts]
-    rows = []
     # --repeat N: the whole plan N times over, interleaved (off, v1, apart, off, v1, apart, ...), so
-    # that a machine whose speed drifts during the run weighs on every kind alike
-    plan = [(run if rep == 0 else f"{run}-r{rep}", k, detectors)
-            for rep in range(args.repeat) for run, k, detectors in plan]
-    for run, k, detectors in plan:
-        raw_s = raw_consume(bootstrap, topics[k], n, mpr, parse=args.full)
-        res = _child_run(config(k, detectors, run), tmp, n)
-        setup = res["spent"].get("new version", 0.0)   # detectors built for versions 2..k in the first batch
-        rows.append((run, k, detectors, n / raw_s, n / (res["seconds"] - setup), res))
-        print(f"  {run}: raw {n / raw_s:,.0f} events/s, monitor {n / res['seconds']:,.0f} events/s "
-              f"({n / (res['seconds'] - setup):,.0f} without the new versions' setup, {setup:.1f}s)"
-              + (f"; ingestion alone {n / res['ingest_s']:,.0f} events/s, the last judgement "
-                 f"{res['seconds'] - res['ingest_s']:.1f}s after it" if res.get("ingest_s") else ""), flush=True)
+    # that a machine whose speed drifts during the run weighs on every kind alike; reps[i]: repetition i's rows
+    reps: list[list[tuple]] = []
+    for rep in range(args.repeat):
+        reps.append([])
+        for run, k, detectors in plan:
+            name = run if rep == 0 else f"{run}-r{rep}"    # its own store and consumer group
+            raw_s = raw_consume(bootstrap, topics[k], n, mpr, parse=args.full)
+            res = _child_run(config(k, detectors, name), tmp, n)
+            setup = res["spent"].get("new version", 0.0)   # detectors built for versions 2..k in the first batch
+            reps[rep].append((run, k, detectors, n / raw_s, n / (res["seconds"] - setup), res))
+            print(f"  {name}: raw {n / raw_s:,.0f} events/s, monitor {n / res['seconds']:,.0f} events/s "
+                  f"({n / (res['seconds'] - setup):,.0f} without the new versions' setup, {setup:.1f}s)"
+                  + (f"; ingestion alone {n / res['ingest_s']:,.0f} events/s, the last judgement "
+                     f"{res['seconds'] - res['ingest_s']:.1f}s after it" if res.get("ingest_s") else ""), flush=True)
 
     if args.repeat > 1:
-        _print_repeats(rows)
-    rows = [r for r in rows if "-r" not in r[0]]   # the tables below: the first repetition
+        _print_repeats(reps)
+    rows = reps[0]   # the tables below: the first repetition
     one = next((r[4] for r in rows if r[2] and r[1] == 1), rows[1][4])
     print()
     print(f"{n:,} events, model_version round-robin (v1 = null, the champion; others unregistered: judged on the "

@@ -114,8 +114,8 @@ class MonitorSettings(Composite):
         ``multivariate`` (on), ``multivariate_methods`` (``("pca", "domain_classifier")``),
         ``pca_variance`` (0.65), ``min_reconstruction_increase`` (0.1),
         ``domain_classifier_rows`` (2000 per side), ``domain_classifier_folds`` (3),
-        ``domain_classifier_leaves`` (7 leaves per boosted tree), ``min_auc`` (0.55). The domain classifier (the dearest detector: ``folds`` boosted
-        models per window) judges a window when one of these holds, and skips it otherwise:
+        ``domain_classifier_leaves`` (7 leaves per boosted tree), ``min_auc`` (0.55). The
+        domain classifier (the dearest detector: ``folds`` boosted models per window) judges a window when one of these holds, and skips it otherwise:
         a cheaper test hints at a change (a data- or prediction-drift p-value after the
         window's correction, PCA's p-value, or the Bonferroni-adjusted p-value of the largest
         change of a pairwise correlation of numeric features, below ``domain_classifier_gate``,

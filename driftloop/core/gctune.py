@@ -32,10 +32,11 @@ def settle_heap(gen0: int = GEN0_THRESHOLD) -> None:
     allocations (the older generations keep CPython's ratios: every 10th young collection looks at
     the middle one, every 10th of those may look at the whole unfrozen heap).
 
-    ``gen0`` 0 or less: nothing changes (CPython's defaults). Call it once a process has built what it keeps (``driftloop monitor``, its judging child,
-    ``driftloop replay``), never in a library function: frozen objects that later become cyclic
-    garbage are not freed. Measured in ``bench/ingest.py --full`` (``--gc-default``: without it); configured as
-    ``ingest.gc_young_threshold``.
+    ``gen0`` 0 or less: nothing changes (CPython's defaults). Call it once a process has built
+    what it keeps (``driftloop monitor``, its judging child, ``driftloop replay``), never in a
+    library function: frozen objects that later become cyclic garbage are not freed. Configured
+    as ``ingest.gc_young_threshold``; measured in ``bench/ingest.py --full`` (``--gc-default``:
+    without it).
     """
     if gen0 <= 0:
         return

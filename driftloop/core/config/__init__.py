@@ -29,6 +29,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from driftloop.core.gctune import GEN0_THRESHOLD
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -278,7 +280,7 @@ class IngestConfig(ConfigSection):
     quarantine_max_retry_s: float = 900.0    # ... then doubling, at most this (driftloop.monitoring.analysis)
     # allocations between two young garbage collections once the process has started, its start-up
     # heap frozen (driftloop.core.gctune); 0: CPython's defaults
-    gc_young_threshold: int = 50_000
+    gc_young_threshold: int = GEN0_THRESHOLD
 
 
 class VersionsConfig(ConfigSection):
