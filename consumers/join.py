@@ -65,6 +65,9 @@ class JoinResult:
     deltas: Counter = field(default_factory=Counter)
     # model -> its shadow predictions joined in this batch (contract v1.1; consumers.shadow_join)
     shadow_joined: dict[str, ShadowJoined] = field(default_factory=dict)
+    # model -> the pipeline counts of its predictions in this batch (validation's, with the
+    # duplicates the dedupe dropped): for the data-quality checks (detectors.data_quality)
+    quality: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -134,6 +137,8 @@ def _apply_model(store: Store, conn: Connection, cfg: Config, model: str, vp: Va
     dups = n_labels = 0
     if vp:
         new_pred_rows, pred_row_of, dups = _take_predictions(model, vp, pred_ids, state, fresh, joined_eids, now)
+        if vp.quality is not None:
+            res.quality[model] = {**vp.quality, "duplicates": dups}
     if vl:
         n_labels, label_dups = _take_labels(model, vl, label_ids, state, fresh, joined_eids, now)
         dups += label_dups

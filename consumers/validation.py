@@ -102,13 +102,16 @@ class ValidPredictions:
     classes: list[str] = field(default_factory=list)
     # each event's JSON as received when the message held just it (stored as is), else None
     payloads: list[bytes | None] | None = None
+    # what validation saw of the batch beyond the accepted columns (refused types, absent and
+    # unknown keys): the data-quality checks' pipeline counts (detectors.data_quality.empty_counts)
+    quality: dict[str, Any] | None = None
 
     def take(self, rows: np.ndarray) -> ValidPredictions:
         return ValidPredictions(
             self.model, [self.events[i] for i in rows], self.index[rows], self.ts[rows],
             {k: v[rows] for k, v in self.features.items()}, self.prediction[rows],
             None if self.scores is None else self.scores[rows], self.classes,
-            None if self.payloads is None else [self.payloads[i] for i in rows])
+            None if self.payloads is None else [self.payloads[i] for i in rows], self.quality)
 
 
 @dataclass(slots=True)
@@ -180,41 +183,79 @@ def _future_reason(value: Any) -> str:
     return f"ts: {str(value)[:40]} is further in the future than ingest.max_future_skew_s allows;{hint}"
 
 
-def _feature_lists(evs: list[PredictionEvent], names: list[str]) -> list[list[Any] | tuple[Any, ...]]:
-    """One list per configured feature (None where an event lacks it), in ``names`` order.
+def _feature_lists(evs: list[PredictionEvent], names: list[str]) -> tuple[list[list[Any] | tuple[Any, ...]], bool]:
+    """One list per configured feature (None where an event lacks it), in ``names`` order, and
+    whether every event carried every one of them.
 
     The usual batch, where every event carries every configured feature, is transposed in C
     (one ``itemgetter`` call per event, then ``zip``); a batch with gaps falls back to ``get``.
 
     >>> ev = lambda **f: PredictionEvent(event_id="e", model="m", ts=1, features=f, prediction=1)
     >>> _feature_lists([ev(a=1.0, b="x"), ev(a=2.0, b="y")], ["a", "b"])
-    [(1.0, 2.0), ('x', 'y')]
+    ([(1.0, 2.0), ('x', 'y')], True)
     >>> _feature_lists([ev(a=1.0), ev(a=2.0, b="y")], ["a", "b"])
-    [[1.0, 2.0], [None, 'y']]
+    ([[1.0, 2.0], [None, 'y']], False)
     """
     if not names or not evs:
-        return [[] for _ in names]
-    if len(names) == 1:
-        name = names[0]
-        return [[e.features.get(name) for e in evs]]
+        return [[] for _ in names], True
     get_all = itemgetter(*names)
     try:
-        return list(zip(*[get_all(e.features) for e in evs]))
+        rows = [get_all(e.features) for e in evs]
     except KeyError:
-        return [[e.features.get(name) for e in evs] for name in names]
+        return [[e.features.get(name) for e in evs] for name in names], False
+    return ([rows] if len(names) == 1 else list(zip(*rows))), True
 
 
-def _numeric_column(name: str, col: list[Any] | tuple[Any, ...], rej: _Rejects) -> np.ndarray:
+_MAX_UNKNOWN_KEYS = 20   # distinct keys the model does not configure, counted per model and batch
+
+
+def _quality(evs: list[PredictionEvent], names: list[str], complete: bool) -> dict[str, Any]:
+    """The pipeline counts of a model's batch (:func:`detectors.data_quality.empty_counts`):
+    events received, and the configured keys absent and unconfigured keys present. The usual
+    batch (every event has exactly the configured keys) costs one length per event.
+
+    >>> ev = lambda **f: PredictionEvent(event_id="e", model="m", ts=1, features=f, prediction=1)
+    >>> q = _quality([ev(a=1.0, c=2.0), ev(a=2.0, c=1.0)], ["a", "b"], complete=False)
+    >>> q["received"], q["absent"], q["unknown"]
+    (2, {'b': 2}, {'c': 2})
+    """
+    q: dict[str, Any] = {"received": len(evs), "duplicates": 0, "type_errors": {}, "type_examples": {},
+                         "absent": {}, "unknown": {}}
+    if complete and all(len(e.features) == len(names) for e in evs):
+        return q
+    configured = set(names)
+    absent: dict[str, int] = defaultdict(int)
+    unknown: dict[str, int] = defaultdict(int)
+    for e in evs:
+        keys = e.features.keys()
+        for name in configured - keys:
+            absent[name] += 1
+        for name in keys - configured:
+            if name in unknown or len(unknown) < _MAX_UNKNOWN_KEYS:
+                unknown[name] += 1
+    q["absent"], q["unknown"] = dict(absent), dict(unknown)
+    return q
+
+
+def _numeric_column(name: str, col: list[Any] | tuple[Any, ...], rej: _Rejects,
+                    quality: dict[str, Any] | None = None) -> np.ndarray:
+    """A numeric feature's values; an event with another type is refused, and counted in
+    ``quality`` (its ``type_errors``, with a few ``type_examples``)."""
     kinds = set(map(type, col))
     if kinds <= {_FLOAT, _NONE}:
         return np.array(col, dtype=np.float64)
     out = np.full(len(col), np.nan)
+    bad: list[str] = []
     for i, v in enumerate(col):
         if type(v) is _FLOAT:
             out[i] = v
         elif v is not None:
-            rej.mark(i, f"features.{name}: expected a number or null for a numeric feature, "
-                        f"got {type(v).__name__} {str(v)[:40]!r}")
+            text = f"{type(v).__name__} {str(v)[:40]!r}"
+            bad.append(text)
+            rej.mark(i, f"features.{name}: expected a number or null for a numeric feature, got {text}")
+    if quality is not None and bad:
+        quality["type_errors"][name] = len(bad)
+        quality["type_examples"][name] = list(dict.fromkeys(bad))[:5]
     return out
 
 
@@ -315,8 +356,10 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
             rej.mark([i for i, e in enumerate(evs) if e.shadow and e.model_version is None], SHADOW_NEEDS_VERSION)
         ts = _timestamps([e.ts for e in evs], rej, max_ts)
         cols: dict[str, np.ndarray] = {}
-        for (name, kind), col in zip(mcfg.features.items(), _feature_lists(evs, list(mcfg.features))):
-            cols[name] = (_numeric_column(name, col, rej) if kind == "numeric"
+        lists, complete = _feature_lists(evs, list(mcfg.features))
+        quality = _quality(evs, list(mcfg.features), complete)
+        for (name, kind), col in zip(mcfg.features.items(), lists):
+            cols[name] = (_numeric_column(name, col, rej, quality) if kind == "numeric"
                           else _categorical_column(name, col, rej, lim.max_string_chars))
         preds = [e.prediction for e in evs]
         if mcfg.task == "classification":
@@ -327,7 +370,8 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
         for r, reason in rej.reasons.items():
             errors.append((idx[r], reason))
         keep = np.flatnonzero(rej.ok)
-        vp = ValidPredictions(model, evs, np.asarray(idx, dtype=np.int64), ts, cols, prediction, scores, classes)
+        vp = ValidPredictions(model, evs, np.asarray(idx, dtype=np.int64), ts, cols, prediction, scores, classes,
+                              quality=quality)
         out[model] = vp if len(keep) == len(evs) else vp.take(keep)
     return out, errors
 

@@ -25,6 +25,7 @@ KINDS = (
     "performance",
     "multivariate_drift",
     "stale_stream",
+    "data_quality",       # contract v1.1: a broken pipeline rather than a changed world (detectors.data_quality)
     "detector_failure",   # raised by the monitor (consumers.analysis), not by a detector
 )
 SEVERITIES = ("warning", "critical")
@@ -45,7 +46,9 @@ class Detection:
 
     ``firing`` is True when the detector finds a problem and False when a problem it reported
     before has cleared (the resolution). ``statistic``/``p_value``/``threshold`` are the
-    numbers the decision rests on; ``p_value`` is None for tests without one.
+    numbers the decision rests on; ``p_value`` is None for tests without one. ``segment`` is
+    the slice of traffic the evidence is about (contract v1.1: ``{feature: value}``), None for
+    all traffic.
     """
 
     kind: str
@@ -62,6 +65,7 @@ class Detection:
     model: str | None = None
     model_version: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    segment: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

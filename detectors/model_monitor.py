@@ -54,10 +54,12 @@ from detectors.base import Detection, StreamDetector, Window, WindowDetector
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE, CBPE_METRICS
 from detectors.composite import Composite
+from detectors.data_quality import DataQuality
 from detectors.dle import DLE, MIN_REFERENCE_ROWS, usable_rows
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.performance import PerformanceDrift, positive_class
 from detectors.reference import Reference, to_float_array, to_str_array
+from detectors.segments import FAMILIES, Segments, parse_segments
 from detectors.univariate_drift import UnivariateDrift
 from detectors.windows import WindowBuffer, WindowData
 
@@ -129,6 +131,20 @@ class MonitorSettings(Composite):
         set for classifiers, Page–Hinkley for regressors), ``concept_params`` (per detector
         name, constructor parameters), ``concept_resolve_after`` (labelled events without a
         new detection before a concept alert resolves; ``None``: the performance window size).
+    Data quality (:mod:`detectors.data_quality`)
+        ``data_quality`` (on: null share, unseen categories, values out of the reference's
+        range, constant features, wrong types, keys absent or new, duplicated events, as kind
+        ``data_quality``; the null share then leaves data drift), ``dq_min_unseen_share`` (0.01),
+        ``dq_min_out_of_range_share`` (0.01), ``dq_min_type_error_share`` (0.01),
+        ``dq_schema_share`` (0.5), ``dq_min_duplicate_share`` (0.01); the null share uses
+        ``min_missing_change``.
+    Segments (:mod:`detectors.segments`)
+        ``segments`` (the model's ``segments:`` configuration: feature names, or
+        ``{feature, buckets}`` for a numeric feature; none by default), ``segment_top`` (5
+        segments per feature besides ``other`` and ``(missing)``), ``segment_min_window`` (1000
+        rows gathered before a segment is judged), ``segment_min_reference`` (200 reference rows
+        for a segment's own drift tests), ``segment_family`` (``"joint"``: all traffic and every
+        segment in one family per window; ``"separate"``: one per segment).
     Reference
         ``score_prefix`` (``"score_"``: score columns of the reference frame),
         ``max_reference_rows`` (100,000: a larger reference is subsampled, seeded, which bounds
@@ -191,6 +207,17 @@ class MonitorSettings(Composite):
     concept_detectors: tuple[str, ...] | None = None
     concept_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     concept_resolve_after: int | None = None
+    data_quality: bool = True
+    dq_min_unseen_share: float = 0.01
+    dq_min_out_of_range_share: float = 0.01
+    dq_min_type_error_share: float = 0.01
+    dq_schema_share: float = 0.5
+    dq_min_duplicate_share: float = 0.01
+    segments: tuple[Any, ...] = ()
+    segment_top: int = 5
+    segment_min_window: int = 1000
+    segment_min_reference: int = 200
+    segment_family: str = "joint"
     score_prefix: str = "score_"
     max_reference_rows: int = 100_000
     seed: int = 0
@@ -213,6 +240,10 @@ class MonitorSettings(Composite):
             raise ValueError("domain_classifier_gate_effect must be a share of the alert threshold, 0 to 1")
         if self.correction not in dec.CORRECTIONS:
             raise ValueError(f"correction must be one of {dec.CORRECTIONS}")
+        if self.segment_top < 1 or self.segment_min_window < 1 or self.segment_min_reference < 1:
+            raise ValueError("segment_top, segment_min_window and segment_min_reference must be at least 1")
+        if self.segment_family not in FAMILIES:
+            raise ValueError(f"segment_family must be one of {FAMILIES}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> MonitorSettings:
@@ -242,7 +273,8 @@ MonitorSettings._params = tuple(f.name for f in dataclasses.fields(MonitorSettin
 
 
 def _alert_key(d: Detection) -> str:
-    return f"{d.kind}|{d.detector}|{d.feature or ''}"
+    seg = "" if not d.segment else "|" + ",".join(f"{k}={v}" for k, v in d.segment.items())
+    return f"{d.kind}|{d.detector}|{d.feature or ''}{seg}"
 
 
 def _moved(stat: Mapping[str, Any], share: float) -> bool:
@@ -325,6 +357,8 @@ class ModelMonitor(Composite):
         self.__dict__.setdefault("_dle", None)  # snapshots from before DLE: none until a new reference
         self.__dict__.setdefault("_dc_since", 0)  # snapshots from before the gate: it runs next window
         self.__dict__.setdefault("_dc_runs", {"judged": 0, "skipped": 0, "last": None})
+        self.__dict__.setdefault("_dq", None)        # snapshots from before data quality and segments:
+        self.__dict__.setdefault("_segments", None)  # none until a new reference
 
     # ------------------------------------------------------------------ construction
     def _make_reference(self, reference: Any, scores: Any, classes: Sequence[str] | None) -> Reference:
@@ -366,6 +400,7 @@ class ModelMonitor(Composite):
             min_missing_change=s.min_missing_change, calibrate=s.calibration, calibration_n=self._calibration_n,
             calibration_draws=s.calibration_draws, calibration_k=s.calibration_k, alpha=s.alpha,
             correction=s.correction, resolve_after=s.resolve_after, model=self.model, seed=s.seed,
+            missing_rate=not s.data_quality,
         )
 
     def _prediction_columns(self) -> dict[str, str]:
@@ -405,6 +440,8 @@ class ModelMonitor(Composite):
         self._cbpe: CBPE | None = self._build_cbpe()
         self._dle: DLE | None = self._build_dle()
         self._perf: PerformanceDrift | None = self._build_performance()
+        self._dq: DataQuality | None = self._build_data_quality(desc)
+        self._segments: Segments | None = self._build_segments()
         self._concept: dict[str, StreamDetector] = {}
         self._concept_state: dict[str, dict[str, Any]] = {}
         self._build_concept()
@@ -466,17 +503,47 @@ class ModelMonitor(Composite):
         return DLE(ref, min_degradation=s.dle_min_degradation, ci_level=s.ci_level, min_n=s.min_window,
                    resolve_after=s.resolve_after, seed=s.seed, model=self.model)
 
+    def _performance_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        return dict(task=self.task, classes=self.classes, metrics=s.performance_metrics, baseline=s.baseline,
+                    positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.min_degradation,
+                    bootstrap=s.bootstrap, ci_level=s.ci_level, min_n=s.min_window, resolve_after=s.resolve_after,
+                    model=self.model, seed=s.seed)
+
     def _build_performance(self) -> PerformanceDrift | None:
         """Performance against the baseline, on labelled windows."""
-        s = self.settings
-        if not s.performance:
+        if not self.settings.performance:
             return None
-        return PerformanceDrift(
-            self.task, self.classes, metrics=s.performance_metrics, reference=self.reference, baseline=s.baseline,
-            positive_label=s.positive_label, alpha=s.alpha, min_degradation=s.min_degradation,
-            bootstrap=s.bootstrap, ci_level=s.ci_level, min_n=s.min_window, resolve_after=s.resolve_after,
-            model=self.model, seed=s.seed,
-        )
+        return PerformanceDrift(reference=self.reference, **self._performance_kwargs())
+
+    def _build_data_quality(self, desc: str) -> DataQuality | None:
+        """The data-quality checks of every feature against the reference."""
+        s = self.settings
+        if not s.data_quality:
+            return None
+        return DataQuality(self.reference, alpha=s.alpha, correction=s.correction,
+                           min_missing_change=s.min_missing_change, min_unseen_share=s.dq_min_unseen_share,
+                           min_out_of_range_share=s.dq_min_out_of_range_share,
+                           min_type_error_share=s.dq_min_type_error_share, schema_share=s.dq_schema_share,
+                           min_duplicate_share=s.dq_min_duplicate_share, resolve_after=s.resolve_after,
+                           model=self.model, reference_desc=desc)
+
+    def _build_segments(self) -> Segments | None:
+        """Per-segment drift and performance, when the model names segment features."""
+        s = self.settings
+        specs = parse_segments(s.segments, self.feature_types)
+        if not specs:
+            return None
+        pred_cols = pred_ref = None
+        if self._pred_source == "reference":
+            pred_cols = self._prediction_columns()
+            pred_ref = self._prediction_values(self.reference.prediction, self.reference.scores, self.reference.n)
+        perf = self._performance_kwargs() if self._perf is not None else None
+        baseline = self._perf.baseline_metrics() if self._perf is not None else None
+        return Segments(specs, self.reference, top=s.segment_top, min_window=s.segment_min_window,
+                        min_reference=s.segment_min_reference, family=s.segment_family, correction=s.correction,
+                        drift_kwargs=self._drift_kwargs(), prediction_columns=pred_cols, prediction_reference=pred_ref,
+                        performance_kwargs=perf, overall_baseline=baseline)
 
     def _concept_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, constructor parameters) of the concept-drift detectors: the ones named in the
@@ -515,9 +582,12 @@ class ModelMonitor(Composite):
                 out[:, k] = scores[:, index[c]]
         return out
 
-    def _feature_columns(self, features: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    def _feature_columns(self, features: Mapping[str, np.ndarray], n: int,
+                         names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The batch layout of the features ``names`` (all by default; an absent one: all missing)."""
         out: dict[str, np.ndarray] = {}
-        for name, kind in self.feature_types.items():
+        for name in self.feature_types if names is None else names:
+            kind = self.feature_types[name]
             col = features.get(name)
             if kind == "numeric":
                 out[name] = np.full(n, np.nan) if col is None else (
@@ -582,16 +652,27 @@ class ModelMonitor(Composite):
         w = wd.window
         self._last_window["predictions"] = {"start_ts": w.start_ts, "end_ts": w.end_ts, "n": w.n}
         c = wd.columns
-        out = self._data_drift.update(w, c, version)
         scores = c.get(_SCORES)
+        values: dict[str, np.ndarray] = {}
+        judge_pred = False
         if self.settings.prediction_drift:
             values = self._prediction_values(c[_PRED], scores, w.n)
             if self._pred_drift is None and self._pred_source == "stream":
                 self._pred_drift = self._make_pred_drift(
                     values, w.n, f"the first {w.n:,} predictions of the stream")
                 self._pred_source = "stream (built)"
-            elif self._pred_drift is not None:
-                out += self._pred_drift.update(w, values, version)
+            else:
+                judge_pred = self._pred_drift is not None
+        if self._segments is not None:
+            feats = {f: c[f] for f in self.feature_types}
+            out = self._segments.data_window(w, wd.ts, feats, values, self._data_drift,
+                                             self._pred_drift if judge_pred else None, version)
+        else:
+            out = self._data_drift.update(w, c, version)
+            if judge_pred:
+                out += self._pred_drift.update(w, values, version)  # type: ignore[union-attr]  # judge_pred: not None
+        if self._dq is not None:
+            out += self._dq.update(w, c, version)
         if self._pca is not None:
             out += self._pca.update(w, c, version)
         if self._dc is not None:
@@ -636,6 +717,14 @@ class ModelMonitor(Composite):
             return f"{name} p={p:.2g}"
         return None
 
+    def observe_pipeline(self, counts: Mapping[str, Any] | None) -> None:
+        """What the pipeline saw of a batch of this model's predictions that the columns cannot
+        show (refused types, absent and unknown keys, duplicates:
+        :func:`detectors.data_quality.empty_counts`), for the data-quality checks of the next
+        window. Call it before :meth:`update_predictions` with the same batch."""
+        if self._dq is not None and counts:
+            self._dq.observe_pipeline(counts)
+
     # ------------------------------------------------------------------ labels
     def update_labelled(self, batch: LabelledBatch) -> list[Detection]:
         """Feed joined examples; return concept-drift, performance (and CBPE-resolution)
@@ -669,6 +758,9 @@ class ModelMonitor(Composite):
             cols: dict[str, np.ndarray] = {_PRED: pred, _LABEL: label}
             if self.task == "classification":
                 cols[_SCORES] = sc if sc is not None else np.full((n, len(self.classes)), np.nan)
+            if self._segments is not None:
+                feats = self._feature_columns(batch.features, n, [sp.feature for sp in self._segments.specs])
+                cols.update({f: v[order] for f, v in feats.items()})
             for wd in self._label_windows.push(ts, cols):
                 if wd.window.n < self.settings.min_window:
                     self._skipped_windows += 1
@@ -676,9 +768,17 @@ class ModelMonitor(Composite):
                 self._label_windows_judged += 1
                 w = wd.window
                 self._last_window["labelled"] = {"start_ts": w.start_ts, "end_ts": w.end_ts, "n": w.n}
-                s = wd.columns.get(_SCORES)
-                out += self._perf.update(wd.window, wd.columns[_LABEL], wd.columns[_PRED], s, self._model_version)
+                out += self._judge_labelled(wd)
         return self._record(out)
+
+    def _judge_labelled(self, wd: WindowData) -> list[Detection]:
+        """Performance on one labelled window: all traffic, and the segments it completes."""
+        assert self._perf is not None
+        c = wd.columns
+        if self._segments is not None:
+            return self._segments.labelled_window(wd.window, wd.ts, c, _LABEL, _PRED, _SCORES, self._perf,
+                                                  self._model_version)
+        return self._perf.update(wd.window, c[_LABEL], c[_PRED], c.get(_SCORES), self._model_version)
 
     def _concept_update(self, ts: np.ndarray, errors: np.ndarray) -> list[Detection]:
         if len(errors) == 0:
@@ -751,8 +851,7 @@ class ModelMonitor(Composite):
             for wd in self._label_windows.flush():
                 if wd.window.n >= self.settings.min_window:
                     self._label_windows_judged += 1
-                    out += self._perf.update(wd.window, wd.columns[_LABEL], wd.columns[_PRED],
-                                             wd.columns.get(_SCORES), self._model_version)
+                    out += self._judge_labelled(wd)
         return self._record(out)
 
     def set_reference(
@@ -808,7 +907,8 @@ class ModelMonitor(Composite):
             "prediction_drift": self._pred_drift.last() if self._pred_drift is not None else {},
             "prediction_reference": self._pred_source,
             "firing": [{"kind": v["kind"], "detector": v["detector"], "feature": v["feature"],
-                        "severity": v["severity"], "summary": v["summary"]} for v in self._open.values()],
+                        "segment": v.get("segment"), "severity": v["severity"], "summary": v["summary"]}
+                       for v in self._open.values()],
         }
         if self._perf is not None:
             out["performance"] = {"baseline": self._perf.baseline_metrics(), "last": self._perf.last()}
@@ -825,6 +925,10 @@ class ModelMonitor(Composite):
         if self._dc is not None:
             mv["domain_classifier"] = {**self._dc.last(), "windows": dict(self._dc_runs)}
         out["multivariate"] = mv
+        if self._dq is not None:
+            out["data_quality"] = self._dq.last()
+        if self._segments is not None:
+            out["segments"] = self._segments.status()
         out["concept_drift"] = {
             "available": _concept is not None,
             "detectors": {k: dict(v) for k, v in self._concept_state.items()},

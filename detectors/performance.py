@@ -579,10 +579,19 @@ class PerformanceDrift(Composite):
         ``scores`` columns follow ``classes`` (``NaN`` where missing; rows without any score
         are left out of ROC AUC and log loss).
         """
+        judged = self.assess(window, y, yhat, scores)
+        return self.conclude(judged, {m: j["p_value"] for m, j in judged.items()}, window, model_version)
+
+    def assess(self, window: Window, y: np.ndarray, yhat: np.ndarray,
+               scores: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+        """The first half of :meth:`update`: each metric of the window against its baseline, with
+        its raw one-sided p-value, undecided (empty: too few examples, or the window became the
+        baseline). A caller pooling several detectors' tests into one family
+        (:mod:`detectors.segments`) adjusts the p-values together and calls :meth:`conclude`."""
         self._windows += 1
         n = len(y)
         if n < self.min_n:
-            return []
+            return {}
         with one_thread():
             values, boot = self._evaluate(y, yhat, scores, np.random.default_rng([self.seed, 2, self._windows]))
         win = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": window.n}
@@ -591,18 +600,28 @@ class PerformanceDrift(Composite):
             self._set_baseline(y, yhat, scores, f"the first {n:,} labelled predictions")
             self._last = {"n": n, "window": win, "baseline_from_stream": True,
                           "metrics": {m: {"value": values.get(m)} for m in self.metrics}}
-            return []
-        out: list[Detection] = []
-        summary: dict[str, Any] = {}
+            return {}
+        judged: dict[str, dict[str, Any]] = {}
         for m in self.metrics:
             v, b = values.get(m), self._base.get(m)
             if v is None or b is None or m not in boot:
                 continue
-            summary[m] = self._judge(m, v, b, boot[m])
-            detection = self._alert(m, summary[m], window, model_version, n)
+            judged[m] = self._judge(m, v, b, boot[m])
+        self._last = {"n": n, "window": win, "metrics": judged}
+        return judged
+
+    def conclude(self, judged: dict[str, dict[str, Any]], p_adjusted: Mapping[str, float], window: Window,
+                 model_version: str | None = None) -> list[Detection]:
+        """The second half of :meth:`update`: decide each metric of :meth:`assess` with its
+        (family-adjusted) p-value; returns the alerts that changed."""
+        out: list[Detection] = []
+        for m, j in judged.items():
+            pa = float(p_adjusted.get(m, j["p_value"]))
+            j["p_adjusted"] = pa
+            j["degraded"] = bool(pa < self.alpha and j["drop"] >= j["threshold"])
+            detection = self._alert(m, j, window, model_version, int(self._last["n"]))
             if detection is not None:
                 out.append(detection)
-        self._last = {"n": n, "window": win, "metrics": summary}
         return out
 
     def _judge(self, m: str, v: float, b: float, boot: np.ndarray) -> dict[str, Any]:

@@ -324,9 +324,20 @@ class Reference(Composite):
         """A random subset of ``n`` rows (all rows, unchanged, if there are no more)."""
         if n >= self.n:
             return self
-        idx = np.sort(np.random.default_rng(seed).choice(self.n, size=n, replace=False))
+        return self.take(np.sort(np.random.default_rng(seed).choice(self.n, size=n, replace=False)))
+
+    def take(self, idx: np.ndarray, features: Sequence[str] | None = None) -> Reference:
+        """The rows ``idx`` (positions or a boolean mask), with all features or only ``features``.
+
+        >>> ref = Reference({"a": [1.0, 2.0, 3.0], "k": ["x", "y", "x"]}, {"a": "numeric", "k": "categorical"},
+        ...                 task="regression")
+        >>> sub = ref.take(np.array([True, False, True]), ["a"])
+        >>> sub.n, list(sub.features), sub.features["a"].tolist()
+        (2, ['a'], [1.0, 3.0])
+        """
+        names = list(self.feature_types) if features is None else list(features)
         return Reference(
-            {f: v[idx] for f, v in self.features.items()}, self.feature_types, self.task,
+            {f: self.features[f][idx] for f in names}, {f: self.feature_types[f] for f in names}, self.task,
             label=None if self.label is None else self.label[idx],
             prediction=None if self.prediction is None else self.prediction[idx],
             scores=None if self.scores is None else self.scores[idx],

@@ -133,6 +133,10 @@ class UnivariateDrift(Composite):
         Effect sizes from which a detection is ``critical`` rather than ``warning``.
     min_missing_change : float
         Numeric columns: the absolute change of the missing rate that counts as drift.
+    missing_rate : bool
+        Test numeric columns' missing rate (default). A monitor with data-quality checks
+        (:mod:`detectors.data_quality`) turns it off: the null share is then a data-quality
+        finding, of every feature.
     calibrate : bool
         Calibrate effect thresholds on the reference (default) or use the floors alone.
     calibration_n, calibration_draws, calibration_k : int, int, float
@@ -154,7 +158,7 @@ class UnivariateDrift(Composite):
     _params = (
         "reference", "kind", "numeric_test", "numeric_effect", "categorical_effect", "report",
         "ks_method", "bins", "max_categories", "min_effect_numeric", "min_effect_categorical",
-        "critical_numeric", "critical_categorical", "min_missing_change", "calibrate",
+        "critical_numeric", "critical_categorical", "min_missing_change", "missing_rate", "calibrate",
         "calibration_n", "calibration_draws", "calibration_k", "alpha", "correction",
         "resolve_after", "reference_desc", "model", "seed",
     )
@@ -175,6 +179,7 @@ class UnivariateDrift(Composite):
         critical_numeric: float = 0.5,
         critical_categorical: float = 0.25,
         min_missing_change: float = 0.05,
+        missing_rate: bool = True,
         calibrate: bool = True,
         calibration_n: int = 5000,
         calibration_draws: int = 50,
@@ -212,6 +217,7 @@ class UnivariateDrift(Composite):
         self.critical_numeric = float(critical_numeric)
         self.critical_categorical = float(critical_categorical)
         self.min_missing_change = float(min_missing_change)
+        self.missing_rate = bool(missing_rate)
         self.calibrate = bool(calibrate)
         self.calibration_n = int(calibration_n)
         self.calibration_draws = int(calibration_draws)
@@ -253,6 +259,7 @@ class UnivariateDrift(Composite):
     _derived = ("_num_prof",)  # the sorted reference: recomputed on restore, not stored
 
     def _rebuild(self) -> None:
+        self.__dict__.setdefault("missing_rate", True)   # states saved before it was a setting
         if self._numeric:
             self._num_prof = uv.numeric_profile(self.reference.numeric_matrix(self._numeric).T, self.bins)
 
@@ -317,6 +324,13 @@ class UnivariateDrift(Composite):
         model_version : str, optional
             Put on the detections.
         """
+        rows = self.tests(window, columns)
+        return self.decide(rows, dec.adjust_pvalues(self.p_values(rows), self.correction), window, model_version)
+
+    def tests(self, window: Window, columns: Mapping[str, np.ndarray]) -> list[_Row]:
+        """The first half of :meth:`update`: every test of the window, undecided. A caller that
+        pools several detectors' tests into one family (:mod:`detectors.segments`) adjusts their
+        :meth:`p_values` together and hands each detector its part with :meth:`decide`."""
         self._windows += 1
         n_rows = int(window.n)
         rows: list[_Row] = []  # one per test in the family
@@ -324,10 +338,18 @@ class UnivariateDrift(Composite):
             rows += self._numeric_rows(columns, n_rows)
         if self._categorical:
             rows += self._categorical_rows(columns, n_rows)
-        p = np.array([np.nan if r.p is None else r.p for r in rows])
-        p_adj = dec.adjust_pvalues(p, self.correction)
+        return rows
+
+    @staticmethod
+    def p_values(rows: list[_Row]) -> np.ndarray:
+        """The raw p-values of :meth:`tests`' rows (``NaN``: no test)."""
+        return np.array([np.nan if r.p is None else r.p for r in rows], dtype=np.float64)
+
+    def decide(self, rows: list[_Row], p_adjusted: np.ndarray, window: Window,
+               model_version: str | None = None) -> list[Detection]:
+        """The second half of :meth:`update`: judge each test with its adjusted p-value."""
         out: list[Detection] = []
-        for r, pa in zip(rows, p_adj):
+        for r, pa in zip(rows, p_adjusted):
             detection = self._judge(r, pa, window, model_version)
             if detection is not None:
                 out.append(detection)
@@ -376,6 +398,8 @@ class UnivariateDrift(Composite):
         rows: list[_Row] = []
         for i, name in enumerate(self._numeric):
             rows.append(self._numeric_row(i, name, tests, res, float(thr[i]), prof, ref_missing))
+            if not self.missing_rate:
+                continue
             p0, p1 = float(ref_missing[i]), float(res["missing"][i])
             rows.append(_Row(
                 key=f"{name}:missing_rate", column=name, type="numeric", detector="missing_rate",

@@ -173,6 +173,12 @@ def rows_by_version(events: list[Any], default: str) -> dict[str, np.ndarray | N
     return {v: np.asarray(rows, dtype=np.int64) for v, rows in sorted(groups.items())}
 
 
+def touched(result: JoinResult) -> set[str]:
+    """The models a batch gave the detectors something: predictions, joined labels, shadow pairs,
+    or pipeline counts (a batch whose events were all refused or duplicates still has those)."""
+    return set(result.new_predictions) | set(result.joined) | set(result.shadow_joined) | set(result.quality)
+
+
 def _take_joined(j: Joined, rows: np.ndarray | None) -> Joined:
     return j if rows is None else Joined(j.predictions.take(rows), j.label[rows], j.label_ts[rows])
 
@@ -396,7 +402,7 @@ class DriftAnalyser:
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None:
         """Run each model's detectors on what the batch added (in the batch's transaction)."""
         self.begin()
-        for model in sorted(set(result.new_predictions) | set(result.joined) | set(result.shadow_joined)):
+        for model in sorted(touched(result)):
             self._analyse_model(conn, model, result, now)
 
     def _analyse_model(self, conn: Connection, model: str, result: JoinResult, now: int) -> None:
@@ -472,6 +478,7 @@ class DriftAnalyser:
         found: list[list[Detection]] = []
         touched: list[str] = []
         vp, joined = result.new_predictions.get(model), result.joined.get(model)
+        self._observe_pipeline(conn, model, mon, vp, result.quality.get(model), now)
         if vp is not None:
             for version, rows in rows_by_version(vp.events, mon.champion).items():
                 if self._ensure_version(conn, model, mon, version, len(vp.events) if rows is None else len(rows), now):
@@ -489,6 +496,20 @@ class DriftAnalyser:
             touched += list(batches)
         found.append(mon.retire_idle())
         return found, list(dict.fromkeys(touched))
+
+    def _observe_pipeline(self, conn: Connection | None, model: str, mon: VersionedMonitor,
+                          vp: ValidPredictions | None, counts: dict[str, Any] | None, now: int) -> None:
+        """The batch's pipeline counts go to the data-quality checks of the version that served
+        most of its new predictions (the champion's when none was new): refused events name no
+        version one can trust, and the counts describe the producer, not one model version."""
+        if not counts:
+            return
+        version = mon.champion
+        if vp is not None and len(vp.events):
+            groups = rows_by_version(vp.events, mon.champion)
+            version = max(groups, key=lambda v: len(vp.events) if groups[v] is None else len(groups[v]))
+        if self._ensure_version(conn, model, mon, version, 0, now):
+            mon.observe_pipeline(version, counts)
 
     def _ensure_version(self, conn: Connection | None, model: str, mon: VersionedMonitor, version: str, n: int,
                         now: int) -> bool:

@@ -42,7 +42,7 @@ from consumers.validation import ValidPredictions
 from detectors import state as codec
 from driftloop.core.events import PredictionEvent
 from driftloop.core.tables import analysis_journal, analysis_progress, detector_state
-from driftloop.monitoring.analysis import stamp_unversioned
+from driftloop.monitoring.analysis import stamp_unversioned, touched
 
 __all__ = ["JournalWriter", "encode_entry", "decode_entry", "entry_events", "backlog", "Backlog"]
 
@@ -78,6 +78,9 @@ def encode_entry(model: str, result: JoinResult) -> bytes:
     j = result.joined.get(model)
     if j is not None:
         entry["joined"] = {"predictions": _columns(j.predictions), "label": j.label, "label_ts": j.label_ts}
+    q = result.quality.get(model)
+    if q is not None:
+        entry["quality"] = q
     sj = result.shadow_joined.get(model)
     if sj is not None:
         entry["shadow"] = {"shadow": _columns(sj.shadow), "served_prediction": sj.served_prediction,
@@ -95,6 +98,8 @@ def decode_entry(model: str, blob: bytes) -> JoinResult:
     if "joined" in entry:
         j = entry["joined"]
         out.joined[name] = Joined(_predictions(name, j["predictions"]), j["label"], j["label_ts"])
+    if "quality" in entry:
+        out.quality[name] = entry["quality"]
     if "shadow" in entry:
         s = entry["shadow"]
         out.shadow_joined[name] = ShadowJoined(_predictions(name, s["shadow"]), s["served_prediction"],
@@ -155,8 +160,7 @@ class JournalWriter:
 
     def analyse(self, conn: Connection, result: JoinResult, now: int) -> None:
         """Append one entry per configured model the batch touched (in the batch's transaction)."""
-        for model in sorted((set(result.new_predictions) | set(result.joined) | set(result.shadow_joined))
-                            & self.models):
+        for model in sorted(touched(result) & self.models):
             conn.execute(analysis_journal.insert().values(
                 model=model, seq=next_seq(conn, model), created_at=now,
                 events=entry_events(model, result), entry=encode_entry(model, result)))

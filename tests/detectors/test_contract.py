@@ -39,6 +39,7 @@ from detectors.cbpe import CBPE
 from detectors.composite import Composite
 from detectors.concept import ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley
 from detectors.concept._common import BatchDetector
+from detectors.data_quality import DataQuality
 from detectors.decision import AlertBook
 from detectors.dle import DLE
 from detectors.model_monitor import ModelMonitor, MonitorSettings
@@ -46,6 +47,7 @@ from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.paired import ShadowComparison
 from detectors.performance import PerformanceDrift
 from detectors.reference import Reference
+from detectors.segments import Segments, parse_segments
 from detectors.univariate_drift import UnivariateDrift
 from detectors.versions import VersionedMonitor
 from detectors.windows import WindowBuffer
@@ -99,6 +101,36 @@ def _columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 def _feed_columns(det: WindowDetector, rng: np.random.Generator) -> Any:
     n = 300
     return det.update(Window(0, 1, n), _columns(rng, n))
+
+
+def _feed_data_quality(det: DataQuality, rng: np.random.Generator) -> Any:
+    """A window of columns, some scaled ×1000 or emptied, after a batch's pipeline counts."""
+    n = 300
+    cols = _columns(rng, n)
+    if rng.random() < 0.3:
+        cols["d"] = cols["d"] * 1000
+    if rng.random() < 0.3:
+        cols["a"] = np.where(rng.random(n) < 0.5, np.nan, cols["a"])
+    bad = int(rng.choice([0, 40]))
+    det.observe_pipeline({"received": n + bad, "type_errors": {"a": bad} if bad else {},
+                          "type_examples": {"a": ["'x'"]} if bad else {}, "duplicates": int(rng.choice([0, 30])),
+                          "absent": {"b": int(rng.choice([0, n]))}, "unknown": {"b2": int(rng.choice([0, n]))}})
+    return det.update(Window(0, 1, n), cols)
+
+
+def _segments_params() -> dict[str, Any]:
+    ref = _columns_reference()
+    return {"specs": parse_segments(["k", {"feature": "d", "buckets": [0.5, 1.5]}], ref.feature_types),
+            "reference": ref, "top": 2, "min_window": 150,
+            "drift_kwargs": {"calibration_draws": 8, "model": "m"}}
+
+
+def _feed_segments(seg: Segments, rng: np.random.Generator) -> Any:
+    """A window of all traffic (judged by a fresh overall detector) and the segments it completes."""
+    n = 300
+    cols = _columns(rng, n)
+    overall = UnivariateDrift(_columns_reference(), calibrate=False, model="m")
+    return seg.data_window(Window(0, 1, n), np.arange(n, dtype=np.int64), cols, {}, overall, None, "1")
 
 
 def _binary(rng: np.random.Generator, n: int, lo: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -256,6 +288,10 @@ CASES: dict[type, Case] = {
         (lambda: {"reference": _columns_reference(), "calibration_n": 300, "calibration_draws": 8, "model": "m"},),
         _feed_columns),
     PCAReconstructionDrift: Case((lambda: {"reference": _columns_reference()},), _feed_columns),
+    Segments: Case((_segments_params, lambda: {**_segments_params(), "family": "separate"}), _feed_segments),
+    DataQuality: Case((lambda: {"reference": _columns_reference(), "model": "m"},
+                       lambda: {"reference": _columns_reference(), "correction": "bh", "schema_share": 0.2}),
+                      _feed_data_quality),
     DomainClassifierDrift: Case(
         (lambda: {"reference": _columns_reference(), "max_rows": 120, "max_iter": 5, "folds": 2},), _feed_columns),
     CBPE: Case((lambda: {"reference": _scored_reference(), "min_n": 50},), _feed_cbpe),
@@ -285,10 +321,10 @@ CASES: dict[type, Case] = {
 }
 
 #: Classes the discovery must find (so that a broken discovery cannot pass by finding nothing).
-KNOWN = {ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley, UnivariateDrift, PCAReconstructionDrift,
+KNOWN = {ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley, UnivariateDrift, PCAReconstructionDrift, DataQuality, Segments,
          DomainClassifierDrift, CBPE, DLE, PerformanceDrift, ModelMonitor, AlertBook, WindowBuffer, Reference,
          MonitorSettings, VersionedMonitor, ShadowComparison}
-KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift}
+KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift, DataQuality}
 
 
 def _name(cls: type) -> str:

@@ -80,6 +80,8 @@ def _tags(tree: Any) -> set[str]:
 #: The class tags monitor snapshots write (or wrote): they are in users' stores from now on, so
 #: entries are only ever added. (The concept-drift detectors are chosen in the settings.)
 TAGS_WRITTEN = {
+    "detectors.data_quality:DataQuality",
+    "detectors.segments:Segments",
     "detectors.cbpe:CBPE",
     "detectors.concept.adwin:ADWIN",
     "detectors.concept.ddm:DDM",
