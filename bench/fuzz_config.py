@@ -129,7 +129,7 @@ def _usable(cfg) -> None:
     AlertsConfig.from_dict(cfg.alerts)
     ApiConfig.from_dict(cfg.api)
     for m in cfg.models.values():
-        MonitorSettings.from_dict(m.detectors)
+        MonitorSettings.from_dict(m.monitor_settings())
 
 
 def check_config(data: bytes) -> None:

@@ -179,7 +179,7 @@ class DataQuality(Composite):
 
     def __init__(self, reference: Reference, *, alpha: float = 0.001, correction: str = "holm",
                  min_missing_change: float = 0.05, min_unseen_share: float = 0.01,
-                 min_out_of_range_share: float = 0.01, min_type_error_share: float = 0.01,
+                 min_out_of_range_share: float = 0.1, min_type_error_share: float = 0.01,
                  schema_share: float = 0.5, min_duplicate_share: float = 0.01, resolve_after: int = 2,
                  model: str | None = None, reference_desc: str | None = None) -> None:
         if correction not in dec.CORRECTIONS:

@@ -135,7 +135,7 @@ class MonitorSettings(Composite):
         ``data_quality`` (on: null share, unseen categories, values out of the reference's
         range, constant features, wrong types, keys absent or new, duplicated events, as kind
         ``data_quality``; the null share then leaves data drift), ``dq_min_unseen_share`` (0.01),
-        ``dq_min_out_of_range_share`` (0.01), ``dq_min_type_error_share`` (0.01),
+        ``dq_min_out_of_range_share`` (0.1: a unit change puts nearly every value out of range, a drift of 1–2 standard deviations a few percent), ``dq_min_type_error_share`` (0.01),
         ``dq_schema_share`` (0.5), ``dq_min_duplicate_share`` (0.01); the null share uses
         ``min_missing_change``.
     Segments (:mod:`detectors.segments`)
@@ -209,7 +209,7 @@ class MonitorSettings(Composite):
     concept_resolve_after: int | None = None
     data_quality: bool = True
     dq_min_unseen_share: float = 0.01
-    dq_min_out_of_range_share: float = 0.01
+    dq_min_out_of_range_share: float = 0.1
     dq_min_type_error_share: float = 0.01
     dq_schema_share: float = 0.5
     dq_min_duplicate_share: float = 0.01
@@ -542,6 +542,8 @@ class ModelMonitor(Composite):
         baseline = self._perf.baseline_metrics() if self._perf is not None else None
         return Segments(specs, self.reference, top=s.segment_top, min_window=s.segment_min_window,
                         min_reference=s.segment_min_reference, family=s.segment_family, correction=s.correction,
+                        window_size=s.window_size if s.window_kind == "count" else None,
+                        labelled_window_size=self._performance_n,
                         drift_kwargs=self._drift_kwargs(), prediction_columns=pred_cols, prediction_reference=pred_ref,
                         performance_kwargs=perf, overall_baseline=baseline)
 

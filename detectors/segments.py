@@ -162,12 +162,12 @@ def segment_text(segment: Mapping[str, str] | None) -> str | None:
 _SIDES = {"predictions": "data", "labelled": "labelled"}
 
 
-def _new_slot(feature: str, label: str, reference_rows: int, drift: UnivariateDrift | None,
+def _new_slot(feature: str, label: str, reference_rows: int, span: dict[str, int | None], drift: UnivariateDrift | None,
               pred_drift: UnivariateDrift | None, perf: PerformanceDrift | None) -> dict[str, Any]:
-    """One segment as plain data (snapshots keep it as it is): its detectors and the rows it
-    gathers until its next judgement."""
-    return {"feature": feature, "label": label, "reference_rows": int(reference_rows), "drift": drift,
-            "pred_drift": pred_drift, "perf": perf, "data": [], "labelled": [],
+    """One segment as plain data (snapshots keep it as it is): its detectors, the rows it
+    gathers until its next judgement and its ``span`` (judged windows it usually gathers)."""
+    return {"feature": feature, "label": label, "reference_rows": int(reference_rows), "span": dict(span),
+            "drift": drift, "pred_drift": pred_drift, "perf": perf, "data": [], "labelled": [],
             "judged": {"predictions": 0, "labelled": 0}, "rows": {"predictions": 0, "labelled": 0}}
 
 
@@ -176,11 +176,17 @@ def _pending(slot: dict[str, Any], side: str) -> int:
 
 
 def _gather(slot: dict[str, Any], side: str, cols: dict[str, np.ndarray], min_window: int) -> tuple[Window, dict] | None:
-    """Add rows to a segment; once it has ``min_window`` of them, its window (emptying the buffer)."""
+    """Add one judged window's rows to a segment; return its window (emptying the buffer) once
+    it has ``min_window`` rows, or once it has gathered its ``span`` of windows with at least half
+    that many (so that a segment with a tenth of the traffic is judged every second window
+    whatever the sampling noise of its share, not sometimes every third)."""
     pending = slot[_SIDES[side]]
     pending.append(cols)
     slot["rows"][side] += len(cols[TS])
-    if _pending(slot, side) < min_window:
+    n = _pending(slot, side)
+    span = slot["span"].get(side)
+    spanned = span is not None and len(pending) >= span and 2 * n >= min_window
+    if n < min_window and not spanned:
         return None
     gathered = {k: np.concatenate([c[k] for c in pending]) for k in pending[0]}
     pending.clear()
@@ -204,6 +210,11 @@ class Segments(Composite):
         Rows a segment gathers before it is judged.
     min_reference : int
         Reference rows a segment needs for its own drift tests.
+    window_size, labelled_window_size : int, optional
+        Rows of a judged window of all traffic (count windows) and of a labelled window, from
+        which each segment's usual span is known: ``ceil(min_window / (share × size))`` windows,
+        ``share`` its share of the reference's rows. None (time windows): a segment is judged when
+        it has ``min_window`` rows.
     family : {"joint", "separate"}
         One family per window for all traffic and every segment (the default), or one per segment.
     correction : str
@@ -219,11 +230,15 @@ class Segments(Composite):
         All traffic's baseline metrics, for segments whose reference cannot give their own.
     """
 
-    _params = ("specs", "reference", "top", "min_window", "min_reference", "family", "correction", "drift_kwargs",
+    _params = ("specs", "reference", "top", "min_window", "min_reference", "window_size", "labelled_window_size",
+               "family", "correction",
+               "drift_kwargs",
                "prediction_columns", "prediction_reference", "performance_kwargs", "overall_baseline")
 
     def __init__(self, specs: Sequence[SegmentSpec], reference: Reference, *, top: int = 5, min_window: int = 1000,
-                 min_reference: int = 200, family: str = "joint", correction: str = "holm",
+                 min_reference: int = 200, window_size: int | None = None,
+                 labelled_window_size: int | None = None, family: str = "joint",
+                 correction: str = "holm",
                  drift_kwargs: Mapping[str, Any] | None = None, prediction_columns: Mapping[str, str] | None = None,
                  prediction_reference: Mapping[str, np.ndarray] | None = None,
                  performance_kwargs: Mapping[str, Any] | None = None,
@@ -236,6 +251,8 @@ class Segments(Composite):
                        for sp in (x if isinstance(x, SegmentSpec) else SegmentSpec(x[0], _edges(x[1])) for x in specs)]
         self.reference = reference
         self.top, self.min_window, self.min_reference = int(top), int(min_window), int(min_reference)
+        self.window_size = None if window_size is None else int(window_size)
+        self.labelled_window_size = None if labelled_window_size is None else int(labelled_window_size)
         self.family, self.correction = family, correction
         self.drift_kwargs = dict(drift_kwargs or {})
         self.prediction_columns = dict(prediction_columns or {})
@@ -284,7 +301,13 @@ class Segments(Composite):
             pref = Reference({c: np.asarray(v)[rows] for c, v in self.prediction_reference.items()},
                              self.prediction_columns, task=ref.task)
             pred = UnivariateDrift(pref, kind="prediction_drift", **{**kw, "reference_desc": f"the model's outputs on {desc}"})
-        return _new_slot(spec.feature, label, n, drift, pred, self._performance(ref.take(rows) if own else None))
+        span = {"predictions": self._span(n, self.window_size), "labelled": self._span(n, self.labelled_window_size)}
+        return _new_slot(spec.feature, label, n, span, drift, pred, self._performance(ref.take(rows) if own else None))
+
+    def _span(self, rows: int, size: int | None) -> int | None:
+        """Windows of ``size`` a segment with ``rows`` of the reference's rows needs for ``min_window``."""
+        expected = rows / max(self.reference.n, 1) * (size or 0)
+        return math.ceil(self.min_window / expected) if expected > 0 else None
 
     def _performance(self, ref: Reference | None) -> PerformanceDrift | None:
         if self.performance_kwargs is None:
@@ -381,7 +404,7 @@ class Segments(Composite):
         out: dict[str, list[dict[str, Any]]] = {}
         for feature, slots in self._slots.items():
             out[feature] = [{
-                "label": s["label"], "reference_rows": s["reference_rows"], "rows": dict(s["rows"]),
+                "label": s["label"], "reference_rows": s["reference_rows"], "span": s["span"], "rows": dict(s["rows"]),
                 "judged": dict(s["judged"]),
                 "pending": {"predictions": _pending(s, "predictions"), "labelled": _pending(s, "labelled")},
                 "data_drift": s["drift"].last() if s["drift"] is not None else None,

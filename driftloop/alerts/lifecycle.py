@@ -57,11 +57,13 @@ ACTIVE = ("pending", "firing", "resolving")
 _RANK = {"warning": 0, "critical": 1}
 
 
-def fingerprint(model: str, kind: str, detector: str, feature: str | None, version: str | None = None) -> str:
-    """Stable id of a problem: the same (model, version, kind, detector, feature) always gives the
-    same id (contract v1.1: each version served is judged on its own, so two versions with the same
-    problem have two alerts). Without a version (events that name none, no registry) the id is the
-    one earlier releases gave.
+def fingerprint(model: str, kind: str, detector: str, feature: str | None, version: str | None = None,
+                segment: Mapping[str, str] | None = None) -> str:
+    """Stable id of a problem: the same (model, version, kind, detector, feature, segment) always
+    gives the same id (contract v1.1: each version served is judged on its own, so two versions
+    with the same problem have two alerts; a segment's problem is not all traffic's). Without a
+    version (events that name none, no registry) and a segment the id is the one earlier
+    releases gave.
 
     >>> fingerprint("fraud", "data_drift", "psi", "amount")
     '9552703cc861a17fe44b'
@@ -71,10 +73,15 @@ def fingerprint(model: str, kind: str, detector: str, feature: str | None, versi
     True
     >>> fingerprint("fraud", "data_drift", "psi", None) != fingerprint("fraud", "data_drift", "psi", "None")
     True
+    >>> br = fingerprint("fraud", "performance", "accuracy", None, "3", {"country": "BR"})
+    >>> br != fingerprint("fraud", "performance", "accuracy", None, "3")
+    True
     """
-    key: list[str | None] = [model, kind, detector, feature]
-    if version:
-        key.append(version)
+    key: list[Any] = [model, kind, detector, feature]
+    if version or segment:
+        key.append(version or "")
+    if segment:
+        key.append(sorted(segment.items()))
     raw = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
@@ -174,6 +181,7 @@ class AlertState:
     clear: dict[str, Any] | None = None
     resolve_reason: str | None = None
     incident_id: str | None = None   # the incident of a top-level alert (:mod:`driftloop.alerts.incidents`)
+    segment: dict[str, str] | None = None   # contract v1.1: the slice of traffic (None: all traffic)
 
     @property
     def is_group(self) -> bool:
@@ -302,14 +310,16 @@ class AlertLifecycle:
     def _observe(self, det: Any, model: str, model_version: str | None, now: int) -> list[AlertChange]:
         """Apply one detection to its alert's state; returns the changes to announce now."""
         version = det.model_version or model_version
-        fp = fingerprint(model, det.kind, det.detector, det.feature, version)
+        segment = getattr(det, "segment", None) or None
+        fp = fingerprint(model, det.kind, det.detector, det.feature, version, segment)
         st = self.states.get(fp)
         if not det.firing:
             if st is not None and st.active:
                 self._observe_cleared(st, det, now)
             return []
         if st is None:
-            st = self.states[fp] = AlertState(fp, model, det.kind, det.detector, det.feature, model_version=version)
+            st = self.states[fp] = AlertState(fp, model, det.kind, det.detector, det.feature, model_version=version,
+                                              segment=dict(segment) if segment else None)
         return self._observe_firing(st, det, version, now)
 
     def _observe_cleared(self, st: AlertState, det: Any, now: int) -> None:

@@ -27,7 +27,8 @@ from typing import Any
 from driftloop.alerts.lifecycle import AlertChange, AlertState
 from driftloop.core.clock import rfc3339  # re-exported: the alerts' messages and sinks use it
 
-__all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "finite_number", "DETECTOR_LABELS"]
+__all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "finite_number", "DETECTOR_LABELS",
+           "segment_label"]
 
 DETECTOR_LABELS = {
     "psi": "PSI", "ks": "KS", "cvm": "Cramér–von Mises", "chi2": "χ²", "wasserstein": "Wasserstein",
@@ -35,6 +36,8 @@ DETECTOR_LABELS = {
     "eddm": "EDDM", "hddm_a": "HDDM-A", "hddm_w": "HDDM-W", "page_hinkley": "Page–Hinkley",
     "kswin": "KSWIN", "accuracy": "accuracy", "no_predictions": "no predictions", "no_labels": "no labels",
     "detectors": "detectors", "champion_sample": "champion sample",
+    "unseen_categories": "unseen categories", "out_of_range": "out of range", "constant": "constant",
+    "type_change": "wrong type", "schema_absent": "key absent", "schema_new": "new key", "duplicates": "duplicates",
 }
 
 _GROUP_NOUNS = {   # kind -> (one, many, verb)
@@ -44,6 +47,7 @@ _GROUP_NOUNS = {   # kind -> (one, many, verb)
     "performance": ("performance metric", "performance metrics", "degraded"),
     "multivariate_drift": ("multivariate test", "multivariate tests", "fired"),
     "stale_stream": ("stream", "streams", "went quiet"),
+    "data_quality": ("data-quality check", "data-quality checks", "failed"),
     "detector_failure": ("failure", "failures", "happened"),
 }
 _LIST_MAX = 5
@@ -101,12 +105,24 @@ def _fallback(st: AlertState, d: dict[str, Any]) -> str:
     return f"{subject}: {label} detected a problem ({', '.join(parts) or 'no statistic'}){over}."
 
 
+def segment_label(segment: dict[str, str] | None) -> str | None:
+    """``country=BR`` for ``{"country": "BR"}``; None for all traffic.
+
+    >>> segment_label({"country": "BR"}), segment_label(None)
+    ('country=BR', None)
+    """
+    return ", ".join(f"{k}={v}" for k, v in segment.items()) if segment else None
+
+
 def _member_label(m: AlertState) -> str:
     d = m.detection or {}
     name = f"`{m.feature}`" if m.feature else DETECTOR_LABELS.get(m.detector, m.detector)
+    where = segment_label(m.segment)
+    if where:
+        name = f"{name} in {where}"
     stat = finite_number(d.get("statistic"))
     label = DETECTOR_LABELS.get(m.detector, m.detector)
-    return f"{name} ({label} {stat:.2g})" if stat is not None and m.feature else name
+    return f"{name} ({label} {stat:.2g})" if stat is not None and (m.feature or where) else name
 
 
 def summary(change: AlertChange) -> str:
@@ -147,8 +163,10 @@ def _group_summary(change: AlertChange, head: str) -> str:
     count = f"{len(active)} {one if len(active) == 1 else many}"
     if len(active) < len(members):
         count += f" (of {len(members)})"
+    worst = _worst_segments(members)
+    where = f" Worst segments: {', '.join(worst[:3])}." if worst else ""
     return (f"{head}: {lead}{count} {verb}{' at once' if len(members) > 1 else ''}{_group_window(st)}: "
-            f"{_member_list(active)}.{_strongest(active)}")
+            f"{_member_list(active)}.{where}{_strongest(active)}")
 
 
 def _ranked_active(members: list[AlertState]) -> list[AlertState]:
@@ -177,6 +195,12 @@ def _strongest(active: list[AlertState]) -> str:
     return f" Strongest: {strongest}" if strongest else ""
 
 
+def _worst_segments(members: list[AlertState]) -> list[str]:
+    """The segments a group's active members are about, worst first (critical, then furthest past
+    the threshold): what a page names instead of paging once per segment."""
+    return list(dict.fromkeys(w for m in _ranked_active(members) if (w := segment_label(m.segment))))
+
+
 def _ratio(m: AlertState) -> float:
     d = m.detection or {}
     s, t = finite_number(d.get("statistic")), finite_number(d.get("threshold"))
@@ -187,7 +211,7 @@ def _ratio(m: AlertState) -> float:
 
 def _member_entry(m: AlertState) -> dict[str, Any]:
     d = m.detection or {}
-    return {"alert_id": m.alert_id, "detector": m.detector, "feature": m.feature, "status": m.status,
+    return {"alert_id": m.alert_id, "detector": m.detector, "feature": m.feature, "segment": m.segment, "status": m.status,
             "severity": m.severity, "statistic": d.get("statistic"), "p_value": d.get("p_value"),
             "threshold": d.get("threshold"), "summary": d.get("summary")}
 
@@ -206,6 +230,9 @@ def alert_message(change: AlertChange) -> dict[str, Any]:
         evidence = {"group": True, "count": len(members),
                     "features": [m.feature for m in change.members if m.feature is not None],
                     "members": members, "strongest": evidence}
+        worst = _worst_segments(list(change.members))
+        if worst:
+            evidence["segments"] = worst
     if not firing:
         evidence["resolution"] = {"reason": change.reason, "cleared_at": rfc3339(st.cleared_at),
                                   "clear": _clear_entry(st.clear)}
@@ -218,6 +245,7 @@ def alert_message(change: AlertChange) -> dict[str, Any]:
         "kind": st.kind,
         "detector": st.detector,
         "feature": st.feature,
+        "segment": st.segment,
         "severity": st.severity,
         "statistic": d.get("statistic"),
         "p_value": d.get("p_value"),

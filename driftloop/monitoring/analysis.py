@@ -234,7 +234,7 @@ class DriftAnalyser:
     def _monitor(self, model: str, reference: Any) -> ModelMonitor:
         """One version's detectors on ``reference`` (a frame, or a version's Reference)."""
         mcfg = self.cfg.models[model]
-        return ModelMonitor(model, mcfg.task, mcfg.features, reference, mcfg.detectors)
+        return ModelMonitor(model, mcfg.task, mcfg.features, reference, mcfg.monitor_settings())
 
     def _versioned(self, model: str) -> VersionedMonitor:
         mcfg, vcfg = self.cfg.models[model], self.cfg.versions

@@ -331,6 +331,12 @@ class ModelConfig(ConfigSection):
     reference: str | None = None
     detectors: dict[str, Any] = msgspec.field(default_factory=dict)
     retrain: dict[str, Any] = msgspec.field(default_factory=dict)
+    # slices judged on their own (detectors.segments): feature names, or {feature, buckets}
+    segments: list[str | dict[str, Any]] = msgspec.field(default_factory=list)
+
+    def monitor_settings(self) -> dict[str, Any]:
+        """The ``detectors:`` mapping with the model's ``segments``: what its monitor is built with."""
+        return {**self.detectors, "segments": list(self.segments)} if self.segments else dict(self.detectors)
 
     @property
     def numeric_features(self) -> list[str]:
@@ -534,6 +540,18 @@ def _check_detectors(name: str, settings: dict[str, Any]) -> None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _check_segments(name: str, model: ModelConfig) -> None:
+    """``models.<name>.segments``: each a feature of the model; a numeric one with buckets."""
+    from detectors.segments import parse_segments
+
+    if "segments" in model.detectors:
+        raise ConfigError(f"models.{name}.detectors.segments: give segments as models.{name}.segments")
+    try:
+        parse_segments(model.segments, model.features)
+    except ValueError as exc:
+        raise ConfigError(f"models.{name}.{exc}") from None
+
+
 def _section(where: str, check: Any, *args: Any) -> None:
     """Run another module's validator; anything but a ConfigError from it is still reported as one."""
     try:
@@ -574,6 +592,8 @@ def _check(cfg: Config) -> Config:
             raise ConfigError(f"models.{name}.reference: file not found: {str(cfg.resolve(model.reference))[:300]}")
         if model.detectors:
             _section(f"models.{name}.detectors", _check_detectors, name, model.detectors)
+        if model.segments:
+            _check_segments(name, model)
     return cfg
 
 
