@@ -40,7 +40,10 @@ reported again as missing: the schema finding explains its nulls.
 
 What validation refused or the dedupe dropped never reaches the window's columns, so those
 counts come from outside: :meth:`DataQuality.observe_pipeline` adds the counts of one ingested
-batch (a plain mapping, see :func:`empty_counts`), and the next judged window consumes them.
+batch (a plain mapping, see :func:`empty_counts`), and the next judged window consumes them. A
+batch that completes several windows gives each of them its counts (a share of the batch's
+events is the best estimate of each window's); a window judged without new counts since the last
+one reuses the last one's.
 
 >>> import numpy as np
 >>> from detectors.base import Window
@@ -205,13 +208,14 @@ class DataQuality(Composite):
         self._types = dict(reference.feature_types)
         self._profiles = {f: _profile(np.asarray(reference.features[f]), t == "numeric") for f, t in self._types.items()}
         self._pending = empty_counts()
+        self._recent = empty_counts()    # the counts the last window used: a batch may complete several
         self._book = dec.AlertBook(self.resolve_after)
         self._last: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ inputs
     def observe_pipeline(self, counts: Mapping[str, Any] | None) -> None:
         """Add one ingested batch's pipeline counts (:func:`empty_counts`); the next window
-        judged consumes them."""
+        judged consumes them (and the windows after it, until new counts arrive)."""
         merge_counts(self._pending, counts)
 
     def firing(self) -> list[str]:
@@ -226,7 +230,8 @@ class DataQuality(Composite):
                model_version: str | None = None) -> list[Detection]:
         """Judge one window's ``columns`` (and the pipeline counts since the last window);
         return the detections it causes (new, escalated, resolved)."""
-        counts, self._pending = self._pending, empty_counts()
+        counts = self._pending if self._pending.get("received") else self._recent
+        self._pending, self._recent = empty_counts(), counts
         n = int(window.n)
         found = self._counted(counts, n)
         absent = {f.feature for f in found if f.check == "schema_absent" and f.share >= f.threshold}

@@ -1,0 +1,169 @@
+"""Data-quality checks (detectors/data_quality.py): each fires on a stream where only its defect is
+injected, and nothing fires on the clean stream."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.base import Window
+from detectors.batch import PredictionBatch
+from detectors.data_quality import DataQuality, empty_counts, merge_counts
+from detectors.model_monitor import ModelMonitor
+from detectors.reference import Reference
+
+FEATURES = {"amount": "numeric", "age": "numeric", "country": "categorical", "device": "categorical"}
+N = 4000
+
+
+def columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {"amount": rng.lognormal(3, 1, n), "age": rng.integers(18, 80, n).astype(float),
+            "country": rng.choice(["DE", "FR", "US"], n).astype(object),
+            "device": rng.choice(["ios", "android", "web"], n, p=[.4, .4, .2]).astype(object)}
+
+
+def clean_counts(n: int) -> dict:
+    return {**empty_counts(), "received": n}
+
+
+def nulls(c, q, rng):
+    c["age"] = np.where(rng.random(len(c["age"])) < 0.3, np.nan, c["age"])
+
+
+def new_category(c, q, rng):
+    c["country"] = np.where(rng.random(len(c["country"])) < 0.2, "BR", c["country"]).astype(object)
+
+
+def unit_change(c, q, rng):
+    c["amount"] = c["amount"] * 1000
+
+
+def strings_in_numeric(c, q, rng):
+    bad = int(0.2 * q["received"])            # refused by validation: counted, not in the columns
+    q["received"] += bad
+    q["type_errors"] = {"amount": bad}
+    q["type_examples"] = {"amount": ["str '12.5'", "str 'N/A'"]}
+
+
+def renamed(c, q, rng):
+    c["amount"] = np.full(len(c["amount"]), np.nan)          # the configured key: absent, so null
+    q["absent"] = {"amount": q["received"]}
+    q["unknown"] = {"amount_eur": q["received"]}
+
+
+def constant(c, q, rng):
+    c["device"] = np.full(len(c["device"]), "web", dtype=object)
+
+
+def duplicates(c, q, rng):
+    q["duplicates"] = int(0.1 * q["received"])
+
+
+DEFECTS = {  # defect -> (inject, the checks that must fire: (detector, feature))
+    "nulls in one feature": (nulls, {("missing_rate", "age")}),
+    "a new category": (new_category, {("unseen_categories", "country")}),
+    "a unit change x1000": (unit_change, {("out_of_range", "amount")}),
+    "strings in a numeric field": (strings_in_numeric, {("type_change", "amount")}),
+    "a renamed feature": (renamed, {("schema_absent", "amount"), ("schema_new", "amount_eur")}),
+    "a constant feature": (constant, {("constant", "device")}),
+    "duplicated events": (duplicates, {("duplicates", None)}),
+}
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame(columns(rng, 20_000))
+    ref["label"] = rng.integers(0, 2, len(ref))
+    return ref
+
+
+def run(reference: pd.DataFrame, inject=None, windows: int = 3) -> list:
+    """A monitor (defaults, multivariate off for time) fed clean windows, then ``inject``ed ones."""
+    mon = ModelMonitor("shop", "classification", FEATURES, reference,
+                       {"window_size": N, "multivariate": False, "calibration_draws": 20})
+    rng = np.random.default_rng(1)
+    found = []
+    for w in range(windows):
+        c, q = columns(rng, N), clean_counts(N)
+        if inject is not None and w >= 1:
+            inject(c, q, rng)
+        mon.observe_pipeline(q)
+        found += mon.update_predictions(PredictionBatch(np.arange(w * N, (w + 1) * N, dtype=np.int64), c,
+                                                        rng.choice(["0", "1"], N).astype(object)))
+    return [d for d in found if d.firing]
+
+
+def test_the_clean_stream_raises_nothing(reference):
+    assert run(reference, windows=6) == []
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_each_defect_fires_its_own_check_and_no_other_data_quality_check(reference, defect):
+    inject, expected = DEFECTS[defect]
+    fired = run(reference, inject)
+    quality = {(d.detector, d.feature) for d in fired if d.kind == "data_quality"}
+    assert quality == expected
+    for d in fired:
+        if d.kind == "data_quality":
+            assert d.summary and d.evidence["check"] == d.detector
+
+
+def test_evidence_names_the_offending_values(reference):
+    [d] = [d for d in run(reference, new_category) if d.kind == "data_quality"]
+    assert d.evidence["top_unseen"][0][0] == "BR" and "'BR'" in d.summary
+    [u] = [d for d in run(reference, unit_change) if d.kind == "data_quality"]
+    assert u.evidence["scale"] == pytest.approx(1000, rel=0.1) and "unit change" in u.summary
+    assert all(v > u.evidence["reference_range"][1] for v in u.evidence["examples"])
+    [t] = [d for d in run(reference, strings_in_numeric) if d.kind == "data_quality"]
+    assert "'12.5'" in t.summary and "dead-lettered" in t.summary
+    r = {d.detector: d for d in run(reference, renamed) if d.kind == "data_quality"}
+    assert "amount_eur" in r["schema_absent"].summary       # the rename is pointed at
+
+
+def test_null_share_is_data_quality_not_data_drift(reference):
+    """With the data-quality checks on (the default) nulls are a pipeline finding only."""
+    fired = run(reference, nulls)
+    assert [(d.kind, d.detector) for d in fired] == [("data_quality", "missing_rate")]
+
+
+def test_a_finding_resolves_after_clean_windows():
+    rng = np.random.default_rng(2)
+    ref = Reference(columns(rng, 5000), FEATURES, task="regression")
+    dq = DataQuality(ref, resolve_after=2)
+    bad = columns(rng, 1000)
+    bad["amount"] = bad["amount"] * 1000
+    assert [d.firing for d in dq.update(Window(0, 1, 1000), bad)] == [True]
+    assert dq.update(Window(1, 2, 1000), columns(rng, 1000)) == []
+    [resolved] = dq.update(Window(2, 3, 1000), columns(rng, 1000))
+    assert (resolved.detector, resolved.feature, resolved.firing) == ("out_of_range", "amount", False)
+
+
+def test_counted_checks_resolve_when_the_pipeline_is_clean_again():
+    rng = np.random.default_rng(3)
+    ref = Reference(columns(rng, 5000), FEATURES, task="regression")
+    dq = DataQuality(ref, resolve_after=1)
+    dq.observe_pipeline({**clean_counts(1000), "duplicates": 300})
+    assert [(d.detector, d.firing) for d in dq.update(Window(0, 1, 1000), columns(rng, 1000))] == [("duplicates", True)]
+    dq.observe_pipeline(clean_counts(1000))
+    assert [(d.detector, d.firing) for d in dq.update(Window(1, 2, 1000), columns(rng, 1000))] == [("duplicates", False)]
+
+
+def test_pipeline_counts_accumulate_until_a_window_is_judged():
+    acc = empty_counts()
+    for _ in range(3):
+        merge_counts(acc, {"received": 10, "type_errors": {"amount": 2}, "type_examples": {"amount": ["a", "b", "c"]},
+                           "unknown": {"x": 1}})
+    assert acc["received"] == 30 and acc["type_errors"] == {"amount": 6} and acc["unknown"] == {"x": 3}
+    assert len(acc["type_examples"]["amount"]) == 5          # a few examples, bounded
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"schema_share": 0.0}, "schema_share must be a share"),
+    ({"min_unseen_share": 2.0}, "min_unseen_share must be a share"),
+    ({"correction": "nope"}, "correction must be one of"),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match=message):
+        DataQuality(Reference(columns(rng, 100), FEATURES, task="regression"), **kwargs)
