@@ -263,11 +263,11 @@ class DataQuality(Composite):
             valid = values[~missing]
             if len(valid) == 0:
                 continue
-            out.append(self._range(name, prof, valid) if kind == "numeric" else self._unseen(name, prof, valid))
-            constant = self._constant(name, prof, valid)
-            if constant is not None:
-                out.append(constant)
-        return [f for f in out if f is not None]
+            for found in (self._range(name, prof, valid) if kind == "numeric" else self._unseen(name, prof, valid),
+                          self._constant(name, prof, valid)):
+                if found is not None:
+                    out.append(found)
+        return out
 
     def _missing(self, name: str, prof: dict[str, Any], share: float, n: int) -> _Finding:
         p0, m = prof["missing"], prof["rows"]
@@ -366,7 +366,7 @@ class DataQuality(Composite):
                    model_version: str | None) -> Detection:
         return Detection(
             kind="data_quality", detector=f.check, feature=f.feature, statistic=float(f.share), p_value=p_adj,
-            threshold=float(f.threshold), window=window, firing=firing, severity=severity,  # type: ignore[arg-type]  # "warning" or "critical"
+            threshold=float(f.threshold), window=window, firing=firing, severity=severity,  # type: ignore[arg-type]  # str, always warning or critical
             effect_size=float(f.share - f.expected), summary=self._summary(f, firing), model=self.model,
             model_version=model_version,
             evidence={"check": f.check, "expected_share": f.expected, "n": f.n, **f.evidence},

@@ -354,7 +354,7 @@ class Segments(Composite):
     def _drift_family(self, overall: UnivariateDrift, window: Window, cols: Mapping[str, np.ndarray],
                       due: list[tuple[dict, Window, dict, UnivariateDrift | None, dict]],
                       version: str | None) -> list[Detection]:
-        parts = [(overall, overall.tests(window, cols), window, None)]
+        parts: list[tuple[UnivariateDrift, list, Window, dict | None]] = [(overall, overall.tests(window, cols), window, None)]
         parts += [(det, det.tests(w, c), w, slot) for slot, w, _, det, c in due if det is not None]
         adjusted = self._adjust([det.p_values(rows) for det, rows, _, _ in parts])
         out: list[Detection] = []
@@ -367,16 +367,18 @@ class Segments(Composite):
                         pred: str, scores: str, overall: PerformanceDrift, version: str | None) -> list[Detection]:
         """All traffic's performance on one labelled window and every segment due, one family."""
         due = self._gathered("labelled", ts, cols)
-        parts = [(overall, overall.assess(window, cols[label], cols[pred], cols.get(scores)), window, None)]
+        parts: list[tuple[PerformanceDrift, dict[str, dict[str, Any]], Window, dict | None]] = [
+            (overall, overall.assess(window, cols[label], cols[pred], cols.get(scores)), window, None)]
         for slot, w, c in due:
             if slot["perf"] is not None:
                 parts.append((slot["perf"], slot["perf"].assess(w, c[label], c[pred], c.get(scores)), w, slot))
         adjusted = self._adjust([np.array([j["p_value"] for j in judged.values()], dtype=np.float64)
                                  for _, judged, _, _ in parts])
         out: list[Detection] = []
-        for (det, judged, w, slot), p_adj in zip(parts, adjusted):
+        for (det, judged, w, owner), p_adj in zip(parts, adjusted):
             found = det.conclude(judged, dict(zip(judged, p_adj.tolist())), w, version)
-            out += found if slot is None else self._tag(slot, found, lambda d, where: _performance_versus(overall, d, where))
+            out += found if owner is None else self._tag(owner, found,
+                                                         lambda d, where: _performance_versus(overall, d, where))
         return out
 
     def _adjust(self, p_parts: list[np.ndarray]) -> list[np.ndarray]:

@@ -507,7 +507,8 @@ class DriftAnalyser:
         version = mon.champion
         if vp is not None and len(vp.events):
             groups = rows_by_version(vp.events, mon.champion)
-            version = max(groups, key=lambda v: len(vp.events) if groups[v] is None else len(groups[v]))
+            sizes = {v: len(vp.events) if rows is None else len(rows) for v, rows in groups.items()}
+            version = max(sizes, key=sizes.__getitem__)
         if self._ensure_version(conn, model, mon, version, 0, now):
             mon.observe_pipeline(version, counts)
 
