@@ -87,3 +87,31 @@ def test_relative_tls_files_resolve_against_the_config_folder(tmp_path):
     path.write_text("kafka: {security_protocol: SSL, ssl_cafile: tls/ca.pem}\n")
     cfg = load_config(path, environ={})
     assert cfg.kafka.ssl_cafile == str(tmp_path / "tls/ca.pem")
+
+
+@pytest.mark.parametrize("segments,needle", [
+    (["countr"], r"models\.m\.segments\[0\]: 'countr' is not a feature of the model"),
+    (["country", "amount"], r"models\.m\.segments\[1\]: numeric feature 'amount' needs buckets"),
+    ([{"feature": "amount", "buckets": ["a"]}], r"models\.m\.segments\[0\]\.buckets: a non-empty list of finite numbers"),
+    ([{"feature": "amount", "bins": [1]}], r"models\.m\.segments\[0\]: expected a feature name"),
+    ([7], r"models.*segments"),
+])
+def test_a_bad_segment_fails_at_start_naming_the_key(segments, needle):
+    """Issue 18: a segment feature the model does not have, or a numeric one without buckets,
+    fails at start naming the key."""
+    data = {"models": {"m": {"task": "classification", "features": {"amount": "numeric", "country": "categorical"},
+                             "segments": segments}}}
+    with pytest.raises(ConfigError, match=needle):
+        load_config_dict(data, environ={})
+
+
+def test_segments_reach_the_monitor_settings():
+    cfg = load_config_dict({"models": {"m": {"task": "classification", "features": {"amount": "numeric", "c": "categorical"},
+                                             "segments": ["c", {"feature": "amount", "buckets": [10, 100]}],
+                                             "detectors": {"segment_top": 3}}}}, environ={})
+    from detectors.model_monitor import MonitorSettings
+    s = MonitorSettings.from_dict(cfg.models["m"].monitor_settings())
+    assert s.segments == ("c", {"feature": "amount", "buckets": [10, 100]}) and s.segment_top == 3
+    with pytest.raises(ConfigError, match=r"models\.m\.detectors\.segments: give segments as models\.m\.segments"):
+        load_config_dict({"models": {"m": {"task": "classification", "features": {"c": "categorical"},
+                                           "detectors": {"segments": ["c"]}}}}, environ={})

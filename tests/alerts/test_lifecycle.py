@@ -194,3 +194,30 @@ def test_announcements_are_well_formed(events, hold, cool, window):
                 state = "resolved"
     # a group member never announces on its own
     assert all(c.state.group_id is None for c in log)
+
+
+def test_segments_are_alerts_of_their_own_and_a_group_page_names_the_worst():
+    """Contract v1.1: a segment's problem has its own alert id and carries ``segment``; segments
+    that fire together page once, naming the worst segments first."""
+    from driftloop.alerts.messages import alert_message
+
+    def seg(country: str, stat: float):
+        d = det(None, kind="performance", detector="accuracy", stat=stat)
+        d.segment = {"country": country}
+        d.summary = f"accuracy {stat:.2f} in country={country} vs 0.93 overall: accuracy dropped."
+        return d
+
+    assert fingerprint("m", "performance", "accuracy", None, "3", {"country": "BR"}) != \
+        fingerprint("m", "performance", "accuracy", None, "3", {"country": "DE"})
+    book = AlertLifecycle(Policy(group_window_ms=1000), {})
+    book.observe_many([seg("DE", 0.15), seg("BR", 0.9), det(None, kind="performance", detector="accuracy")],
+                      "m", "3", now=0)
+    [page] = book.tick(now=1000)
+    msg = alert_message(page)
+    assert msg["segment"] is None and msg["evidence"]["segments"] == ["country=BR", "country=DE"]
+    assert "Worst segments: country=BR, country=DE." in msg["summary"]
+    assert {m["segment"]["country"] for m in msg["evidence"]["members"] if m["segment"]} == {"BR", "DE"}
+    alone = AlertLifecycle(Policy(group_window_ms=0), {})
+    [one] = alone.observe(seg("BR", 0.7), "m", "3", now=0)
+    assert alert_message(one)["segment"] == {"country": "BR"} and one.state.segment == {"country": "BR"}
+    assert "in country=BR vs 0.93 overall" in alert_message(one)["summary"]

@@ -592,7 +592,7 @@ def _check(cfg: Config) -> Config:
             raise ConfigError(f"models.{name}.reference: file not found: {str(cfg.resolve(model.reference))[:300]}")
         if model.detectors:
             _section(f"models.{name}.detectors", _check_detectors, name, model.detectors)
-        if model.segments:
+        if model.segments or "segments" in model.detectors:
             _check_segments(name, model)
     return cfg
 
