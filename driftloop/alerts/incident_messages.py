@@ -29,7 +29,7 @@ from typing import Any
 
 from driftloop.alerts.incidents import IncidentChange
 from driftloop.alerts.lifecycle import AlertState
-from driftloop.alerts.messages import duration, model_label, rfc3339
+from driftloop.alerts.messages import duration, model_label, rfc3339, segment_label
 
 __all__ = ["incident_message", "incident_summary", "member_entry"]
 
@@ -67,14 +67,16 @@ def incident_summary(change: IncidentChange) -> str:
 
 def _member_name(m: AlertState) -> str:
     kind = m.kind.replace("_", " ")
-    return f"{kind} `{m.feature}`" if m.feature else kind
+    name = f"{kind} `{m.feature}`" if m.feature else kind
+    where = segment_label(m.segment)
+    return f"{name} in {where}" if where else name
 
 
 def member_entry(m: AlertState) -> dict[str, Any]:
     """One member alert in an incident's message (a group also gives its member count)."""
     d = m.detection or {}
     entry: dict[str, Any] = {"alert_id": m.alert_id, "kind": m.kind, "detector": m.detector, "feature": m.feature,
-                             "status": m.status, "severity": m.severity, "statistic": d.get("statistic"),
+                             "segment": m.segment, "status": m.status, "severity": m.severity, "statistic": d.get("statistic"),
                              "threshold": d.get("threshold"), "summary": d.get("summary")}
     if m.is_group:
         entry["count"] = len(m.members or [])
