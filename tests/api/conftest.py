@@ -36,6 +36,15 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 
 
 @pytest.fixture(scope="session")
+def segmented(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    """Read-only: a seeded store whose model judges the segments of ``country``, with a model
+    wrong for Italy and a broken pipeline late in the run (``seed(segments=True)``)."""
+    s = seed(tmp_path_factory.mktemp("segmented"), segments=True)
+    yield s
+    s.store.dispose()
+
+
+@pytest.fixture(scope="session")
 def client(seeded: Seeded) -> TestClient:
     with TestClient(create_app(seeded.cfg, seeded.store, token=TOKEN)) as c:
         yield c

@@ -13,7 +13,15 @@ each, ending now):
   reference); the alerts about version 1 resolve;
 * window 22 on: ``country`` changes mix (a smaller drift).
 
-Run it as a script to serve the dashboard by hand: ``python -m tests.api.seed [PORT]``.
+With ``segments=True`` (issue 18) the model is configured with ``segments: [country]`` and two
+more things happen:
+
+* window 24 on: the model is wrong for Italy (a third of its labels there flip): a segment's
+  performance drop that all traffic dilutes;
+* window 28 on: the pipeline breaks: 6% of the events carry a country never seen in training
+  (``ES``) and 15% of the amounts arrive in the wrong unit (×1000, out of the reference's range).
+
+Run it as a script to serve the dashboard by hand: ``python -m tests.api.seed [PORT] [--segments]``.
 """
 from __future__ import annotations
 
@@ -77,10 +85,32 @@ def _reference(df: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     return ref
 
 
-def make_config(tmp: Path, *, store_url: str | None = None, alerts: dict[str, Any] | None = None) -> Config:
+SEGMENTS = ["country"]
+SEGMENT_SETTINGS = {"segment_min_window": 200}   # Italy's quarter of a window is judged every window
+BROKEN_FROM, WRONG_FROM = 28, 24   # segments=True: the pipeline breaks; the model is wrong for Italy
+
+
+def _break(df: pd.DataFrame, rng: np.random.Generator, w: int) -> None:
+    """``segments=True``: from window ``WRONG_FROM`` a third of Italy's labels flip (the model is
+    wrong there); from ``BROKEN_FROM`` 6% of the countries are ``ES`` (never seen in training)
+    and 15% of the amounts are ×1000 (out of range). In place, after the scores are drawn."""
+    n = len(df)
+    if w >= WRONG_FROM:
+        flip = (df["country"].to_numpy() == "IT") & (rng.uniform(size=n) < 1 / 3)
+        df.loc[flip, "label"] = np.where(df.loc[flip, "label"] == "1", "0", "1")
+    if w >= BROKEN_FROM:
+        df.loc[rng.uniform(size=n) < 0.06, "country"] = "ES"
+        df.loc[rng.uniform(size=n) < 0.15, "amount"] *= 1000.0
+
+
+def make_config(tmp: Path, *, store_url: str | None = None, alerts: dict[str, Any] | None = None,
+                segments: bool = False) -> Config:
+    model: dict[str, Any] = {"task": "classification", "features": FEATURES}
+    if segments:
+        model.update(segments=SEGMENTS, detectors=dict(SEGMENT_SETTINGS))
     return load_config_dict({
         "store": {"url": store_url or f"sqlite:///{tmp}/driftloop.db"},
-        "models": {"fraud": {"task": "classification", "features": FEATURES}},
+        "models": {"fraud": model},
         "alerts": {"hold_down_s": 600, "group_window_s": 0, "cooldown_s": 600, **(alerts or {})},
         "registry": {"artifact_dir": str(tmp / "artifacts")},
     }, base_dir=tmp)
@@ -106,7 +136,7 @@ def _register(conn: Any, registry: Any, version_note: str, now: int, metrics: di
 
 def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = None,
          store_url: str | None = None, judged_ms: int | None = None,
-         alerts: dict[str, Any] | None = None) -> Seeded:
+         alerts: dict[str, Any] | None = None, segments: bool = False) -> Seeded:
     """Fill a fresh store (SQLite under ``tmp``, or ``store_url``); returns what the tests need.
 
     ``end_ms``: the event time the last window ends (default: now). ``judged_ms``: a replay's
@@ -114,19 +144,21 @@ def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = No
     ``judged_ms + w`` ms, so every window is judged within the same second whatever its event
     time (default: each window is judged when it ends, as a live stream is). ``alerts``: settings
     over the seed's alert policy (e.g. ``{"group_window_s": 0.01}`` to group alerts).
+    ``segments``: the model judges the segments of ``country`` and the stream breaks in Italy and in
+    its pipeline late in the run (see the module's docstring).
     """
     from driftloop.alerts.manager import AlertManager
     from retrain.registry import Registry
 
     rng = np.random.default_rng(seed)
-    cfg = make_config(tmp, store_url=store_url, alerts=alerts)
+    cfg = make_config(tmp, store_url=store_url, alerts=alerts, segments=segments)
     store = Store(cfg.store.url)
     store.create_schema()
     end_ms = int(time.time() * 1000) if end_ms is None else end_ms
     start_ms = end_ms - windows * STEP_MS
     ref_df = _frame(rng, 4000)
     mon = ModelMonitor("fraud", "classification", FEATURES, _reference(ref_df, _model_scores(ref_df, rng, False)),
-                       SETTINGS)
+                       {**SETTINGS, **(cfg.models["fraud"].monitor_settings() if segments else {})})
     alerts = AlertManager(cfg, store)
     registry = Registry(cfg, store)
     first = start_ms - STEP_MS if judged_ms is None else judged_ms - 1
@@ -144,6 +176,8 @@ def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = No
         df = _frame(rng, WINDOW, shift, mix)
         scores = _model_scores(df, rng, stale=(w >= 10 and int(version) == v1))
         pred = np.where(scores[:, 1] >= 0.5, "1", "0").astype(object)
+        if segments:
+            _break(df, rng, w)
         ts = np.linspace(event_now - STEP_MS, event_now - 1, WINDOW).astype(np.int64)
         with store.transaction() as conn:
             if w == 18:  # retrained on the drifted data: promote version 2, new reference
@@ -165,7 +199,8 @@ def seed(tmp: Path, *, windows: int = 32, seed: int = 7, end_ms: int | None = No
             if pending is not None:  # labels arrive one window late
                 dets += mon.update_labelled(pending)
             pending = LabelledBatch(ts=ts, prediction=pred, label=df["label"].to_numpy().astype(object),
-                                    scores=scores, classes=["0", "1"], features={}, model_version=version)
+                                    scores=scores, classes=["0", "1"], model_version=version,
+                                    features=dict(batch.features) if segments else {})
             alerts.process(conn, "fraud", version, dets, now)
             alerts.tick(conn, now)
             record_detector_statistics(conn, "fraud", mon.status(), now)
@@ -187,8 +222,9 @@ if __name__ == "__main__":  # pragma: no cover - manual use
     from driftloop.app.api import create_app, serve_in_thread
 
     d = Path(tempfile.mkdtemp())
-    s = seed(d)
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8321
+    args = [a for a in sys.argv[1:] if a != "--segments"]
+    s = seed(d, segments="--segments" in sys.argv[1:])
+    port = int(args[0]) if args else 8321
     h = serve_in_thread(create_app(s.cfg, s.store, token="dev"), "127.0.0.1", port)
     print(h.url, "token: dev")
     try:

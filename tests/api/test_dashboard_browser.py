@@ -104,6 +104,10 @@ def test_dashboard_shows_charts_with_data(server, empty_server, seeded: Seeded, 
         live = page.inner_text("#live-versions")
         assert "champion" in live and "serving" in live and "share of traffic" in live.lower()
         assert page.locator("#shadows li").count() == 0
+        # issue 18: no segments configured (the selector says how), the data-quality checks listed, none breaching
+        assert page.locator("#segment").is_disabled() and "models.fraud.segments" in page.inner_text("#segment-note")
+        assert page.locator("#data-quality tr[data-check]").count() > 0
+        assert page.locator("#data-quality tr[data-breach='1']").count() == 0
         # the charts are drawn: each canvas holds more than a blank background
         for canvas in page.locator(".panel canvas").all()[:3]:
             assert _nonblank(canvas.screenshot()) > 200
@@ -118,6 +122,8 @@ def test_dashboard_shows_charts_with_data(server, empty_server, seeded: Seeded, 
         assert empty_page.locator(".empty").count() == 4     # data, prediction, performance, timeline
         assert "No active alerts" in empty_page.inner_text("#alerts")
         assert "No version judged yet" in empty_page.inner_text("#live-versions")
+        assert "No window judged yet" in empty_page.inner_text("#data-quality")
+        assert "No labelled window judged yet" in empty_page.inner_text("#segment-performance")
     assert not problems, problems
     assert shot.stat().st_size > 50_000
     keep = os.environ.get("DRIFTLOOP_DASHBOARD_SCREENSHOT")
@@ -249,3 +255,73 @@ def test_dashboard_on_event_time(replay_server, replayed: Seeded, tmp_path: Path
     if keep:
         Path(keep).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, keep)
+
+
+# -- segments and data quality (issue 18, item 4) ------------------------------------------------
+@pytest.fixture
+def segmented_server(segmented: Seeded):
+    handle = serve_in_thread(create_app(segmented.cfg, segmented.store), "127.0.0.1", 0)
+    yield handle
+    handle.stop()
+
+
+def _cells(page: Any, row: str) -> list[str]:
+    return [c.strip() for c in page.locator(row).first.locator("td").all_inner_texts()]
+
+
+def test_dashboard_segments_and_data_quality(segmented_server, segmented: Seeded, tmp_path: Path) -> None:
+    status = segmented.monitor.status()
+    italy = next(s for s in status["segments"]["country"] if s["label"] == "IT")
+    acc_it = italy["performance"]["metrics"]["accuracy"]["value"]
+    acc_all = status["performance"]["last"]["metrics"]["accuracy"]["value"]
+    problems: list[str] = []
+    with open_dashboard(segmented_server.url, tmp_path / "profile", problems) as (_browser, page):
+        detail = page.locator("#segment-detail")
+        # the selector: all traffic, then each segment of the status (bounded: top values, other, (missing))
+        options = page.locator("#segment option").evaluate_all("(os) => os.map((o) => o.value)")
+        assert options[0] == "" and set(options[1:]) == {"country=DE", "country=FR", "country=IT", "country=other",
+                                                         "country=(missing)"}
+        assert page.input_value("#segment") == "" and detail.get_attribute("data-segment") == ""
+        assert "all traffic" in page.locator("#segment-performance caption").inner_text()
+        assert page.locator("#segments tr[data-segment]").count() == 6      # all traffic and 5 segments
+        # choose Italy: its metrics against all traffic's, its drift statistics
+        page.select_option("#segment", "country=IT")
+        page.wait_for_selector("#segment-detail[data-segment='country=IT']", state="attached", timeout=10_000)
+        assert "country=IT vs all traffic" in page.locator("#segment-performance caption").inner_text()
+        head = [h.strip().lower() for h in page.locator("#segment-performance th").all_inner_texts()]
+        assert head[:3] == ["metric", "country=it", "all traffic"]
+        acc = _cells(page, "#segment-performance tr[data-metric='accuracy']")
+        assert acc[1] == page.evaluate("(x) => fmtStat(x)", acc_it) and acc_it < acc_all - 0.05
+        assert acc[2] == page.evaluate("(x) => fmtStat(x)", acc_all), acc
+        assert acc[-1] == "degraded"
+        assert page.locator("#segment-performance tr[data-metric='accuracy'] td.bad").count() >= 1
+        amount = _cells(page, "#segment-drift tr[data-feature='amount']")
+        assert amount[1] == "wasserstein" and amount[-1] == "drifting", amount
+        assert page.locator("#segments tr.selected").get_attribute("data-segment") == "country=IT"
+        # the alerts list names each alert's segment; Italy's are highlighted
+        assert page.locator("#alerts th", has_text="segment").count() == 1
+        it_alerts = page.locator("#alerts tr[data-segment='country=IT']")
+        assert it_alerts.count() >= 1 and page.locator("#alerts tr.selected").count() == it_alerts.count()
+        assert "country=IT" in it_alerts.first.inner_text()
+        # a click on a row of the overview selects that segment; "other" has no reference rows of its own
+        page.locator("#segments tr[data-segment='country=other']").click()
+        page.wait_for_selector("#segment-detail[data-segment='country=other']", state="attached", timeout=10_000)
+        assert page.input_value("#segment") == "country=other"
+        assert "no drift tests" in page.inner_text("#segment-drift")
+        page.select_option("#segment", "")
+        page.wait_for_selector("#segment-detail[data-segment='']", state="attached", timeout=10_000)
+        assert page.locator("#alerts tr.selected").count() == 0
+        # the data-quality panel: breaching checks first, with their evidence
+        rows = page.locator("#data-quality tr[data-check]")
+        assert rows.count() == len(status["data_quality"])
+        breaching = page.locator("#data-quality tr[data-breach='1']")
+        assert breaching.count() == 2
+        assert [r.get_attribute("data-breach") for r in rows.all()[:2]] == ["1", "1"]
+        unseen = page.locator("#data-quality tr[data-check='unseen_categories'][data-feature='country']")
+        assert unseen.get_attribute("data-breach") == "1" and "breach" in unseen.inner_text()
+        assert '"ES" ×' in unseen.locator("td.evidence").inner_text()
+        oor = page.locator("#data-quality tr[data-check='out_of_range'][data-feature='amount']").locator("td.evidence")
+        assert "reference range [" in oor.inner_text() and "e.g." in oor.inner_text()
+        assert page.inner_text("#quality-count") == f"2 of {len(status['data_quality'])} checks breaching"
+        page.screenshot(path=str(tmp_path / "dashboard-segments.png"), full_page=True)
+    assert not problems, problems

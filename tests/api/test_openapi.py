@@ -12,7 +12,8 @@ def test_openapi_document_is_valid(client) -> None:
     paths = spec["paths"]
     for path in ("/healthz", "/readyz", "/metrics", "/api/models", "/api/models/{model}",
                  "/api/models/{model}/versions", "/api/models/{model}/drift", "/api/models/{model}/performance",
-                 "/api/models/{model}/status", "/api/alerts", "/api/alerts/{alert_id}", "/api/alerts/timeline",
+                 "/api/models/{model}/status", "/api/models/{model}/segments", "/api/models/{model}/data-quality",
+                 "/api/alerts", "/api/alerts/{alert_id}", "/api/alerts/timeline",
                  "/api/alerts/events", "/api/retrain/jobs", "/api/stats", "/api/monitor"):
         assert "get" in paths[path], path
     for path in ("/api/models/{model}/promote", "/api/models/{model}/rollback", "/api/alerts/{alert_id}/resolve"):

@@ -18,6 +18,16 @@ The per-version figures (predictions, phase) come from the same status; the traf
 the last hour, a bounded read). The shadow comparison gauges read the status' ``shadows``
 (``ShadowComparison.report()`` per shadow version) and are absent while there is none.
 
+Segments and data quality (issue 18) come from the same status (the champion's: the top level of
+:meth:`~detectors.versions.VersionedMonitor.status`; :mod:`driftloop.app.api.views`). ``segment``
+is ``feature=value`` (``country=BR``, ``country=other``, ``country=(missing)``): only the
+segments in the status, i.e. per segment feature its top-N reference values, ``other`` and
+``(missing)``, fixed when the reference is loaded, so the label's cardinality is bounded by the
+configuration (``segment_top``), never by the traffic. A segment not judged yet has no
+performance or drift series. Data quality has one series per check and feature of the last
+window (``feature`` ``""`` for ``duplicates``); ``schema_new`` names unconfigured keys the events
+carry, at most :data:`~driftloop.app.api.views.MAX_NEW_KEYS` of them.
+
 Cost per scrape and configured model (measured, SQLite, 2 busy cores): the traffic share reads
 at most 2,000 index entries and rows, about 14 ms with 1,000,000 stored predictions (PostgreSQL:
 12-16 ms, an ``Index Scan Backward`` on ``ix_examples_model_pred_ts`` once the table has
@@ -42,6 +52,16 @@ Metric names (labels in braces):
 ``driftloop_performance``                   gauge    {model, model_version, source, metric}: realised / estimated value
 ``driftloop_performance_baseline``          gauge    {model, model_version, source, metric}
 ``driftloop_performance_degraded``          gauge    {model, model_version, source, metric}
+``driftloop_segment_rows``                  gauge    {model, model_version, segment, stream}: rows the segment took (predictions / labelled)
+``driftloop_segment_performance``           gauge    {model, model_version, segment, metric}: the segment's last realised value
+``driftloop_segment_performance_baseline``  gauge    {model, model_version, segment, metric}: the segment's reference value
+``driftloop_segment_performance_degraded``  gauge    {model, model_version, segment, metric}: 1 if significantly worse
+``driftloop_segment_drift_statistic``       gauge    {model, model_version, segment, kind, detector, feature}: effect size
+``driftloop_segment_drift_threshold``       gauge    {model, model_version, segment, kind, detector, feature}
+``driftloop_segment_drift_detected``        gauge    {model, model_version, segment, kind, detector, feature}: 1 if drifting
+``driftloop_data_quality_share``            gauge    {model, model_version, check, feature}: last window's share (nulls, unseen, ...)
+``driftloop_data_quality_threshold``        gauge    {model, model_version, check, feature}: the share that counts as a breach
+``driftloop_data_quality_breach``           gauge    {model, model_version, check, feature}: 1 if the last window breached
 ``driftloop_version_live``                  gauge    {model, model_version, phase}: 1 per live version (phase serving / draining)
 ``driftloop_version_predictions``           gauge    {model, model_version}: predictions its detectors took (since its monitor started)
 ``driftloop_version_labelled``              gauge    {model, model_version}: labelled predictions its detectors took
@@ -82,7 +102,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from driftloop.app.api import queries
+from driftloop.app.api import queries, views
 from driftloop.app.api.live import monitor_snapshot
 from driftloop.core.store import UNATTRIBUTED, Store, now_ms
 from driftloop.monitoring import history
@@ -149,7 +169,8 @@ class DriftloopCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         self._statuses = {}     # each model's status is read once per scrape
         for name, part in (("counters", self._counters), ("drift", self._drift), ("performance", self._performance),
-                           ("versions", self._versions), ("shadows", self._shadows), ("alerts", self._alerts),
+                           ("versions", self._versions), ("segments", self._segments),
+                           ("data_quality", self._data_quality), ("shadows", self._shadows), ("alerts", self._alerts),
                            ("registry", self._registry), ("outbox", self._outbox), ("analysis", self._analysis),
                            ("monitor", self._monitor)):
             try:
@@ -287,6 +308,70 @@ class DriftloopCollector(Collector):
                     for v in sorted(versions):
                         share.add_metric([m, v], shares.get(v, 0.0))
         yield from (live, preds, labelled, share, capped)
+
+    def _segments(self) -> Iterator[Metric]:
+        """Each segment's last statistics (the champion's status): bounded, see the module's docstring."""
+        seg = [*_PERF_LABELS[:2], "segment"]
+        rows = GaugeMetricFamily("driftloop_segment_rows", "Rows the segment took since its reference was loaded "
+                                 "(stream predictions or labelled).", labels=[*seg, "stream"])
+        val = GaugeMetricFamily("driftloop_segment_performance", "The segment's last realised metric (its last "
+                                "labelled window).", labels=[*seg, "metric"])
+        base = GaugeMetricFamily("driftloop_segment_performance_baseline", "The segment's metric on the reference.",
+                                 labels=[*seg, "metric"])
+        deg = GaugeMetricFamily("driftloop_segment_performance_degraded", "1 if the segment's last labelled window is "
+                                "significantly worse (adjusted with all traffic's tests).", labels=[*seg, "metric"])
+        dlabels = [*seg, "kind", "detector", "feature"]
+        stat = GaugeMetricFamily("driftloop_segment_drift_statistic", "Effect size of the segment's last judged "
+                                 "window.", labels=dlabels)
+        thr = GaugeMetricFamily("driftloop_segment_drift_threshold", "Effect size that counts as drift.",
+                                labels=dlabels)
+        det = GaugeMetricFamily("driftloop_segment_drift_detected", "1 if the segment's last judged window drifted.",
+                                labels=dlabels)
+        for m in self._models():
+            status = self._status(m)
+            if not status:
+                continue
+            version = _label(status.get("model_version"))
+            for s in views.segments_view(status):
+                labels = [m, version, s["segment"]]
+                for stream in ("predictions", "labelled"):
+                    n = (s.get("rows") or {}).get(stream)
+                    if n is not None:
+                        rows.add_metric([*labels, stream], float(n))
+                for metric, v in sorted(((s.get("performance") or {}).get("metrics") or {}).items()):
+                    val.add_metric([*labels, metric], _f(v.get("value")))
+                    if v.get("baseline") is not None:
+                        base.add_metric([*labels, metric], _f(v["baseline"]))
+                    deg.add_metric([*labels, metric], 1.0 if v.get("degraded") else 0.0)
+                for d in s["drift"]:
+                    dl = [*labels, d["kind"], d["detector"], d["feature"]]
+                    stat.add_metric(dl, _f(d["effect"]))
+                    if d["threshold"] is not None:
+                        thr.add_metric(dl, d["threshold"])
+                    det.add_metric(dl, 1.0 if d["drifting"] else 0.0)
+        yield from (rows, val, base, deg, stat, thr, det)
+
+    def _data_quality(self) -> Iterator[Metric]:
+        """The data-quality checks of each model's last window (the champion's status)."""
+        dq = [*_PERF_LABELS[:2], "check", "feature"]
+        share = GaugeMetricFamily("driftloop_data_quality_share", "Last window's share of the check (nulls, unseen "
+                                  "categories, out of range, refused types, absent or new keys, duplicates).",
+                                  labels=dq)
+        thr = GaugeMetricFamily("driftloop_data_quality_threshold", "The share that counts as a breach.", labels=dq)
+        breach = GaugeMetricFamily("driftloop_data_quality_breach", "1 if the last window breached the check.",
+                                   labels=dq)
+        for m in self._models():
+            status = self._status(m)
+            if not status:
+                continue
+            version = _label(status.get("model_version"))
+            for c in views.data_quality_view(status):
+                labels = [m, version, str(c["check"]), str(c.get("feature") or "")]
+                share.add_metric(labels, _f(c.get("share")))
+                if c.get("threshold") is not None:
+                    thr.add_metric(labels, _f(c["threshold"]))
+                breach.add_metric(labels, 1.0 if c["breach"] else 0.0)
+        yield from (share, thr, breach)
 
     def _shadows(self) -> Iterator[Metric]:
         n = GaugeMetricFamily("driftloop_shadow_labelled", "Labelled requests the served version and the shadow "

@@ -120,8 +120,8 @@ def _alert_row(r: Any) -> dict[str, Any]:
     det = st.get("detection") or {}
     return {
         "alert_id": r.alert_id, "model": r.model, "kind": r.kind, "detector": r.detector, "feature": r.feature,
-        "status": r.status, "severity": r.severity, "model_version": r.model_version, "seq": r.seq,
-        "group_id": r.group_id, "members": st.get("members"), "started_at": r.started_at,
+        "segment": st.get("segment") or None, "status": r.status, "severity": r.severity,
+        "model_version": r.model_version, "seq": r.seq, "group_id": r.group_id, "members": st.get("members"), "started_at": r.started_at,
         "fired_at": st.get("fired_at"), "resolved_at": st.get("resolved_at"), "updated_at": r.updated_at,
         "resolve_reason": st.get("resolve_reason"), "summary": r.summary,
         "statistic": det.get("statistic"), "p_value": det.get("p_value"), "threshold": det.get("threshold"),
@@ -182,7 +182,8 @@ def alert_events(conn: Connection, *, model: str | None = None, alert_id: str | 
         msg = _json(r.message) or {}
         item = {"alert_id": r.alert_id, "seq": r.seq, "status": r.status, "model": r.model,
                 "severity": r.severity, "reason": r.reason, "at": r.created_at, "kind": msg.get("kind"),
-                "detector": msg.get("detector"), "feature": msg.get("feature"), "summary": msg.get("summary"),
+                "detector": msg.get("detector"), "feature": msg.get("feature"), "segment": msg.get("segment") or None,
+                "summary": msg.get("summary"),
                 "event_at": _event_at(msg)}
         if messages:
             item["message"] = msg
@@ -220,7 +221,8 @@ def alert_timeline(conn: Connection, *, model: str | None = None, since: int | N
         cur = open_.get(ev["alert_id"])
         if ev["status"] == "firing":
             if cur is None:
-                cur = {k: ev[k] for k in ("alert_id", "model", "kind", "detector", "feature", "severity", "summary")}
+                cur = {k: ev[k] for k in ("alert_id", "model", "kind", "detector", "feature", "segment", "severity",
+                                          "summary")}
                 cur.update(start=ev["at"], end=None, resolve_reason=None, start_event=ev.get("event_at"),
                            end_event=None)
                 open_[ev["alert_id"]] = cur

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from driftloop.app.api import queries, schemas
+from driftloop.app.api import queries, schemas, views
 from driftloop.app.api.context import JSON, Context
 from driftloop.app.api.live import monitor_snapshot
 from driftloop.app.stats import collect_stats
@@ -237,6 +237,56 @@ def get_status(request: Request, model: str) -> JSON:
     if status is None:
         raise HTTPException(404, f"model {model!r} has no detector state yet")
     return JSON({"model": model, "source": source, "status": status})
+
+
+def _last_status(ctx: Context, model: str, model_version: str | None) -> tuple[dict[str, Any] | None, str]:
+    """The status of ``model_version`` (None: the champion's) and where it came from."""
+    status, source = ctx.model_status(model)
+    if model_version is not None:
+        status = ctx.version_status(model, model_version)
+    return status, (source if status is not None else "none")
+
+
+def _window(status: dict[str, Any] | None) -> dict[str, Any]:
+    lw = (status or {}).get("last_window") or {}
+    return {"predictions": lw.get("predictions"), "labelled": lw.get("labelled")}
+
+
+@router.get("/models/{model}/segments", response_model=schemas.SegmentsView, responses=NOT_FOUND,
+            summary="The segments' last statistics: performance vs all traffic, drift, rows")
+def get_segments(request: Request, model: str, model_version: Version = None) -> JSON:
+    """Per segment (``models.<name>.segments``: per feature its top-N reference values, ``other``
+    and ``(missing)``: a bounded set), the last window it was judged on: ``performance`` (with
+    ``vs``: all traffic's value of each metric), ``drift`` (data and prediction drift), its rows
+    and the detections firing for it; ``overall``: all traffic's last window in the same shape.
+    From the detectors' status (live, or as last committed); ``source`` ``none`` and no segments
+    while the model has no detector state."""
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    status, source = _last_status(ctx, model, model_version)
+    configured = [s if isinstance(s, str) else str(s.get("feature"))
+                  for s in getattr(ctx.cfg.models.get(model), "segments", None) or []]
+    return JSON({"model": model, "model_version": (status or {}).get("model_version", model_version),
+                 "source": source, "configured": configured, "window": _window(status),
+                 "overall": views.overall_view(status), "segments": views.segments_view(status)})
+
+
+@router.get("/models/{model}/data-quality", response_model=schemas.DataQualityView, responses=NOT_FOUND,
+            summary="The data-quality checks of the last window, breaching first, with their evidence")
+def get_data_quality(request: Request, model: str, model_version: Version = None) -> JSON:
+    """Each check of the last judged window (``missing_rate``, ``unseen_categories``,
+    ``out_of_range``, ``constant``, ``type_change``, ``schema_absent``, ``schema_new``,
+    ``duplicates``; per feature): its ``share``, the share the reference leads one to
+    ``expected``, the ``threshold`` it must reach, p-values, ``breach`` (this window) and
+    ``firing`` (an alert-worthy finding now), and ``evidence`` (``top_unseen``, ``examples``,
+    ``reference_range``, ...). Breaching first. ``breaching``: how many breach."""
+    ctx = _ctx(request)
+    _check_model(ctx, model)
+    status, source = _last_status(ctx, model, model_version)
+    checks = views.data_quality_view(status)
+    return JSON({"model": model, "model_version": (status or {}).get("model_version", model_version),
+                 "source": source, "window": _window(status), "breaching": sum(c["breach"] for c in checks),
+                 "checks": checks})
 
 
 @router.get("/alerts", response_model=schemas.AlertList, summary="Current alerts, most recently changed first")

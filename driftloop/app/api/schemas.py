@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Health", "Ready", "Check", "PromoteBody", "RollbackBody", "ResolveBody", "ActionResult", "ModelSummary",
     "ModelList", "ModelDetail", "LiveVersion", "ShadowReport", "Traffic", "Versions", "SeriesRange", "DriftPoint", "DriftHistory", "PerformancePoint", "PerformanceHistory",
+    "SegmentDrift", "SegmentView", "SegmentsView", "DataQualityCheck", "DataQualityView",
     "Alert", "AlertList", "AlertEvent", "AlertEvents", "AlertEpisode", "Timeline", "RetrainJobs", "Problem",
 ]
 
@@ -217,12 +218,76 @@ class PerformanceHistory(BaseModel):
     points: list[PerformancePoint]
 
 
+class SegmentDrift(_Open):
+    """One drift test of the last window a segment (or all traffic) was judged on."""
+
+    kind: Literal["data_drift", "prediction_drift"]
+    feature: str
+    detector: str
+    effect: float | None = Field(description="the effect size (the statistic the threshold applies to)")
+    threshold: float | None
+    p_value: float | None
+    p_adjusted: float | None = Field(description="adjusted with all traffic's and every segment's tests of the window")
+    drifting: bool
+    n: int | None
+
+
+class SegmentView(_Open):
+    """A segment (``feature=value``) or all traffic (``segment`` null): its last statistics."""
+
+    segment: str | None = Field(description='"country=BR"; null: all traffic')
+    feature: str | None
+    value: str | None
+    label: str
+    rows: dict[str, int | None] | None = Field(description="predictions / labelled rows it took")
+    drift: list[SegmentDrift]
+    performance: dict[str, Any] | None = Field(description=(
+        "its last labelled window: n, window, metrics (value, baseline, ci, p_value, degraded, ...); null: none yet"))
+    drifting: list[str]
+    degraded: list[str]
+
+
+class SegmentsView(BaseModel):
+    model: str
+    model_version: str | None
+    source: str = Field(description="live, store, or none (no detector state yet)")
+    configured: list[str] = Field(description="the segment features of models.<name>.segments")
+    window: dict[str, Any] = Field(description="the last judged windows (predictions, labelled) of all traffic")
+    overall: SegmentView
+    segments: list[SegmentView]
+
+
+class DataQualityCheck(_Open):
+    key: str = Field(description="check:feature")
+    check: str
+    feature: str | None
+    share: float | None
+    expected: float | None = Field(description="the share the reference leads one to expect")
+    threshold: float | None = Field(description="the share that counts as a breach")
+    p_value: float | None
+    p_adjusted: float | None
+    n: int | None
+    breach: bool = Field(description="breached in the last window")
+    firing: bool = Field(description="a finding the detectors report as firing now")
+    evidence: dict[str, Any]
+
+
+class DataQualityView(BaseModel):
+    model: str
+    model_version: str | None
+    source: str
+    window: dict[str, Any]
+    breaching: int
+    checks: list[DataQualityCheck]
+
+
 class Alert(_Open):
     alert_id: str
     model: str
     kind: str
     detector: str
     feature: str | None
+    segment: dict[str, str] | None = Field(None, description="the slice of traffic, {feature: value}; null: all")
     status: str
     severity: str
     summary: str | None

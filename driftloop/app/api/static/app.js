@@ -3,7 +3,7 @@
 
 const COLORS = { stat: "#2563eb", thr: "#dc2626", drift: "#dc2626", realised: "#059669", est: "#7c3aed",
                  base: "#6b7280", band: "rgba(5,150,105,0.12)", promo: "#059669", crit: "#dc2626", warn: "#d97706" };
-const state = { model: null, models: [], charts: [], timer: null, incident: null };
+const state = { model: null, models: [], charts: [], timer: null, incident: null, segment: "", segments: null };
 window.driftloopCharts = [];   // per chart: section, title, each point's event time (t, ms) and pixel x (px)
 
 const $ = (sel) => document.querySelector(sel);
@@ -297,7 +297,7 @@ function timeline(target, allEpisodes, promos, points) {
   };
   rows.forEach((row, i) => {
     const y = i * rowH + 4;
-    const name = [(row.kind || "incident").replace("_", " "), row.detector === "group" ? "(group)" : row.detector, row.feature].filter(Boolean).join(" · ");
+    const name = [(row.kind || "incident").replace("_", " "), row.detector === "group" ? "(group)" : row.detector, row.feature, segName(row.segment)].filter(Boolean).join(" · ");
     add("text", { x: 4, y: y + 13 }, name.length > 42 ? name.slice(0, 41) + "…" : name);
     add("line", { x1: labelW, x2: width - 10, y1: y + rowH - 2, y2: y + rowH - 2, stroke: "#f0f1f3" });
     for (const ep of episodes.filter((e) => e.alert_id === row.alert_id)) {
@@ -361,7 +361,7 @@ async function showIncident(id) {
   for (const a of doc.members || []) {
     members.append(el("tr", {}, el("td", {}, el("span", { class: `badge ${a.status}`, text: a.status })),
       el("td", {}, el("span", { class: `badge ${a.severity}`, text: a.severity })),
-      el("td", { text: (a.group_id ? "↳ " : "") + [a.kind, a.detector, a.feature].filter(Boolean).join(" · ") }),
+      el("td", { text: (a.group_id ? "↳ " : "") + [a.kind, a.detector, a.feature, segName(a.segment)].filter(Boolean).join(" · ") }),
       el("td", { text: a.summary || "" })));
   }
   const steps = (hint.parts || []).map((p) => el("li", { text: typeof p === "string" ? p : (p.text || p.summary || JSON.stringify(p)) }));
@@ -375,16 +375,191 @@ async function showIncident(id) {
   box.hidden = false;
 }
 
+/* an alert's segment ({feature: value}) as alert messages name it: "country=BR"; null: all traffic */
+const segName = (seg) => (seg && typeof seg === "object" && Object.keys(seg).length ? Object.entries(seg).map(([k, v]) => `${k}=${v}`).join(", ") : null);
+
 function alertsTable(target, alerts) {
-  target.replaceChildren(el("tr", {}, ...["status", "severity", "alert", "since", "summary"].map((h) => el("th", { text: h }))));
-  if (!alerts.length) { target.append(el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No active alerts." }))); return; }
+  const cols = ["status", "severity", "alert", "segment", "since", "summary"];
+  target.replaceChildren(el("tr", {}, ...cols.map((h) => el("th", { text: h }))));
+  if (!alerts.length) { target.append(el("tr", {}, el("td", { colspan: cols.length, class: "muted", text: "No active alerts." }))); return; }
   for (const a of alerts) {
-    target.append(el("tr", {},
+    const seg = segName(a.segment);
+    const row = el("tr", { "data-segment": seg || "" },
       el("td", {}, el("span", { class: `badge ${a.status}`, text: a.status })),
       el("td", {}, el("span", { class: `badge ${a.severity}`, text: a.severity })),
       el("td", { text: [a.kind, a.detector, a.feature].filter(Boolean).join(" · ") }),
+      // a group gathers alerts of several slices: its members name theirs
+      el("td", { class: seg ? "" : "muted", text: seg || (a.detector === "group" ? "–" : "all traffic") }),
       el("td", { text: ago(a.fired_at ?? a.started_at) }),
-      el("td", { text: a.summary || "" })));
+      el("td", { text: a.summary || "" }));
+    if (seg && seg === state.segment) row.classList.add("selected");
+    target.append(row);
+  }
+}
+
+/* -- segments (issue 18): the last window each segment was judged on, against all traffic ------ */
+const pct = (x) => (x == null || !isFinite(x) ? "–" : x === 0 ? "0 %" : `${+(100 * x).toPrecision(3)} %`);
+const pval = (p) => (p == null || !isFinite(p) ? "–" : p < 1e-6 ? "<1e-6" : (+p).toPrecision(2));
+/* the metric a segment's overview row shows: accuracy when there is one, else the first */
+function headMetric(views) {
+  const names = [...new Set(views.flatMap((v) => Object.keys(v.performance?.metrics || {})))];
+  return names.includes("accuracy") ? "accuracy" : names.sort()[0] || null;
+}
+
+function segmentOptions(doc) {
+  const sel = $("#segment");
+  const segs = doc ? doc.segments : [];
+  if (!segs.some((s) => s.segment === state.segment)) state.segment = "";
+  const groups = new Map();
+  for (const s of segs) { if (!groups.has(s.feature)) groups.set(s.feature, []); groups.get(s.feature).push(s); }
+  sel.replaceChildren(el("option", { value: "", text: "all traffic" }), ...[...groups].map(([feature, list]) =>
+    el("optgroup", { label: feature }, ...list.map((s) => el("option", { value: s.segment, text: s.segment })))));
+  sel.value = state.segment;
+  sel.disabled = !segs.length;
+}
+
+function segmentsView(doc) {
+  const section = $("#segments-section");
+  section.hidden = doc == null;      // a server without /api/models/{model}/segments
+  if (doc == null) return;
+  segmentOptions(doc);
+  const segs = doc.segments, overall = doc.overall;
+  const metric = headMetric(segs.concat([overall]));
+  const table = $("#segments");
+  const cols = ["segment", "predictions", "labelled", "windows judged", metric ? `${metric.replace("_", " ")} (all traffic)` : "performance", "drifting", "firing"];
+  table.replaceChildren(el("tr", {}, ...cols.map((h) => el("th", { text: h }))));
+  $("#segment-note").textContent = segs.length ? "or click a row" :
+    (doc.configured.length ? "no segment judged yet" : `no segments: configure models.${state.model}.segments (e.g. [country])`);
+  const allValue = metric ? overall.performance?.metrics?.[metric]?.value : null;
+  for (const s of [overall].concat(segs)) {
+    const m = metric ? s.performance?.metrics?.[metric] : null;
+    const key = s.segment || "";
+    const nFiring = s.segment == null ? null : (s.firing || []).length;
+    const row = el("tr", { class: "clickable", tabindex: "0", "data-segment": key },
+      el("td", {}, s.segment == null ? el("strong", { text: "all traffic" }) : s.segment),
+      el("td", { text: fmt(s.rows?.predictions, 6) }), el("td", { text: fmt(s.rows?.labelled, 6) }),
+      el("td", { text: s.judged ? `${fmt(s.judged.predictions, 6)} / ${fmt(s.judged.labelled, 6)}` : "–" }),
+      el("td", { class: m && m.degraded ? "bad" : "", text: m ? (s.segment == null ? fmtStat(m.value) : `${fmtStat(m.value)} (${fmtStat(allValue)})`) : "–" }),
+      el("td", { class: s.drifting.length ? "bad" : "", text: s.drifting.length ? s.drifting.join(", ") : "–" }),
+      el("td", { class: nFiring ? "bad" : "", text: nFiring == null ? "" : String(nFiring) }));
+    if (key === state.segment) row.classList.add("selected");
+    const pick = () => selectSegment(key);
+    row.addEventListener("click", pick);
+    row.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(); });
+    table.append(row);
+  }
+  segmentDetail(doc);
+}
+
+function selectSegment(key) {
+  state.segment = key;
+  $("#segment").value = key;
+  for (const r of $("#segments").querySelectorAll("tr[data-segment]")) r.classList.toggle("selected", r.dataset.segment === key);
+  for (const r of $("#alerts").querySelectorAll("tr[data-segment]")) r.classList.toggle("selected", !!key && r.dataset.segment === key);
+  if (state.segments) segmentDetail(state.segments);
+}
+
+/* the selected segment's performance metrics against all traffic's, and its drift statistics */
+function segmentDetail(doc) {
+  const box = $("#segment-detail");
+  const overall = doc.overall;
+  const seg = doc.segments.find((s) => s.segment === state.segment) || null;
+  const view = seg || overall;
+  const name = seg ? seg.segment : "all traffic";
+  // performance
+  const perf = $("#segment-performance");
+  const pcols = seg ? ["metric", name, "all traffic", "baseline", "95% CI", "p (adj.)", "rows", ""] : ["metric", "all traffic", "baseline", "95% CI", "p (adj.)", "rows", ""];
+  perf.replaceChildren(el("caption", { text: seg ? `Performance: ${name} vs all traffic` : "Performance: all traffic, last labelled window" }),
+    el("tr", {}, ...pcols.map((h) => el("th", { text: h }))));
+  const metrics = Object.entries(view.performance?.metrics || {});
+  if (!metrics.length) {
+    const pending = seg?.pending?.labelled;
+    perf.append(el("tr", {}, el("td", { colspan: pcols.length, class: "muted",
+      text: `No labelled window judged yet${seg ? ` for this segment (${fmt(pending ?? 0, 6)} labelled rows gathered)` : ""}.` })));
+  }
+  for (const [metric, m] of metrics) {
+    const all = overall.performance?.metrics?.[metric];
+    const ci = Array.isArray(m.ci) ? `${fmtStat(m.ci[0])} – ${fmtStat(m.ci[1])}` : "–";
+    perf.append(el("tr", { "data-metric": metric },
+      el("td", { text: metric.replace("_", " ") }),
+      el("td", { class: m.degraded ? "bad" : "", text: fmtStat(m.value) }),
+      seg ? el("td", { class: all?.degraded ? "bad" : "", text: fmtStat(all?.value) }) : null,
+      el("td", { text: fmtStat(m.baseline) }), el("td", { text: ci }),
+      el("td", { text: pval(m.p_adjusted ?? m.p_value) }), el("td", { text: fmt(view.performance?.n, 6) }),
+      el("td", {}, m.degraded ? el("span", { class: "badge critical", text: "degraded" }) : null)));
+  }
+  // drift
+  const drift = $("#segment-drift");
+  const dcols = seg ? ["feature", "test", "effect", "all traffic", "threshold", "p (adj.)", ""] : ["feature", "test", "effect", "threshold", "p (adj.)", ""];
+  drift.replaceChildren(el("caption", { text: `Drift: ${name}, last judged window` }), el("tr", {}, ...dcols.map((h) => el("th", { text: h }))));
+  if (!view.drift.length) {
+    const why = seg && seg.reference_rows != null && !seg.drift.length && seg.judged?.predictions
+      ? `no drift tests: ${fmt(seg.reference_rows, 6)} reference rows (too few to compare with)` : "No window judged yet.";
+    drift.append(el("tr", {}, el("td", { colspan: dcols.length, class: "muted", text: why })));
+  }
+  const allDrift = new Map(overall.drift.map((d) => [`${d.kind}|${d.feature}`, d]));
+  for (const d of view.drift) {
+    const all = allDrift.get(`${d.kind}|${d.feature}`);
+    drift.append(el("tr", { "data-feature": d.feature },
+      el("td", { text: d.kind === "prediction_drift" ? `${d.feature} (prediction)` : d.feature }),
+      el("td", { text: d.detector.replace("_", " ") }),
+      el("td", { class: d.drifting ? "bad" : "", text: fmtStat(d.effect) }),
+      seg ? el("td", { class: all?.drifting ? "bad" : "", text: fmtStat(all?.effect) }) : null,
+      el("td", { text: fmtStat(d.threshold) }), el("td", { text: pval(d.p_adjusted ?? d.p_value) }),
+      el("td", {}, d.drifting ? el("span", { class: "badge critical", text: "drifting" }) : null)));
+  }
+  box.dataset.segment = state.segment;
+}
+
+/* -- data quality (issue 18): the last window's checks, breaching first, with their evidence --- */
+const quote = (v) => (typeof v === "number" ? fmt(v, 4) : JSON.stringify(String(v)));
+function evidence(c) {
+  const e = c.evidence || {};
+  const lines = [];
+  const range = (r) => (Array.isArray(r) ? `[${fmt(r[0], 4)}, ${fmt(r[1], 4)}]` : "–");
+  if (c.check === "unseen_categories") {
+    if ((e.top_unseen || []).length) lines.push("unseen: " + e.top_unseen.map(([v, n]) => `${quote(v)} ×${fmt(n, 6)}`).join(", "));
+    if (e.reference_categories != null) lines.push(`reference: ${fmt(e.reference_categories, 6)} categories`);
+  } else if (c.check === "out_of_range") {
+    if (e.reference_range) lines.push(`reference range ${range(e.reference_range)}`);
+    if (e.current_range) lines.push(`this window ${range(e.current_range)}`);
+    if ((e.examples || []).length) lines.push(`outside: ${fmt(e.outside ?? e.examples.length, 6)}, e.g. ${e.examples.map((v) => fmt(v, 4)).join(", ")}`);
+    if (e.scale != null && e.outside) lines.push(`median ×${fmt(e.scale, 3)} the reference's`);
+  } else if (c.check === "constant") {
+    lines.push(`one value: ${quote(e.value)} (reference: ${fmt(e.reference_distinct, 6)} distinct, the top one ${pct(e.reference_top_share)})`);
+  } else if (c.check === "type_change") {
+    lines.push(`refused ${fmt(e.refused, 6)} of ${fmt(e.received, 6)} events` + ((e.examples || []).length ? `, e.g. ${e.examples.join(", ")}` : ""));
+  } else if (c.check === "schema_absent") {
+    lines.push(`key absent in ${fmt(e.absent, 6)} of ${fmt(e.events, 6)} events` + ((e.new_keys || []).length ? `; new keys: ${e.new_keys.join(", ")}` : ""));
+  } else if (c.check === "schema_new") {
+    lines.push(`carried by ${fmt(e.events_with_key, 6)} of ${fmt(e.events, 6)} events`);
+  } else if (c.check === "duplicates") {
+    lines.push(`${fmt(e.duplicates, 6)} of ${fmt(e.received, 6)} events repeated an event id`);
+  } else if (c.check !== "missing_rate") {
+    for (const [k, v] of Object.entries(e)) lines.push(`${k.replace(/_/g, " ")}: ${typeof v === "object" ? JSON.stringify(v) : quote(v)}`);
+  }
+  return el("td", { class: "evidence" }, ...lines.map((t) => el("div", { text: t })));
+}
+
+function dataQualityTable(doc) {
+  const section = $("#quality-section");
+  section.hidden = doc == null;      // a server without /api/models/{model}/data-quality
+  if (doc == null) return;
+  const target = $("#data-quality");
+  const count = $("#quality-count");
+  count.textContent = doc.checks.length ? `${doc.breaching} of ${doc.checks.length} checks breaching` : "";
+  count.className = doc.breaching ? "count bad" : "count";
+  const cols = ["", "check", "feature", "share", "expected", "threshold", "p (adj.)", "events", "evidence"];
+  target.replaceChildren(el("tr", {}, ...cols.map((h) => el("th", { text: h }))));
+  if (!doc.checks.length) target.append(el("tr", {}, el("td", { colspan: cols.length, class: "muted", text: "No window judged yet." })));
+  for (const c of doc.checks) {
+    const badge = c.breach ? el("span", { class: "badge critical", text: "breach" })
+      : c.firing ? el("span", { class: "badge warning", text: "firing" }) : el("span", { class: "badge ok", text: "ok" });
+    target.append(el("tr", { "data-check": c.check, "data-feature": c.feature || "", "data-breach": c.breach ? "1" : "0" },
+      el("td", {}, badge), el("td", { text: c.check.replace(/_/g, " ") }), el("td", { text: c.feature || "(events)" }),
+      el("td", { class: c.breach ? "bad" : "", text: pct(c.share) }), el("td", { text: pct(c.expected) }),
+      el("td", { text: pct(c.threshold) }), el("td", { text: pval(c.p_adjusted) }), el("td", { text: fmt(c.n, 6) }),
+      evidence(c)));
   }
 }
 
@@ -476,7 +651,7 @@ async function loadModels() {
   nav.replaceChildren(...models.map((m) => {
     const b = el("button", { type: "button", text: m.name + (m.firing_alerts ? ` (${m.firing_alerts})` : "") });
     if (m.name === state.model) b.classList.add("active");
-    b.addEventListener("click", () => { state.model = m.name; location.hash = encodeURIComponent(m.name); render(); });
+    b.addEventListener("click", () => { if (state.model !== m.name) state.segment = ""; state.model = m.name; location.hash = encodeURIComponent(m.name); render(); });
     return b;
   }));
   if (!state.model || !models.some((m) => m.name === state.model)) {
@@ -494,10 +669,11 @@ async function render() {
     const m = encodeURIComponent(state.model);
     const range = +$("#range").value;   // relative to the model's newest event; 0: all
     const sel = range ? `range_ms=${range}` : "";
-    const [drift, perf, tl, active, detail, inc] = await Promise.all([
+    const [drift, perf, tl, active, detail, inc, segs, quality] = await Promise.all([
       api(`/api/models/${m}/drift?${sel}`), api(`/api/models/${m}/performance?${sel}`),
       api(`/api/alerts/timeline?model=${m}`), api(`/api/alerts?model=${m}&status=active`),
       api(`/api/models/${m}`), apiOptional(`/api/incidents?model=${m}&limit=10000`),
+      apiOptional(`/api/models/${m}/segments`), apiOptional(`/api/models/${m}/data-quality`),
     ]);
     for (const c of state.charts) c.u.destroy();
     state.charts = [];
@@ -517,6 +693,9 @@ async function render() {
     timeline($("#timeline"), tl.episodes, promos, judged);
     incidentsView($("#incidents-section"), inc ? inc.incidents : null);
     alertsTable($("#alerts"), active.alerts);
+    state.segments = segs;
+    segmentsView(segs);
+    dataQualityTable(quality);
     versionsHistory = detail.history;
     versionsTable($("#versions"), $("#history"), detail.versions);
     liveVersionsTable($("#live-versions"), $("#shadows"), detail);
@@ -540,6 +719,7 @@ window.addEventListener("resize", () => {
   for (const { u, container } of state.charts) u.setSize({ width: Math.max(300, container.clientWidth), height: 180 });
 });
 $("#range").addEventListener("change", render);
+$("#segment").addEventListener("change", (e) => selectSegment(e.target.value));
 $("#auto").addEventListener("change", schedule);
 render();
 schedule();
