@@ -206,11 +206,17 @@ class DataQuality(Composite):
         self.model = model
         self.reference_desc = reference_desc if reference_desc is not None else f"{reference.n:,} training rows"
         self._types = dict(reference.feature_types)
-        self._profiles = {f: _profile(np.asarray(reference.features[f]), t == "numeric") for f, t in self._types.items()}
+        self._rebuild()
         self._pending = empty_counts()
         self._recent = empty_counts()    # the counts the last window used: a batch may complete several
         self._book = dec.AlertBook(self.resolve_after)
         self._last: dict[str, dict[str, Any]] = {}
+
+    _derived = ("_profiles",)   # recomputed from the reference on restore, not stored with every batch
+
+    def _rebuild(self) -> None:
+        ref = self.reference
+        self._profiles = {f: _profile(np.asarray(ref.features[f]), t == "numeric") for f, t in self._types.items()}
 
     # ------------------------------------------------------------------ inputs
     def observe_pipeline(self, counts: Mapping[str, Any] | None) -> None:
@@ -223,7 +229,8 @@ class DataQuality(Composite):
         return self._book.firing()
 
     def last(self) -> dict[str, dict[str, Any]]:
-        """Every check of the last window judged, by key."""
+        """Every check of the last window judged, by key, with that window (a check not measured
+        in it, such as a key no longer sent, is not there)."""
         return {k: dict(v) for k, v in self._last.items()}
 
     def update(self, window: Window, columns: Mapping[str, np.ndarray],
@@ -232,6 +239,7 @@ class DataQuality(Composite):
         return the detections it causes (new, escalated, resolved)."""
         counts = self._pending if self._pending.get("received") else self._recent
         self._pending, self._recent = empty_counts(), counts
+        before, self._last = self._last, {}        # :meth:`last`: this window's checks only
         n = int(window.n)
         found = self._counted(counts, n)
         absent = {f.feature for f in found if f.check == "schema_absent" and f.share >= f.threshold}
@@ -246,7 +254,7 @@ class DataQuality(Composite):
                 out.append(d)
         for key in self._book.firing():           # a firing check not measured this window is clean
             if key not in seen and self._book.update(key, False) == "resolve":
-                out.append(self._resolved(key, window, model_version))
+                out.append(self._resolved(key, before.get(key, {}), window, model_version))
         return out
 
     # ------------------------------------------------------------------ the checks
@@ -353,7 +361,8 @@ class DataQuality(Composite):
         severity = "critical" if breach and f.share >= max(0.5, f.threshold) else "warning"
         self._last[f.key] = {"check": f.check, "feature": f.feature, "share": f.share, "expected": f.expected,
                              "threshold": f.threshold, "p_value": f.p, "p_adjusted": p_adj, "n": f.n,
-                             "breach": breach, "evidence": f.evidence}
+                             "breach": breach, "evidence": f.evidence,
+                             "window": {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": window.n}}
         before = self._book.severity(f.key)
         change = self._book.update(f.key, breach, severity)
         if change is None:
@@ -372,9 +381,8 @@ class DataQuality(Composite):
             evidence={"check": f.check, "expected_share": f.expected, "n": f.n, **f.evidence},
         )
 
-    def _resolved(self, key: str, window: Window, model_version: str | None) -> Detection:
+    def _resolved(self, key: str, last: dict[str, Any], window: Window, model_version: str | None) -> Detection:
         check, _, feature = key.partition(":")
-        last = self._last.get(key, {})
         return Detection(
             kind="data_quality", detector=check, feature=feature or None, statistic=0.0, p_value=None,
             threshold=float(last.get("threshold", 0.0)), window=window, firing=False, model=self.model,

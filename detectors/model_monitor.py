@@ -143,7 +143,9 @@ class MonitorSettings(Composite):
         ``{feature, buckets}`` for a numeric feature; none by default), ``segment_top`` (5
         segments per feature besides ``other`` and ``(missing)``), ``segment_min_window`` (1000
         rows gathered before a segment is judged), ``segment_min_reference`` (200 reference rows
-        for a segment's own drift tests), ``segment_family`` (``"joint"``: all traffic and every
+        for a segment's own drift tests), ``segment_max_reference`` (5000: a segment's detectors
+        keep a seeded sample of at most this many of its reference rows, since the monitor's state
+        is saved with every batch), ``segment_family`` (``"joint"``: all traffic and every
         segment in one family per window; ``"separate"``: one per segment).
     Reference
         ``score_prefix`` (``"score_"``: score columns of the reference frame),
@@ -217,6 +219,7 @@ class MonitorSettings(Composite):
     segment_top: int = 5
     segment_min_window: int = 1000
     segment_min_reference: int = 200
+    segment_max_reference: int = 5000
     segment_family: str = "joint"
     score_prefix: str = "score_"
     max_reference_rows: int = 100_000
@@ -240,8 +243,9 @@ class MonitorSettings(Composite):
             raise ValueError("domain_classifier_gate_effect must be a share of the alert threshold, 0 to 1")
         if self.correction not in dec.CORRECTIONS:
             raise ValueError(f"correction must be one of {dec.CORRECTIONS}")
-        if self.segment_top < 1 or self.segment_min_window < 1 or self.segment_min_reference < 1:
-            raise ValueError("segment_top, segment_min_window and segment_min_reference must be at least 1")
+        if min(self.segment_top, self.segment_min_window, self.segment_min_reference, self.segment_max_reference) < 1:
+            raise ValueError("segment_top, segment_min_window, segment_min_reference and segment_max_reference "
+                             "must be at least 1")
         if self.segment_family not in FAMILIES:
             raise ValueError(f"segment_family must be one of {FAMILIES}")
 
@@ -541,7 +545,8 @@ class ModelMonitor(Composite):
         perf = self._performance_kwargs() if self._perf is not None else None
         baseline = self._perf.baseline_metrics() if self._perf is not None else None
         return Segments(specs, self.reference, top=s.segment_top, min_window=s.segment_min_window,
-                        min_reference=s.segment_min_reference, family=s.segment_family, correction=s.correction,
+                        min_reference=s.segment_min_reference, max_reference=s.segment_max_reference,
+                        family=s.segment_family, correction=s.correction,
                         window_size=s.window_size if s.window_kind == "count" else None,
                         labelled_window_size=self._performance_n,
                         drift_kwargs=self._drift_kwargs(), prediction_columns=pred_cols, prediction_reference=pred_ref,

@@ -48,6 +48,7 @@ would be paid once per segment.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +169,8 @@ def _new_slot(feature: str, label: str, reference_rows: int, span: dict[str, int
     gathers until its next judgement and its ``span`` (judged windows it usually gathers)."""
     return {"feature": feature, "label": label, "reference_rows": int(reference_rows), "span": dict(span),
             "drift": drift, "pred_drift": pred_drift, "perf": perf, "data": [], "labelled": [],
-            "judged": {"predictions": 0, "labelled": 0}, "rows": {"predictions": 0, "labelled": 0}}
+            "judged": {"predictions": 0, "labelled": 0}, "rows": {"predictions": 0, "labelled": 0},
+            "last_window": {"predictions": None, "labelled": None}}
 
 
 def _pending(slot: dict[str, Any], side: str) -> int:
@@ -192,7 +194,9 @@ def _gather(slot: dict[str, Any], side: str, cols: dict[str, np.ndarray], min_wi
     pending.clear()
     slot["judged"][side] += 1
     ts = gathered[TS]
-    return Window(int(ts.min()), int(ts.max()), len(ts)), gathered
+    window = Window(int(ts.min()), int(ts.max()), len(ts))
+    slot.setdefault("last_window", {})[side] = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": window.n}
+    return window, gathered
 
 
 class Segments(Composite):
@@ -210,6 +214,10 @@ class Segments(Composite):
         Rows a segment gathers before it is judged.
     min_reference : int
         Reference rows a segment needs for its own drift tests.
+    max_reference : int
+        Reference rows a segment's detectors keep at most (a seeded sample of its rows): they are
+        part of the monitor's state, which is saved with every batch, so they are kept small; the
+        calibrated thresholds account for the reference's size.
     window_size, labelled_window_size : int, optional
         Rows of a judged window of all traffic (count windows) and of a labelled window, from
         which each segment's usual span is known: ``ceil(min_window / (share × size))`` windows,
@@ -230,13 +238,14 @@ class Segments(Composite):
         All traffic's baseline metrics, for segments whose reference cannot give their own.
     """
 
-    _params = ("specs", "reference", "top", "min_window", "min_reference", "window_size", "labelled_window_size",
+    _params = ("specs", "reference", "top", "min_window", "min_reference", "max_reference", "window_size",
+               "labelled_window_size",
                "family", "correction",
                "drift_kwargs",
                "prediction_columns", "prediction_reference", "performance_kwargs", "overall_baseline")
 
     def __init__(self, specs: Sequence[SegmentSpec], reference: Reference, *, top: int = 5, min_window: int = 1000,
-                 min_reference: int = 200, window_size: int | None = None,
+                 min_reference: int = 200, max_reference: int = 5000, window_size: int | None = None,
                  labelled_window_size: int | None = None, family: str = "joint",
                  correction: str = "holm",
                  drift_kwargs: Mapping[str, Any] | None = None, prediction_columns: Mapping[str, str] | None = None,
@@ -251,6 +260,7 @@ class Segments(Composite):
                        for sp in (x if isinstance(x, SegmentSpec) else SegmentSpec(x[0], _edges(x[1])) for x in specs)]
         self.reference = reference
         self.top, self.min_window, self.min_reference = int(top), int(min_window), int(min_reference)
+        self.max_reference = int(max_reference)
         self.window_size = None if window_size is None else int(window_size)
         self.labelled_window_size = None if labelled_window_size is None else int(labelled_window_size)
         self.family, self.correction = family, correction
@@ -292,29 +302,42 @@ class Segments(Composite):
     def _slot(self, spec: SegmentSpec, label: str, rows: np.ndarray) -> dict[str, Any]:
         ref, n = self.reference, int(rows.sum())
         own = n >= self.min_reference
+        idx = self._sample(np.flatnonzero(rows), label)
         features = [f for f in ref.feature_types if f != spec.feature]
-        desc = f"{n:,} training rows with {spec.feature}={label}"
+        desc = f"{len(idx):,} training rows with {spec.feature}={label}"
         kw = {**self.drift_kwargs, "calibration_n": self.min_window, "reference_desc": desc}
-        drift = UnivariateDrift(ref.take(rows, features), kind="data_drift", **kw) if own and features else None
+        drift = UnivariateDrift(ref.take(idx, features), kind="data_drift", **kw) if own and features else None
         pred = None
         if own and self.prediction_columns and self.prediction_reference:
-            pref = Reference({c: np.asarray(v)[rows] for c, v in self.prediction_reference.items()},
+            pref = Reference({c: np.asarray(v)[idx] for c, v in self.prediction_reference.items()},
                              self.prediction_columns, task=ref.task)
             pred = UnivariateDrift(pref, kind="prediction_drift", **{**kw, "reference_desc": f"the model's outputs on {desc}"})
         span = {"predictions": self._span(n, self.window_size), "labelled": self._span(n, self.labelled_window_size)}
-        return _new_slot(spec.feature, label, n, span, drift, pred, self._performance(ref.take(rows) if own else None))
+        perf = self._performance(idx if own else None)
+        return _new_slot(spec.feature, label, n, span, drift, pred, perf)
+
+    def _sample(self, idx: np.ndarray, label: str) -> np.ndarray:
+        """At most ``max_reference`` of a segment's reference rows (seeded by the segment): its
+        detectors keep their reference in the monitor's state, saved with every batch."""
+        if len(idx) <= self.max_reference:
+            return idx
+        rng = np.random.default_rng([int(self.drift_kwargs.get("seed", 0)), zlib.crc32(label.encode())])
+        return np.sort(rng.choice(idx, self.max_reference, replace=False))
 
     def _span(self, rows: int, size: int | None) -> int | None:
         """Windows of ``size`` a segment with ``rows`` of the reference's rows needs for ``min_window``."""
         expected = rows / max(self.reference.n, 1) * (size or 0)
         return math.ceil(self.min_window / expected) if expected > 0 else None
 
-    def _performance(self, ref: Reference | None) -> PerformanceDrift | None:
+    def _performance(self, idx: np.ndarray | None) -> PerformanceDrift | None:
+        """The segment's performance: against its own reference rows (``idx``) when they have
+        labels and predictions, else against all traffic's baseline."""
         if self.performance_kwargs is None:
             return None
         kw = {**self.performance_kwargs, "min_n": min(int(self.performance_kwargs.get("min_n", 1)), self.min_window)}
-        if ref is not None and ref.label is not None and ref.prediction is not None:
-            return PerformanceDrift(reference=ref, **kw)
+        ref = self.reference
+        if idx is not None and ref.label is not None and ref.prediction is not None:
+            return PerformanceDrift(reference=ref.take(idx, features=[]), **kw)
         baseline = {k: v for k, v in (self.overall_baseline or {}).items() if v is not None} or None
         return PerformanceDrift(reference=None, **{**kw, "baseline": baseline or kw.get("baseline")})
 
@@ -408,6 +431,7 @@ class Segments(Composite):
             out[feature] = [{
                 "label": s["label"], "reference_rows": s["reference_rows"], "span": s["span"], "rows": dict(s["rows"]),
                 "judged": dict(s["judged"]),
+                "last_window": dict(s.get("last_window") or {"predictions": None, "labelled": None}),
                 "pending": {"predictions": _pending(s, "predictions"), "labelled": _pending(s, "labelled")},
                 "data_drift": s["drift"].last() if s["drift"] is not None else None,
                 "prediction_drift": s["pred_drift"].last() if s["pred_drift"] is not None else None,

@@ -167,3 +167,15 @@ def test_bad_settings_are_refused(kwargs, message):
     rng = np.random.default_rng(4)
     with pytest.raises(ValueError, match=message):
         DataQuality(Reference(columns(rng, 100), FEATURES, task="regression"), **kwargs)
+
+
+def test_last_holds_the_last_windows_checks_only():
+    """A key sent once is a finding of that window; the next window's statistics do not carry it."""
+    rng = np.random.default_rng(5)
+    dq = DataQuality(Reference(columns(rng, 5000), FEATURES, task="regression"))
+    dq.observe_pipeline({**clean_counts(1000), "unknown": {"promo_code": 1000}})
+    dq.update(Window(0, 1, 1000), columns(rng, 1000))
+    assert dq.last()["schema_new:promo_code"]["breach"] and dq.last()["schema_new:promo_code"]["window"]["end_ts"] == 1
+    dq.observe_pipeline(clean_counts(1000))
+    dq.update(Window(2, 3, 1000), columns(rng, 1000))
+    assert "schema_new:promo_code" not in dq.last() and dq.last()["duplicates:"]["window"]["end_ts"] == 3
