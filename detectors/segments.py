@@ -239,15 +239,12 @@ class Segments(Composite):
     """
 
     _params = ("specs", "reference", "top", "min_window", "min_reference", "max_reference", "window_size",
-               "labelled_window_size",
-               "family", "correction",
-               "drift_kwargs",
-               "prediction_columns", "prediction_reference", "performance_kwargs", "overall_baseline")
+               "labelled_window_size", "family", "correction", "drift_kwargs", "prediction_columns",
+               "prediction_reference", "performance_kwargs", "overall_baseline")
 
     def __init__(self, specs: Sequence[SegmentSpec], reference: Reference, *, top: int = 5, min_window: int = 1000,
                  min_reference: int = 200, max_reference: int = 5000, window_size: int | None = None,
-                 labelled_window_size: int | None = None, family: str = "joint",
-                 correction: str = "holm",
+                 labelled_window_size: int | None = None, family: str = "joint", correction: str = "holm",
                  drift_kwargs: Mapping[str, Any] | None = None, prediction_columns: Mapping[str, str] | None = None,
                  prediction_reference: Mapping[str, np.ndarray] | None = None,
                  performance_kwargs: Mapping[str, Any] | None = None,

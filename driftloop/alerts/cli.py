@@ -54,7 +54,7 @@ def list_alerts(store: Store, *, status: str | None = None, model: str | None = 
         out.append({
             "alert_id": r.alert_id, "status": r.status, "severity": r.severity, "model": r.model,
             "model_version": r.model_version, "kind": r.kind, "detector": r.detector, "feature": r.feature,
-            "group_id": r.group_id, "members": st.get("members"), "incident_id": st.get("incident_id"),
+            "segment": st.get("segment"), "group_id": r.group_id, "members": st.get("members"), "incident_id": st.get("incident_id"),
             "sequence": r.seq,
             "statistic": det.get("statistic"), "p_value": det.get("p_value"), "threshold": det.get("threshold"),
             "started_at": rfc3339(r.started_at), "updated_at": rfc3339(r.updated_at),
