@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -428,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         paths[kind] = tmp / f"{kind}.jsonl"
         write_jsonl(paths[kind], streams[kind])
     print(f"# model {MODEL!r}: {len(FEATURES)} features; reference {args.reference_rows:,} rows; "
-          f"{args.events:,} events per stream; windows of {args.window:,}; seed {args.seed}; data in {tmp}; "
+          f"{args.events:,} events per stream; windows of {args.window:,}; seed {args.seed}; data in {tmp}"
+          f"{'' if args.keep else ' (removed at the end; --keep DIR keeps it)'}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
 
     ours: dict[str, dict] = {}
@@ -452,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(ours, ev, args.events, args.window, args.reference_rows)
     print_details(ours, ev, args.events, args.window)
     print_timings(ours, check_times, ev, args.events, args.window)
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"# total {time.perf_counter() - t_start:.0f}s")
     problems = driftloop_problems(ours)
     if problems:
