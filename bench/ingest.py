@@ -18,6 +18,11 @@ a raw kafka-python reader that ``json.loads`` every value (``--versions 1 --apar
 ``--repeat 3`` runs that plan three times, interleaved, and prints each kind's median ratio (this
 machine's speed drifts by up to 2x within minutes: one pair of runs is a fragile ratio).
 
+``--full --segments 5`` (issue 18) adds the same two detector runs (inline and apart) with the model
+segmented on ``country`` (``models.bench.segments: [country]``), each after its unsegmented twin;
+``country`` then takes 5 values (``--segments N``: N) in every run of the invocation, the
+unsegmented ones included, so that every row reads the same events.
+
 ``--versions 1,2,5`` measures only this: the monitor service with its detectors on the same events
 spread round-robin over 1, 2, 5 versions of one model, beside the raw anchor and the same service
 with the detectors off (:func:`versions_bench`; figures in ``bench/README.md``, Ingest > Versions).
@@ -49,6 +54,7 @@ from driftloop.core.store import Store
 from driftloop.kafka import lean_records
 
 NUMERIC = 8        # numeric features f0..f7, beside two categorical ones (--features N: N - 2 numeric)
+COUNTRIES = 4      # values of ``country`` (--segments N: N, the segmented feature)
 
 
 def features(numeric: int = NUMERIC) -> dict[str, str]:
@@ -56,20 +62,30 @@ def features(numeric: int = NUMERIC) -> dict[str, str]:
     return {f"f{i}": "numeric" for i in range(numeric)} | {"country": "categorical", "device": "categorical"}
 
 
-def make_events(n: int, uuid_ids: bool = False, versions: int = 0, numeric: int = NUMERIC) -> list[bytes]:
+def countries(k: int = COUNTRIES) -> list[str]:
+    """``k`` values of ``country``: ``DE, FR, US, GB`` (the default 4), then ``IT, BR, ...``, then ``C10, C11, ...``."""
+    names = ["DE", "FR", "US", "GB", "IT", "BR", "ES", "PL", "JP", "IN"]
+    return (names + [f"C{i}" for i in range(len(names), k)])[:k]
+
+
+def make_events(n: int, uuid_ids: bool = False, versions: int = 0, numeric: int = NUMERIC,
+                n_countries: int = COUNTRIES) -> list[bytes]:
     """``n`` prediction events; ids ``ev-0, ev-1, ...`` or, with ``uuid_ids``, random UUIDs (what
     most services send: each insert then lands at a random place in the store's key index).
 
     ``versions`` > 0: event ``i`` was served by version ``1 + i % versions`` (round-robin), and
     every event carries ``model_version``: ``null`` for version 1 (the champion: the contract's
     default) and ``"2"``, ``"3"``, ... for the others, so the events are the same, byte for byte
-    but for that one field (19-20 bytes), whatever the number of versions."""
+    but for that one field (19-20 bytes), whatever the number of versions.
+
+    ``n_countries``: ``country`` takes that many values, uniformly (:func:`countries`)."""
     rnd = random.Random(1)
+    country = countries(n_countries)
     now = int(time.time() * 1000) - 3_600_000
     out = []
     for i in range(n):
         feats = {f"f{j}": round(rnd.gauss(0, 1), 4) for j in range(numeric)}
-        feats |= {"country": rnd.choice(["DE", "FR", "US", "GB"]), "device": rnd.choice(["ios", "android", "web"])}
+        feats |= {"country": rnd.choice(country), "device": rnd.choice(["ios", "android", "web"])}
         p1 = rnd.random()
         eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4)) if uuid_ids else f"ev-{i}"
         ev = {"event_id": eid, "model": "bench", "ts": now + i, "features": feats,
@@ -237,7 +253,7 @@ def multi_process(config_path: Path, cfg, n: int, processes: int) -> float:
         store.dispose()
 
 
-def make_reference(rows: int = 10_000, numeric: int = NUMERIC):
+def make_reference(rows: int = 10_000, numeric: int = NUMERIC, n_countries: int = COUNTRIES):
     """The champion's sample for :func:`make_events`' model: the same feature distributions, the
     model's outputs (``prediction``, ``score_0``, ``score_1``) and labels (10% wrong)."""
     import numpy as np
@@ -245,7 +261,7 @@ def make_reference(rows: int = 10_000, numeric: int = NUMERIC):
 
     rng = np.random.default_rng(2)
     ref = pd.DataFrame({f"f{j}": rng.normal(0, 1, rows).round(4) for j in range(numeric)})
-    ref["country"] = rng.choice(["DE", "FR", "US", "GB"], rows)
+    ref["country"] = rng.choice(countries(n_countries), rows)
     ref["device"] = rng.choice(["ios", "android", "web"], rows)
     p1 = rng.random(rows)
     ref["prediction"] = (p1 > 0.5).astype(int)
@@ -391,10 +407,38 @@ def _print_repeats(reps: list[list[tuple]]) -> None:
               + ", ".join(f"{r:.2f}" for r in rs) + ")")
 
 
+def _print_segmented(reps: list[list[tuple]]) -> None:
+    """``--segments``: each segmented run's rate over its unsegmented twin's, per repetition."""
+    print()
+    print("segmented / unsegmented monitor events/s (the twin run just before it, same events):")
+    for i, rows in enumerate(reps):
+        rate = {run: r for run, _k, _detectors, _raw, r, _res in rows}
+        pairs = [(run, rate[run] / rate[run.replace("seg-", "")]) for run in rate if _segmented(run)]
+        print(f"  repetition {i + 1}: " + ", ".join(f"{run} {x:.2f}" for run, x in pairs))
+
+
 def _schedule(run: str) -> str:
     """The label suffix of a ``--dc-every-window`` run (its name starts ``dc1-``) or an
-    ``--apart`` one (``apart-``)."""
-    return " dc every window" if run.startswith("dc1-") else " apart" if run.startswith("apart-") else ""
+    ``--apart`` one (``apart-``), and of a ``--segments`` one (``seg-`` after those)."""
+    seg = " segmented" if _segmented(run) else ""
+    return (" dc every window" if run.startswith("dc1-") else " apart" if run.startswith("apart-") else "") + seg
+
+
+def _segmented(run: str) -> bool:
+    """Whether a run of the plan is a ``--segments`` one (``seg-v1``, ``apart-seg-v1``)."""
+    return run.removeprefix("apart-").startswith("seg-")
+
+
+def _plan(args, counts: list[int]) -> list[tuple[str, int, bool]]:
+    """The runs of :func:`versions_bench`, in order: (name, versions, detectors on). With
+    ``--segments`` each detector run is followed by its segmented twin (``seg-``)."""
+    twins = ("", "seg-") if args.segments else ("",)
+    plan = [("off", counts[0], False)] + [(f"{seg}v{k}", k, True) for k in counts for seg in twins]
+    if args.dc_every_window:
+        plan += [(f"dc1-v{k}", k, True) for k in counts]
+    if args.apart:
+        plan += [(f"apart-{seg}v{k}", k, True) for k in counts for seg in twins]
+    return plan
 
 
 def versions_bench(args, cfg_data: dict, tmp: str) -> None:
@@ -410,13 +454,14 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
     n, mpr, bootstrap = args.events, args.max_poll_records, args.bootstrap
     counts = [int(v) for v in args.versions.split(",")]
     numeric = args.features - 2
-    make_reference(numeric=numeric).to_csv(Path(tmp, "ref.csv"), index=False)
+    n_countries = args.segments or COUNTRIES
+    make_reference(numeric=numeric, n_countries=n_countries).to_csv(Path(tmp, "ref.csv"), index=False)
     topics: dict[int, str] = {}
     for k in counts:
         data = copy.deepcopy(cfg_data)
         data["topics"]["predictions"] = topics[k] = cfg_data["topics"]["predictions"] + f".v{k}"
         create_topics(load_config_dict(data, environ={}))
-        events = make_events(n, args.uuid_ids, versions=k, numeric=numeric)
+        events = make_events(n, args.uuid_ids, versions=k, numeric=numeric, n_countries=n_countries)
         t_pub = publish(bootstrap, topics[k], events)
         print(f"{k} version(s): published {n:,} events ({sum(map(len, events)) / n:.0f} B each) in {t_pub:.1f}s")
         del events
@@ -433,14 +478,12 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
         data["api"] = {"enabled": False}
         if detectors:
             data["models"]["bench"]["reference"] = "ref.csv"
+        if _segmented(run):   # --segments N: the model segmented on country (N values in every run's events)
+            data["models"]["bench"]["segments"] = ["country"]
         Path(tmp, f"{run}.yaml").write_text(yaml.safe_dump(data))   # to rerun one by hand
         return data
 
-    plan = [("off", counts[0], False)] + [(f"v{k}", k, True) for k in counts]
-    if args.dc_every_window:
-        plan += [(f"dc1-v{k}", k, True) for k in counts]
-    if args.apart:
-        plan += [(f"apart-v{k}", k, True) for k in counts]
+    plan = _plan(args, counts)
     # --repeat N: the whole plan N times over, interleaved (off, v1, apart, off, v1, apart, ...), so
     # that a machine whose speed drifts during the run weighs on every kind alike; reps[i]: repetition i's rows
     reps: list[list[tuple]] = []
@@ -459,23 +502,29 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
 
     if args.repeat > 1:
         _print_repeats(reps)
+    if args.segments:
+        _print_segmented(reps)
     rows = reps[0]   # the tables below: the first repetition
     one = next((r[4] for r in rows if r[2] and r[1] == 1), rows[1][4])
     print()
     print(f"{n:,} events, model_version round-robin (v1 = null, the champion; others unregistered: judged on the "
           f"champion's sample); batches of {mpr:,}; default detectors; each monitor run in its own process")
+    if args.segments:
+        print(f"'segmented': models.bench.segments: [country], country with {args.segments} values (uniform) in "
+              "every run's events, the unsegmented runs' too")
+    lw = 32 if args.segments or args.dc_every_window else 22     # the label column: "1 (1 monitors) apart segmented"
     print("monitor ev/s: without the one-off setup of versions 2..k's detectors in the first batch (its seconds:"
           " 'setup'); ratios on it; 'whole run' includes it")
-    print(f"{'versions':<22}{'monitor ev/s':>13}{'ratio to 1 version':>19}{'ratio to raw':>13}{'peak RSS':>9}"
+    print(f"{'versions':<{lw}}{'monitor ev/s':>13}{'ratio to 1 version':>19}{'ratio to raw':>13}{'peak RSS':>9}"
           f"{'raw ev/s':>9}{'whole run':>10}{'setup':>7}{'detectors':>10}{'snapshot':>9}{'snapshot':>10}")
-    print(f"{'':<22}{'':>13}{'':>19}{'':>13}{'MiB':>9}{'':>9}{'ev/s':>10}{'s':>7}{'us/event':>10}{'us/event':>9}"
+    print(f"{'':<{lw}}{'':>13}{'':>19}{'':>13}{'MiB':>9}{'':>9}{'ev/s':>10}{'s':>7}{'us/event':>10}{'us/event':>9}"
           f"{'KiB/batch':>10}")
     for _run, k, detectors, raw_rate, rate, res in rows:
         label = f"{k} (detectors off)" if not detectors else f"{k} ({res['live']} monitors)"
         label += _schedule(_run)
         sp, sizes = res["spent"], res["sizes"]
         kib = f"{sum(sizes) / len(sizes) / 1024:,.0f}" if sizes else "-"
-        print(f"{label:<22}{rate:>13,.0f}{rate / one:>19.2f}{rate / raw_rate:>13.2f}{res['rss_mib']:>9,.0f}"
+        print(f"{label:<{lw}}{rate:>13,.0f}{rate / one:>19.2f}{rate / raw_rate:>13.2f}{res['rss_mib']:>9,.0f}"
               f"{raw_rate:>9,.0f}{n / res['seconds']:>10,.0f}{sp.get('new version', 0):>7.1f}"
               f"{1e6 * (sp.get('detectors in all', 0) - sp.get('new version', 0)) / n:>10.1f}"
               f"{1e6 * sp.get('snapshot', 0) / n:>9.1f}{kib:>10}")
@@ -483,14 +532,14 @@ def versions_bench(args, cfg_data: dict, tmp: str) -> None:
     print("detectors' time per event (us), by part (inside the batch transaction; 'other' = routing, batches, "
           "alerts):")
     parts = [label for _m, _c, _a, label in _TIMED[1:]]
-    print(f"{'versions':<22}" + "".join(f"{p:>20}" for p in parts) + f"{'other':>10}")
+    print(f"{'versions':<{lw}}" + "".join(f"{p:>20}" for p in parts) + f"{'other':>10}")
     for _run, k, detectors, _raw, _rate, res in rows:
         if not detectors:
             continue
         sp = res["spent"]
         other = sp.get("detectors in all", 0) - sum(sp.get(p, 0) for p in parts)
         name = f"{k}{_schedule(_run)}"
-        print(f"{name:<22}" + "".join(f"{1e6 * sp.get(p, 0) / n:>20.1f}" for p in parts) + f"{1e6 * other / n:>10.1f}")
+        print(f"{name:<{lw}}" + "".join(f"{1e6 * sp.get(p, 0) / n:>20.1f}" for p in parts) + f"{1e6 * other / n:>10.1f}")
     if args.profile:
         k = max(counts)
         res = _child_run(config(k, True, f"profile-v{k}"), tmp, n, profile=True)
@@ -521,6 +570,9 @@ def main() -> None:
     ap.add_argument("--dc-every-window", action="store_true",
                     help="with --versions: also the same runs with the domain classifier judging every window "
                          "(domain_classifier_every: 1, the schedule before the gate)")
+    ap.add_argument("--segments", type=int, default=0, metavar="N",
+                    help="with --versions/--full: also each detector run with the model segmented on country, "
+                         "which then takes N values in every run's events (issue 18)")
     ap.add_argument("--uuid-ids", action="store_true", help="random UUID event ids instead of ev-0, ev-1, ...")
     ap.add_argument("--pipelined", action="store_true",
                     help="also measure a sketch of a two-process design: poll in a child, ingest in the parent")
@@ -537,6 +589,10 @@ def main() -> None:
         args.versions, args.apart = args.versions or "1", True
     if args.features < 3:
         ap.error("--features must be at least 3 (2 are categorical)")
+    if args.segments and not args.versions:
+        ap.error("--segments needs --full or --versions")
+    if args.segments < 0:
+        ap.error("--segments is a number of values, at least 1")
     n = args.events = args.events or (500_000 if args.full else 200_000)
     if n < 4 * args.max_poll_records:   # the clock starts after the first batch: it needs several
         ap.error(f"--events must be at least 4 x --max-poll-records ({4 * args.max_poll_records:,})")
