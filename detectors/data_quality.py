@@ -80,6 +80,7 @@ CHECKS = ("missing_rate", "unseen_categories", "out_of_range", "constant", "type
 MAX_EXAMPLES = 5          # offending values kept as evidence, per check
 MAX_REFERENCE_CATEGORIES = 100_000   # beyond this a categorical feature's unseen check is off
 _MIN_COUNTED = 5          # a counted check needs at least this many events behind it
+_COUNTED = ("type_change", "schema_absent", "schema_new", "duplicates")   # from the pipeline's counts
 
 
 def empty_counts() -> dict[str, Any]:
@@ -390,9 +391,11 @@ class DataQuality(Composite):
                                                  f"was not seen again in {self.resolve_after} windows.")
 
     def _summary(self, f: _Finding, firing: bool) -> str:
+        over = (f"of the {f.n:,} prediction events received since the last window" if f.check in _COUNTED
+                else f"in the last {f.n:,} events")
         if not firing:
-            return f"{_subject(f.feature)}: back to normal ({_what(f)} in the last {f.n:,} events)."
-        return f"{_subject(f.feature)}: {_what(f)} in the last {f.n:,} events. {_HINTS[f.check](f)}"
+            return f"{_subject(f.feature)}: back to normal ({_what(f)}, {over})."
+        return f"{_subject(f.feature)}: {_what(f)}, {over}. {_HINTS[f.check](f)}"
 
 
 def _subject(feature: str | None) -> str:

@@ -58,7 +58,7 @@ import numpy as np
 from detectors import decision as dec
 from detectors.base import Detection, Window
 from detectors.composite import Composite
-from detectors.performance import PerformanceDrift
+from detectors.performance import DEFAULT_MIN_DEGRADATION, PerformanceDrift
 from detectors.reference import Reference
 from detectors.univariate_drift import UnivariateDrift
 
@@ -220,7 +220,7 @@ class Segments(Composite):
         calibrated thresholds account for the reference's size.
     window_size, labelled_window_size : int, optional
         Rows of a judged window of all traffic (count windows) and of a labelled window, from
-        which each segment's usual span is known: ``ceil(min_window / (share × size))`` windows,
+        which each segment's usual span is known: ``round(min_window / (share × size))`` windows,
         ``share`` its share of the reference's rows. None (time windows): a segment is judged when
         it has ``min_window`` rows.
     family : {"joint", "separate"}
@@ -302,7 +302,7 @@ class Segments(Composite):
         idx = self._sample(np.flatnonzero(rows), label)
         features = [f for f in ref.feature_types if f != spec.feature]
         desc = f"{len(idx):,} training rows with {spec.feature}={label}"
-        kw = {**self.drift_kwargs, "calibration_n": self.min_window, "reference_desc": desc}
+        kw = {**self.drift_kwargs, **self._floors(len(idx)), "calibration_n": self.min_window, "reference_desc": desc}
         drift = UnivariateDrift(ref.take(idx, features), kind="data_drift", **kw) if own and features else None
         pred = None
         if own and self.prediction_columns and self.prediction_reference:
@@ -313,6 +313,39 @@ class Segments(Composite):
         perf = self._performance(idx if own else None)
         return _new_slot(spec.feature, label, n, span, drift, pred, perf)
 
+    def _floors(self, m: int) -> dict[str, float]:
+        """The effect floors of a segment's drift tests: all traffic's, held to the same evidence.
+
+        A floor ("smaller than this does not matter") is what keeps all traffic's tests quiet on a
+        stationary stream: at a window of 5,000 rows a 0.1 σ shift lies many null standard
+        deviations out, so all traffic spends almost none of its false-alarm budget. A segment's
+        window of ``min_window`` rows against ``m`` reference rows is noisier, and the same floor
+        would lie only a few null deviations out: its tests would spend the budget and page more
+        than all traffic does. So a segment's floor is all traffic's scaled by how much noisier
+        its statistic is (:func:`detectors.decision.scale_threshold`: ``sqrt(1/n + 1/m)`` for
+        Wasserstein, KS and Jensen–Shannon, ``1/n + 1/m`` for PSI), never lower. Gathering more
+        rows (a larger ``min_window``) lowers it: wider windows, not noisier tests.
+        """
+        kw = self.drift_kwargs
+        n_all, m_all = int(kw.get("calibration_n", 5000)), self.reference.n
+
+        def floor(name: str, stat: str, default: float) -> float:
+            grow = float(dec.scale_threshold(stat, 1.0, self.min_window, max(m, 1), n_all, m_all))
+            return float(kw.get(name, default)) * max(1.0, grow)
+
+        return {"min_effect_numeric": floor("min_effect_numeric", kw.get("numeric_effect", "wasserstein"), 0.1),
+                "min_effect_categorical": floor("min_effect_categorical", kw.get("categorical_effect", "psi"), 0.1),
+                "min_missing_change": floor("min_missing_change", "ks", 0.05)}
+
+    def _degradations(self) -> dict[str, float]:
+        """The performance floors of a segment (``min_degradation``), all traffic's scaled by how
+        much noisier a metric is on ``min_window`` labelled rows than on all traffic's window
+        (``sqrt(size / min_window)``, never lower): the same evidence, as :meth:`_floors`."""
+        kw = self.performance_kwargs or {}
+        size = self.labelled_window_size or self.min_window
+        grow = max(1.0, math.sqrt(size / self.min_window))
+        return {m: v * grow for m, v in {**DEFAULT_MIN_DEGRADATION, **(kw.get("min_degradation") or {})}.items()}
+
     def _sample(self, idx: np.ndarray, label: str) -> np.ndarray:
         """At most ``max_reference`` of a segment's reference rows (seeded by the segment): its
         detectors keep their reference in the monitor's state, saved with every batch."""
@@ -322,16 +355,18 @@ class Segments(Composite):
         return np.sort(rng.choice(idx, self.max_reference, replace=False))
 
     def _span(self, rows: int, size: int | None) -> int | None:
-        """Windows of ``size`` a segment with ``rows`` of the reference's rows needs for ``min_window``."""
+        """Windows of ``size`` that give a segment with ``rows`` of the reference's rows about
+        ``min_window`` rows (rounded: a share of 0.098 in the reference is a tenth of the traffic)."""
         expected = rows / max(self.reference.n, 1) * (size or 0)
-        return math.ceil(self.min_window / expected) if expected > 0 else None
+        return max(1, round(self.min_window / expected)) if expected > 0 else None
 
     def _performance(self, idx: np.ndarray | None) -> PerformanceDrift | None:
         """The segment's performance: against its own reference rows (``idx``) when they have
         labels and predictions, else against all traffic's baseline."""
         if self.performance_kwargs is None:
             return None
-        kw = {**self.performance_kwargs, "min_n": min(int(self.performance_kwargs.get("min_n", 1)), self.min_window)}
+        kw = {**self.performance_kwargs, "min_n": min(int(self.performance_kwargs.get("min_n", 1)), self.min_window),
+              "min_degradation": self._degradations()}
         ref = self.reference
         if idx is not None and ref.label is not None and ref.prediction is not None:
             return PerformanceDrift(reference=ref.take(idx, features=[]), **kw)
@@ -392,8 +427,9 @@ class Segments(Composite):
         for slot, w, c in due:
             if slot["perf"] is not None:
                 parts.append((slot["perf"], slot["perf"].assess(w, c[label], c[pred], c.get(scores)), w, slot))
-        adjusted = self._adjust([np.array([j["p_value"] for j in judged.values()], dtype=np.float64)
-                                 for _, judged, _, _ in parts])
+        raw = [np.array([j["p_value"] for j in judged.values()], dtype=np.float64) for _, judged, _, _ in parts]
+        # separate: each part decided as it is without segments (a metric on its own p-value)
+        adjusted = raw if self.family == "separate" else self._adjust(raw)
         out: list[Detection] = []
         for (det, judged, w, owner), p_adj in zip(parts, adjusted):
             found = det.conclude(judged, dict(zip(judged, p_adj.tolist())), w, version)

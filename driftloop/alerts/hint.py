@@ -152,9 +152,12 @@ def _label(a: AlertState) -> str:
 
 
 def _stat_phrase(a: AlertState) -> str:
-    """The fallback: the detector's statistic with its label (``PSI 0.31``)."""
+    """The fallback: the detector's statistic with its label (``PSI 0.31``; a data-quality
+    check's share of events: ``key absent 100%``)."""
     stat = _num(_det(a).get("statistic"))
-    return _label(a) if stat is None else f"{_label(a)} {stat:.2g}"
+    if stat is None:
+        return _label(a)
+    return f"{_label(a)} {stat:.0%}" if a.kind == "data_quality" else f"{_label(a)} {stat:.2g}"
 
 
 def _ids(alerts: Sequence[AlertState]) -> list[str]:

@@ -429,7 +429,7 @@ class AlertLifecycle:
         for m in active:
             sev = severity_max(sev, m.severity)
         group.severity = sev
-        strongest = max(active, key=_strength)
+        strongest = min(active, key=lambda m: (*(-x for x in _strength(m)), m.feature or m.detector))
         group.detection = copy.deepcopy(strongest.detection)
         group.detected_at = max((m.detected_at or 0) for m in active)
         group.model_version = strongest.model_version

@@ -122,7 +122,8 @@ def _member_label(m: AlertState) -> str:
         name = f"{name} in {where}"
     stat = finite_number(d.get("statistic"))
     label = DETECTOR_LABELS.get(m.detector, m.detector)
-    return f"{name} ({label} {stat:.2g})" if stat is not None and (m.feature or where) else name
+    value = f"{stat:.0%}" if m.kind == "data_quality" and stat is not None else f"{stat:.2g}"
+    return f"{name} ({label} {value})" if stat is not None and (m.feature or where) else name
 
 
 def summary(change: AlertChange) -> str:

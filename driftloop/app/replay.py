@@ -321,7 +321,9 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
 
     Alert timings (grouping window, hold-down, cooldown) run on event time: ``now`` of each
     batch is the latest event time seen so far, so a day of events replays in seconds with the
-    alerts a day of live monitoring would have raised. Each announced alert change is passed to
+    alerts a day of live monitoring would have raised. After the last event the clock moves on by
+    the grouping window, then by the incidents' wait, so that what the last batches detected is
+    announced (a hold-down still running at the end is not waited for). Each announced alert change is passed to
     ``on_alert`` as the contract's alert message, in order.
 
     ``registry``: None (default) replays the registry of the configuration's store when it holds
@@ -390,6 +392,12 @@ def replay(cfg: Config, predictions: str | Path, labels: str | Path | None = Non
         expected.update(batch.next_offsets)
         if progress is not None:
             progress(end, len(records))
+    if records:
+        # the stream's end: what its last batches detected is announced as the live monitor's next
+        # ticks would announce it, once the grouping window and then the incident's wait are over
+        done = event_now + alerts.manager.policy.group_window_ms
+        alerts.manager.tick(now=done)
+        alerts.manager.tick(now=done + alerts.manager.incident_policy.wait_ms)
     from driftloop.alerts.incidents_cli import list_incidents
 
     incidents = list_incidents(store, limit=1_000_000)[::-1]     # oldest first

@@ -49,7 +49,7 @@ __all__ = ["AlertsConfig", "SinkConfig", "RouteConfig", "StaleConfig", "StaleMod
 
 SEVERITY_RANK = {"warning": 0, "critical": 1}
 KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance", "multivariate_drift", "stale_stream",
-         "detector_failure")
+         "data_quality", "detector_failure")
 KAFKA_SINK = "kafka"
 """Name of the implicit sink that publishes every alert change to the ``driftloop.alerts`` topic."""
 

@@ -185,7 +185,8 @@ class RetrainPolicy(ConfigSection):
 
     Triggering
         ``enabled`` [true]; ``on_kinds``: alert kinds that trigger a job [every kind except
-        ``stale_stream``]; ``min_severity`` [``critical``]: ``warning`` also lets warnings
+        ``stale_stream``; ``data_quality`` never does: a model retrained on a broken pipeline's
+        data would learn the defect]; ``min_severity`` [``critical``]: ``warning`` also lets warnings
         trigger; ``min_examples`` [1000]: joined labelled examples the window must hold;
         ``cooldown_s`` [3600]: no alert-triggered job sooner than this after the model's
         previous job (requested or finished, whichever is later); ``schedule`` [none]: a
