@@ -76,6 +76,9 @@ from detectors.base import Window
 from detectors.data_quality import DataQuality, empty_counts
 from detectors.reference import Reference
 
+sys.path.insert(0, str(ROOT / "bench"))
+from window_tests import ensure_evidently  # the same venv as the window tests
+
 VENV = ROOT / "bench" / ".venv-evidently"
 MODEL = "loans"
 FEATURES = {"amount": "numeric", "age": "numeric", "tenure_months": "numeric", "country": "categorical",
@@ -264,18 +267,6 @@ def time_checks(ref: pd.DataFrame, events: list[dict], window: int) -> list[floa
 
 
 # ----------------------------------------------------------------------------- Evidently
-def ensure_evidently() -> Path | None:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        print(f"# creating {VENV.relative_to(ROOT)} (evidently 0.7, pandas<3) ...", flush=True)
-        subprocess.run(["python3", "-m", "venv", str(VENV)], check=True)
-        r = subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "evidently==0.7.*", "pandas<3"])
-        if r.returncode != 0:
-            return None
-    check = subprocess.run([str(py), "-c", "import evidently"], capture_output=True)
-    return py if check.returncode == 0 else None
-
-
 def run_evidently(py: Path, ref_path: Path, window: int, streams: list[Path]) -> dict | None:
     r = subprocess.run([str(py), "-c", EVIDENTLY_RUNNER, str(ref_path), str(window), *map(str, streams)],
                        capture_output=True, text=True)
