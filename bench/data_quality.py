@@ -79,7 +79,6 @@ from detectors.reference import Reference
 sys.path.insert(0, str(ROOT / "bench"))
 from window_tests import ensure_evidently  # the same venv as the window tests
 
-VENV = ROOT / "bench" / ".venv-evidently"
 MODEL = "loans"
 FEATURES = {"amount": "numeric", "age": "numeric", "tenure_months": "numeric", "country": "categorical",
             "channel": "categorical"}
