@@ -65,8 +65,8 @@ class JoinResult:
     deltas: Counter = field(default_factory=Counter)
     # model -> its shadow predictions joined in this batch (contract v1.1; consumers.shadow_join)
     shadow_joined: dict[str, ShadowJoined] = field(default_factory=dict)
-    # model -> the pipeline counts of its predictions in this batch (validation's, with the
-    # duplicates the dedupe dropped): for the data-quality checks (detectors.data_quality)
+    # model -> what validation refused and the dedupe dropped after the batch's last new prediction
+    # of the model (consumers.marks: counts for the next one, in a later batch)
     quality: dict[str, dict] = field(default_factory=dict)
 
 
@@ -137,8 +137,6 @@ def _apply_model(store: Store, conn: Connection, cfg: Config, model: str, vp: Va
     dups = n_labels = 0
     if vp:
         new_pred_rows, pred_row_of, dups = _take_predictions(model, vp, pred_ids, state, fresh, joined_eids, now)
-        if vp.quality is not None:
-            res.quality[model] = {**vp.quality, "duplicates": dups}
     if vl:
         n_labels, label_dups = _take_labels(model, vl, label_ids, state, fresh, joined_eids, now)
         dups += label_dups
@@ -148,9 +146,14 @@ def _apply_model(store: Store, conn: Connection, cfg: Config, model: str, vp: Va
     d[(model, "duplicates")] += dups
     d[(model, "joined")] += len(joined_eids)
     _write_rows(store, conn, model, fresh, state, joined_eids, now)
-    if vp and new_pred_rows:
-        res.new_predictions[model] = (vp if len(new_pred_rows) == len(vp.events)
-                                      else vp.take(np.asarray(new_pred_rows, dtype=np.int64)))
+    if vp:
+        # duplicates dropped: counted on the next new prediction (consumers.marks), or trailing
+        new = vp if len(new_pred_rows) == len(vp.events) else vp.keep(np.asarray(new_pred_rows, dtype=np.int64),
+                                                                      dropped="duplicates")
+        if new_pred_rows:
+            res.new_predictions[model] = new
+        if new.trailing:
+            res.quality[model] = new.trailing
     if joined_eids:
         res.joined[model] = _joined_columns(cfg, model, joined_eids, state, fresh, vp, pred_row_of)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from consumers.marks import SEP, fold, merge_trailing
+from consumers.marks import take as marks_take
 from driftloop.core.config import Config, ModelConfig
 from driftloop.core.events import LabelEvent, PredictionEvent, label_key
 
@@ -102,16 +104,35 @@ class ValidPredictions:
     classes: list[str] = field(default_factory=list)
     # each event's JSON as received when the message held just it (stored as is), else None
     payloads: list[bytes | None] | None = None
-    # what validation saw of the batch beyond the accepted columns (refused types, absent and
-    # unknown keys): the data-quality checks' pipeline counts (detectors.data_quality.empty_counts)
-    quality: dict[str, Any] | None = None
+    # what the pipeline saw around each event (consumers.marks: refused and duplicated events
+    # before it, its absent and unknown keys), aligned with the events; and what it saw after the
+    # last of them (``trailing``: counts for the next accepted event, in a later batch)
+    marks: dict[str, np.ndarray] | None = None
+    trailing: dict[str, Any] | None = None
 
     def take(self, rows: np.ndarray) -> ValidPredictions:
+        """Some of the events, with their marks as they are (e.g. one version's share of them)."""
         return ValidPredictions(
             self.model, [self.events[i] for i in rows], self.index[rows], self.ts[rows],
             {k: v[rows] for k, v in self.features.items()}, self.prediction[rows],
             None if self.scores is None else self.scores[rows], self.classes,
-            None if self.payloads is None else [self.payloads[i] for i in rows], self.quality)
+            None if self.payloads is None else [self.payloads[i] for i in rows], marks_take(self.marks, rows))
+
+    def keep(self, rows: np.ndarray, dropped: str | None = None) -> ValidPredictions:
+        """The events ``rows`` (sorted), the others dropped: counted on the next kept event as
+        ``dropped`` (e.g. ``duplicates``), their own counted marks moved there too, those after
+        the last kept event added to ``trailing`` (:func:`consumers.marks.fold`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        marks = dict(self.marks or {})
+        if dropped is not None:
+            mark = np.ones(len(self.ts), dtype=np.int32)
+            mark[rows] = 0
+            marks[dropped] = marks.get(dropped, np.zeros(len(self.ts), np.int32)) + mark
+        kept, trailing = fold(marks, rows, len(self.ts))
+        out = self.take(rows)
+        out.marks = kept
+        out.trailing = merge_trailing(dict(self.trailing or {}), trailing)
+        return out
 
 
 @dataclass(slots=True)
@@ -206,56 +227,74 @@ def _feature_lists(evs: list[PredictionEvent], names: list[str]) -> tuple[list[l
     return ([rows] if len(names) == 1 else list(zip(*rows))), True
 
 
-_MAX_UNKNOWN_KEYS = 20   # distinct keys the model does not configure, counted per model and batch
+_MAX_UNKNOWN_KEYS = 20   # distinct keys the model does not configure, marked per model and batch
 
 
-def _quality(evs: list[PredictionEvent], names: list[str], complete: bool) -> dict[str, Any]:
-    """The pipeline counts of a model's batch (:func:`detectors.data_quality.empty_counts`):
-    events received, and the configured keys absent and unconfigured keys present. The usual
-    batch (every event has exactly the configured keys) costs one length per event.
+def _schema_marks(evs: list[PredictionEvent], names: list[str], complete: bool) -> dict[str, np.ndarray]:
+    """Each event's configured keys absent (``absent:<feature>``) and unconfigured keys present
+    (``unknown``), as marks (:mod:`consumers.marks`). The usual batch (every event has exactly the
+    configured keys) costs one length per event and has none.
 
     >>> ev = lambda **f: PredictionEvent(event_id="e", model="m", ts=1, features=f, prediction=1)
-    >>> q = _quality([ev(a=1.0, c=2.0), ev(a=2.0, c=1.0)], ["a", "b"], complete=False)
-    >>> q["received"], q["absent"], q["unknown"]
-    (2, {'b': 2}, {'c': 2})
+    >>> m = _schema_marks([ev(a=1.0, c=2.0), ev(a=2.0, b=1.0)], ["a", "b"], complete=False)
+    >>> m["absent:b"].tolist(), m["unknown"].tolist()
+    ([1, 0], ['c', None])
     """
-    q: dict[str, Any] = {"received": len(evs), "duplicates": 0, "type_errors": {}, "type_examples": {},
-                         "absent": {}, "unknown": {}}
     if complete and all(len(e.features) == len(names) for e in evs):
-        return q
+        return {}
     configured = set(names)
-    absent: dict[str, int] = defaultdict(int)
-    unknown: dict[str, int] = defaultdict(int)
-    for e in evs:
+    absent = {name: np.zeros(len(evs), dtype=np.int32) for name in names}
+    unknown = np.full(len(evs), None, dtype=object)
+    seen: set[str] = set()
+    for i, e in enumerate(evs):
         keys = e.features.keys()
         for name in configured - keys:
-            absent[name] += 1
-        for name in keys - configured:
-            if name in unknown or len(unknown) < _MAX_UNKNOWN_KEYS:
-                unknown[name] += 1
-    q["absent"], q["unknown"] = dict(absent), dict(unknown)
-    return q
+            absent[name][i] = 1
+        extra = [k for k in keys - configured if k in seen or len(seen) < _MAX_UNKNOWN_KEYS]
+        if extra:
+            seen.update(extra)
+            unknown[i] = SEP.join(sorted(extra))
+    out: dict[str, np.ndarray] = {f"absent:{k}": v for k, v in absent.items() if v.any()}
+    if seen:
+        out["unknown"] = unknown
+    return out
+
+
+def _type_marks(bad: dict[str, list[tuple[int, str]]], n: int) -> dict[str, np.ndarray]:
+    """The events refused for a feature's type, as marks: ``refused`` (once per event),
+    ``refused:<feature>`` and the first refused value as ``example``."""
+    if not bad:
+        return {}
+    out: dict[str, np.ndarray] = {}
+    example = np.full(n, None, dtype=object)
+    for name, rows in bad.items():
+        col = np.zeros(n, dtype=np.int32)
+        for r, text in rows:
+            col[r] = 1
+            if example[r] is None:
+                example[r] = f"{name}{SEP}{text}"
+        out[f"refused:{name}"] = col
+    out["refused"] = np.array([v is not None for v in example], dtype=np.int32)
+    out["example"] = example
+    return out
 
 
 def _numeric_column(name: str, col: list[Any] | tuple[Any, ...], rej: _Rejects,
-                    quality: dict[str, Any] | None = None) -> np.ndarray:
-    """A numeric feature's values; an event with another type is refused, and counted in
-    ``quality`` (its ``type_errors``, with a few ``type_examples``)."""
+                    bad: dict[str, list[tuple[int, str]]] | None = None) -> np.ndarray:
+    """A numeric feature's values; an event with another type is refused, and its row and value
+    noted in ``bad[name]`` (the data-quality checks count them)."""
     kinds = set(map(type, col))
     if kinds <= {_FLOAT, _NONE}:
         return np.array(col, dtype=np.float64)
     out = np.full(len(col), np.nan)
-    bad: list[str] = []
     for i, v in enumerate(col):
         if type(v) is _FLOAT:
             out[i] = v
         elif v is not None:
             text = f"{type(v).__name__} {str(v)[:40]!r}"
-            bad.append(text)
+            if bad is not None:
+                bad.setdefault(name, []).append((i, text))
             rej.mark(i, f"features.{name}: expected a number or null for a numeric feature, got {text}")
-    if quality is not None and bad:
-        quality["type_errors"][name] = len(bad)
-        quality["type_examples"][name] = list(dict.fromkeys(bad))[:5]
     return out
 
 
@@ -357,9 +396,9 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
         ts = _timestamps([e.ts for e in evs], rej, max_ts)
         cols: dict[str, np.ndarray] = {}
         lists, complete = _feature_lists(evs, list(mcfg.features))
-        quality = _quality(evs, list(mcfg.features), complete)
+        bad: dict[str, list[tuple[int, str]]] = {}
         for (name, kind), col in zip(mcfg.features.items(), lists):
-            cols[name] = (_numeric_column(name, col, rej, quality) if kind == "numeric"
+            cols[name] = (_numeric_column(name, col, rej, bad) if kind == "numeric"
                           else _categorical_column(name, col, rej, lim.max_string_chars))
         preds = [e.prediction for e in evs]
         if mcfg.task == "classification":
@@ -370,9 +409,10 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
         for r, reason in rej.reasons.items():
             errors.append((idx[r], reason))
         keep = np.flatnonzero(rej.ok)
+        marks = {**_schema_marks(evs, list(mcfg.features), complete), **_type_marks(bad, len(evs))}
         vp = ValidPredictions(model, evs, np.asarray(idx, dtype=np.int64), ts, cols, prediction, scores, classes,
-                              quality=quality)
-        out[model] = vp if len(keep) == len(evs) else vp.take(keep)
+                              marks=marks)
+        out[model] = vp if len(keep) == len(evs) else vp.keep(keep)
     return out, errors
 
 
@@ -399,6 +439,7 @@ def split_shadows(valid: dict[str, ValidPredictions]
         shadows[model] = vp.take(np.flatnonzero(flags))
         if not flags.all():
             served[model] = vp.take(np.flatnonzero(~flags))
+            served[model].trailing = vp.trailing
     return served, shadows
 
 

@@ -30,6 +30,10 @@ class PredictionBatch:
     scores: np.ndarray | None = None
     classes: list[str] = field(default_factory=list)
     model_version: str | None = None
+    # what the pipeline saw around each event, for the data-quality checks: ``refused``,
+    # ``refused:<feature>``, ``duplicates`` (events dropped just before it), ``example``, and its
+    # ``absent:<feature>`` and ``unknown`` keys (see detectors.data_quality); None: nothing seen
+    marks: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.ts)

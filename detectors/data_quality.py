@@ -21,8 +21,7 @@ check (``detector``)          fires when (per feature, per window)
                               window (p-value: the reference's top value share to the power n)
 ``type_change``               at least ``min_type_error_share`` of the model's events were
                               refused because this feature had the wrong type (a string in a
-                              numeric feature): counted by validation, see
-                              :meth:`DataQuality.observe_pipeline`
+                              numeric feature): counted by validation (the window's marks)
 ``schema_absent``             the key is missing (not null: absent) from at least
                               ``schema_share`` of the events
 ``schema_new``                events carry a key the model does not configure, in at least
@@ -38,12 +37,15 @@ The four counted checks (types, schema, duplicates) have no sampling noise (a re
 fact, not an estimate); they fire on their share alone. A feature whose key is absent is not
 reported again as missing: the schema finding explains its nulls.
 
-What validation refused or the dedupe dropped never reaches the window's columns, so those
-counts come from outside: :meth:`DataQuality.observe_pipeline` adds the counts of one ingested
-batch (a plain mapping, see :func:`empty_counts`), and the next judged window consumes them. A
-batch that completes several windows gives each of them its counts (a share of the batch's
-events is the best estimate of each window's); a window judged without new counts since the last
-one reuses the last one's.
+What validation refused or the dedupe dropped never reaches the window's columns, so each
+accepted event carries marks of what the pipeline saw around it (``consumers/marks.py`` makes
+them; :class:`~detectors.batch.PredictionBatch` ``marks``): the events refused for a feature's
+type and the duplicates dropped just before it, and its own absent and unknown keys.
+:meth:`DataQuality.columns` turns them into window columns (``__dq__…``) that travel with the
+event into its window, so a window's counts are the same however the stream was cut into
+batches (live, replayed, or consumed again after a crash: the detector state stays exact).
+Events dropped after a batch's last accepted one are carried to the next accepted one
+(:meth:`DataQuality.observe_pipeline`).
 
 >>> import numpy as np
 >>> from detectors.base import Window
@@ -73,7 +75,7 @@ from detectors.base import Detection, Window
 from detectors.composite import Composite
 from detectors.reference import Reference
 
-__all__ = ["DataQuality", "CHECKS", "empty_counts", "merge_counts"]
+__all__ = ["DataQuality", "CHECKS", "PREFIX"]
 
 CHECKS = ("missing_rate", "unseen_categories", "out_of_range", "constant", "type_change", "schema_absent",
           "schema_new", "duplicates")
@@ -83,41 +85,13 @@ _MIN_COUNTED = 5          # a counted check needs at least this many events behi
 _COUNTED = ("type_change", "schema_absent", "schema_new", "duplicates")   # from the pipeline's counts
 
 
-def empty_counts() -> dict[str, Any]:
-    """What the pipeline saw of a model's prediction events that the window's columns cannot show.
-
-    ``received``: events of the model read (accepted or refused); ``duplicates``: accepted
-    events whose ``event_id`` was already stored; ``type_errors``: feature -> events refused for
-    that feature's type; ``type_examples``: feature -> a few of the refused values (text);
-    ``absent``: feature -> accepted events without the key; ``unknown``: key the model does not
-    configure -> events carrying it.
-
-    >>> sorted(empty_counts())
-    ['absent', 'duplicates', 'received', 'type_errors', 'type_examples', 'unknown']
-    """
-    return {"received": 0, "duplicates": 0, "type_errors": {}, "type_examples": {}, "absent": {}, "unknown": {}}
+PREFIX = "__dq__"   # window columns of the marks
+SEP = "\x00"        # between a feature and a refused value, and between unknown keys (never in input)
 
 
-def merge_counts(into: dict[str, Any], more: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Add the counts ``more`` to ``into`` (in place; returns it). Unknown keys are ignored.
-
-    >>> a = merge_counts(empty_counts(), {"received": 3, "type_errors": {"x": 1}, "type_examples": {"x": ["'a'"]}})
-    >>> merge_counts(a, {"received": 2, "type_errors": {"x": 2}})["type_errors"], a["received"]
-    ({'x': 3}, 5)
-    """
-    if not more:
-        return into
-    for key in ("received", "duplicates"):
-        into[key] = int(into.get(key, 0)) + int(more.get(key, 0) or 0)
-    for key in ("type_errors", "absent", "unknown"):
-        bucket = into.setdefault(key, {})
-        for name, n in (more.get(key) or {}).items():
-            bucket[str(name)] = int(bucket.get(str(name), 0)) + int(n)
-    examples = into.setdefault("type_examples", {})
-    for name, values in (more.get("type_examples") or {}).items():
-        kept = examples.setdefault(str(name), [])
-        kept.extend(str(v) for v in values[: MAX_EXAMPLES - len(kept)])
-    return into
+def _sum(columns: Mapping[str, np.ndarray], key: str) -> int:
+    col = columns.get(PREFIX + key)
+    return 0 if col is None else int(np.sum(col))
 
 
 @dataclass(slots=True)
@@ -208,8 +182,7 @@ class DataQuality(Composite):
         self.reference_desc = reference_desc if reference_desc is not None else f"{reference.n:,} training rows"
         self._types = dict(reference.feature_types)
         self._rebuild()
-        self._pending = empty_counts()
-        self._recent = empty_counts()    # the counts the last window used: a batch may complete several
+        self._carry: dict[str, Any] = {}   # dropped events after a batch's last accepted one: on the next
         self._book = dec.AlertBook(self.resolve_after)
         self._last: dict[str, dict[str, Any]] = {}
 
@@ -220,10 +193,39 @@ class DataQuality(Composite):
         self._profiles = {f: _profile(np.asarray(ref.features[f]), t == "numeric") for f, t in self._types.items()}
 
     # ------------------------------------------------------------------ inputs
-    def observe_pipeline(self, counts: Mapping[str, Any] | None) -> None:
-        """Add one ingested batch's pipeline counts (:func:`empty_counts`); the next window
-        judged consumes them (and the windows after it, until new counts arrive)."""
-        merge_counts(self._pending, counts)
+    def observe_pipeline(self, trailing: Mapping[str, Any] | None) -> None:
+        """Events dropped after a batch's last accepted event (``refused``, ``refused:<feature>``,
+        ``duplicates`` counts and refused ``examples``): counted on the next accepted event,
+        through :meth:`columns`."""
+        for key, value in (trailing or {}).items():
+            if key == "examples":
+                kept = self._carry.setdefault("examples", [])
+                kept.extend(str(v) for v in value[: MAX_EXAMPLES - len(kept)])
+            else:
+                self._carry[key] = int(self._carry.get(key, 0)) + int(value)
+
+    def columns(self, marks: Mapping[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
+        """The window columns of a batch's ``n`` events' marks: every column every batch (a window
+        buffer needs the same ones each time), zeros where the batch had none, and the carried
+        counts on its first event."""
+        marks = marks or {}
+        out: dict[str, np.ndarray] = {}
+        counted = ["refused", "duplicates", *(f"refused:{f}" for f, t in self._types.items() if t == "numeric"),
+                   *(f"absent:{f}" for f in self._types)]
+        for key in counted:
+            col = marks.get(key)
+            out[PREFIX + key] = np.zeros(n, np.int32) if col is None else np.asarray(col, dtype=np.int32).copy()
+        for key in ("example", "unknown"):
+            col = marks.get(key)
+            out[PREFIX + key] = np.full(n, None, dtype=object) if col is None else np.asarray(col, dtype=object).copy()
+        if n and self._carry:
+            carry, self._carry = self._carry, {}
+            for key, value in carry.items():
+                if PREFIX + key in out and key != "examples":
+                    out[PREFIX + key][0] += int(value)
+            if carry.get("examples") and out[PREFIX + "example"][0] is None:
+                out[PREFIX + "example"][0] = carry["examples"][0]
+        return out
 
     def firing(self) -> list[str]:
         """Keys (``check:feature``) of the findings firing now."""
@@ -236,13 +238,11 @@ class DataQuality(Composite):
 
     def update(self, window: Window, columns: Mapping[str, np.ndarray],
                model_version: str | None = None) -> list[Detection]:
-        """Judge one window's ``columns`` (and the pipeline counts since the last window);
+        """Judge one window's ``columns`` (with the ``__dq__`` marks of :meth:`columns`, if any);
         return the detections it causes (new, escalated, resolved)."""
-        counts = self._pending if self._pending.get("received") else self._recent
-        self._pending, self._recent = empty_counts(), counts
         before, self._last = self._last, {}        # :meth:`last`: this window's checks only
         n = int(window.n)
-        found = self._counted(counts, n)
+        found = self._counted(columns, n)
         absent = {f.feature for f in found if f.check == "schema_absent" and f.share >= f.threshold}
         found += self._tested(columns, n, absent)
         p_adj = dec.adjust_pvalues([np.nan if f.p is None else f.p for f in found], self.correction)
@@ -329,28 +329,34 @@ class DataQuality(Composite):
                         {"value": value, "reference_distinct": prof["distinct"],
                          "reference_top_share": prof["top_share"]})
 
-    def _counted(self, counts: Mapping[str, Any], n: int) -> list[_Finding]:
-        """The checks on what validation refused, which keys arrived, and the duplicates."""
-        received = int(counts.get("received", 0))
-        accepted = max(received - sum((counts.get("type_errors") or {}).values()), 0)
+    def _counted(self, columns: Mapping[str, np.ndarray], n: int) -> list[_Finding]:
+        """The checks on what validation refused, which keys arrived, and the duplicates: sums of
+        the window's marks (none without them: a batch fed without marks)."""
+        if PREFIX + "refused" not in columns:
+            return []
+        refused, dups = _sum(columns, "refused"), _sum(columns, "duplicates")
+        received = n + refused + dups
         out: list[_Finding] = []
         if received >= _MIN_COUNTED:
-            for name, k in sorted((counts.get("type_errors") or {}).items()):
-                out.append(_Finding("type_change", name, k / received, 0.0, self.min_type_error_share, received,
-                                    evidence={"refused": k, "received": received,
-                                              "examples": list((counts.get("type_examples") or {}).get(name, []))}))
-            out.append(_Finding("duplicates", None, int(counts.get("duplicates", 0)) / received, 0.0,
-                                self.min_duplicate_share, received,
-                                evidence={"duplicates": int(counts.get("duplicates", 0)), "received": received}))
-        if accepted >= _MIN_COUNTED:
-            new = [_Finding("schema_new", name, k / accepted, 0.0, self.schema_share, accepted,
-                            evidence={"events_with_key": k, "events": accepted})
-                   for name, k in sorted((counts.get("unknown") or {}).items())]
+            examples = _examples(columns.get(PREFIX + "example"))
+            for name, kind in self._types.items():
+                k = _sum(columns, f"refused:{name}") if kind == "numeric" else 0
+                if k:
+                    out.append(_Finding("type_change", name, k / received, 0.0, self.min_type_error_share, received,
+                                        evidence={"refused": k, "received": received,
+                                                  "examples": examples.get(name, [])}))
+            out.append(_Finding("duplicates", None, dups / received, 0.0, self.min_duplicate_share, received,
+                                evidence={"duplicates": dups, "received": received}))
+        if n >= _MIN_COUNTED:
+            new = [_Finding("schema_new", name, k / n, 0.0, self.schema_share, n,
+                            evidence={"events_with_key": k, "events": n})
+                   for name, k in sorted(_unknown(columns.get(PREFIX + "unknown")).items())]
             renamed_to = [f.feature for f in new if f.share >= f.threshold]
-            for name, k in sorted((counts.get("absent") or {}).items()):
-                if name in self._types:
-                    out.append(_Finding("schema_absent", name, k / accepted, 0.0, self.schema_share, accepted,
-                                        evidence={"absent": k, "events": accepted, "new_keys": renamed_to}))
+            for name in self._types:
+                k = _sum(columns, f"absent:{name}")
+                if k:
+                    out.append(_Finding("schema_absent", name, k / n, 0.0, self.schema_share, n,
+                                        evidence={"absent": k, "events": n, "new_keys": renamed_to}))
             out += new
         return out
 
@@ -391,11 +397,33 @@ class DataQuality(Composite):
                                                  f"was not seen again in {self.resolve_after} windows.")
 
     def _summary(self, f: _Finding, firing: bool) -> str:
-        over = (f"of the {f.n:,} prediction events received since the last window" if f.check in _COUNTED
+        over = (f"of the {f.n:,} prediction events received in the window" if f.check in _COUNTED
                 else f"in the last {f.n:,} events")
         if not firing:
             return f"{_subject(f.feature)}: back to normal ({_what(f)}, {over})."
         return f"{_subject(f.feature)}: {_what(f)}, {over}. {_HINTS[f.check](f)}"
+
+
+def _examples(col: np.ndarray | None) -> dict[str, list[str]]:
+    """A few refused values per feature, in stream order, from the window's ``example`` marks."""
+    out: dict[str, list[str]] = {}
+    for v in (() if col is None else col):
+        if v is not None:
+            name, _, text = str(v).partition(SEP)
+            kept = out.setdefault(name, [])
+            if len(kept) < MAX_EXAMPLES:
+                kept.append(text)
+    return out
+
+
+def _unknown(col: np.ndarray | None) -> dict[str, int]:
+    """Events per unconfigured key, from the window's ``unknown`` marks."""
+    out: dict[str, int] = {}
+    for v in (() if col is None else col):
+        if v is not None:
+            for name in str(v).split(SEP):
+                out[name] = out.get(name, 0) + 1
+    return out
 
 
 def _subject(feature: str | None) -> str:

@@ -639,6 +639,8 @@ class ModelMonitor(Composite):
         self._n_predictions += n
         cols = self._feature_columns(batch.features, n)
         cols[_PRED] = self._outputs(batch.prediction, n)
+        if self._dq is not None:    # the pipeline's marks travel with each event into its window
+            cols.update(self._dq.columns(batch.marks, n))
         if self.task == "classification":
             sc = self._align_scores(batch.scores, batch.classes, n)
             cols[_SCORES] = sc if sc is not None else np.full((n, len(self.classes)), np.nan)
@@ -724,13 +726,13 @@ class ModelMonitor(Composite):
             return f"{name} p={p:.2g}"
         return None
 
-    def observe_pipeline(self, counts: Mapping[str, Any] | None) -> None:
-        """What the pipeline saw of a batch of this model's predictions that the columns cannot
-        show (refused types, absent and unknown keys, duplicates:
-        :func:`detectors.data_quality.empty_counts`), for the data-quality checks of the next
-        window. Call it before :meth:`update_predictions` with the same batch."""
-        if self._dq is not None and counts:
-            self._dq.observe_pipeline(counts)
+    def observe_pipeline(self, trailing: Mapping[str, Any] | None) -> None:
+        """Events the pipeline dropped after a batch's last accepted prediction (refused for a
+        feature's type, or duplicates: counts and examples), for the data-quality checks: counted
+        on the next prediction (:meth:`detectors.data_quality.DataQuality.observe_pipeline`).
+        Call it after :meth:`update_predictions` with that batch."""
+        if self._dq is not None and trailing:
+            self._dq.observe_pipeline(trailing)
 
     # ------------------------------------------------------------------ labels
     def update_labelled(self, batch: LabelledBatch) -> list[Detection]:

@@ -172,10 +172,10 @@ class VersionedMonitor(Composite):
         batch.model_version = version or None
         return self._tag(version, self.versions[version].update_predictions(batch))
 
-    def observe_pipeline(self, version: str, counts: Mapping[str, Any]) -> None:
-        """The pipeline counts of a batch (refused types, absent and unknown keys, duplicates) for
-        ``version``'s data-quality checks (:meth:`ModelMonitor.observe_pipeline`)."""
-        self.versions[version].observe_pipeline(counts)
+    def observe_pipeline(self, version: str, trailing: Mapping[str, Any]) -> None:
+        """Events dropped after a batch's last prediction, for ``version``'s data-quality checks
+        (:meth:`ModelMonitor.observe_pipeline`)."""
+        self.versions[version].observe_pipeline(trailing)
 
     def update_labelled(self, batches: Mapping[str, LabelledBatch],
                         label_ts: Mapping[str, int] | None = None) -> list[Detection]:

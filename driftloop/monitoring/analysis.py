@@ -185,7 +185,7 @@ def _take_joined(j: Joined, rows: np.ndarray | None) -> Joined:
 
 def prediction_batch(vp: ValidPredictions) -> PredictionBatch:
     return PredictionBatch(ts=vp.ts, features=vp.features, prediction=vp.prediction, scores=vp.scores,
-                           classes=list(vp.classes))
+                           classes=list(vp.classes), marks=vp.marks)
 
 
 def labelled_batch(j: Joined) -> LabelledBatch:
@@ -478,13 +478,13 @@ class DriftAnalyser:
         found: list[list[Detection]] = []
         touched: list[str] = []
         vp, joined = result.new_predictions.get(model), result.joined.get(model)
-        self._observe_pipeline(conn, model, mon, vp, result.quality.get(model), now)
         if vp is not None:
             for version, rows in rows_by_version(vp.events, mon.champion).items():
                 if self._ensure_version(conn, model, mon, version, len(vp.events) if rows is None else len(rows), now):
                     sub = vp if rows is None else vp.take(rows)
                     found.append(mon.update_predictions(version, prediction_batch(sub)))
                     touched.append(version)
+        self._observe_pipeline(conn, model, mon, vp, result.quality.get(model), now)
         if joined is not None:
             batches, label_ts = {}, {}
             for version, rows in rows_by_version(joined.predictions.events, mon.champion).items():
@@ -499,9 +499,10 @@ class DriftAnalyser:
 
     def _observe_pipeline(self, conn: Connection | None, model: str, mon: VersionedMonitor,
                           vp: ValidPredictions | None, counts: dict[str, Any] | None, now: int) -> None:
-        """The batch's pipeline counts go to the data-quality checks of the version that served
-        most of its new predictions (the champion's when none was new): refused events name no
-        version one can trust, and the counts describe the producer, not one model version."""
+        """What validation refused and the dedupe dropped after the batch's last new prediction
+        (:mod:`consumers.marks`' trailing counts) goes to the data-quality checks of the version
+        that served most of the batch's new predictions (the champion's when none was new), which
+        count it on its next prediction: refused events name no version one can trust."""
         if not counts:
             return
         version = mon.champion

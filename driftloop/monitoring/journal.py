@@ -57,8 +57,11 @@ class Served:
 
 
 def _columns(vp: ValidPredictions) -> dict[str, Any]:
-    return {"ts": vp.ts, "features": vp.features, "prediction": vp.prediction, "scores": vp.scores,
-            "classes": list(vp.classes), "versions": [e.model_version for e in vp.events]}
+    out = {"ts": vp.ts, "features": vp.features, "prediction": vp.prediction, "scores": vp.scores,
+           "classes": list(vp.classes), "versions": [e.model_version for e in vp.events]}
+    if vp.marks:
+        out["marks"] = vp.marks
+    return out
 
 
 def _predictions(model: str, d: dict[str, Any]) -> ValidPredictions:
@@ -66,7 +69,7 @@ def _predictions(model: str, d: dict[str, Any]) -> ValidPredictions:
     # the detectors read only ``model_version`` of an event (driftloop.monitoring.analysis)
     served = cast("list[PredictionEvent]", [Served(v) for v in d["versions"]])
     return ValidPredictions(model, served, np.arange(n), d["ts"], d["features"], d["prediction"], d["scores"],
-                            list(d["classes"]))
+                            list(d["classes"]), marks=d.get("marks"))
 
 
 def encode_entry(model: str, result: JoinResult) -> bytes:

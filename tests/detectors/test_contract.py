@@ -104,18 +104,21 @@ def _feed_columns(det: WindowDetector, rng: np.random.Generator) -> Any:
 
 
 def _feed_data_quality(det: DataQuality, rng: np.random.Generator) -> Any:
-    """A window of columns, some scaled ×1000 or emptied, after a batch's pipeline counts."""
+    """A window of columns, some scaled ×1000 or emptied, with validation's marks (refused types,
+    duplicates, absent and new keys) and sometimes a batch's trailing refusals."""
     n = 300
     cols = _columns(rng, n)
     if rng.random() < 0.3:
         cols["d"] = cols["d"] * 1000
     if rng.random() < 0.3:
         cols["a"] = np.where(rng.random(n) < 0.5, np.nan, cols["a"])
-    bad = int(rng.choice([0, 40]))
-    det.observe_pipeline({"received": n + bad, "type_errors": {"a": bad} if bad else {},
-                          "type_examples": {"a": ["'x'"]} if bad else {}, "duplicates": int(rng.choice([0, 30])),
-                          "absent": {"b": int(rng.choice([0, n]))}, "unknown": {"b2": int(rng.choice([0, n]))}})
-    return det.update(Window(0, 1, n), cols)
+    refused = (rng.random(n) < rng.choice([0.0, 0.2])).astype(np.int32)
+    marks = {"refused": refused, "refused:a": refused, "duplicates": (rng.random(n) < rng.choice([0.0, 0.1])).astype(np.int32),
+             "absent:b": np.full(n, int(rng.choice([0, 1])), np.int32),
+             "unknown": np.full(n, rng.choice([None, "b2"]), dtype=object)}
+    if rng.random() < 0.3:
+        det.observe_pipeline({"refused": 5, "refused:a": 5, "examples": ["a\x00str 'x'"]})
+    return det.update(Window(0, 1, n), {**cols, **det.columns(marks, n)})
 
 
 def _segments_params() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 
 from detectors.base import Window
 from detectors.batch import PredictionBatch
-from detectors.data_quality import DataQuality, empty_counts, merge_counts
+from detectors.data_quality import PREFIX, SEP, DataQuality
 from detectors.model_monitor import ModelMonitor
 from detectors.reference import Reference
 
@@ -22,41 +22,40 @@ def columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
             "device": rng.choice(["ios", "android", "web"], n, p=[.4, .4, .2]).astype(object)}
 
 
-def clean_counts(n: int) -> dict:
-    return {**empty_counts(), "received": n}
-
-
-def nulls(c, q, rng):
+def nulls(c, m, rng):
     c["age"] = np.where(rng.random(len(c["age"])) < 0.3, np.nan, c["age"])
 
 
-def new_category(c, q, rng):
+def new_category(c, m, rng):
     c["country"] = np.where(rng.random(len(c["country"])) < 0.2, "BR", c["country"]).astype(object)
 
 
-def unit_change(c, q, rng):
+def unit_change(c, m, rng):
     c["amount"] = c["amount"] * 1000
 
 
-def strings_in_numeric(c, q, rng):
-    bad = int(0.2 * q["received"])            # refused by validation: counted, not in the columns
-    q["received"] += bad
-    q["type_errors"] = {"amount": bad}
-    q["type_examples"] = {"amount": ["str '12.5'", "str 'N/A'"]}
+def strings_in_numeric(c, m, rng):
+    """A quarter of the accepted events follow one refused for a string in `amount` (validation's
+    marks: 20% of the events received)."""
+    n = len(c["amount"])
+    refused = (rng.random(n) < 0.25).astype(np.int32)
+    example = np.full(n, None, dtype=object)
+    example[refused == 1] = "amount" + SEP + "str '12.5'"
+    m.update({"refused": refused, "refused:amount": refused.copy(), "example": example})
 
 
-def renamed(c, q, rng):
-    c["amount"] = np.full(len(c["amount"]), np.nan)          # the configured key: absent, so null
-    q["absent"] = {"amount": q["received"]}
-    q["unknown"] = {"amount_eur": q["received"]}
+def renamed(c, m, rng):
+    n = len(c["amount"])
+    c["amount"] = np.full(n, np.nan)                   # the configured key: absent, so null
+    m.update({"absent:amount": np.ones(n, np.int32), "unknown": np.full(n, "amount_eur", dtype=object)})
 
 
-def constant(c, q, rng):
+def constant(c, m, rng):
     c["device"] = np.full(len(c["device"]), "web", dtype=object)
 
 
-def duplicates(c, q, rng):
-    q["duplicates"] = int(0.1 * q["received"])
+def duplicates(c, m, rng):
+    m["duplicates"] = (rng.random(len(c["amount"])) < 0.1).astype(np.int32)
 
 
 DEFECTS = {  # defect -> (inject, the checks that must fire: (detector, feature))
@@ -85,12 +84,11 @@ def run(reference: pd.DataFrame, inject=None, windows: int = 3) -> list:
     rng = np.random.default_rng(1)
     found = []
     for w in range(windows):
-        c, q = columns(rng, N), clean_counts(N)
+        c, marks = columns(rng, N), {}
         if inject is not None and w >= 1:
-            inject(c, q, rng)
-        mon.observe_pipeline(q)
+            inject(c, marks, rng)
         found += mon.update_predictions(PredictionBatch(np.arange(w * N, (w + 1) * N, dtype=np.int64), c,
-                                                        rng.choice(["0", "1"], N).astype(object)))
+                                                        rng.choice(["0", "1"], N).astype(object), marks=marks))
     return [d for d in found if d.firing]
 
 
@@ -139,23 +137,30 @@ def test_a_finding_resolves_after_clean_windows():
     assert (resolved.detector, resolved.feature, resolved.firing) == ("out_of_range", "amount", False)
 
 
+def judge(dq: DataQuality, rng, n: int, marks: dict | None, end: int) -> list:
+    cols = columns(rng, n)
+    return dq.update(Window(end - 1, end, n), {**cols, **dq.columns(marks, n)})
+
+
 def test_counted_checks_resolve_when_the_pipeline_is_clean_again():
     rng = np.random.default_rng(3)
-    ref = Reference(columns(rng, 5000), FEATURES, task="regression")
-    dq = DataQuality(ref, resolve_after=1)
-    dq.observe_pipeline({**clean_counts(1000), "duplicates": 300})
-    assert [(d.detector, d.firing) for d in dq.update(Window(0, 1, 1000), columns(rng, 1000))] == [("duplicates", True)]
-    dq.observe_pipeline(clean_counts(1000))
-    assert [(d.detector, d.firing) for d in dq.update(Window(1, 2, 1000), columns(rng, 1000))] == [("duplicates", False)]
+    dq = DataQuality(Reference(columns(rng, 5000), FEATURES, task="regression"), resolve_after=1)
+    dups = (np.arange(1000) % 3 == 0).astype(np.int32)
+    assert [(d.detector, d.firing) for d in judge(dq, rng, 1000, {"duplicates": dups}, 1)] == [("duplicates", True)]
+    assert [(d.detector, d.firing) for d in judge(dq, rng, 1000, None, 2)] == [("duplicates", False)]
 
 
-def test_pipeline_counts_accumulate_until_a_window_is_judged():
-    acc = empty_counts()
-    for _ in range(3):
-        merge_counts(acc, {"received": 10, "type_errors": {"amount": 2}, "type_examples": {"amount": ["a", "b", "c"]},
-                           "unknown": {"x": 1}})
-    assert acc["received"] == 30 and acc["type_errors"] == {"amount": 6} and acc["unknown"] == {"x": 3}
-    assert len(acc["type_examples"]["amount"]) == 5          # a few examples, bounded
+def test_events_dropped_after_a_batch_count_on_the_next_event():
+    """A batch's trailing refused events (after its last accepted one) are carried to the next
+    batch's first event: the window that holds it counts them, however the stream was cut."""
+    rng = np.random.default_rng(4)
+    dq = DataQuality(Reference(columns(rng, 5000), FEATURES, task="regression"))
+    dq.observe_pipeline({"refused": 300, "refused:amount": 300, "examples": ["amount" + SEP + "str 'N/A'"]})
+    cols = dq.columns(None, 1000)
+    assert cols[PREFIX + "refused"][0] == 300 and cols[PREFIX + "refused"][1:].sum() == 0
+    [d] = dq.update(Window(0, 1, 1000), {**columns(rng, 1000), **cols})
+    assert (d.detector, d.feature) == ("type_change", "amount") and d.statistic == pytest.approx(300 / 1300)
+    assert d.evidence["examples"] == ["str 'N/A'"] and dq.columns(None, 10)[PREFIX + "refused"].sum() == 0
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -173,9 +178,7 @@ def test_last_holds_the_last_windows_checks_only():
     """A key sent once is a finding of that window; the next window's statistics do not carry it."""
     rng = np.random.default_rng(5)
     dq = DataQuality(Reference(columns(rng, 5000), FEATURES, task="regression"))
-    dq.observe_pipeline({**clean_counts(1000), "unknown": {"promo_code": 1000}})
-    dq.update(Window(0, 1, 1000), columns(rng, 1000))
+    judge(dq, rng, 1000, {"unknown": np.full(1000, "promo_code", dtype=object)}, 1)
     assert dq.last()["schema_new:promo_code"]["breach"] and dq.last()["schema_new:promo_code"]["window"]["end_ts"] == 1
-    dq.observe_pipeline(clean_counts(1000))
-    dq.update(Window(2, 3, 1000), columns(rng, 1000))
+    judge(dq, rng, 1000, None, 3)
     assert "schema_new:promo_code" not in dq.last() and dq.last()["duplicates:"]["window"]["end_ts"] == 3
