@@ -29,8 +29,9 @@ Prints one side-by-side table per expected run time: firing detections (alert op
 escalations; an open alert does not fire again until it has resolved) per kind, on all traffic
 and on segments; the windows (batches of 5,000) with at least one; the segment judgements; and
 seconds (building the monitor from the reference, then the stream). Below each table, every
-segment alarm, and the segment alarms per country. Read the "total" rows: issue 18's target is
-``segments joint`` <= ``no segments``. Concept drift, multivariate drift and data quality run on
+segment alarm (its effect against its threshold, and its p-value adjusted in its family, the one
+compared with alpha, and raw), and the segment alarms per country. Read the "total" rows: issue
+18's target is ``segments joint`` <= ``no segments``. Concept drift, multivariate drift and data quality run on
 all traffic only, so their rows are identical in the three columns (a check that the stream is
 the same).
 
@@ -122,6 +123,9 @@ def run(ref: pd.DataFrame, settings: dict[str, Any], events: int, batch: int, se
         out += mon.update_labelled(LabelledBatch(ts, pred, label, scores, CLASSES, features=feats))
         stream_s += time.perf_counter() - t
         fired += [(b, d) for d in out if d.firing]
+        for d in out:
+            if d.firing:
+                d.evidence["bench"] = _decision(mon, d)
     st = mon.status()
     judged = {"predictions": 0, "labelled": 0}
     for slots in (st.get("segments") or {}).values():
@@ -130,6 +134,34 @@ def run(ref: pd.DataFrame, settings: dict[str, Any], events: int, batch: int, se
                 judged[side] += s["judged"][side]
     return {"fired": fired, "build_s": build_s, "stream_s": stream_s, "judged": judged,
             "accuracy": accuracy[0] / max(accuracy[1], 1)}
+
+
+def _decision(mon: ModelMonitor, d: Any) -> dict[str, Any]:
+    """What a firing detection's decision rested on, read from its detector right after the
+    window: the effect against its threshold and the p-value, adjusted (the one compared with
+    alpha) and raw. A performance detection's ``p_value`` is the metric's raw p-value and its
+    ``statistic``/``threshold`` the metric's value and the value it had to pass, so both are read
+    from the detector's last judgement (a drift detection's ``p_value`` is already the adjusted one)."""
+    slot = None
+    if d.segment is not None and mon._segments is not None:
+        (feature, label), = d.segment.items()
+        slot = mon._segments._slots[feature][label]
+    if d.kind == "performance":
+        det = slot["perf"] if slot is not None else mon._perf
+        j = det.last()["metrics"][d.detector] if det is not None else {}
+        return {"effect": j.get("drop"), "threshold": j.get("threshold"),
+                "p_adj": j.get("p_adjusted"), "p_raw": j.get("p_value")}
+    if d.kind in ("data_drift", "prediction_drift"):
+        which = "drift" if d.kind == "data_drift" else "pred_drift"
+        det = slot[which] if slot is not None else (mon._data_drift if d.kind == "data_drift" else mon._pred_drift)
+        key = f"{d.feature}:missing_rate" if d.detector == "missing_rate" else d.feature
+        row = det.last().get(key, {}) if det is not None else {}
+        return {"effect": d.statistic, "threshold": d.threshold, "p_adj": d.p_value, "p_raw": row.get("p_value")}
+    return {"effect": d.statistic, "threshold": d.threshold, "p_adj": d.p_value, "p_raw": None}
+
+
+def _p(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2g}"
 
 
 def _counts(fired: list[tuple[int, Any]]) -> Counter:
@@ -178,8 +210,10 @@ def table(results: dict[str, dict[str, Any]], ert: float, args) -> None:
         print(f"  {k}: segment alarms per country: " + ", ".join(f"{c} {per.get(c, 0)}" for c in COUNTRIES))
         for b, d in segs:
             seg = ",".join(f"{f}={v}" for f, v in d.segment.items())
+            e = d.evidence.get("bench", {})
             print(f"    window {b + 1:>4}  {seg:<12} {d.kind:<17} {d.detector:<14} {d.feature or '':<8} "
-                  f"stat {d.statistic:.4g} thr {d.threshold:.4g} p {d.p_value if d.p_value is None else f'{d.p_value:.2g}'}")
+                  f"effect {e.get('effect', float('nan')):.4g} thr {e.get('threshold', float('nan')):.4g} "
+                  f"p adj {_p(e.get('p_adj'))} raw {_p(e.get('p_raw'))}")
     alls = {k: Counter((d.kind, d.detector, d.feature) for _b, d in r["fired"] if d.segment is None)
             for k, r in results.items()}
     if any(alls.values()):
