@@ -650,11 +650,15 @@ class PerformanceDrift(Composite):
         if change is None:
             return None
         firing = change != "resolve"
-        return self._detection(m, judged["value"], judged["baseline"], judged["ci"], judged["p_value"], need, drop,
-                               window, firing, severity if firing else (before or "warning"), model_version, n)
+        # the p-value the decision rests on: family-adjusted when a caller pooled tests (segments)
+        p = judged.get("p_adjusted", judged["p_value"])
+        return self._detection(m, judged["value"], judged["baseline"], judged["ci"], p, need, drop,
+                               window, firing, severity if firing else (before or "warning"), model_version, n,
+                               raw_p=judged["p_value"])
 
     def _detection(self, m: str, v: float, b: float, ci: tuple[float, float], p: float, need: float, drop: float,
-                   window: Window, firing: bool, severity: str, model_version: str | None, n: int) -> Detection:
+                   window: Window, firing: bool, severity: str, model_version: str | None, n: int,
+                   raw_p: float | None = None) -> Detection:
         name = _NAMES[m]
         level = f"{self.ci_level:.0%}"
         verb = "dropped to" if HIGHER_IS_BETTER[m] else "rose to"
@@ -671,5 +675,6 @@ class PerformanceDrift(Composite):
             effect_size=float(drop), summary=summary, model=self.model, model_version=model_version,
             evidence={"baseline": b, "baseline_source": self._base_desc, "baseline_se": self._base_se.get(m, 0.0),
                       "ci": list(ci), "ci_level": self.ci_level, "degradation": drop, "min_degradation": need,
-                      "alpha": self.alpha, "window_n": n, "bootstrap": self.bootstrap},
+                      "alpha": self.alpha, "window_n": n, "bootstrap": self.bootstrap,
+                      **({"p_value_raw": raw_p} if raw_p is not None and raw_p != p else {})},
         )

@@ -302,24 +302,34 @@ class Segments(Composite):
         idx = self._sample(np.flatnonzero(rows), label)
         features = [f for f in ref.feature_types if f != spec.feature]
         desc = f"{len(idx):,} training rows with {spec.feature}={label}"
-        kw = {**self.drift_kwargs, **self._floors(len(idx)), "calibration_n": self.min_window, "reference_desc": desc}
+        span = {"predictions": self._span(n, self.window_size), "labelled": self._span(n, self.labelled_window_size)}
+        typical = {side: self._typical(n, span[side], size)
+                   for side, size in (("predictions", self.window_size), ("labelled", self.labelled_window_size))}
+        kw = {**self.drift_kwargs, **self._floors(len(idx), typical["predictions"]),
+              "calibration_n": typical["predictions"], "reference_desc": desc}
         drift = UnivariateDrift(ref.take(idx, features), kind="data_drift", **kw) if own and features else None
         pred = None
         if own and self.prediction_columns and self.prediction_reference:
             pref = Reference({c: np.asarray(v)[idx] for c, v in self.prediction_reference.items()},
                              self.prediction_columns, task=ref.task)
             pred = UnivariateDrift(pref, kind="prediction_drift", **{**kw, "reference_desc": f"the model's outputs on {desc}"})
-        span = {"predictions": self._span(n, self.window_size), "labelled": self._span(n, self.labelled_window_size)}
-        perf = self._performance(idx if own else None)
+        perf = self._performance(idx if own else None, typical["labelled"])
         return _new_slot(spec.feature, label, n, span, drift, pred, perf)
 
-    def _floors(self, m: int) -> dict[str, float]:
+    def _typical(self, rows: int, span: int | None, size: int | None) -> int:
+        """The rows a segment's window usually has: its share of ``span`` windows of ``size``
+        (``min_window`` when the window size is not known, as with time windows)."""
+        if span is None or not size:
+            return self.min_window
+        return max(1, round(rows / max(self.reference.n, 1) * size * span))
+
+    def _floors(self, m: int, n: int) -> dict[str, float]:
         """The effect floors of a segment's drift tests: all traffic's, held to the same evidence.
 
         A floor ("smaller than this does not matter") is what keeps all traffic's tests quiet on a
         stationary stream: at a window of 5,000 rows a 0.1 σ shift lies many null standard
         deviations out, so all traffic spends almost none of its false-alarm budget. A segment's
-        window of ``min_window`` rows against ``m`` reference rows is noisier, and the same floor
+        window of ``n`` rows (:meth:`_typical`) against ``m`` reference rows is noisier, and the same floor
         would lie only a few null deviations out: its tests would spend the budget and page more
         than all traffic does. So a segment's floor is all traffic's scaled by how much noisier
         its statistic is (:func:`detectors.decision.scale_threshold`: ``sqrt(1/n + 1/m)`` for
@@ -330,20 +340,20 @@ class Segments(Composite):
         n_all, m_all = int(kw.get("calibration_n", 5000)), self.reference.n
 
         def floor(name: str, stat: str, default: float) -> float:
-            grow = float(dec.scale_threshold(stat, 1.0, self.min_window, max(m, 1), n_all, m_all))
+            grow = float(dec.scale_threshold(stat, 1.0, n, max(m, 1), n_all, m_all))
             return float(kw.get(name, default)) * max(1.0, grow)
 
         return {"min_effect_numeric": floor("min_effect_numeric", kw.get("numeric_effect", "wasserstein"), 0.1),
                 "min_effect_categorical": floor("min_effect_categorical", kw.get("categorical_effect", "psi"), 0.1),
                 "min_missing_change": floor("min_missing_change", "ks", 0.05)}
 
-    def _degradations(self) -> dict[str, float]:
+    def _degradations(self, n: int) -> dict[str, float]:
         """The performance floors of a segment (``min_degradation``), all traffic's scaled by how
-        much noisier a metric is on ``min_window`` labelled rows than on all traffic's window
-        (``sqrt(size / min_window)``, never lower): the same evidence, as :meth:`_floors`."""
+        much noisier a metric is on the segment's ``n`` labelled rows than on all traffic's window
+        (``sqrt(size / n)``, never lower): the same evidence, as :meth:`_floors`."""
         kw = self.performance_kwargs or {}
-        size = self.labelled_window_size or self.min_window
-        grow = max(1.0, math.sqrt(size / self.min_window))
+        size = self.labelled_window_size or n
+        grow = max(1.0, math.sqrt(size / max(n, 1)))
         return {m: v * grow for m, v in {**DEFAULT_MIN_DEGRADATION, **(kw.get("min_degradation") or {})}.items()}
 
     def _sample(self, idx: np.ndarray, label: str) -> np.ndarray:
@@ -360,13 +370,13 @@ class Segments(Composite):
         expected = rows / max(self.reference.n, 1) * (size or 0)
         return max(1, round(self.min_window / expected)) if expected > 0 else None
 
-    def _performance(self, idx: np.ndarray | None) -> PerformanceDrift | None:
+    def _performance(self, idx: np.ndarray | None, n: int) -> PerformanceDrift | None:
         """The segment's performance: against its own reference rows (``idx``) when they have
         labels and predictions, else against all traffic's baseline."""
         if self.performance_kwargs is None:
             return None
         kw = {**self.performance_kwargs, "min_n": min(int(self.performance_kwargs.get("min_n", 1)), self.min_window),
-              "min_degradation": self._degradations()}
+              "min_degradation": self._degradations(n)}
         ref = self.reference
         if idx is not None and ref.label is not None and ref.prediction is not None:
             return PerformanceDrift(reference=ref.take(idx, features=[]), **kw)
