@@ -67,7 +67,7 @@ class JoinResult:
     shadow_joined: dict[str, ShadowJoined] = field(default_factory=dict)
     # model -> what validation refused and the dedupe dropped after the batch's last new prediction
     # of the model (consumers.marks: counts for the next one, in a later batch)
-    quality: dict[str, dict] = field(default_factory=dict)
+    trailing: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -153,7 +153,7 @@ def _apply_model(store: Store, conn: Connection, cfg: Config, model: str, vp: Va
         if new_pred_rows:
             res.new_predictions[model] = new
         if new.trailing:
-            res.quality[model] = new.trailing
+            res.trailing[model] = new.trailing
     if joined_eids:
         res.joined[model] = _joined_columns(cfg, model, joined_eids, state, fresh, vp, pred_row_of)
 

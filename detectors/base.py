@@ -16,7 +16,8 @@ import numpy as np
 
 from detectors import state as _state
 
-__all__ = ["Window", "Detection", "Snapshotable", "StreamDetector", "WindowDetector", "KINDS", "SEVERITIES"]
+__all__ = ["Window", "Detection", "segment_text", "Snapshotable", "StreamDetector", "WindowDetector", "KINDS",
+           "SEVERITIES"]
 
 KINDS = (
     "data_drift",
@@ -75,6 +76,18 @@ class Detection:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def segment_text(segment: Mapping[str, str] | None) -> str | None:
+    """How a detection's ``segment`` is written for people and keys: ``country=BR`` for
+    ``{"country": "BR"}``; None for all traffic.
+
+    >>> segment_text({"country": "BR"}), segment_text(None)
+    ('country=BR', None)
+    """
+    if not segment:
+        return None
+    return ", ".join(f"{k}={v}" for k, v in segment.items())
 
 
 class Snapshotable:

@@ -74,6 +74,7 @@ from detectors import decision as dec
 from detectors.base import Detection, Window
 from detectors.composite import Composite
 from detectors.reference import Reference
+from detectors.two_sample import is_missing
 
 __all__ = ["DataQuality", "CHECKS", "PREFIX"]
 
@@ -115,7 +116,7 @@ class _Finding:
 
 def _profile(values: np.ndarray, numeric: bool) -> dict[str, Any]:
     """What the checks need of one reference column."""
-    missing = np.isnan(values) if numeric else np.array([v is None for v in values], dtype=bool)
+    missing = is_missing(values)
     valid = values[~missing]
     m = len(valid)
     prof: dict[str, Any] = {"missing": float(missing.mean()) if len(values) else 0.0, "m": m, "rows": len(values)}
@@ -265,7 +266,7 @@ class DataQuality(Composite):
             col = columns.get(name)
             values = np.asarray(col) if col is not None else (
                 np.full(n, np.nan) if kind == "numeric" else np.full(n, None, dtype=object))
-            missing = np.isnan(values) if kind == "numeric" else np.array([v is None for v in values], dtype=bool)
+            missing = is_missing(values)
             prof = self._profiles[name]
             if name not in absent:
                 out.append(self._missing(name, prof, float(missing.mean()) if n else 0.0, n))

@@ -50,7 +50,7 @@ import numpy as np
 from detectors import concept as _concept
 from detectors import decision as dec
 from detectors._threads import one_thread
-from detectors.base import Detection, StreamDetector, Window, WindowDetector
+from detectors.base import Detection, StreamDetector, Window, WindowDetector, segment_text
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE, CBPE_METRICS
 from detectors.composite import Composite
@@ -277,8 +277,8 @@ MonitorSettings._params = tuple(f.name for f in dataclasses.fields(MonitorSettin
 
 
 def _alert_key(d: Detection) -> str:
-    seg = "" if not d.segment else "|" + ",".join(f"{k}={v}" for k, v in d.segment.items())
-    return f"{d.kind}|{d.detector}|{d.feature or ''}{seg}"
+    seg = segment_text(d.segment)
+    return f"{d.kind}|{d.detector}|{d.feature or ''}" + (f"|{seg}" if seg else "")
 
 
 def _moved(stat: Mapping[str, Any], share: float) -> bool:

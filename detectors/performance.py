@@ -626,8 +626,8 @@ class PerformanceDrift(Composite):
 
     def _judge(self, m: str, v: float, b: float, boot: np.ndarray) -> dict[str, Any]:
         """One metric of a window against its baseline: the interval from the bootstrap
-        replicates ``boot``, the drop, its one-sided p-value and whether it is a degradation
-        (the entry of :meth:`last`'s ``metrics``)."""
+        replicates ``boot``, the drop and its one-sided p-value (the entry of :meth:`last`'s
+        ``metrics``; :meth:`conclude` adds whether it is a degradation)."""
         lo_q, hi_q = (1 - self.ci_level) / 2, 1 - (1 - self.ci_level) / 2
         reps = boot[np.isfinite(boot)]
         se_w = float(np.std(reps, ddof=1)) if len(reps) > 1 else 0.0
@@ -636,9 +636,7 @@ class PerformanceDrift(Composite):
         drop = (b - v) if HIGHER_IS_BETTER[m] else (v - b)
         need = self._min_deg.get(m, 0.0) * (abs(b) if m in RELATIVE else 1.0)
         p = float(norm.sf(drop / se)) if se > 0 else (0.0 if drop > 0 else 1.0)
-        breach = bool(p < self.alpha and drop >= need)
-        return {"value": v, "baseline": b, "ci": ci, "se": se_w, "drop": drop, "p_value": p,
-                "threshold": need, "degraded": breach}
+        return {"value": v, "baseline": b, "ci": ci, "se": se_w, "drop": drop, "p_value": p, "threshold": need}
 
     def _alert(self, m: str, judged: dict[str, Any], window: Window, model_version: str | None,
                n: int) -> Detection | None:

@@ -56,13 +56,14 @@ from typing import Any
 import numpy as np
 
 from detectors import decision as dec
-from detectors.base import Detection, Window
+from detectors.base import Detection, Window, segment_text
 from detectors.composite import Composite
 from detectors.performance import DEFAULT_MIN_DEGRADATION, PerformanceDrift
 from detectors.reference import Reference
+from detectors.two_sample import is_missing
 from detectors.univariate_drift import UnivariateDrift
 
-__all__ = ["SegmentSpec", "Segments", "parse_segments", "segment_text", "OTHER", "MISSING", "FAMILIES"]
+__all__ = ["SegmentSpec", "Segments", "parse_segments", "OTHER", "MISSING", "FAMILIES"]
 
 OTHER = "other"
 MISSING = "(missing)"
@@ -90,7 +91,7 @@ class SegmentSpec:
         """Each value's segment value (``(missing)`` for a null), before top-N: an object array."""
         if self.buckets is None:
             out = np.asarray(values, dtype=object).copy()
-            out[np.array([v is None for v in out], dtype=bool)] = MISSING
+            out[is_missing(out)] = MISSING
             return out
         x = np.asarray(values, dtype=np.float64)
         names = np.array(self.bucket_names(), dtype=object)
@@ -149,17 +150,6 @@ def _edges(buckets: Sequence[float] | None) -> tuple[float, ...] | None:
     return None if buckets is None else tuple(float(b) for b in buckets)
 
 
-def segment_text(segment: Mapping[str, str] | None) -> str | None:
-    """``country=BR`` for ``{"country": "BR"}`` (None for all traffic).
-
-    >>> segment_text({"country": "BR"}), segment_text(None)
-    ('country=BR', None)
-    """
-    if not segment:
-        return None
-    return ", ".join(f"{k}={v}" for k, v in segment.items())
-
-
 _SIDES = {"predictions": "data", "labelled": "labelled"}
 
 
@@ -195,7 +185,7 @@ def _gather(slot: dict[str, Any], side: str, cols: dict[str, np.ndarray], min_wi
     slot["judged"][side] += 1
     ts = gathered[TS]
     window = Window(int(ts.min()), int(ts.max()), len(ts))
-    slot.setdefault("last_window", {})[side] = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": window.n}
+    slot["last_window"][side] = {"start_ts": window.start_ts, "end_ts": window.end_ts, "n": window.n}
     return window, gathered
 
 
@@ -474,7 +464,7 @@ class Segments(Composite):
             out[feature] = [{
                 "label": s["label"], "reference_rows": s["reference_rows"], "span": s["span"], "rows": dict(s["rows"]),
                 "judged": dict(s["judged"]),
-                "last_window": dict(s.get("last_window") or {"predictions": None, "labelled": None}),
+                "last_window": dict(s["last_window"]),
                 "pending": {"predictions": _pending(s, "predictions"), "labelled": _pending(s, "labelled")},
                 "data_drift": s["drift"].last() if s["drift"] is not None else None,
                 "prediction_drift": s["pred_drift"].last() if s["pred_drift"] is not None else None,

@@ -45,6 +45,7 @@ import numpy as np
 from scipy import special, stats
 
 __all__ = [
+    "is_missing",
     "NUMERIC_TESTS",
     "CATEGORICAL_TESTS",
     "sort_rows",
@@ -704,7 +705,7 @@ def categorical_profile(columns: Sequence[np.ndarray], max_categories: int = 50)
     full: list[list[str]] = []
     for given in columns:
         col = np.asarray(given, dtype=object)
-        present = col[~_is_missing(col)]
+        present = col[~is_missing(col)]
         if len(present):
             values, counts = np.unique(present.astype(str), return_counts=True)
             order = np.lexsort((values, -counts))
@@ -728,7 +729,12 @@ def category_index(categories: tuple[str, ...]) -> Any:
     return pd.Index(list(categories), dtype=object)
 
 
-def _is_missing(col: np.ndarray) -> np.ndarray:
+def is_missing(col: np.ndarray) -> np.ndarray:
+    """Which values of a column are missing (``None`` or ``NaN``), vectorised (pandas' ``isna``).
+
+    >>> is_missing(np.array(["a", None, "b"], dtype=object)).tolist(), is_missing(np.array([1.0, np.nan])).tolist()
+    ([False, True, False], [False, True])
+    """
     import pandas as pd
 
     return np.asarray(pd.isna(col), dtype=bool)
@@ -740,7 +746,7 @@ def encode_categories(profile: dict[str, Any], i: int, col: Any) -> np.ndarray:
     col = np.asarray(col, dtype=object)
     k = len(profile["categories"][i])
     full = profile["all_categories"][i]
-    missing = _is_missing(col)
+    missing = is_missing(col)
     pos = category_index(tuple(full)).get_indexer(col) if len(full) else np.full(len(col), -1)
     codes = np.where(pos < 0, k + 1, np.where(pos >= k, k, pos))
     codes[missing] = k + 2

@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from detectors.base import segment_text
 from driftloop.alerts.incidents import IncidentChange
 from driftloop.alerts.lifecycle import AlertState
-from driftloop.alerts.messages import duration, model_label, rfc3339, segment_label
+from driftloop.alerts.messages import duration, model_label, rfc3339
 
 __all__ = ["incident_message", "incident_summary", "member_entry"]
 
@@ -68,7 +69,7 @@ def incident_summary(change: IncidentChange) -> str:
 def _member_name(m: AlertState) -> str:
     kind = m.kind.replace("_", " ")
     name = f"{kind} `{m.feature}`" if m.feature else kind
-    where = segment_label(m.segment)
+    where = segment_text(m.segment)
     return f"{name} in {where}" if where else name
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from detectors.base import segment_text
 from driftloop.alerts.lifecycle import AlertChange, AlertState
 from driftloop.core.clock import rfc3339  # re-exported: the alerts' messages and sinks use it
 
-__all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "finite_number", "DETECTOR_LABELS",
-           "segment_label"]
+__all__ = ["alert_message", "summary", "rfc3339", "model_label", "duration", "finite_number", "DETECTOR_LABELS"]
 
 DETECTOR_LABELS = {
     "psi": "PSI", "ks": "KS", "cvm": "Cramér–von Mises", "chi2": "χ²", "wasserstein": "Wasserstein",
@@ -105,19 +105,10 @@ def _fallback(st: AlertState, d: dict[str, Any]) -> str:
     return f"{subject}: {label} detected a problem ({', '.join(parts) or 'no statistic'}){over}."
 
 
-def segment_label(segment: dict[str, str] | None) -> str | None:
-    """``country=BR`` for ``{"country": "BR"}``; None for all traffic.
-
-    >>> segment_label({"country": "BR"}), segment_label(None)
-    ('country=BR', None)
-    """
-    return ", ".join(f"{k}={v}" for k, v in segment.items()) if segment else None
-
-
 def _member_label(m: AlertState) -> str:
     d = m.detection or {}
     name = f"`{m.feature}`" if m.feature else DETECTOR_LABELS.get(m.detector, m.detector)
-    where = segment_label(m.segment)
+    where = segment_text(m.segment)
     if where:
         name = f"{name} in {where}"
     stat = finite_number(d.get("statistic"))
@@ -199,7 +190,7 @@ def _strongest(active: list[AlertState]) -> str:
 def _worst_segments(members: list[AlertState]) -> list[str]:
     """The segments a group's active members are about, worst first (critical, then furthest past
     the threshold): what a page names instead of paging once per segment."""
-    return list(dict.fromkeys(w for m in _ranked_active(members) if (w := segment_label(m.segment))))
+    return list(dict.fromkeys(w for m in _ranked_active(members) if (w := segment_text(m.segment))))
 
 
 def _ratio(m: AlertState) -> float:

@@ -175,8 +175,8 @@ def rows_by_version(events: list[Any], default: str) -> dict[str, np.ndarray | N
 
 def touched(result: JoinResult) -> set[str]:
     """The models a batch gave the detectors something: predictions, joined labels, shadow pairs,
-    or pipeline counts (a batch whose events were all refused or duplicates still has those)."""
-    return set(result.new_predictions) | set(result.joined) | set(result.shadow_joined) | set(result.quality)
+    or trailing counts (a batch whose events were all refused or duplicates still has those)."""
+    return set(result.new_predictions) | set(result.joined) | set(result.shadow_joined) | set(result.trailing)
 
 
 def _take_joined(j: Joined, rows: np.ndarray | None) -> Joined:
@@ -478,13 +478,15 @@ class DriftAnalyser:
         found: list[list[Detection]] = []
         touched: list[str] = []
         vp, joined = result.new_predictions.get(model), result.joined.get(model)
+        sizes: dict[str, int] = {}
         if vp is not None:
             for version, rows in rows_by_version(vp.events, mon.champion).items():
-                if self._ensure_version(conn, model, mon, version, len(vp.events) if rows is None else len(rows), now):
+                sizes[version] = len(vp.events) if rows is None else len(rows)
+                if self._ensure_version(conn, model, mon, version, sizes[version], now):
                     sub = vp if rows is None else vp.take(rows)
                     found.append(mon.update_predictions(version, prediction_batch(sub)))
                     touched.append(version)
-        self._observe_pipeline(conn, model, mon, vp, result.quality.get(model), now)
+        self._observe_pipeline(conn, model, mon, sizes, result.trailing.get(model), now)
         if joined is not None:
             batches, label_ts = {}, {}
             for version, rows in rows_by_version(joined.predictions.events, mon.champion).items():
@@ -497,21 +499,18 @@ class DriftAnalyser:
         found.append(mon.retire_idle())
         return found, list(dict.fromkeys(touched))
 
-    def _observe_pipeline(self, conn: Connection | None, model: str, mon: VersionedMonitor,
-                          vp: ValidPredictions | None, counts: dict[str, Any] | None, now: int) -> None:
+    def _observe_pipeline(self, conn: Connection | None, model: str, mon: VersionedMonitor, sizes: dict[str, int],
+                          trailing: dict[str, Any] | None, now: int) -> None:
         """What validation refused and the dedupe dropped after the batch's last new prediction
         (:mod:`consumers.marks`' trailing counts) goes to the data-quality checks of the version
-        that served most of the batch's new predictions (the champion's when none was new), which
-        count it on its next prediction: refused events name no version one can trust."""
-        if not counts:
+        that served most of the batch's new predictions (``sizes``: each version's; the champion's
+        when none was new), which count it on its next prediction: refused events name no version
+        one can trust."""
+        if not trailing:
             return
-        version = mon.champion
-        if vp is not None and len(vp.events):
-            groups = rows_by_version(vp.events, mon.champion)
-            sizes = {v: len(vp.events) if rows is None else len(rows) for v, rows in groups.items()}
-            version = max(sizes, key=sizes.__getitem__)
+        version = max(sizes, key=sizes.__getitem__) if sizes else mon.champion
         if self._ensure_version(conn, model, mon, version, 0, now):
-            mon.observe_pipeline(version, counts)
+            mon.observe_pipeline(version, trailing)
 
     def _ensure_version(self, conn: Connection | None, model: str, mon: VersionedMonitor, version: str, n: int,
                         now: int) -> bool:

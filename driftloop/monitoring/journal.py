@@ -81,9 +81,9 @@ def encode_entry(model: str, result: JoinResult) -> bytes:
     j = result.joined.get(model)
     if j is not None:
         entry["joined"] = {"predictions": _columns(j.predictions), "label": j.label, "label_ts": j.label_ts}
-    q = result.quality.get(model)
-    if q is not None:
-        entry["quality"] = q
+    trailing = result.trailing.get(model)
+    if trailing is not None:
+        entry["trailing"] = trailing
     sj = result.shadow_joined.get(model)
     if sj is not None:
         entry["shadow"] = {"shadow": _columns(sj.shadow), "served_prediction": sj.served_prediction,
@@ -101,8 +101,8 @@ def decode_entry(model: str, blob: bytes) -> JoinResult:
     if "joined" in entry:
         j = entry["joined"]
         out.joined[name] = Joined(_predictions(name, j["predictions"]), j["label"], j["label_ts"])
-    if "quality" in entry:
-        out.quality[name] = entry["quality"]
+    if "trailing" in entry:
+        out.trailing[name] = entry["trailing"]
     if "shadow" in entry:
         s = entry["shadow"]
         out.shadow_joined[name] = ShadowJoined(_predictions(name, s["shadow"]), s["served_prediction"],

@@ -309,6 +309,13 @@ class DriftloopCollector(Collector):
                         share.add_metric([m, v], shares.get(v, 0.0))
         yield from (live, preds, labelled, share, capped)
 
+    def _champion_statuses(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """``(model, version label, status)`` of each model with a stored status (its champion's)."""
+        for m in self._models():
+            status = self._status(m)
+            if status:
+                yield m, _label(status.get("model_version")), status
+
     def _segments(self) -> Iterator[Metric]:
         """Each segment's last statistics (the champion's status): bounded, see the module's docstring."""
         seg = [*_PERF_LABELS[:2], "segment"]
@@ -327,11 +334,7 @@ class DriftloopCollector(Collector):
                                 labels=dlabels)
         det = GaugeMetricFamily("driftloop_segment_drift_detected", "1 if the segment's last judged window drifted.",
                                 labels=dlabels)
-        for m in self._models():
-            status = self._status(m)
-            if not status:
-                continue
-            version = _label(status.get("model_version"))
+        for m, version, status in self._champion_statuses():
             for s in views.segments_view(status):
                 labels = [m, version, s["segment"]]
                 for stream in ("predictions", "labelled"):
@@ -360,11 +363,7 @@ class DriftloopCollector(Collector):
         thr = GaugeMetricFamily("driftloop_data_quality_threshold", "The share that counts as a breach.", labels=dq)
         breach = GaugeMetricFamily("driftloop_data_quality_breach", "1 if the last window breached the check.",
                                    labels=dq)
-        for m in self._models():
-            status = self._status(m)
-            if not status:
-                continue
-            version = _label(status.get("model_version"))
+        for m, version, status in self._champion_statuses():
             for c in views.data_quality_view(status):
                 labels = [m, version, str(c["check"]), str(c.get("feature") or "")]
                 share.add_metric(labels, _f(c.get("share")))

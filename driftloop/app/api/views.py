@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from driftloop.alerts.messages import segment_label
+from detectors.base import segment_text
 
 __all__ = ["segment_key", "drift_entries", "overall_view", "segments_view", "data_quality_view",
            "CHECK_ORDER", "MAX_NEW_KEYS"]
@@ -40,7 +40,7 @@ def segment_key(feature: str, value: Any) -> str:
     >>> segment_key("country", "BR")
     'country=BR'
     """
-    return segment_label({str(feature): str(value)}) or ""
+    return segment_text({str(feature): str(value)}) or ""
 
 
 def _num(x: Any) -> float | None:
