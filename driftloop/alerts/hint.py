@@ -102,9 +102,9 @@ def root_cause_hint(model: str, version: str | None, alerts: Sequence[AlertState
 
 
 # ---------------------------------------------------------------------- reading alerts
-def _order(a: AlertState) -> tuple[int, int, float]:
-    """Active first, then critical, then how far past its threshold (strongest first)."""
-    return (0 if a.active else 1, -_RANK.get(a.severity, 0), -_ratio(a))
+def _order(a: AlertState) -> tuple[int, int, float, str]:
+    """Active first, then critical, then how far past its threshold (strongest first), then by id."""
+    return (0 if a.active else 1, -_RANK.get(a.severity, 0), -_ratio(a), a.alert_id)
 
 
 def _ratio(a: AlertState) -> float:

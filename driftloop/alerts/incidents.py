@@ -183,7 +183,9 @@ class IncidentBook:
             inc = self.incidents[iid]
             if inc.status == "open" and ids:
                 out.append(self._announce(inc, alerts, "firing", "grown", now, joined=tuple(ids)))
-        return out + self.tick(alerts, now)
+        out += self.tick(alerts, now)
+        self._refresh_hints(alerts)
+        return out
 
     def tick(self, alerts: AlertLifecycle, now: int) -> list[IncidentChange]:
         """Open the pending incidents whose wait is over at ``now``."""
@@ -203,6 +205,23 @@ class IncidentBook:
         if self._hint is not None:
             inc.hint = self._hint(inc, leaf_alerts(members, alerts.states))
         self.dirty.add(inc.incident_id)
+
+    def _refresh_hints(self, alerts: AlertLifecycle) -> None:
+        """Re-read the hint of each incident touched in this transaction, and of each active one
+        a member of which changed here without an announcement (a firing alert's evidence moves
+        every window), from the members' states as the transaction leaves them. So a stored hint
+        is a function of its members' last states, not of which member changed last: live and
+        replay, whose micro-batches are cut differently, store the same hint."""
+        if self._hint is None:
+            return
+        for inc in self.incidents.values():
+            leaves = leaf_alerts(self._members(inc, alerts), alerts.states)
+            changed = inc.active and any(a.alert_id in alerts.dirty for a in leaves)
+            if inc.incident_id in self.dirty or changed:
+                hint = self._hint(inc, leaves)
+                if hint != inc.hint:
+                    inc.hint = hint
+                    self.dirty.add(inc.incident_id)
 
     def _members(self, inc: IncidentState, alerts: AlertLifecycle) -> list[AlertState]:
         return [alerts.states[i] for i in inc.members if i in alerts.states]

@@ -89,3 +89,25 @@ def test_wait_zero_pages_at_once():
     alerts, book = books(wait_s=0)
     [opened] = step(alerts, book, [det("Latitude")], 0)
     assert opened[0] == "opened"
+
+
+def test_the_stored_hint_reads_the_members_last_evidence_whichever_changed_last():
+    """Live and replay cut micro-batches differently; the hint they store must not depend on
+    which member's announced change came last, only on the members' last states."""
+    from driftloop.alerts.manager import _hint
+
+    def run(batches):
+        alerts = AlertLifecycle(Policy(group_window_ms=0, hold_down_ms=0, cooldown_ms=0), {})
+        book = IncidentBook(IncidentPolicy(wait_ms=0), {}, {}, hint=_hint)
+        for now, dets in batches:
+            book.apply(alerts.observe_many(dets, "housing", "1", now), alerts, now)
+        [inc] = book.incidents.values()
+        return inc.hint["text"]
+
+    adwin = lambda stat: det(None, kind="concept_drift", detector="adwin", stat=stat)        # noqa: E731
+    ph = lambda stat: det(None, kind="concept_drift", detector="page_hinkley", stat=stat)    # noqa: E731
+    # ADWIN is the stronger at first; Page–Hinkley ends the stronger, through a re-detection (no announcement)
+    together = run([(0, [adwin(0.9), ph(0.2)]), (S, [adwin(0.3), ph(0.8)])])
+    apart = run([(0, [adwin(0.9)]), (S // 2, [ph(0.2)]), (S, [adwin(0.3), ph(0.8)])])
+    assert together == apart
+    assert together.index("Page") < together.index("ADWIN"), together      # the last evidence orders them
