@@ -104,8 +104,12 @@ def test_the_stored_hint_reads_the_members_last_evidence_whichever_changed_last(
         [inc] = book.incidents.values()
         return inc.hint["text"]
 
-    adwin = lambda stat: det(None, kind="concept_drift", detector="adwin", stat=stat)        # noqa: E731
-    ph = lambda stat: det(None, kind="concept_drift", detector="page_hinkley", stat=stat)    # noqa: E731
+    def adwin(stat: float):
+        return det(None, kind="concept_drift", detector="adwin", stat=stat)
+
+    def ph(stat: float):
+        return det(None, kind="concept_drift", detector="page_hinkley", stat=stat)
+
     # ADWIN is the stronger at first; Page–Hinkley ends the stronger, through a re-detection (no announcement)
     together = run([(0, [adwin(0.9), ph(0.2)]), (S, [adwin(0.3), ph(0.8)])])
     apart = run([(0, [adwin(0.9)]), (S // 2, [ph(0.2)]), (S, [adwin(0.3), ph(0.8)])])
