@@ -63,8 +63,10 @@ FRAME_FORMAT = "driftloop.frame/1"
 #: Trusted on load besides skops' defaults and ``registry.trusted_types``: what the default
 #: recipes' fitted models hold (HistGradientBoosting's predictors, forests' trees, dtypes).
 #: Plain array containers, rebuilt from arrays by scikit-learn's own code.
+#: ``retrain.ranker.PopularityRanker``: the built-in ranker (issue 19), driftloop's own class;
+#: its fitted state is plain str/int/float data, so the class is the only type it adds.
 BUILTIN_TRUSTED = ("numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                   "sklearn.tree._tree.Tree")
+                   "sklearn.tree._tree.Tree", "retrain.ranker.PopularityRanker")
 
 
 class ArtifactError(RuntimeError):
