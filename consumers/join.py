@@ -235,7 +235,7 @@ def _joined_columns(cfg: Config, model: str, eids: list[str], state: dict[str, _
     merged, order = _joined_predictions(cfg, model, eids, state, vp, pred_row_of)
     label_values = [_label_dec.decode(state[e].label if e in state else fresh[e][6])  # type: ignore[arg-type]  # joined: labelled
                     for e in order]
-    if cfg.models[model].task == "classification":
+    if cfg.models[model].task != "regression":      # class labels, or a ranking model's encoded relevance
         label = np.empty(len(order), dtype=object)
         label[:] = label_values
     else:

@@ -54,6 +54,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from consumers.join import Joined, JoinResult, ShadowJoined, concat_predictions
+from consumers.ranking_validation import encode_ranking
 from consumers.validation import ValidPredictions, validate_predictions
 from driftloop.core.config import Config
 from driftloop.core.events import PredictionEvent, label_key
@@ -223,7 +224,7 @@ def _take_shadows(store: Store, conn: Connection, cfg: Config, model: str, vs: V
     insert rows, the number of duplicates and the number refused (dead-lettered into ``dead``)."""
     served = {r[0]: _Served(r[1], r[2], r[3], r[4], r[5])
               for r in _select(store, conn, _SERVED, model, list(dict.fromkeys(e.event_id for e in vs.events)))}
-    classification = cfg.models[model].task == "classification"
+    task = cfg.models[model].task
     seen = set(stored_keys)
     inserts: list[list] = []
     joined_rows: list[int] = []
@@ -249,17 +250,18 @@ def _take_shadows(store: Store, conn: Connection, cfg: Config, model: str, vs: V
         inserts.append([model, ev.event_id, version, ts[i], payload, now, now if complete else None])
         if complete:
             joined_rows.append(i)
-            _add_served(parts, row, classification)  # type: ignore[arg-type]  # complete: a stored row
+            _add_served(parts, row, task)  # type: ignore[arg-type]  # complete: a stored row
     if joined_rows:
         parts.shadow.append(vs.take(np.asarray(joined_rows, dtype=np.int64)))
     return inserts, dups, refused
 
 
-def _add_served(parts: _Parts, row: _Served, classification: bool) -> None:
+def _add_served(parts: _Parts, row: _Served, task: str) -> None:
     """The served half of a shadow joined on arrival: its prediction (canonical, as validation
     makes it), version, label and label time, from the served row holding both halves."""
     value = _pred_dec.decode(row.payload).prediction  # type: ignore[arg-type]  # complete: predicted
-    parts.served_prediction.append(label_key(value) if classification else float(value))
+    parts.served_prediction.append(label_key(value) if task == "classification" else
+                                   encode_ranking(value) if task == "ranking" else float(value))  # type: ignore[arg-type]  # validated on ingest: a ranking model's value is a list
     parts.served_version.append(row.version)
     parts.label.append(_value_dec.decode(row.label))  # type: ignore[arg-type]  # complete: labelled
     parts.label_ts.append(row.label_ts)  # type: ignore[arg-type]  # complete: labelled
@@ -267,7 +269,7 @@ def _add_served(parts: _Parts, row: _Served, classification: bool) -> None:
 
 def _columns(cfg: Config, model: str, parts: _Parts) -> ShadowJoined:
     """``parts`` as aligned columns (the dtypes of :class:`consumers.join.Joined`)."""
-    if cfg.models[model].task == "classification":
+    if cfg.models[model].task != "regression":
         served = np.empty(len(parts.served_prediction), dtype=object)
         served[:] = parts.served_prediction
         label = np.empty(len(parts.label), dtype=object)

@@ -19,6 +19,7 @@ import numpy as np
 
 from consumers.marks import SEP, fold, merge_trailing
 from consumers.marks import take as marks_take
+from consumers.ranking_validation import ranking_labels, ranking_predictions, refuse_lists
 from driftloop.core.config import Config, ModelConfig
 from driftloop.core.events import LabelEvent, PredictionEvent, label_key
 
@@ -152,6 +153,7 @@ class _Rejects:
         self.reasons: dict[int, str] = {}
 
     def mark(self, rows: Any, reason: Any) -> None:
+        """Refuse ``rows`` (unless refused already) for ``reason``: a text, or a function of the row."""
         for r in np.atleast_1d(np.asarray(rows, dtype=np.int64)).tolist():
             if self.ok[r]:
                 self.ok[r] = False
@@ -401,11 +403,15 @@ def validate_predictions(events: list[PredictionEvent], cfg: Config, now_ms: int
             cols[name] = (_numeric_column(name, col, rej, bad) if kind == "numeric"
                           else _categorical_column(name, col, rej, lim.max_string_chars))
         preds = [e.prediction for e in evs]
-        if mcfg.task == "classification":
-            prediction = _classes(preds, rej, "prediction", lim.max_string_chars)
+        if mcfg.task == "ranking":
+            prediction, scores, classes = ranking_predictions(evs, rej, lim.max_string_chars)
         else:
-            prediction = _regression_values(preds, rej, "prediction")
-        scores, classes = _scores(evs, rej, lim.max_features)
+            refuse_lists(preds, rej, "prediction", mcfg.task)
+            if mcfg.task == "classification":
+                prediction = _classes(preds, rej, "prediction", lim.max_string_chars)
+            else:
+                prediction = _regression_values(preds, rej, "prediction")
+            scores, classes = _scores(evs, rej, lim.max_features)
         for r, reason in rej.reasons.items():
             errors.append((idx[r], reason))
         keep = np.flatnonzero(rej.ok)
@@ -454,10 +460,15 @@ def validate_labels(events: list[LabelEvent], cfg: Config, now_ms: int
         rej = _Rejects(len(evs))
         ts = _timestamps([e.ts for e in evs], rej, max_ts)
         values = [e.label for e in evs]
-        if cfg.models[model].task == "classification":
-            label = _classes(values, rej, "label", cfg.ingest.max_string_chars)
+        task = cfg.models[model].task
+        if task == "ranking":
+            label = ranking_labels(values, rej, cfg.ingest.max_string_chars)
         else:
-            label = _regression_values(values, rej, "label")
+            refuse_lists(values, rej, "label", task)
+            if task == "classification":
+                label = _classes(values, rej, "label", cfg.ingest.max_string_chars)
+            else:
+                label = _regression_values(values, rej, "label")
         for r, reason in rej.reasons.items():
             errors.append((idx[r], reason))
         keep = np.flatnonzero(rej.ok)

@@ -459,7 +459,7 @@ class ItemDrift(Composite):
             threshold=res["threshold"],
             window=window,
             firing=firing,
-            severity=severity,  # type: ignore[arg-type]  # "warning"/"critical", from the AlertBook
+            severity=severity,  # type: ignore[arg-type]  # one of SEVERITIES, from the AlertBook
             effect_size=res["js"],
             summary=self._summary(res, firing),
             model=self.model,

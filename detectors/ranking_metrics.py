@@ -103,6 +103,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors.composite import Composite
 from detectors.ranking_lists import ITEM_SEP, REL_SEP, item_id
 
 __all__ = [
@@ -378,9 +379,10 @@ def window_metrics(predictions: Sequence[str], labels: Sequence[str], metrics: S
 
 
 @dataclass(frozen=True, eq=False)
-class ItemReference:
+class ItemReference(Composite):
     """What the reference served: the item catalogue, each item's popularity, and the reference's
-    own label-free metrics (to compare a window with). Plain data, picklable.
+    own label-free metrics (to compare a window with). Plain data, picklable, and a
+    :class:`~detectors.composite.Composite` so a monitor's snapshot holds it.
 
     Attributes
     ----------
@@ -433,6 +435,10 @@ class ItemReference:
         ref = cls(catalogue=cat, shown=shown, engaged=engaged, n_requests=n, k=k, metrics={})
         return replace(ref, metrics=label_free_metrics(predictions, ref, k))
 
+
+
+# every field is a constructor argument: clone() rebuilds the reference from all of them
+ItemReference._params = ("catalogue", "shown", "engaged", "n_requests", "k", "metrics")
 
 def _request_share(req: np.ndarray, code: np.ndarray, n: int, size: int) -> np.ndarray:
     """For each of ``size`` items, the share of ``n`` requests with at least one (req, code) pair."""

@@ -80,6 +80,7 @@ from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.composite import Composite
 from detectors.model_monitor import ModelMonitor
 from detectors.paired import ShadowComparison, compare_windows
+from detectors.ranking_monitor import RankingMonitor
 
 __all__ = ["VersionedMonitor", "SERVING", "DRAINING"]
 
@@ -114,7 +115,7 @@ class VersionedMonitor(Composite):
         self.retire_after_ms = int(retire_after_ms)
         self.clock = 0                                # the newest event time seen (epoch ms)
         self.champion = ""                            # '' = no version known (no registry, none named)
-        self.versions: dict[str, ModelMonitor] = {}
+        self.versions: dict[str, ModelMonitor | RankingMonitor] = {}
         self.reference_of: dict[str, str] = {}        # version -> the version whose sample it is judged on
         self.phase: dict[str, str] = {}               # version -> SERVING | DRAINING
         self.last_event_at: dict[str, int] = {}       # version -> the caller's clock at its last event
@@ -143,7 +144,7 @@ class VersionedMonitor(Composite):
         """Whether one more version can have a monitor."""
         return len(self.versions) < self.max_live
 
-    def add(self, version: str, monitor: ModelMonitor, *, reference_of: str) -> bool:
+    def add(self, version: str, monitor: ModelMonitor | RankingMonitor, *, reference_of: str) -> bool:
         """Give ``version`` its monitor (built on the sample of ``reference_of``); False, and
         nothing changes, when ``max_live`` versions already have one."""
         if version not in self.versions and not self.has_room():
@@ -200,6 +201,8 @@ class VersionedMonitor(Composite):
         return out
 
     def _keep_outcomes(self, version: str, batch: LabelledBatch) -> None:
+        if self.task == "ranking":     # versions side by side are compared for classifiers and regressors only
+            return
         if self.task == "classification":
             value = (np.asarray(batch.prediction, dtype=object) == np.asarray(batch.label, dtype=object))
         else:
@@ -279,7 +282,7 @@ class VersionedMonitor(Composite):
         self.shadows.pop(shadow_version, None)
 
     # ------------------------------------------------------------------ champion changes
-    def promote(self, version: str, monitor: ModelMonitor | None, *, reference_of: str,
+    def promote(self, version: str, monitor: ModelMonitor | RankingMonitor | None, *, reference_of: str,
                 why: str) -> list[Detection]:
         """``version`` is the champion now. ``monitor``: its new monitor (None keeps the one it
         has: a canary already judged on its own sample). The old champion drains; the alerts it

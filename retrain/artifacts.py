@@ -3,7 +3,7 @@
 * Models: `skops <https://skops.readthedocs.io>`_ (``.skops``), never pickle. Loading refuses
   any type that is not in skops' default trusted set, in :data:`BUILTIN_TRUSTED` (the three
   types scikit-learn's own tree models and numpy dtypes need, which skops does not trust by
-  default) or in the configuration's ``registry.trusted_types``. The types recorded with a
+  default, and the built-in ranker's class) or in the configuration's ``registry.trusted_types``. The types recorded with a
   version in the database are NOT trusted: whoever can write the database must not be able to
   make a process import and build arbitrary types.
 * Paths: a registry file's path, as recorded in the database, is resolved (symlinks, ``..``)

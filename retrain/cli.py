@@ -279,19 +279,13 @@ def _reference_arg(path: str | None) -> Any:
 
 
 def _read_reference(path: str) -> Any:
-    import pandas as pd
-
+    from driftloop.core.frames import read_frame
     from retrain.artifacts import frame_from_bytes
 
     p = Path(path)
-    name = p.name.lower()
-    if name.endswith(".json.gz"):
+    if p.name.lower().endswith(".json.gz"):
         return frame_from_bytes(p.read_bytes(), str(p))
-    if name.endswith((".jsonl", ".ndjson")):
-        return pd.read_json(p, lines=True)
-    if name.endswith(".parquet"):
-        return pd.read_parquet(p)
-    return pd.read_csv(p)
+    return read_frame(p)
 
 
 def cmd_register(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from consumers.validation import validate_predictions
+from detectors.ranking_monitor import encoded_lists
 from driftloop.core.config import Config
 from driftloop.core.events import PredictionEvent, label_key
 from driftloop.core.store import Store
@@ -76,7 +77,11 @@ class LabelledData:
 
 
 def _label_column(values: list[Any], task: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels in the training layout, and a mask of the usable ones."""
+    """Labels in the training layout, and a mask of the usable ones. A ranking model's label is
+    its encoded relevance (detectors.ranking_lists); an empty one (nothing engaged) is usable."""
+    if task == "ranking":
+        arr = encoded_lists(values, relevance=True)
+        return arr, np.array([v is not None for v in arr.tolist()], dtype=bool)
     if task == "classification":
         arr = np.empty(len(values), dtype=object)
         arr[:] = [label_key(v) for v in values]

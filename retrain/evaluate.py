@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from detectors.paired import mcnemar  # the gate's test lives with the other pure statistics; exported here too
+from detectors.ranking_metrics import request_metrics
 from driftloop.core.events import label_key
 
 __all__ = [
@@ -72,6 +73,10 @@ def _as_labels(values: Any) -> np.ndarray:
 def model_outputs(est: Any, X: Any, task: str) -> Outputs:
     """Predictions (and scores, if the estimator has ``predict_proba``) on ``X``."""
     pred = est.predict(X)
+    if task == "ranking":        # encoded ranked lists (detectors.ranking_lists)
+        out = np.empty(len(pred), dtype=object)
+        out[:] = [str(p) for p in pred]
+        return Outputs(out)
     if task != "classification":
         return Outputs(np.asarray(pred, dtype=np.float64))
     prediction = _as_labels(pred)
@@ -129,6 +134,12 @@ def _auc(W: np.ndarray, pos: np.ndarray, score: np.ndarray) -> np.ndarray:
 
 def _metric(name: str, task: str, y: np.ndarray, out: Outputs, W: np.ndarray, classes: list[str]) -> np.ndarray:
     n = len(y)
+    if task == "ranking":        # the mean over requests of each request's value (empty engagement: 0)
+        try:
+            per_request = request_metrics(list(out.prediction), list(y), [name])[name]
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from None
+        return W @ per_request / n
     if task == "regression":
         err = np.asarray(out.prediction, dtype=np.float64) - y
         if name == "mae":
@@ -192,10 +203,10 @@ def metrics(task: str, y: np.ndarray, out: Outputs, names: tuple[str, ...] | Non
     >>> metrics("regression", y, Outputs(np.array([1.0, 2.0, 5.0])))
     {'rmse': 1.1547005383792515, 'mae': 0.6666666666666666, 'r2': -1.0}
     """
-    from driftloop.core.config.retrain import CLASSIFICATION_METRICS, REGRESSION_METRICS
+    from driftloop.core.config.retrain import CLASSIFICATION_METRICS, RANKING_METRICS, REGRESSION_METRICS
 
     y = np.asarray(y, dtype=np.float64) if task == "regression" else np.asarray(y, dtype=object)
-    names = names or (CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS)
+    names = names or {"classification": CLASSIFICATION_METRICS, "ranking": RANKING_METRICS}.get(task, REGRESSION_METRICS)
     classes = _classes(y, out) if task == "classification" else []
     ones = np.ones((1, len(y)))
     res: dict[str, float] = {}
@@ -276,15 +287,18 @@ def decide(task: str, y: np.ndarray, challenger: Outputs, champion: Outputs | No
            min_delta: float = 0.0, alpha: float = 0.05, bootstrap_samples: int = 1000, seed: int = 0) -> Decision:
     """Apply the promotion rule (module docstring). ``champion=None``: there is no incumbent,
     the challenger is promoted if its primary metric can be computed."""
+    from driftloop.core.config.retrain import RANKING_METRICS
+
     y = np.asarray(y, dtype=np.float64) if task == "regression" else np.asarray(y, dtype=object)
     n = len(y)
-    ch_metrics = metrics(task, y, challenger)
+    names = tuple(dict.fromkeys((metric, *RANKING_METRICS))) if task == "ranking" else None
+    ch_metrics = metrics(task, y, challenger, names)
     if metric not in ch_metrics:
         raise EvaluationError(f"the challenger cannot be scored on {metric} (does it give class scores?)")
     if champion is None:
         return Decision(True, metric, ch_metrics, None, None, None, None, alpha, min_delta, n,
                         f"no incumbent to compare with; challenger {metric} = {_fmt(ch_metrics[metric])}")
-    inc_metrics = metrics(task, y, champion)
+    inc_metrics = metrics(task, y, champion, names)
     if metric not in inc_metrics:
         return Decision(False, metric, ch_metrics, inc_metrics, None, None, None, alpha, min_delta, n,
                         f"the incumbent cannot be scored on {metric} (no class scores); not promoting. "

@@ -81,7 +81,8 @@ def build_estimator(recipe: RecipeConfig, task: str, features: Mapping[str, str]
         klass = import_object(recipe.estimator_path(task))
         est = klass(**recipe.params)
     _seed(est, recipe.seed)
-    if recipe.preprocess == "auto" and not isinstance(est, Pipeline):
+    if recipe.preprocess == "auto" and task != "ranking" and not isinstance(est, Pipeline):
+        # (a ranker reads the raw request features: one-hot columns would hide its segments)
         est = Pipeline([("preprocess", preprocessor(features, recipe.max_categories)), ("model", est)])
     return est
 

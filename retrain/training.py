@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 from sqlalchemy.engine import Connection
 
 from driftloop.core.config import Config
 from driftloop.core.config.retrain import RetrainPolicy
+from driftloop.core.frames import read_frame
 from driftloop.core.store import Store
 from retrain.artifacts import FileInfo, save_frame, save_model
 from retrain.dataset import DatasetError, LabelledData, concat, frame_to_data, holdout_split, load_window
@@ -99,7 +99,7 @@ def _reference_rows(cfg: Config, registry: Registry, model: str) -> LabelledData
     if champ is not None:
         df = registry.load_reference(model, champ.version)
     elif mcfg.reference:
-        df = pd.read_csv(cfg.resolve(mcfg.reference))
+        df = read_frame(cfg.resolve(mcfg.reference))
     else:
         return None
     return frame_to_data(df, mcfg.features, mcfg.task)
@@ -125,6 +125,8 @@ def train_challenger(cfg: Config, store: Store, registry: Registry, job: Retrain
             mixed = ref.n
     if mcfg.task == "classification" and len(set(train.y.tolist())) < 2:
         raise DatasetError(f"the training rows hold a single class {sorted(set(train.y.tolist()))}: nothing to learn")
+    if mcfg.task == "ranking" and not any(train.y.tolist()):
+        raise DatasetError(f"none of the {len(train.y)} training requests engaged with an item: nothing to learn")
     est = build_estimator(policy.recipe, mcfg.task, mcfg.features)
     log.info("job %s: fitting %s on %d rows", job.job_id, estimator_name(est), len(train.y))
     t1 = time.perf_counter()

@@ -87,6 +87,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     resolved), 1 when a step is missing (named on stderr), 2 when the demo's extra is missing."""
     from driftloop.app.demo import DemoDependencyMissing, run_demo
 
+    if args.task == "ranking":
+        if args.shadow or args.registry != "local":
+            print("driftloop demo: --task ranking runs with the local registry and no shadow phase", file=sys.stderr)
+            return 2
+        from driftloop.app.demo_ranking import missing_steps, run_ranking_demo
+
+        missing = missing_steps(run_ranking_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep))
+        if missing:
+            print(f"driftloop demo: the loop did not close: {'; '.join(missing)}", file=sys.stderr)
+        return 1 if missing else 0
     try:
         result = run_demo(bootstrap=args.bootstrap, fast=args.fast, keep=args.keep, shadow=args.shadow,
                           registry=args.registry, mlflow_uri=args.mlflow_uri)
@@ -206,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mlflow: MLflow is the model registry (the `mlflow` extra; a local MLflow server is started "
                         "unless --mlflow-uri names one); exit code 0 only when its alias follows the promotion")
     d.add_argument("--mlflow-uri", default=None, help="with --registry mlflow: a running tracking server's URL")
+    d.add_argument("--task", choices=["classification", "ranking"], default="classification",
+                   help="ranking: a recommender on a synthetic shop whose tastes shift (contract v1.1 ranking "
+                        "events); exit code 0 also needs NDCG@10 to recover under the promoted challenger")
     d.set_defaults(func=cmd_demo)
 
     from driftloop.alerts.cli import add_commands as add_alert_commands

@@ -474,7 +474,8 @@ def _show_dashboard(service: Any, monitor: threading.Thread, console: Any) -> No
 class _Serving:
     """The model the demo's ML service serves, and its registry version."""
 
-    def __init__(self, loop: _Loop, console: Any, model: Any, shadow: bool = False) -> None:
+    def __init__(self, loop: _Loop, console: Any, model: Any, shadow: bool = False, name: str = MODEL) -> None:
+        self.name = name                         # the model's name in the configuration
         self.loop = loop
         self.console = console
         self.model = model
@@ -494,7 +495,7 @@ class _Serving:
     def follow_shadow(self, at: int | None = None) -> None:
         """Run the registry's shadow version (if any) beside the served champion; stop when it
         is no longer in shadow (promoted or rejected)."""
-        shadows = self.loop.registry.shadows(MODEL)
+        shadows = self.loop.registry.shadows(self.name)
         version = str(shadows[0].version) if shadows else None
         if version == self.shadow_version:
             return
@@ -502,7 +503,7 @@ class _Serving:
             self.console.print(f"[bold]the service stops running v{self.shadow_version} in shadow[/]")
             self.shadow_model, self.shadow_version = None, None
             return
-        self.shadow_model = self.loop.registry.load_model(MODEL, version)
+        self.shadow_model = self.loop.registry.load_model(self.name, version)
         self.shadow_version, self.shadow_seen = version, True
         self.console.print(f"[bold]the service now also runs v{version} in shadow beside champion "
                            f"v{self.version}[/]" + (f" from event {at:,} on" if at is not None else "")
@@ -514,11 +515,11 @@ class _Serving:
         the same transaction. A service that switched first would improve the metrics under the
         old reference, and on a loaded machine a performance alert could then clear by itself
         (after the 5 s hold-down) before the monitor read the promotion."""
-        champ = self.loop.registry.champion(MODEL)
+        champ = self.loop.registry.champion(self.name)
         if champ is not None and str(champ.version) != self.version:
-            if self.loop.store.detector_reference_version(MODEL)[1] != str(champ.version):
+            if self.loop.store.detector_reference_version(self.name)[1] != str(champ.version):
                 return
-            self.model = self.loop.registry.load_model(MODEL, champ.version)
+            self.model = self.loop.registry.load_model(self.name, champ.version)
             self.version = str(champ.version)
             self.console.print(f"[bold]the service now serves champion v{champ.version}[/]")
 
@@ -631,7 +632,7 @@ def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narr
         show(n)
         promoted_since = sum(1 for d in result.decisions if d["event"] == "promoted") > 1
         fired = any(a["status"] == "firing" for a in result.alerts)
-        if collect_stats(loop.cfg, loop.store)["models"][MODEL]["joined"] >= n and (promoted_since or not fired):
+        if collect_stats(loop.cfg, loop.store)["models"][serving.name]["joined"] >= n and (promoted_since or not fired):
             break
         time.sleep(0.3)
     settle, give_up = time.monotonic() + 8, time.monotonic() + 60
@@ -642,7 +643,8 @@ def _await_loop(loop: _Loop, result: DemoResult, serving: _Serving, n: int, narr
     show(n)
 
 
-def _stop(loop: _Loop, result: DemoResult, service: Any, worker: Any, threads: list[threading.Thread]) -> None:
+def _stop(loop: _Loop, result: DemoResult, service: Any, worker: Any, threads: list[threading.Thread],
+          name: str = MODEL) -> None:
     """Stop the monitor and the worker, then record the final counters and champion."""
     from driftloop.app.stats import collect_stats
 
@@ -651,16 +653,16 @@ def _stop(loop: _Loop, result: DemoResult, service: Any, worker: Any, threads: l
     for t in threads:
         t.join(30)
     result.stats = collect_stats(loop.cfg, loop.store)
-    champ = loop.registry.champion(MODEL)
+    champ = loop.registry.champion(name)
     result.champion = None if champ is None else str(champ.version)
     loop.store.dispose()
 
 
 def _print_summary(console: Any, result: DemoResult, t_start: float, service: Any, cfg_path: Path,
-                   keep: bool) -> None:
+                   keep: bool, name: str = MODEL) -> None:
     """Stage 6: the counts, the alerts, the jobs and the registry's decisions."""
     console.rule("summary")
-    s = result.stats["models"][MODEL]
+    s = result.stats["models"][name]
     fired = [a for a in result.alerts if a["status"] == "firing"]
     resolved = [a for a in result.alerts if a["status"] == "resolved"]
     console.print(f"{s['predictions']:,} predictions, {s['labels']:,} labels, {s['joined']:,} joined, "
@@ -671,7 +673,7 @@ def _print_summary(console: Any, result: DemoResult, t_start: float, service: An
                   f"champion now v{result.champion}")
     from driftloop.alerts.incidents_cli import list_incidents
 
-    incidents = list_incidents(service.store, model=MODEL)
+    incidents = list_incidents(service.store, model=name)
     console.print(f"on-call was paged per incident: {len(incidents)} incident(s) for {len(fired)} fired alerts "
                   f"(`driftloop incidents list -c {cfg_path}`)")
     for inc in incidents[::-1]:

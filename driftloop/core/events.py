@@ -39,6 +39,11 @@ __all__ = [
 EventId = Annotated[str, Meta(min_length=1, max_length=128)]
 ModelName = Annotated[str, Meta(min_length=1, max_length=128)]
 Scalar = float | str | bool
+# contract v1.1, ``task: ranking``: a prediction is the ranked list of item ids shown, a label the
+# items engaged with or item id -> graded relevance (consumers.validation checks the rest)
+ItemId = int | str
+Prediction = Scalar | list[ItemId]
+Label = Scalar | list[ItemId] | dict[str, float]
 FeatureValue = float | str | bool | None
 Timestamp = Annotated[int, Meta(ge=0)] | Annotated[str, Meta(min_length=10, max_length=40)]
 
@@ -50,7 +55,7 @@ class PredictionEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: ModelName
     ts: Timestamp
     features: dict[str, FeatureValue]
-    prediction: Scalar
+    prediction: Prediction
     model_version: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     # contract v1.1: a challenger's answer to the same request, never shown to the user; it
     # carries the served prediction's event_id and its own model_version (consumers.shadow_join)
@@ -65,7 +70,7 @@ class LabelEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     event_id: EventId
     model: ModelName
     ts: Timestamp
-    label: Scalar
+    label: Label
     schema_version: int = 1
 
 
@@ -108,7 +113,8 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _model_probe = msgspec.json.Decoder(Any)
 # decoders of one value of a map field, to say which key of `features` / `scores` is wrong
-_MAP_VALUE: dict[str, msgspec.json.Decoder] = {"features": msgspec.json.Decoder(FeatureValue), "scores": msgspec.json.Decoder(float)}
+_MAP_VALUE: dict[str, msgspec.json.Decoder] = {"features": msgspec.json.Decoder(FeatureValue), "scores": msgspec.json.Decoder(float),
+                                               "label": msgspec.json.Decoder(float)}
 
 BOM: Final = b"\xef\xbb\xbf"
 NUL_ESCAPE: Final = b"\\u0000"    # the only way a JSON text can carry U+0000 inside a string
@@ -181,6 +187,10 @@ def nul_field(ev: Any) -> str | None:
         v = getattr(ev, name, None)
         if type(v) is str and "\x00" in v:
             return name
+        if type(v) is list or type(v) is dict:      # a ranking model's list, or item -> relevance
+            for i, item in enumerate(v):
+                if type(item) is str and "\x00" in item:
+                    return f"{name}[{i}]" if type(v) is list else f"{name}[{_json_key(item)}]"
     for name in ("features", "scores"):
         mapping = getattr(ev, name, None)
         if mapping:

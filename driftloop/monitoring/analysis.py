@@ -64,9 +64,11 @@ from consumers.validation import ValidPredictions
 from detectors.base import Detection
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.model_monitor import ModelMonitor
+from detectors.ranking_monitor import RankingMonitor
 from detectors.versions import VersionedMonitor
 from driftloop.core.clock import rfc3339
 from driftloop.core.config import Config
+from driftloop.core.frames import read_frame
 from driftloop.core.store import Store, now_ms
 from driftloop.core.tables import model_versions
 from driftloop.monitoring.failures import CHAMPION_SAMPLE, QUARANTINE, describe_error, failure_detection
@@ -138,7 +140,7 @@ class ConfigReferences:
         if model in self.frames:
             return self.frames[model]
         path = self.cfg.models[model].reference
-        return None if path is None else pd.read_csv(self.cfg.resolve(path))
+        return None if path is None else read_frame(self.cfg.resolve(path))
 
     def knows(self, model: str, version: str, conn: Connection | None = None) -> bool:
         """Whether ``version`` has a registered sample of its own (never, without a registry)."""
@@ -231,9 +233,11 @@ class DriftAnalyser:
         return sorted(m for m, q in list(self.quarantined.items()) if q.active)
 
     # -- state -------------------------------------------------------------------------------
-    def _monitor(self, model: str, reference: Any) -> ModelMonitor:
+    def _monitor(self, model: str, reference: Any) -> ModelMonitor | RankingMonitor:
         """One version's detectors on ``reference`` (a frame, or a version's Reference)."""
         mcfg = self.cfg.models[model]
+        if mcfg.task == "ranking":
+            return RankingMonitor(model, mcfg.features, reference, mcfg.detectors)
         return ModelMonitor(model, mcfg.task, mcfg.features, reference, mcfg.monitor_settings())
 
     def _versioned(self, model: str) -> VersionedMonitor:
@@ -695,8 +699,9 @@ def stamp_unversioned(predictions: Mapping[str, ValidPredictions], followed: Map
 
 def _update_shadows(mon: VersionedMonitor, sj: ShadowJoined | None, every: int) -> list[dict[str, Any]]:
     """Each shadow version's pairs of this batch into its comparison; the reports of those whose
-    labelled pairs passed another multiple of ``every``."""
-    if sj is None:
+    labelled pairs passed another multiple of ``every``. A ranking model's shadows are stored and
+    joined but not compared (not built yet: the comparison is on one outcome per request)."""
+    if sj is None or mon.task == "ranking":
         return []
     reports = []
     for version, rows in rows_by_version(sj.shadow.events, "").items():

@@ -13,7 +13,8 @@ from tests.consumers.test_ingest_unit import NOW, Rec
 
 CFG = load_config_dict({"models": {
     "fraud": {"task": "classification", "features": {"amount": "numeric", "country": "categorical"}},
-    "price": {"task": "regression", "features": {"x": "numeric"}}}}, environ={})
+    "price": {"task": "regression", "features": {"x": "numeric"}},
+    "shop": {"task": "ranking", "features": {"x": "numeric"}}}}, environ={})
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
                          st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
@@ -22,7 +23,7 @@ json_values = st.recursive(json_scalars, lambda inner: st.one_of(
 
 event_like = st.fixed_dictionaries({}, optional={
     "event_id": st.one_of(st.text(max_size=130), json_values),
-    "model": st.one_of(st.sampled_from(["fraud", "price", "nope"]), json_values),
+    "model": st.one_of(st.sampled_from(["fraud", "price", "shop", "nope"]), json_values),
     "ts": st.one_of(st.integers(-10, 2**63 - 1), st.text(max_size=40), st.just("2025-01-01T00:00:00Z"), json_values),
     "features": st.one_of(st.dictionaries(st.sampled_from(["amount", "country", "x", "other"]), json_values,
                                           max_size=4), json_values),

@@ -23,6 +23,7 @@ table.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Mapping
@@ -46,6 +47,11 @@ from detectors.model_monitor import ModelMonitor, MonitorSettings
 from detectors.multivariate import DomainClassifierDrift, PCAReconstructionDrift
 from detectors.paired import ShadowComparison
 from detectors.performance import PerformanceDrift
+from detectors.ranking_drift import ItemDrift
+from detectors.ranking_lists import encode_ranking, encode_relevance
+from detectors.ranking_metrics import ItemReference
+from detectors.ranking_monitor import RankingMonitor, RankingSettings
+from detectors.ranking_performance import RankingPerformance
 from detectors.reference import Reference
 from detectors.segments import Segments, parse_segments
 from detectors.univariate_drift import UnivariateDrift
@@ -246,8 +252,8 @@ def _feed_reference(ref: Reference, rng: np.random.Generator) -> Any:
     return [ref.numeric, ref.categorical, sample.numeric_matrix().tolist()]
 
 
-def _feed_settings(s: MonitorSettings, rng: np.random.Generator) -> Any:
-    return [s.to_dict(), s.alpha]
+def _feed_settings(s: MonitorSettings | RankingSettings, rng: np.random.Generator) -> Any:
+    return [dataclasses.asdict(s), s.alpha]
 
 
 def _feed_shadow(cmp: ShadowComparison, rng: np.random.Generator) -> Any:
@@ -274,6 +280,72 @@ def _errors(kind: str) -> Feed:
 
 def _kw(**kwargs: Any) -> Params:
     return lambda: dict(kwargs)
+
+
+_ITEMS = np.array([f"i{j}" for j in range(120)], dtype=object)
+
+
+def _ranked(rng: np.random.Generator, n: int, top: int = 100) -> tuple[list[str], list[str]]:
+    """``n`` requests: lists of 10 of the first ``top`` items (Zipf-like), and engagement with
+    the first items of each list more often than the last (a third engage with nothing)."""
+    p = 1 / np.arange(1, top + 1)
+    lists = [rng.choice(_ITEMS[:top], 10, replace=False, p=p / p.sum()) for _ in range(n)]
+    labels = []
+    for items in lists:
+        hit = rng.random(10) < np.linspace(0.25, 0.02, 10)
+        labels.append(encode_relevance({str(i): float(rng.choice([1, 3])) for i in items[hit]})
+                      if rng.random() > 0.33 else "")
+    return [encode_ranking(x) for x in lists], labels
+
+
+@functools.cache
+def _ranking_reference() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    preds, labels = _ranked(rng, 1500)
+    return pd.DataFrame({"x": rng.normal(size=1500), "k": rng.choice(["a", "b"], 1500), "prediction": preds,
+                         "label": labels})
+
+
+def _feed_item_drift(det: ItemDrift, rng: np.random.Generator) -> Any:
+    n = 300
+    return det.update(Window(0, 1, n), {"prediction": np.array(_ranked(rng, n, int(rng.choice([100, 30])))[0],
+                                                               dtype=object)})
+
+
+def _feed_item_reference(ref: ItemReference, rng: np.random.Generator) -> Any:
+    from detectors.ranking_metrics import label_free_metrics
+
+    return label_free_metrics(_ranked(rng, 50)[0], ref, 10)
+
+
+def _feed_ranking_performance(perf: RankingPerformance, rng: np.random.Generator) -> Any:
+    preds, labels = _ranked(rng, 300)
+    if rng.random() < 0.4:       # the engagement moves to the bottom of the lists
+        labels = [encode_relevance([p.split("\x1f")[-1]]) for p in preds]
+    return perf.update(Window(0, 1, 300), preds, labels)
+
+
+def _feed_ranking_monitor(mon: RankingMonitor, rng: np.random.Generator) -> Any:
+    n = 400
+    preds, labels = _ranked(rng, n, int(rng.choice([100, 30])))
+    t0 = int(rng.integers(0, 10**6))
+    ts = np.arange(t0, t0 + n, dtype=np.int64)
+    feats = {"x": rng.normal(rng.choice([0.0, 1.0]), 1, n), "k": rng.choice(["a", "b"], n).astype(object)}
+    pred = np.array(preds, dtype=object)
+    out = mon.update_predictions(PredictionBatch(ts, feats, pred, None, [], "v1"))
+    return out + mon.update_labelled(LabelledBatch(ts, pred, np.array(labels, dtype=object)))
+
+
+def _ranking_performance_params() -> dict[str, Any]:
+    ref, metrics = _ranking_reference(), ["ndcg@10", "mrr", "precision@5"]
+    perf = RankingPerformance.from_reference(list(ref["prediction"]), list(ref["label"]), metrics=metrics)
+    return {"metrics": metrics, "baseline": perf.baseline, "baseline_source": perf.source, "draws": 30}
+
+
+def _ranking_monitor_params() -> dict[str, Any]:
+    return {"model": "m", "feature_types": {"x": "numeric", "k": "categorical"}, "reference": _ranking_reference(),
+            "settings": {"window_size": 300, "warmup": 0, "min_window": 50, "calibration_draws": 20,
+                         "bootstrap": 30}}
 
 
 # ------------------------------------------------------------------ the table
@@ -318,6 +390,18 @@ CASES: dict[type, Case] = {
                             _kw(model="m", task="classification", feature_types=_MONITOR_FEATURES, max_live=2,
                                 retire_after_ms=1000)),
                            _feed_versions),
+    ItemDrift: Case((lambda: {"reference": list(_ranking_reference()["prediction"]), "calibration_draws": 20},
+                     lambda: {"reference": list(_ranking_reference()["prediction"]), "k": 5, "max_items": 10,
+                              "calibration_draws": 20, "min_effect": 0.02}),
+                    _feed_item_drift),
+    ItemReference: Case((lambda: vars(ItemReference.from_lists(list(_ranking_reference()["prediction"]),
+                                                               list(_ranking_reference()["label"]), k=10)),),
+                        _feed_item_reference),
+    RankingPerformance: Case((_ranking_performance_params,
+                              lambda: {"metrics": ["hit_rate@3"], "draws": 30}),
+                             _feed_ranking_performance),
+    RankingMonitor: Case((_ranking_monitor_params,), _feed_ranking_monitor),
+    RankingSettings: Case((_kw(), _kw(k=5, metrics=("ndcg@5", "mrr"))), _feed_settings),
     ShadowComparison: Case((_kw(served_version="v1", shadow_version="v2"),
                             _kw(served_version="v1", shadow_version="v2", task="regression", alpha=0.01, min_n=10)),
                            _feed_shadow),
@@ -326,8 +410,9 @@ CASES: dict[type, Case] = {
 #: Classes the discovery must find (so that a broken discovery cannot pass by finding nothing).
 KNOWN = {ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, PageHinkley, UnivariateDrift, PCAReconstructionDrift, DataQuality, Segments,
          DomainClassifierDrift, CBPE, DLE, PerformanceDrift, ModelMonitor, AlertBook, WindowBuffer, Reference,
-         MonitorSettings, VersionedMonitor, ShadowComparison}
-KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift, DataQuality}
+         MonitorSettings, VersionedMonitor, ShadowComparison, ItemDrift, ItemReference, RankingPerformance,
+         RankingMonitor, RankingSettings}
+KNOWN_WINDOW_DETECTORS = {UnivariateDrift, PCAReconstructionDrift, DomainClassifierDrift, DataQuality, ItemDrift}
 
 
 def _name(cls: type) -> str:

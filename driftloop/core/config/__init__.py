@@ -326,7 +326,7 @@ class AnalysisConfig(ConfigSection):
 class ModelConfig(ConfigSection):
     """One monitored model: its task, feature types and training reference."""
 
-    task: Literal["classification", "regression"]
+    task: Literal["classification", "regression", "ranking"]
     features: dict[str, Literal["numeric", "categorical"]]
     reference: str | None = None
     detectors: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -523,19 +523,24 @@ def _check_ingest_numbers(ingest: IngestConfig) -> None:
         raise ConfigError("ingest.quarantine_max_retry_s: must be >= ingest.quarantine_retry_s")
 
 
-def _check_detectors(name: str, settings: dict[str, Any]) -> None:
-    """The ``detectors:`` mapping of one model, as :class:`detectors.model_monitor.MonitorSettings` reads it."""
+def _check_detectors(name: str, settings: dict[str, Any], task: str = "classification") -> None:
+    """The ``detectors:`` mapping of one model, as its monitor's settings read it
+    (:class:`detectors.model_monitor.MonitorSettings`, or :class:`detectors.ranking_monitor.RankingSettings`
+    for a ranking model)."""
     import dataclasses
 
     from detectors.model_monitor import MonitorSettings
+    from detectors.ranking_monitor import RankingSettings
 
+    schema: Any = RankingSettings if task == "ranking" else MonitorSettings
     where = f"models.{name}.detectors"
-    known = {f.name for f in dataclasses.fields(MonitorSettings)}
+    known = {f.name for f in dataclasses.fields(schema)}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown settings {unknown}")
+        what = " for a ranking model" if task == "ranking" else ""
+        raise ConfigError(f"{where}: unknown settings {unknown}{what} (known: {', '.join(sorted(known))})")
     try:   # strict: the monitor takes these values as they are, without conversion
-        msgspec.convert(settings, MonitorSettings, strict=True)
+        msgspec.convert(settings, schema, strict=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -591,7 +596,10 @@ def _check(cfg: Config) -> Config:
         if model.reference is not None and not _is_file(cfg.resolve(model.reference)):
             raise ConfigError(f"models.{name}.reference: file not found: {str(cfg.resolve(model.reference))[:300]}")
         if model.detectors:
-            _section(f"models.{name}.detectors", _check_detectors, name, model.detectors)
+            _section(f"models.{name}.detectors", _check_detectors, name, model.detectors, model.task)
+        if model.segments and model.task == "ranking":
+            raise ConfigError(f"models.{name}.segments: segments are judged for classifiers and regressors; "
+                              "a ranking model's requests are judged as one")
         if model.segments or "segments" in model.detectors:
             _check_segments(name, model)
     return cfg

@@ -45,6 +45,7 @@ __all__ = [
     "ALERT_KINDS",
     "CLASSIFICATION_METRICS",
     "REGRESSION_METRICS",
+    "RANKING_METRICS",
     "RecipeConfig",
     "RetrainPolicy",
     "ShadowPolicy",
@@ -62,10 +63,13 @@ ALERT_KINDS = ("data_drift", "prediction_drift", "concept_drift", "performance",
                "stale_stream")
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+# a ranking model's metrics (any `name@k` of these bases is allowed as `metric`; detectors.ranking_metrics)
+RANKING_METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10", "mrr", "hit_rate@10")
 _TYPE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 DEFAULT_ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
     "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "ranking": "retrain.ranker.PopularityRanker",
 }
 
 
@@ -245,7 +249,7 @@ class RetrainPolicy(ConfigSection):
 
     @property
     def primary_metric(self) -> str:
-        return self.metric or ("accuracy" if self.task == "classification" else "rmse")
+        return self.metric or {"classification": "accuracy", "ranking": "ndcg@10"}.get(self.task, "rmse")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, task: str, where: str = "retrain") -> RetrainPolicy:
@@ -270,10 +274,21 @@ class RetrainPolicy(ConfigSection):
             raise ConfigError(f"{where}.holdout_fraction: must be between 0 and 1, got {self.holdout_fraction}")
         if not 0.0 < self.alpha < 1.0:
             raise ConfigError(f"{where}.alpha: must be between 0 and 1, got {self.alpha}")
+        if self.task == "ranking":
+            from detectors.ranking_metrics import parse_metric
+            try:
+                parse_metric(self.primary_metric)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.metric: {exc}") from None
+            return self._check_rest(where)
         allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
         if self.primary_metric not in allowed:
             raise ConfigError(f"{where}.metric: {self.primary_metric!r} is not a {self.task} metric; "
                               f"use one of {', '.join(allowed)}")
+        self._check_rest(where)
+
+    def _check_rest(self, where: str) -> None:
+        """The schedule, the recipe and the shadow phase."""
         if self.schedule is not None:
             from apscheduler.triggers.cron import CronTrigger
             try:
@@ -282,6 +297,9 @@ class RetrainPolicy(ConfigSection):
                 raise ConfigError(f"{where}.schedule: {self.schedule!r} is not a 5-field crontab "
                                   f"(minute hour day month weekday) in time zone {self.timezone!r}: {exc}") from None
         self._check_recipe(f"{where}.recipe")
+        if self.shadow is not None and self.task == "ranking":
+            raise ConfigError(f"{where}.shadow: a ranking model's challenger is promoted on the held-out "
+                              "requests; the live shadow comparison is for classifiers and regressors")
         if self.shadow is not None:
             if self.shadow.min_labels < 1:
                 raise ConfigError(f"{where}.shadow.min_labels: must be >= 1, got {self.shadow.min_labels}")
