@@ -151,7 +151,10 @@ def encoded_lists(values: Any, *, relevance: bool = False) -> np.ndarray:
     """
     out = np.empty(len(values), dtype=object)
     for i, cell in enumerate(values):
-        v = json.loads(cell) if isinstance(cell, str) and cell[:1] in ("[", "{") else cell
+        try:
+            v = json.loads(cell) if isinstance(cell, str) and cell[:1] in ("[", "{") else cell
+        except ValueError:
+            raise ValueError(f"row {i}: {str(cell)[:60]!r} is neither JSON nor an encoded list") from None
         if v is None or (isinstance(v, float) and v != v):
             out[i] = None
         elif isinstance(v, str):

@@ -631,6 +631,10 @@ def _checked_reference(est: Any, reference: pd.DataFrame,
     if extra and len(reference) == rows.n:
         for c in extra:
             sample[c] = reference[c].to_numpy()
+    if mcfg.task == "ranking" and "prediction" in sample.columns:   # lists as text: the samples hold scalars
+        from detectors.ranking_monitor import encoded_lists
+
+        sample["prediction"] = encoded_lists(sample["prediction"].to_numpy(dtype=object))
     return sample, out.classes or None
 
 

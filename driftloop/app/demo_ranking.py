@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ def _set_up(bootstrap: str, workdir: Path, sizes: _Sizes, console: Any) -> tuple
     registry = Registry(cfg, store)
     sio.dump(model, workdir / "champion.skops")
     registry.register(SHOP, workdir / "champion.skops", ref, actor="demo", promote=True,
-                      note="popularity per shopper segment, fitted on yesterday's engagement")
+                      note="popularity per shopper segment, fitted on yesterday's engagement",
+                      trust=["retrain.ranker.PopularityRanker"])   # the file the demo just wrote
     console.print(f"champion v1: popularity per shopper segment on {sizes.train:,} requests; NDCG@10 "
                   f"{ndcg_at_10(list(model.predict(Xr)), yr):.3f} on its {sizes.reference:,} reference requests")
     return _Loop(cfg_path, cfg, store, registry), model
@@ -119,15 +121,38 @@ def _publish(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t:
     the requests ``label_lag`` before them."""
     from detectors.ranking_lists import decode_ranking
 
-    if start < n:
-        rows = X.iloc[start:stop]
-        lists = serving.model.predict(rows)
-        for k, (i, row) in enumerate(zip(range(start, stop), rows.to_dict("records"), strict=True)):
-            feats = {c: (v if isinstance(v, str) else float(v)) for c, v in row.items()}
-            pub.prediction(SHOP, f"ev-{i}", feats, prediction=decode_ranking(lists[k]),
-                           model_version=serving.version, ts=t(i))
-    for j in range(max(0, start - label_lag), max(0, min(stop, n + label_lag) - label_lag)):
+    rows = X.iloc[start:stop]
+    lists = serving.model.predict(rows)
+    for k, (i, row) in enumerate(zip(range(start, stop), rows.to_dict("records"), strict=True)):
+        feats = {c: (v if isinstance(v, str) else float(v)) for c, v in row.items()}
+        pub.prediction(SHOP, f"ev-{i}", feats, prediction=decode_ranking(lists[k]),
+                       model_version=serving.version, ts=t(i))
+    for j in range(max(0, start - label_lag), max(0, stop - label_lag)):
         pub.label(SHOP, f"ev-{j}", labels[j], ts=t(j) + STEP_MS // 2)
+
+
+def _play(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t: Callable[[int], int],
+          sizes: _Sizes, narrate: Callable[[], None], fast: bool, chunk: int = 250) -> int:
+    """Stage 4: requests and, ``label_lag`` requests later, their engagement, until the new
+    champion has served three labelled windows (a condition, not a pace: however slow the
+    machine, the recovery is measured) or the stream ends. Returns the requests published."""
+    n, switched_at, stop = len(labels), None, 0
+    for start in range(0, n, chunk):
+        serving.follow_champion()
+        if switched_at is None and serving.version != "1":
+            switched_at = start
+            serving.console.print(f"[bold]from request {start:,} on the shop serves v{serving.version}[/]")
+        stop = min(start + chunk, n)
+        _publish(pub, serving, X, labels, t, start, stop, sizes.label_lag, n)
+        pub.flush(wait=False)
+        narrate()
+        time.sleep(0.05 if fast else 0.1)
+        if switched_at is not None and stop - switched_at >= 3 * sizes.window + sizes.label_lag:
+            break
+    for j in range(max(0, stop - sizes.label_lag), stop):     # the last requests' engagement
+        pub.label(SHOP, f"ev-{j}", labels[j], ts=t(j) + STEP_MS // 2)
+    pub.flush()
+    return stop
 
 
 def recovery(store: Any, model: str = SHOP, metric: str = "ndcg@10") -> dict[str, list[float]]:
@@ -156,7 +181,8 @@ def run_ranking_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, k
     from driftloop.kafka.publisher import Publisher
 
     console = console or Console()
-    sizes = FAST if fast else FULL
+    base = FAST if fast else FULL
+    sizes = replace(base, after=3 * base.after)    # room to serve the new champion after the promotion
     t_start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="driftloop-demo-ranking-"))
     console.rule("[bold]driftloop demo: a recommender (task: ranking)")
@@ -172,7 +198,7 @@ def run_ranking_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, k
     X, labels = pd.concat([Xb, Xa], ignore_index=True), yb + ya
     n, t0 = len(labels), int(time.time() * 1000)
     serving = _Serving(loop, console, model, name=SHOP)
-    console.print(f"the shop serves {n:,} requests; at request {sizes.before:,} 40 new products launch "
+    console.print(f"the shop serves up to {n:,} requests; at request {sizes.before:,} 40 new products launch "
                   "and the students take to them")
 
     def t(i: int) -> int:
@@ -181,15 +207,8 @@ def run_ranking_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, k
     cfg = loop.cfg
     with Publisher(bootstrap, predictions_topic=cfg.topics.predictions, labels_topic=cfg.topics.labels,
                    batch_size=250, linger_s=0.05) as pub:
-        chunk = 250
-        for start in range(0, n + sizes.label_lag, chunk):
-            serving.follow_champion()
-            _publish(pub, serving, X, labels, t, start, min(start + chunk, n), sizes.label_lag, n)
-            pub.flush(wait=False)
-            narrator.poll(console)
-            time.sleep(0.05 if fast else 0.1)
-        pub.flush()
-        _await_loop(loop, result, serving, n, lambda: narrator.poll(console), lambda k: None)
+        published = _play(pub, serving, X, labels, t, sizes, lambda: narrator.poll(console), fast)
+        _await_loop(loop, result, serving, published, lambda: narrator.poll(console), lambda k: None)
     narrator.close()
     _stop(loop, result, service, worker, threads, name=SHOP)
     store = _fresh_store(loop)
