@@ -398,7 +398,8 @@ class ItemDrift(Composite):
         p_emp = float((1 + np.count_nonzero(cal["draws"] >= js)) / (len(cal["draws"]) + 1))
         res.update(n=n, threshold=thr, p_value=p, p_value_empirical=p_emp, calibrated_threshold=cal["threshold"],
                    empty_lists=float(np.mean(lens == 0)))
-        self._last[self.column] = {
+        self._last[self.column] = {   # the shape of UnivariateDrift.last() (the statistics history reads it)
+            "detector": "item_shares", "effect": js,
             "judged": True, "n": n, "slots": res["slots"], "jensenshannon": js, "psi": res["psi"], "threshold": thr,
             "p_value": p, "unseen_share": res["unseen_share"], "other_share": res["other_share"], "drifting": breach,
         }

@@ -62,6 +62,8 @@ Metric names (labels in braces):
 ``driftloop_data_quality_share``            gauge    {model, model_version, check, feature}: last window's share (nulls, unseen, ...)
 ``driftloop_data_quality_threshold``        gauge    {model, model_version, check, feature}: the share that counts as a breach
 ``driftloop_data_quality_breach``           gauge    {model, model_version, check, feature}: 1 if the last window breached
+``driftloop_ranking_label_free``            gauge    {model, model_version, metric}: a ranking model's last window, on predictions alone
+``driftloop_ranking_label_free_reference``  gauge    {model, model_version, metric}: the same on the reference's lists
 ``driftloop_version_live``                  gauge    {model, model_version, phase}: 1 per live version (phase serving / draining)
 ``driftloop_version_predictions``           gauge    {model, model_version}: predictions its detectors took (since its monitor started)
 ``driftloop_version_labelled``              gauge    {model, model_version}: labelled predictions its detectors took
@@ -170,7 +172,8 @@ class DriftloopCollector(Collector):
         self._statuses = {}     # each model's status is read once per scrape
         for name, part in (("counters", self._counters), ("drift", self._drift), ("performance", self._performance),
                            ("versions", self._versions), ("segments", self._segments),
-                           ("data_quality", self._data_quality), ("shadows", self._shadows), ("alerts", self._alerts),
+                           ("data_quality", self._data_quality), ("label_free", self._label_free),
+                           ("shadows", self._shadows), ("alerts", self._alerts),
                            ("registry", self._registry), ("outbox", self._outbox), ("analysis", self._analysis),
                            ("monitor", self._monitor)):
             try:
@@ -371,6 +374,22 @@ class DriftloopCollector(Collector):
                     thr.add_metric(labels, _f(c["threshold"]))
                 breach.add_metric(labels, 1.0 if c["breach"] else 0.0)
         yield from (share, thr, breach)
+
+    def _label_free(self) -> Iterator[Metric]:
+        """A ranking model's label-free metrics of its last window beside the reference's
+        (coverage, Gini, top items' share, mean popularity, novelty, list length, unseen share)."""
+        labels = [*_PERF_LABELS[:2], "metric"]
+        last = GaugeMetricFamily("driftloop_ranking_label_free", "A ranking model's last window, on predictions "
+                                 "alone (no labels needed).", labels=labels)
+        ref = GaugeMetricFamily("driftloop_ranking_label_free_reference", "The same metric on the reference's lists.",
+                                labels=labels)
+        for m, version, status in self._champion_statuses():
+            lf = status.get("label_free") or {}
+            for family, values in ((last, lf.get("last") or {}), (ref, lf.get("reference") or {})):
+                for metric, v in sorted(values.items()):
+                    if isinstance(v, int | float) and metric != "n":
+                        family.add_metric([m, version, metric], _f(v))
+        yield from (last, ref)
 
     def _shadows(self) -> Iterator[Metric]:
         n = GaugeMetricFamily("driftloop_shadow_labelled", "Labelled requests the served version and the shadow "
