@@ -63,6 +63,21 @@ def test_readme_configuration_example_is_valid(tmp_path, monkeypatch):
     assert len(cfg.alerts["sinks"]) == 4
 
 
+def test_readme_ranking_configuration_example_is_valid(tmp_path):
+    """The README's ranking model block (issue 19) loads as written, its settings and metric checked."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("**Ranking models**"):]
+    block = section[section.index("```yaml") + len("```yaml"):]
+    block = block[:block.index("```")]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "shop_reference.jsonl").write_text('{"user_segment": "a", "prediction": ["i1"]}\n')
+    (tmp_path / "c.yaml").write_text(block)
+    cfg = load_config(tmp_path / "c.yaml", environ={})
+    shop = cfg.models["shop"]
+    assert shop.task == "ranking" and shop.detectors["k"] == 10 and shop.retrain["metric"] == "ndcg@10"
+
+
 def test_kafka_password_is_not_printed():
     cfg = load_config_dict(MINIMAL, environ={"DRIFTLOOP__KAFKA__SASL_PLAIN_PASSWORD": "hunter2"})
     assert cfg.kafka.sasl_plain_password == "hunter2"
