@@ -115,6 +115,7 @@ __all__ = [
     "bootstrap_mean",
     "window_metrics",
     "ItemReference",
+    "list_columns",
     "label_free_metrics",
 ]
 
@@ -460,6 +461,26 @@ def _gini(x: np.ndarray) -> float:
         return math.nan
     j = np.arange(1, n + 1, dtype=np.float64)
     return float(((2 * j - n - 1) * np.sort(x)).sum() / (n * total))
+
+
+def list_columns(predictions: Sequence[str], reference: ItemReference, k: int | None = None) -> dict[str, np.ndarray]:
+    """Two numbers per request, for drift tests on the lists' shape: ``list_length`` (the whole
+    list) and ``mean_popularity`` (its top-``k`` items' mean reference exposure share, unseen
+    items 0; NaN for an empty list).
+
+    >>> ref = ItemReference.from_lists(["a\x1fb", "a\x1fc"], k=2)
+    >>> cols = list_columns(["a\x1fz", "", "b"], ref, k=2)
+    >>> cols["list_length"].tolist(), cols["mean_popularity"].tolist()
+    ([2.0, 0.0, 1.0], [0.5, nan, 0.5])
+    """
+    _check_k(k)
+    items, lengths, kept = _flatten(predictions, k)
+    code = _codes(reference.catalogue, items)
+    pop = np.where(code >= 0, reference.shown[np.maximum(code, 0)] if len(code) else 0.0, 0.0)
+    sums = np.bincount(np.repeat(np.arange(len(kept)), kept), weights=pop, minlength=len(kept))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(kept > 0, sums / np.maximum(kept, 1), np.nan)
+    return {"list_length": lengths.astype(np.float64), "mean_popularity": mean}
 
 
 def label_free_metrics(predictions: Sequence[str], reference: ItemReference, k: int | None = None, *,

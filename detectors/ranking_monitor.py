@@ -8,8 +8,10 @@ a label the items engaged with (graded or not), both as encoded text (:mod:`dete
 * :meth:`RankingMonitor.update_predictions` — count windows of requests (``window_size``),
   each judged for drift of the request features (:class:`~detectors.univariate_drift.UnivariateDrift`),
   of the recommended items (:class:`~detectors.ranking_drift.ItemDrift`: the top items' shares
-  of the top-``k`` slots, unseen items counted) and of the scores (the top item's and the list's
-  mean, when events carry scores), and described label-free
+  of the top-``k`` slots, unseen items counted), of the lists' shape (each request's list length
+  and its top items' mean reference popularity, :func:`~detectors.ranking_metrics.list_columns`)
+  and of the scores (the top item's and the list's mean, when events carry scores), the last two
+  through :class:`~detectors.univariate_drift.UnivariateDrift`, and described label-free
   (:func:`~detectors.ranking_metrics.label_free_metrics`: coverage, Gini, top items' share,
   mean popularity, novelty, list length, unseen share, beside the reference's own values);
 * :meth:`RankingMonitor.update_labelled` — count windows of joined requests scored with the
@@ -54,7 +56,7 @@ from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.composite import Composite
 from detectors.ranking_drift import ItemDrift
 from detectors.ranking_lists import encode_ranking, encode_relevance
-from detectors.ranking_metrics import ItemReference, label_free_metrics, parse_metric
+from detectors.ranking_metrics import ItemReference, label_free_metrics, list_columns, parse_metric
 from detectors.ranking_performance import RankingPerformance
 from detectors.reference import Reference, to_float_array, to_str_array
 from detectors.univariate_drift import UnivariateDrift
@@ -78,7 +80,9 @@ class RankingSettings(Composite):
     the label-free metrics, 10), ``metrics`` (NDCG@10, precision@10, recall@10, MAP@10, MRR,
     hit rate@10), ``min_degradation`` (0.02: the drop that pages), ``critical_degradation``
     (0.1), ``bootstrap`` (200 draws for a window's interval). Drift: ``data_drift``,
-    ``prediction_drift`` (the recommended items), ``score_drift`` (each on), ``max_items``
+    ``prediction_drift`` (the recommended items), ``list_drift`` (each request's list length and
+    its top items' mean reference popularity: empty or shorter lists, a swing to popular or
+    obscure items), ``score_drift`` (each on), ``max_items``
     (50 reference items followed by name), ``min_item_shift`` (Jensen–Shannon floor, 0.1: about PSI 0.055),
     ``calibration_draws`` (100). Decisions: ``expected_run_time`` (1000 windows between false
     alarms: ``alpha = 1/1000`` per family), ``resolve_after`` (2). ``max_reference_rows``
@@ -101,6 +105,7 @@ class RankingSettings(Composite):
     bootstrap: int = 200
     data_drift: bool = True
     prediction_drift: bool = True
+    list_drift: bool = True
     score_drift: bool = True
     max_items: int = 50
     min_item_shift: float = 0.1
@@ -219,7 +224,7 @@ class RankingMonitor(Composite):
                                      calibration_draws=s.calibration_draws, alpha=s.alpha,
                                      resolve_after=s.resolve_after, reference_desc=desc, model=self.model,
                                      seed=s.seed) if s.prediction_drift else None
-        self._score_drift = self._build_score_drift(ref, desc)
+        self._output_drift = self._build_output_drift(ref, desc)
         known = np.array([x is not None for x in labels], dtype=bool) if labels is not None else np.zeros(0, bool)
         self._perf = RankingPerformance.from_reference(
             list(preds[known]) if labels is not None else [], list(labels[known]) if labels is not None else [],
@@ -228,16 +233,24 @@ class RankingMonitor(Composite):
             seed=s.seed) if s.performance else None
         self._events_since_reference = 0
 
-    def _build_score_drift(self, ref: Mapping[str, np.ndarray], desc: str) -> UnivariateDrift | None:
-        if not self.settings.score_drift or not all(c in ref for c in SCORE_COLUMNS):
-            return None
-        cols = {c: ref[c] for c in SCORE_COLUMNS}
-        if not np.isfinite(cols[SCORE_COLUMNS[0]]).any():
-            return None
+    def _output_columns(self, preds: Any, scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The per-request numbers watched for prediction drift: the lists' shape (length, mean
+        reference popularity of the top k) and, when the reference has them, the scores."""
+        cols = list_columns(list(preds), self._items, self.settings.k) if self.settings.list_drift else {}
+        return {**cols, **{c: scores[c] for c in self._score_columns if c in scores}}
+
+    def _build_output_drift(self, ref: Mapping[str, np.ndarray], desc: str) -> UnivariateDrift | None:
         s = self.settings
-        sref = Reference(cols, dict.fromkeys(SCORE_COLUMNS, "numeric"), task="regression")
-        return UnivariateDrift(sref, "prediction_drift", calibration_n=s.window_size, alpha=s.alpha,
-                               resolve_after=s.resolve_after, reference_desc=desc, model=self.model, seed=s.seed)
+        self._score_columns = [c for c in SCORE_COLUMNS if s.score_drift and c in ref
+                               and np.isfinite(ref[c]).any()]
+        cols = self._output_columns(ref["prediction"], ref)
+        if not cols:
+            return None
+        oref = Reference(cols, dict.fromkeys(cols, "numeric"), task="regression")
+        # (an empty list has no mean popularity: its length says it, so no missing-rate test here)
+        return UnivariateDrift(oref, "prediction_drift", calibration_n=s.window_size, alpha=s.alpha,
+                               resolve_after=s.resolve_after, reference_desc=desc, model=self.model, seed=s.seed,
+                               missing_rate=False)
 
     # ------------------------------------------------------------------ predictions
     def update_predictions(self, batch: PredictionBatch) -> list[Detection]:
@@ -278,8 +291,8 @@ class RankingMonitor(Composite):
             out += self._data_drift.update(w, {f: c[f] for f in self.feature_types}, version)
         if self._item_drift is not None:
             out += self._item_drift.update_lists(w, preds, version)
-        if self._score_drift is not None:
-            out += self._score_drift.update(w, {k: c[k] for k in SCORE_COLUMNS}, version)
+        if self._output_drift is not None:
+            out += self._output_drift.update(w, self._output_columns(preds, c), version)
         return out
 
     def observe_pipeline(self, trailing: Mapping[str, Any] | None) -> None:
@@ -373,7 +386,7 @@ class RankingMonitor(Composite):
             "pending": {"predictions": self._data_windows.pending, "labelled": self._label_windows.pending},
             "data_drift": self._data_drift.last() if self._data_drift is not None else {},
             "prediction_drift": {**(self._item_drift.last() if self._item_drift is not None else {}),
-                                 **(self._score_drift.last() if self._score_drift is not None else {})},
+                                 **(self._output_drift.last() if self._output_drift is not None else {})},
             "label_free": {"last": dict(self._label_free), "reference": dict(self._items.metrics)},
             "firing": [{"kind": v["kind"], "detector": v["detector"], "feature": v["feature"],
                         "segment": v.get("segment"), "severity": v["severity"], "summary": v["summary"]}

@@ -136,3 +136,17 @@ def test_scores_drift_when_the_reference_has_them():
     found = mon.update_predictions(PredictionBatch(np.arange(WINDOW, dtype=np.int64), feats, pred, scores,
                                                    ["score@1", "score_mean"]))
     assert [(d.kind, d.feature) for d in found] == [("prediction_drift", "score@1")]
+
+
+def test_empty_or_shorter_lists_page_the_lists_shape():
+    """A recommender that returns nothing for a third of its requests (its candidates failed):
+    the items' shares of what it still shows barely move, the lists' length does."""
+    champion, _ = _shop()
+    mon = _monitor()
+    X, _ = shop_requests(WINDOW, changed=False, seed=13)
+    pred = np.asarray(champion.predict(X), dtype=object)
+    pred[::3] = ""
+    feats = {c: X[c].to_numpy() if FEATURES[c] == "numeric" else X[c].to_numpy().astype(object) for c in FEATURES}
+    found = mon.update_predictions(PredictionBatch(np.arange(WINDOW, dtype=np.int64), feats, pred))
+    assert [(d.kind, d.feature) for d in found] == [("prediction_drift", "list_length")], [d.summary for d in found]
+    assert mon.status()["label_free"]["last"]["list_length"] < 15
