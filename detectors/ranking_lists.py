@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["ITEM_SEP", "REL_SEP", "encode_ranking", "decode_ranking", "encode_relevance", "decode_relevance",
-           "item_id"]
+           "item_id", "as_json"]
 
 ITEM_SEP = "\x1f"
 """Between the item ids of one list (ASCII unit separator)."""
@@ -64,3 +64,17 @@ def decode_relevance(text: str) -> dict[str, float]:
         item, sep, rel = part.partition(REL_SEP)
         out[item] = float(rel) if sep else 1.0
     return out
+
+
+def as_json(text: str | None, *, relevance: bool = False) -> str | None:
+    """An encoded list (or label) as JSON text, the form a stored sample keeps (a file a person
+    reads, and one that no item id can make ambiguous).
+
+    >>> as_json("b\x1fa"), as_json("a\x1e3.0\x1fb", relevance=True), as_json("", relevance=True)
+    ('["b", "a"]', '{"a": 3.0, "b": 1.0}', '{}')
+    """
+    import json
+
+    if text is None:
+        return None
+    return json.dumps(decode_relevance(text) if relevance else decode_ranking(text))

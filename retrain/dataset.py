@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from consumers.validation import validate_predictions
+from detectors.ranking_lists import as_json
 from detectors.ranking_monitor import encoded_lists
 from driftloop.core.config import Config
 from driftloop.core.events import PredictionEvent, label_key
@@ -69,18 +70,25 @@ class LabelledData:
         return LabelledData(self.X.iloc[rows].reset_index(drop=True), self.y[rows], self.ts[rows],
                             self.event_ids[rows], logged, 0)
 
-    def frame(self, label: str = "label") -> pd.DataFrame:
-        """Features plus the ``label`` column (the registry's sample layout)."""
+    def frame(self, label: str = "label", *, task: str | None = None) -> pd.DataFrame:
+        """Features plus the ``label`` column (the registry's sample layout; a ranking model's
+        labels as JSON text, see :func:`detectors.ranking_lists.as_json`)."""
         df = self.X.copy()
-        df[label] = self.y
+        df[label] = [as_json(v, relevance=True) for v in self.y] if task == "ranking" else self.y
         return df
 
 
-def _label_column(values: list[Any], task: str) -> tuple[np.ndarray, np.ndarray]:
+def _label_column(values: list[Any], task: str, *, encoded: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Labels in the training layout, and a mask of the usable ones. A ranking model's label is
-    its encoded relevance (detectors.ranking_lists); an empty one (nothing engaged) is usable."""
+    its encoded relevance (detectors.ranking_lists); an empty one (nothing engaged) is usable.
+    ``encoded``: the values are the store's, encoded by validation already (never read as JSON:
+    an item id may start with a bracket); else a sample's (lists, objects or their JSON text)."""
     if task == "ranking":
-        arr = encoded_lists(values, relevance=True)
+        arr = np.empty(len(values), dtype=object)
+        if encoded:
+            arr[:] = [v if isinstance(v, str) else None for v in values]
+        else:
+            arr = encoded_lists(values, relevance=True)
         return arr, np.array([v is not None for v in arr.tolist()], dtype=bool)
     if task == "classification":
         arr = np.empty(len(values), dtype=object)
@@ -151,7 +159,7 @@ def load_window(store: Store, cfg: Config, model: str, window: JobWindow) -> Lab
         if vp is None or len(vp.index) == 0:
             dropped += len(events)
             continue
-        y_all, ok_all = _label_column(labels, mcfg.task)
+        y_all, ok_all = _label_column(labels, mcfg.task, encoded=True)
         keep = ok_all[vp.index]
         dropped += len(events) - int(keep.sum())
         sel = np.flatnonzero(keep)

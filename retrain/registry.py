@@ -626,15 +626,16 @@ def _checked_reference(est: Any, reference: pd.DataFrame,
     except Exception as exc:  # noqa: BLE001 - the user's model: any failure is a refusal
         raise RegistryError(f"the model cannot predict on the reference's feature columns "
                             f"{list(mcfg.features)}: {type(exc).__name__}: {exc}") from None
-    sample = rows.frame()
+    sample = rows.frame(task=mcfg.task)
     extra = [c for c in reference.columns if c == "prediction" or (isinstance(c, str) and c.startswith("score_"))]
     if extra and len(reference) == rows.n:
         for c in extra:
             sample[c] = reference[c].to_numpy()
-    if mcfg.task == "ranking" and "prediction" in sample.columns:   # lists as text: the samples hold scalars
+    if mcfg.task == "ranking" and "prediction" in sample.columns:   # lists as JSON text: samples hold scalars
+        from detectors.ranking_lists import as_json
         from detectors.ranking_monitor import encoded_lists
 
-        sample["prediction"] = encoded_lists(sample["prediction"].to_numpy(dtype=object))
+        sample["prediction"] = [as_json(p) for p in encoded_lists(sample["prediction"].to_numpy(dtype=object))]
     return sample, out.classes or None
 
 

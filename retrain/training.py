@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from detectors.ranking_lists import as_json
 from driftloop.core.config import Config
 from driftloop.core.config.retrain import RetrainPolicy
 from driftloop.core.frames import read_frame
@@ -143,9 +144,10 @@ def train_challenger(cfg: Config, store: Store, registry: Registry, job: Retrain
     t_pred = time.perf_counter() - t2
     folder = registry.new_artifact_dir(job.model, job.job_id)
     artifact = save_model(est, folder / "model.skops")
-    reference = save_frame(train.frame(), folder / "reference.json.gz")
-    hold_df = hold.frame()
-    hold_df["prediction"] = outputs.prediction
+    reference = save_frame(train.frame(task=mcfg.task), folder / "reference.json.gz")
+    hold_df = hold.frame(task=mcfg.task)
+    hold_df["prediction"] = ([as_json(p) for p in outputs.prediction] if mcfg.task == "ranking"
+                             else outputs.prediction)
     if outputs.scores is not None:
         for j, c in enumerate(outputs.classes):
             hold_df[f"score_{c}"] = outputs.scores[:, j]
