@@ -16,7 +16,8 @@ from driftloop.core.store import Store
 
 
 @pytest.fixture(scope="module")
-def shop_store(tmp_path_factory):
+def shop_files(tmp_path_factory):
+    """The shop's reference and a stationary stream of 6,000 requests with their engagement."""
     tmp = tmp_path_factory.mktemp("shop")
     X, y = shop_requests(4000, changed=False, seed=7)
     champion = train_champion(X, y)
@@ -31,12 +32,19 @@ def shop_store(tmp_path_factory):
                                    "prediction": decode_ranking(lists[i])}) + b"\n")
             fl.write(orjson.dumps({"event_id": f"e{i}", "model": "shop", "ts": t0 + i * 100 + 50,
                                    "label": ys[i]}) + b"\n")
-    url = f"sqlite:///{tmp}/r.db"
+    return tmp
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shop_store(request, shop_files, tmp_path):
+    """The stream replayed into a store of each kind (a list's separators are control characters:
+    both keep them)."""
+    url = f"sqlite:///{tmp_path}/r.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     cfg = load_config_dict({"store": {"url": url}, "api": {"port": 0}, "models": {"shop": {
-        "task": "ranking", "features": dict(FEATURES), "reference": str(tmp / "reference.jsonl"),
+        "task": "ranking", "features": dict(FEATURES), "reference": str(shop_files / "reference.jsonl"),
         "detectors": {"window_size": 1000, "warmup": 0}}}}, environ={})
     alerts: list = []
-    replay(cfg, tmp / "p.jsonl", tmp / "l.jsonl", on_alert=alerts.append, store_url=url)
+    replay(cfg, shop_files / "p.jsonl", shop_files / "l.jsonl", on_alert=alerts.append, store_url=url)
     store = Store.from_config(cfg.store)
     yield cfg, store, alerts
     store.dispose()
