@@ -22,7 +22,13 @@ Where things are, in the order a window is judged:
 * :mod:`detectors.paired` — one model version against another: shadow (paired) and canary (window);
 * :mod:`detectors.decision` — thresholds, multiple-testing corrections and the alert
   lifecycle of each detector; :mod:`detectors.model_monitor` — :class:`ModelMonitor`, which
-  composes them for one model (the object the monitoring layer calls).
+  composes them for one model (the object the monitoring layer calls);
+* ranking models (contract v1.1 ``task: ranking``): :mod:`detectors.ranking_lists` (a ranked
+  list and a relevance label as one text value), :mod:`detectors.ranking_metrics` (NDCG@k,
+  precision/recall/MAP@k, MRR, hit rate with bootstrap intervals; label-free metrics),
+  :mod:`detectors.ranking_drift` (the recommended items' shares), :mod:`detectors.ranking_performance`,
+  and :mod:`detectors.ranking_monitor` — :class:`RankingMonitor`, a ranking model's
+  :class:`ModelMonitor`.
 
 Every concrete detector class is discovered and checked by the contract suite
 (``tests/detectors/test_contract.py``).

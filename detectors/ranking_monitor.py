@@ -36,8 +36,8 @@ item → relevance, JSON text, or encoded) and the score columns ``score@1``/``s
 ...                            .astype(object)}, prediction=np.array(lists(n, top), dtype=object))
 >>> mon.update_predictions(batch(2000))
 []
->>> [d.detector for d in mon.update_predictions(batch(2000, top=20))]
-['item_shares']
+>>> [(d.detector, d.feature) for d in mon.update_predictions(batch(2000, top=20))]
+[('item_shares', 'prediction'), ('wasserstein', 'mean_popularity')]
 """
 from __future__ import annotations
 
@@ -233,17 +233,20 @@ class RankingMonitor(Composite):
             seed=s.seed) if s.performance else None
         self._events_since_reference = 0
 
-    def _output_columns(self, preds: Any, scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _output_columns(self, preds: Any, scores: Mapping[str, np.ndarray], *, own: bool = False
+                        ) -> dict[str, np.ndarray]:
         """The per-request numbers watched for prediction drift: the lists' shape (length, mean
-        reference popularity of the top k) and, when the reference has them, the scores."""
-        cols = list_columns(list(preds), self._items, self.settings.k) if self.settings.list_drift else {}
+        reference popularity of the top k; ``own``: the reference's lists, each without itself)
+        and, when the reference has them, the scores."""
+        s = self.settings
+        cols = list_columns(list(preds), self._items, s.k, own=own) if s.list_drift else {}
         return {**cols, **{c: scores[c] for c in self._score_columns if c in scores}}
 
     def _build_output_drift(self, ref: Mapping[str, np.ndarray], desc: str) -> UnivariateDrift | None:
         s = self.settings
         self._score_columns = [c for c in SCORE_COLUMNS if s.score_drift and c in ref
                                and np.isfinite(ref[c]).any()]
-        cols = self._output_columns(ref["prediction"], ref)
+        cols = self._output_columns(ref["prediction"], ref, own=True)
         if not cols:
             return None
         oref = Reference(cols, dict.fromkeys(cols, "numeric"), task="regression")
@@ -261,10 +264,8 @@ class RankingMonitor(Composite):
         if batch.model_version is not None:
             self._model_version = batch.model_version
         self._n_predictions += n
-        cols: dict[str, np.ndarray] = {f: np.asarray(batch.features[f]) if f in batch.features
-                                       else np.full(n, np.nan if t == "numeric" else None, dtype=object
-                                                    if t != "numeric" else np.float64)
-                                       for f, t in self.feature_types.items()}
+        cols = {f: np.asarray(batch.features[f]) if f in batch.features else _absent(t, n)
+                for f, t in self.feature_types.items()}
         cols[_PRED] = np.asarray(batch.prediction, dtype=object)
         scores = _score_columns(batch, n)
         cols.update(scores)
@@ -426,6 +427,11 @@ def _reference_columns(reference: Any, feature_types: Mapping[str, str], max_row
         if c in raw:
             out[c] = to_float_array(raw[c][rows])
     return out
+
+
+def _absent(feature_type: str, n: int) -> np.ndarray:
+    """A feature no event of the batch carried: all missing, in its type's layout."""
+    return np.full(n, np.nan) if feature_type == "numeric" else np.full(n, None, dtype=object)
 
 
 def _score_columns(batch: PredictionBatch, n: int) -> dict[str, np.ndarray]:
