@@ -138,6 +138,7 @@ def _play(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t: Ca
     machine, the recovery is measured) or the stream ends. Returns the requests published."""
     n, switched_at, stop = len(labels), None, 0
     for start in range(0, n, chunk):
+        _keep_pace(serving, start - 2 * sizes.window, narrate)
         serving.follow_champion()
         if switched_at is None and serving.version != "1":
             switched_at = start
@@ -153,6 +154,20 @@ def _play(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t: Ca
         pub.label(SHOP, f"ev-{j}", labels[j], ts=t(j) + STEP_MS // 2)
     pub.flush()
     return stop
+
+
+def _keep_pace(serving: _Serving, joined: int, narrate: Callable[[], None], timeout_s: float = 60.0) -> None:
+    """Wait (narrating) until the monitor has joined ``joined`` requests: the shop never runs more
+    than two windows ahead of the monitor, so on a slow machine the promotion still comes while
+    the shop serves (a condition, not a pace). Gives up after ``timeout_s``."""
+    from driftloop.app.stats import collect_stats
+
+    deadline = time.monotonic() + timeout_s
+    while joined > 0 and time.monotonic() < deadline:
+        if collect_stats(serving.loop.cfg, serving.loop.store)["models"][SHOP]["joined"] >= joined:
+            return
+        narrate()
+        time.sleep(0.2)
 
 
 def recovery(store: Any, model: str = SHOP, metric: str = "ndcg@10") -> dict[str, list[float]]:

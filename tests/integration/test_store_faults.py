@@ -242,10 +242,15 @@ def test_sqlite_locked_while_a_process_starts(kafka_bootstrap, make_config, tmp_
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs mounted for the test (we are root in CI); unmounted afterwards."""
+    """A 32 MiB tmpfs mounted for the test (we are root in CI); unmounted afterwards.
+
+    Its size is not what makes the disk full (the filler does): it must leave, once the filler is
+    gone, room for the largest batch the retry may take. On a loaded machine more records wait
+    by the time the batch is retried (up to ``max_poll_records``, 2,000 here), and its WAL pages
+    did not fit in the 4 MiB this disk used to have: the store stayed full after the fault."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if res.returncode != 0:
         msg = f"cannot mount a tmpfs ({res.stderr.strip()}): the disk-full test needs root"
         if in_ci():
@@ -258,7 +263,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_disk_full(kafka_bootstrap, make_config, tmp_path, small_disk):
-    """The store lives on a 4 MiB tmpfs; a filler file takes every free byte, then is removed."""
+    """The store lives on a small tmpfs; a filler file takes every free byte, then is removed."""
     api_port = free_port()
     path, cfg = make_config(store_url=f"sqlite:///{small_disk}/driftloop.db", api__enabled=True, api__port=api_port)
     filler = small_disk / "filler"
