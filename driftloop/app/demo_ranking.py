@@ -156,6 +156,21 @@ def _play(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t: Ca
     return stop
 
 
+def _await_judged(store: Any, narrate: Callable[[], None], timeout_s: float = 60.0) -> None:
+    """Wait (narrating) until the judging process has judged every journalled batch (with the
+    default ``analysis.mode: apart`` it judges beside ingestion), so the new champion's last
+    windows are judged before the monitor stops. Gives up after ``timeout_s``."""
+    from driftloop.monitoring.journal import backlog
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            if backlog(conn).entries == 0:
+                return
+        narrate()
+        time.sleep(0.2)
+
+
 def _keep_pace(serving: _Serving, joined: int, narrate: Callable[[], None], timeout_s: float = 60.0) -> None:
     """Wait (narrating) until the monitor has joined ``joined`` requests: the shop never runs more
     than two windows ahead of the monitor, so on a slow machine the promotion still comes while
@@ -224,6 +239,7 @@ def run_ranking_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, k
                    batch_size=250, linger_s=0.05) as pub:
         published = _play(pub, serving, X, labels, t, sizes, lambda: narrator.poll(console), fast)
         _await_loop(loop, result, serving, published, lambda: narrator.poll(console), lambda k: None)
+        _await_judged(loop.store, lambda: narrator.poll(console))
     narrator.close()
     _stop(loop, result, service, worker, threads, name=SHOP)
     store = _fresh_store(loop)
