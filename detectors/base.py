@@ -16,8 +16,8 @@ import numpy as np
 
 from detectors import state as _state
 
-__all__ = ["Window", "Detection", "segment_text", "Snapshotable", "StreamDetector", "WindowDetector", "KINDS",
-           "SEVERITIES"]
+__all__ = ["Window", "Detection", "segment_text", "alert_key", "keep_open", "resolve_open", "Snapshotable",
+           "StreamDetector", "WindowDetector", "KINDS", "SEVERITIES"]
 
 KINDS = (
     "data_drift",
@@ -88,6 +88,41 @@ def segment_text(segment: Mapping[str, str] | None) -> str | None:
     if not segment:
         return None
     return ", ".join(f"{k}={v}" for k, v in segment.items())
+
+
+def alert_key(d: Detection) -> str:
+    """The key of the alert a detection is about, within one monitor (kind, detector, feature, segment)."""
+    seg = segment_text(d.segment)
+    return f"{d.kind}|{d.detector}|{d.feature or ''}" + (f"|{seg}" if seg else "")
+
+
+def keep_open(open_alerts: dict[str, dict[str, Any]], detections: list[Detection],
+              version: str | None) -> list[Detection]:
+    """A monitor's bookkeeping of the alerts firing now (``open_alerts``: key -> last detection
+    as a dict): each detection names ``version`` if it names none, a firing one is kept, a
+    resolution forgets its alert. Returns ``detections``."""
+    for d in detections:
+        if d.model_version is None:
+            d.model_version = version
+        if d.firing:
+            open_alerts[alert_key(d)] = d.to_dict()
+        else:
+            open_alerts.pop(alert_key(d), None)
+    return detections
+
+
+def resolve_open(open_alerts: dict[str, dict[str, Any]]) -> list[Detection]:
+    """The resolutions of the alerts in ``open_alerts`` when the monitor's reference is replaced
+    (a new champion): they were about the old one. The caller forgets them."""
+    out = []
+    for d in open_alerts.values():
+        item = dict(d)
+        item["window"] = Window(**item["window"])
+        item["firing"] = False
+        item["summary"] = ("cleared because the reference was replaced (new champion); the detectors "
+                           f"start over. Last finding: {item['summary']}")
+        out.append(Detection(**item))
+    return out
 
 
 class Snapshotable:

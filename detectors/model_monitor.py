@@ -50,7 +50,7 @@ import numpy as np
 from detectors import concept as _concept
 from detectors import decision as dec
 from detectors._threads import one_thread
-from detectors.base import Detection, StreamDetector, Window, WindowDetector, segment_text
+from detectors.base import Detection, StreamDetector, Window, WindowDetector, keep_open, resolve_open
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE, CBPE_METRICS
 from detectors.composite import Composite
@@ -274,11 +274,6 @@ class MonitorSettings(Composite):
 
 # every field is a constructor argument: clone() (Snapshotable's) rebuilds the settings from all of them
 MonitorSettings._params = tuple(f.name for f in dataclasses.fields(MonitorSettings))
-
-
-def _alert_key(d: Detection) -> str:
-    seg = segment_text(d.segment)
-    return f"{d.kind}|{d.detector}|{d.feature or ''}" + (f"|{seg}" if seg else "")
 
 
 def _moved(stat: Mapping[str, Any], share: float) -> bool:
@@ -612,15 +607,7 @@ class ModelMonitor(Composite):
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, detections: list[Detection]) -> list[Detection]:
-        for d in detections:
-            if d.model_version is None:
-                d.model_version = self._model_version
-            key = _alert_key(d)
-            if d.firing:
-                self._open[key] = d.to_dict()
-            else:
-                self._open.pop(key, None)
-        return detections
+        return keep_open(self._open, detections, self._model_version)
 
     def _judge(self, wd: WindowData) -> bool:
         if wd.window.n < self.settings.min_window or self._events_since_reference < self.settings.warmup:
@@ -869,14 +856,7 @@ class ModelMonitor(Composite):
         """Replace the reference (a new champion's training sample): new baselines and
         calibrations, fresh concept-drift detectors and windows. Returns the resolutions of
         the alerts that were firing, since they were about the old reference."""
-        out: list[Detection] = []
-        for d in self._open.values():
-            item = dict(d)
-            item["window"] = Window(**item["window"])
-            item["firing"] = False
-            item["summary"] = ("cleared because the reference was replaced (new champion); the detectors "
-                               f"start over. Last finding: {item['summary']}")
-            out.append(Detection(**item))
+        out = resolve_open(self._open)
         self._open = {}
         self.reference = self._make_reference(reference, reference_scores, classes)
         self._data_windows.reset()

@@ -51,7 +51,7 @@ import numpy as np
 
 from detectors import decision as dec
 from detectors._threads import one_thread
-from detectors.base import Detection, Window, segment_text
+from detectors.base import Detection, keep_open, resolve_open
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.composite import Composite
 from detectors.ranking_drift import ItemDrift
@@ -340,27 +340,12 @@ class RankingMonitor(Composite):
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, detections: list[Detection]) -> list[Detection]:
-        for d in detections:
-            if d.model_version is None:
-                d.model_version = self._model_version
-            key = f"{d.kind}|{d.detector}|{d.feature}|{segment_text(d.segment)}"
-            if d.firing:
-                self._open[key] = d.to_dict()
-            else:
-                self._open.pop(key, None)
-        return detections
+        return keep_open(self._open, detections, self._model_version)
 
     def set_reference(self, reference: Any, **_: Any) -> list[Detection]:
         """Replace the reference (a new champion's sample): new baselines and calibrations;
         returns the resolutions of the alerts that were firing (they were about the old one)."""
-        out = []
-        for d in self._open.values():
-            item = dict(d)
-            item["window"] = Window(**item["window"])
-            item["firing"] = False
-            item["summary"] = ("cleared because the reference was replaced (new champion); the detectors "
-                               f"start over. Last finding: {item['summary']}")
-            out.append(Detection(**item))
+        out = resolve_open(self._open)
         self._open = {}
         self._data_windows.reset()
         self._label_windows.reset()

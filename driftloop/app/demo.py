@@ -168,9 +168,9 @@ def _config(bootstrap: str, workdir: Path, sizes: _Sizes, shadow: bool = False,
     return cfg
 
 
-def _base_config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
-    from driftloop.app.demo_data import FEATURES
-
+def demo_services(bootstrap: str, workdir: Path) -> dict[str, Any]:
+    """Every section of a demo's configuration but ``models``: fresh topics and consumer groups,
+    a store in ``workdir``, a local registry, the API on a free port, alert timings for minutes."""
     tag = uuid.uuid4().hex[:6]
     return {
         "kafka": {"bootstrap_servers": bootstrap, "group_id": f"demo-{tag}",
@@ -183,9 +183,18 @@ def _base_config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]
         "alerts": {"group_window_s": 2.0, "hold_down_s": 5.0, "cooldown_s": 30.0, "tick_every_s": 1.0},
         "api": {"port": 0},
         "registry": {"artifact_dir": "registry", "worker_group_id": f"demo-retrain-{tag}", "threads": 1,
-                     "poll_timeout_ms": 200,
-                     # the one type in a fitted HistGradientBoosting that skops does not trust by default
-                     "trusted_types": ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]},
+                     "poll_timeout_ms": 200},
+    }
+
+
+def _base_config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
+    from driftloop.app.demo_data import FEATURES
+
+    cfg = demo_services(bootstrap, workdir)
+    # the one type in a fitted HistGradientBoosting that skops does not trust by default
+    cfg["registry"]["trusted_types"] = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+    return {
+        **cfg,
         "models": {MODEL: {
             "task": "classification", "features": dict(FEATURES), "reference": "reference.csv",
             "detectors": {"window_size": sizes.window, "warmup": sizes.window // 2, "domain_classifier_rows": 1000},

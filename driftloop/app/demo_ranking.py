@@ -23,7 +23,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +47,7 @@ from driftloop.app.demo import (
     _Sizes,
     _start_services,
     _stop,
+    demo_services,
 )
 
 __all__ = ["run_ranking_demo", "SHOP", "recovery", "missing_steps"]
@@ -58,18 +58,8 @@ SHOP = "shop"
 def _config(bootstrap: str, workdir: Path, sizes: _Sizes) -> dict[str, Any]:
     from driftloop.app.demo_shop import FEATURES
 
-    tag = uuid.uuid4().hex[:6]
     return {
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"demo-{tag}",
-                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-        "topics": {name: f"demo-{tag}.{name}" for name in ("predictions", "labels", "alerts", "retrain", "models", "dlq")}
-        | {"partitions": 3},
-        "store": {"url": f"sqlite:///{workdir}/driftloop.db"},
-        "ingest": {"poll_timeout_ms": 200, "max_poll_records": 2000},
-        "alerts": {"group_window_s": 2.0, "hold_down_s": 5.0, "cooldown_s": 30.0, "tick_every_s": 1.0},
-        "api": {"port": 0},
-        "registry": {"artifact_dir": "registry", "worker_group_id": f"demo-retrain-{tag}", "threads": 1,
-                     "poll_timeout_ms": 200},
+        **demo_services(bootstrap, workdir),
         "models": {SHOP: {
             "task": "ranking", "features": dict(FEATURES), "reference": "reference.jsonl",
             "detectors": {"window_size": sizes.window, "warmup": sizes.window // 2},
