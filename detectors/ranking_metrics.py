@@ -463,28 +463,24 @@ def _gini(x: np.ndarray) -> float:
     return float(((2 * j - n - 1) * np.sort(x)).sum() / (n * total))
 
 
-def list_columns(predictions: Sequence[str], reference: ItemReference, k: int | None = None, *,
-                 own: bool = False) -> dict[str, np.ndarray]:
+def list_columns(predictions: Sequence[str], reference: ItemReference, k: int | None = None
+                 ) -> dict[str, np.ndarray]:
     """Two numbers per request, for drift tests on the lists' shape: ``list_length`` (the whole
     list) and ``mean_popularity`` (its top-``k`` items' mean reference exposure share, unseen
-    items 0; NaN for an empty list). ``own``: these are the reference's own lists, each scored
-    without itself (leave one out), as a new request is: in-sample, every item's share would
-    include the request being scored, and the reference would sit above every window.
+    items 0; NaN for an empty list). Score only requests outside ``reference``: in-sample, every
+    item's share includes the request being scored, and the scores sit above a new request's
+    (:class:`~detectors.ranking_monitor.RankingMonitor` takes the shares from half of its
+    reference and scores the other half).
 
     >>> ref = ItemReference.from_lists(["a\x1fb", "a\x1fc"], k=2)
     >>> cols = list_columns(["a\x1fz", "", "b"], ref, k=2)
     >>> cols["list_length"].tolist(), cols["mean_popularity"].tolist()
     ([2.0, 0.0, 1.0], [0.5, nan, 0.5])
-    >>> list_columns(["a\x1fb", "a\x1fc"], ref, k=2, own=True)["mean_popularity"].tolist()
-    [0.5, 0.5]
     """
     _check_k(k)
     items, lengths, kept = _flatten(predictions, k)
     code = _codes(reference.catalogue, items)
     pop = np.where(code >= 0, reference.shown[np.maximum(code, 0)] if len(code) else 0.0, 0.0)
-    if own:
-        n = reference.n_requests
-        pop = np.maximum(pop * n - 1.0, 0.0) / max(n - 1, 1)
     sums = np.bincount(np.repeat(np.arange(len(kept)), kept), weights=pop, minlength=len(kept))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(kept > 0, sums / np.maximum(kept, 1), np.nan)

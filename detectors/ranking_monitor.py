@@ -220,6 +220,8 @@ class RankingMonitor(Composite):
         # engagement shares only from a fully labelled reference (an unknown label is not "nothing engaged")
         engaged = None if labels is None or any(x is None for x in labels) else list(labels)
         self._items = ItemReference.from_lists(list(preds), engaged, k=s.k)
+        self._popularity_rows = _popularity_half(len(preds), s.seed)
+        self._popularity = ItemReference.from_lists(list(preds[self._popularity_rows]), k=s.k)
         self._item_drift = ItemDrift(list(preds), k=s.k, max_items=s.max_items, min_effect=s.min_item_shift,
                                      calibration_draws=s.calibration_draws, alpha=s.alpha,
                                      resolve_after=s.resolve_after, reference_desc=desc, model=self.model,
@@ -233,20 +235,32 @@ class RankingMonitor(Composite):
             seed=s.seed) if s.performance else None
         self._events_since_reference = 0
 
-    def _output_columns(self, preds: Any, scores: Mapping[str, np.ndarray], *, own: bool = False
-                        ) -> dict[str, np.ndarray]:
+    def _output_columns(self, preds: Any, scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The per-request numbers watched for prediction drift: the lists' shape (length, mean
-        reference popularity of the top k; ``own``: the reference's lists, each without itself)
-        and, when the reference has them, the scores."""
+        popularity of the top k in the popularity half of the reference) and, when the
+        reference has them, the scores."""
         s = self.settings
-        cols = list_columns(list(preds), self._items, s.k, own=own) if s.list_drift else {}
+        cols = list_columns(list(preds), self._popularity, s.k) if s.list_drift else {}
         return {**cols, **{c: scores[c] for c in self._score_columns if c in scores}}
+
+    def _reference_output_columns(self, ref: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`_output_columns` of the reference's requests, the popularity half's mean
+        popularity left out (NaN): a request is never scored by shares it counted in. The other
+        half is scored as a window is, by shares it had no part in, so under no change both are
+        draws of one distribution, however discrete (a recommender that serves one list per
+        segment gives a few values; scored in-sample or leave-one-out, the reference's values
+        sit beside the windows' and every window differs by a rank test)."""
+        cols = self._output_columns(ref["prediction"], ref)
+        if "mean_popularity" in cols and len(self._popularity_rows) < len(ref["prediction"]):
+            cols["mean_popularity"] = cols["mean_popularity"].copy()
+            cols["mean_popularity"][self._popularity_rows] = np.nan
+        return cols
 
     def _build_output_drift(self, ref: Mapping[str, np.ndarray], desc: str) -> UnivariateDrift | None:
         s = self.settings
         self._score_columns = [c for c in SCORE_COLUMNS if s.score_drift and c in ref
                                and np.isfinite(ref[c]).any()]
-        cols = self._output_columns(ref["prediction"], ref, own=True)
+        cols = self._reference_output_columns(ref)
         if not cols:
             return None
         oref = Reference(cols, dict.fromkeys(cols, "numeric"), task="regression")
@@ -384,6 +398,18 @@ class RankingMonitor(Composite):
         return out
 
     summary = status
+
+
+def _popularity_half(n: int, seed: int) -> np.ndarray:
+    """The reference rows (a seeded half, all of a reference of one request) whose lists give the
+    item popularity of the ``mean_popularity`` drift column.
+
+    >>> _popularity_half(6, 0).size, _popularity_half(1, 0).tolist()
+    (3, [0])
+    """
+    if n < 2:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[: n // 2])
 
 
 def _reference_columns(reference: Any, feature_types: Mapping[str, str], max_rows: int, seed: int

@@ -122,14 +122,21 @@ def _publish(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t:
 
 
 def _play(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t: Callable[[int], int],
-          sizes: _Sizes, narrate: Callable[[], None], fast: bool, chunk: int = 250) -> int:
-    """Stage 4: requests and, ``label_lag`` requests later, their engagement, until the new
-    champion has served three labelled windows (a condition, not a pace: however slow the
-    machine, the recovery is measured) or the stream ends. Returns the requests published."""
-    n, switched_at, stop = len(labels), None, 0
+          sizes: _Sizes, result: DemoResult, narrate: Callable[[], None], fast: bool, chunk: int = 250) -> int:
+    """Stage 4: requests and, ``label_lag`` requests later, their engagement, until the monitor
+    has judged three labelled windows of the new champion on its own sample, or the stream ends.
+    Once an alert has fired, the shop serves at most two windows more before the retraining's
+    champion takes over. Conditions, not a pace: however slow the machine (on a loaded one the
+    promotion came after the stream had ended), the recovery is measured. Returns the requests
+    published."""
+    n, switched_at, fired_at, stop = len(labels), None, None, 0
     for start in range(0, n, chunk):
-        _keep_pace(serving, start - 2 * sizes.window, narrate)
+        _keep_pace(serving, start - 2 * sizes.window, sizes.window, narrate)
         serving.follow_champion()
+        if fired_at is None and any(a["status"] == "firing" for a in result.alerts):
+            fired_at = start
+        if switched_at is None and fired_at is not None and start - fired_at >= 2 * sizes.window:
+            _await_switch(serving, narrate)
         if switched_at is None and serving.version != "1":
             switched_at = start
             serving.console.print(f"[bold]from request {start:,} on the shop serves v{serving.version}[/]")
@@ -138,12 +145,37 @@ def _play(pub: Any, serving: _Serving, X: pd.DataFrame, labels: list[Any], t: Ca
         pub.flush(wait=False)
         narrate()
         time.sleep(0.05 if fast else 0.1)
-        if switched_at is not None and stop - switched_at >= 3 * sizes.window + sizes.label_lag:
+        if (switched_at is not None and stop - switched_at >= 3 * sizes.window + sizes.label_lag
+                and _judged_on_own_sample(serving.loop.store, serving.version) >= 3):
             break
     for j in range(max(0, stop - sizes.label_lag), stop):     # the last requests' engagement
         pub.label(SHOP, f"ev-{j}", labels[j], ts=t(j) + STEP_MS // 2)
     pub.flush()
     return stop
+
+
+def _await_switch(serving: _Serving, narrate: Callable[[], None], timeout_s: float = 60.0) -> None:
+    """Wait (narrating) until the service serves a champion other than v1. Gives up after
+    ``timeout_s`` (the demo then reports the loop did not close)."""
+    deadline = time.monotonic() + timeout_s
+    while serving.version == "1" and time.monotonic() < deadline:
+        narrate()
+        serving.follow_champion()
+        time.sleep(0.2)
+
+
+def _judged_on_own_sample(store: Any, version: str) -> int:
+    """The labelled windows of ``version`` the monitor has judged against its own sample (0
+    while it still judges them against its predecessor's, or has not seen the version)."""
+    from detectors.versions import VersionedMonitor
+
+    blob = store.load_detector_state(SHOP)
+    if blob is None:
+        return 0
+    monitors = VersionedMonitor.from_snapshot(blob)
+    if version not in monitors or monitors.reference_of.get(version) != version:
+        return 0
+    return int(monitors.versions[version].status()["windows_judged"]["labelled"])
 
 
 def _await_judged(store: Any, narrate: Callable[[], None], timeout_s: float = 60.0) -> None:
@@ -161,16 +193,21 @@ def _await_judged(store: Any, narrate: Callable[[], None], timeout_s: float = 60
         time.sleep(0.2)
 
 
-def _keep_pace(serving: _Serving, joined: int, narrate: Callable[[], None], timeout_s: float = 60.0) -> None:
-    """Wait (narrating) until the monitor has joined ``joined`` requests: the shop never runs more
-    than two windows ahead of the monitor, so on a slow machine the promotion still comes while
-    the shop serves (a condition, not a pace). Gives up after ``timeout_s``."""
+def _keep_pace(serving: _Serving, joined: int, window: int, narrate: Callable[[], None],
+               timeout_s: float = 60.0) -> None:
+    """Wait (narrating) until the monitor has joined ``joined`` requests and at most ``window``
+    events waits to be judged: the shop never runs more than about two windows ahead of the
+    detectors, so on a slow machine the promotion still comes while the shop serves (a condition,
+    not a pace). Gives up after ``timeout_s``."""
     from driftloop.app.stats import collect_stats
+    from driftloop.monitoring.journal import backlog
 
     deadline = time.monotonic() + timeout_s
     while joined > 0 and time.monotonic() < deadline:
         if collect_stats(serving.loop.cfg, serving.loop.store)["models"][SHOP]["joined"] >= joined:
-            return
+            with serving.loop.store.engine.connect() as conn:
+                if backlog(conn).events <= window:
+                    return
         narrate()
         time.sleep(0.2)
 
@@ -202,7 +239,7 @@ def run_ranking_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, k
 
     console = console or Console()
     base = FAST if fast else FULL
-    sizes = replace(base, after=3 * base.after)    # room to serve the new champion after the promotion
+    sizes = replace(base, after=4 * base.after)    # room to serve the new champion after the promotion
     t_start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="driftloop-demo-ranking-"))
     console.rule("[bold]driftloop demo: a recommender (task: ranking)")
@@ -227,7 +264,7 @@ def run_ranking_demo(*, bootstrap: str = "127.0.0.1:9092", fast: bool = False, k
     cfg = loop.cfg
     with Publisher(bootstrap, predictions_topic=cfg.topics.predictions, labels_topic=cfg.topics.labels,
                    batch_size=250, linger_s=0.05) as pub:
-        published = _play(pub, serving, X, labels, t, sizes, lambda: narrator.poll(console), fast)
+        published = _play(pub, serving, X, labels, t, sizes, result, lambda: narrator.poll(console), fast)
         _await_loop(loop, result, serving, published, lambda: narrator.poll(console), lambda k: None)
         _await_judged(loop.store, lambda: narrator.poll(console))
     narrator.close()

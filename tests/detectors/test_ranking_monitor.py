@@ -150,3 +150,19 @@ def test_empty_or_shorter_lists_page_the_lists_shape():
     found = mon.update_predictions(PredictionBatch(np.arange(WINDOW, dtype=np.int64), feats, pred))
     assert [(d.kind, d.feature) for d in found] == [("prediction_drift", "list_length")], [d.summary for d in found]
     assert mon.status()["label_free"]["last"]["list_length"] < 15
+
+
+@pytest.mark.parametrize("seed", [1001, 1002])
+def test_one_list_per_segment_and_a_small_reference_page_no_one(seed):
+    """The shop's recommender serves one list per segment, so a request's mean popularity takes
+    a few values. Scored in-sample (or leave-one-out) the reference's values sat beside the
+    windows' and every window differed by KS; on a 300-request reference (a challenger's
+    held-out rows) ``mean_popularity`` then paged on the Wasserstein effect alone: 4 of these 20
+    windows fired with seed 1001 (windows 0, 8, 14 and 19). The shares now come from half the
+    reference and score the other half, so neither seed pages and the half is left out."""
+    champion, _ = _shop()
+    Xr, yr = shop_requests(300, changed=False, seed=seed)
+    mon = _monitor(reference_frame(champion, Xr, yr), window_size=1000, performance=False)
+    found = [d for i in range(20) for d in _feed(mon, champion, 1000, changed=False, seed=5000 + i, t0=i * 1000)]
+    assert found == [], [d.summary for d in found]
+    assert np.isnan(mon._output_drift.reference.features["mean_popularity"]).sum() == 150
