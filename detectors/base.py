@@ -16,8 +16,8 @@ import numpy as np
 
 from detectors import state as _state
 
-__all__ = ["Window", "Detection", "segment_text", "alert_key", "keep_open", "resolve_open", "Snapshotable",
-           "StreamDetector", "WindowDetector", "KINDS", "SEVERITIES"]
+__all__ = ["Window", "Detection", "segment_text", "alert_key", "keep_open", "resolve_open", "WindowLog",
+           "Snapshotable", "StreamDetector", "WindowDetector", "KINDS", "SEVERITIES"]
 
 KINDS = (
     "data_drift",
@@ -123,6 +123,49 @@ def resolve_open(open_alerts: dict[str, dict[str, Any]]) -> list[Detection]:
                            f"start over. Last finding: {item['summary']}")
         out.append(Detection(**item))
     return out
+
+
+WINDOW_LOG_MAX = 256   # statuses a monitor keeps for a caller that does not take them
+
+
+class WindowLog:
+    """The monitors' log of their status right after each judged window, until the caller takes it.
+
+    ``status()`` holds the last window of each stream; a batch that completes several windows
+    (a burst of late labels, a replay's bulk) would leave only the last one to a caller that
+    reads the status after the batch. The monitors call :meth:`_log_window` after each judged
+    window, and the caller (the monitor's statistics history) takes the log after the batch:
+    every window, however the stream was cut into batches. The log is not part of a snapshot
+    (a restored monitor starts with none: what the rolled-back batch logged is logged again
+    when it is judged again), and keeps the newest ``WINDOW_LOG_MAX`` for a caller that never
+    takes it.
+
+    >>> class Counter(WindowLog):
+    ...     n = 0
+    ...     def status(self):
+    ...         return {"windows": self.n}
+    ...     def judge(self):
+    ...         self.n += 1
+    ...         self._log_window()
+    >>> c = Counter(); c.judge(); c.judge()
+    >>> c.take_window_statuses(), c.take_window_statuses()
+    ([{'windows': 1}, {'windows': 2}], [])
+    """
+
+    _derived: ClassVar[tuple[str, ...]] = ("_window_log",)
+
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _log_window(self) -> None:
+        log = self.__dict__.setdefault("_window_log", [])
+        if len(log) >= WINDOW_LOG_MAX:
+            del log[0]
+        log.append(self.status())
+
+    def take_window_statuses(self) -> list[dict[str, Any]]:
+        """The statuses logged since the last call, oldest first; the log is emptied."""
+        return self.__dict__.pop("_window_log", None) or []
 
 
 class Snapshotable:

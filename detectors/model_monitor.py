@@ -50,7 +50,7 @@ import numpy as np
 from detectors import concept as _concept
 from detectors import decision as dec
 from detectors._threads import one_thread
-from detectors.base import Detection, StreamDetector, Window, WindowDetector, keep_open, resolve_open
+from detectors.base import Detection, StreamDetector, Window, WindowDetector, WindowLog, keep_open, resolve_open
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.cbpe import CBPE, CBPE_METRICS
 from detectors.composite import Composite
@@ -291,7 +291,7 @@ def _moved(stat: Mapping[str, Any], share: float) -> bool:
     return bool(effect >= share * threshold)
 
 
-class ModelMonitor(Composite):
+class ModelMonitor(WindowLog, Composite):
     """Window-based drift, performance and concept-drift monitoring of one model.
 
     Parameters
@@ -637,8 +637,16 @@ class ModelMonitor(Composite):
         if windows:
             with one_thread():
                 for wd in windows:
-                    out.extend(self._on_data_window(wd))
+                    out.extend(self._data_window_logged(wd))
         return self._record(out)
+
+    def _data_window_logged(self, wd: WindowData) -> list[Detection]:
+        """:meth:`_on_data_window`, and the status logged when the window was judged."""
+        judged = self._data_windows_judged
+        out = self._on_data_window(wd)
+        if self._data_windows_judged != judged:
+            self._log_window()
+        return out
 
     def _on_data_window(self, wd: WindowData) -> list[Detection]:
         if not self._judge(wd):
@@ -765,6 +773,7 @@ class ModelMonitor(Composite):
                 w = wd.window
                 self._last_window["labelled"] = {"start_ts": w.start_ts, "end_ts": w.end_ts, "n": w.n}
                 out += self._judge_labelled(wd)
+                self._log_window()
         return self._record(out)
 
     def _judge_labelled(self, wd: WindowData) -> list[Detection]:
@@ -842,12 +851,13 @@ class ModelMonitor(Composite):
         """Judge the partial windows still buffered (end of a replay)."""
         out: list[Detection] = []
         for wd in self._data_windows.flush():
-            out.extend(self._on_data_window(wd))
+            out.extend(self._data_window_logged(wd))
         if self._perf is not None:
             for wd in self._label_windows.flush():
                 if wd.window.n >= self.settings.min_window:
                     self._label_windows_judged += 1
                     out += self._judge_labelled(wd)
+                    self._log_window()
         return self._record(out)
 
     def set_reference(

@@ -51,7 +51,7 @@ import numpy as np
 
 from detectors import decision as dec
 from detectors._threads import one_thread
-from detectors.base import Detection, keep_open, resolve_open
+from detectors.base import Detection, WindowLog, keep_open, resolve_open
 from detectors.batch import LabelledBatch, PredictionBatch
 from detectors.composite import Composite
 from detectors.ranking_drift import ItemDrift
@@ -171,7 +171,7 @@ def encoded_lists(values: Any, *, relevance: bool = False) -> np.ndarray:
     return out
 
 
-class RankingMonitor(Composite):
+class RankingMonitor(WindowLog, Composite):
     """Drift, label-free and realised performance monitoring of one ranking model.
 
     Parameters
@@ -308,6 +308,7 @@ class RankingMonitor(Composite):
             out += self._item_drift.update_lists(w, preds, version)
         if self._output_drift is not None:
             out += self._output_drift.update(w, self._output_columns(preds, c), version)
+        self._log_window()
         return out
 
     def observe_pipeline(self, trailing: Mapping[str, Any] | None) -> None:
@@ -341,7 +342,9 @@ class RankingMonitor(Composite):
         self._windows_judged["labelled"] += 1
         w = wd.window
         self._last_window["labelled"] = {"start_ts": w.start_ts, "end_ts": w.end_ts, "n": w.n}
-        return self._perf.update(w, list(wd.columns[_PRED]), list(wd.columns[_LABEL]), self._model_version)
+        out = self._perf.update(w, list(wd.columns[_PRED]), list(wd.columns[_LABEL]), self._model_version)
+        self._log_window()
+        return out
 
     def flush(self) -> list[Detection]:
         """Judge the partial windows still buffered (end of a replay)."""

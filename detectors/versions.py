@@ -344,7 +344,14 @@ class VersionedMonitor(Composite):
 
     def version_status(self, version: str) -> dict[str, Any]:
         """One version's :meth:`ModelMonitor.status`, with its phase and reference."""
-        st = self.versions[version].status()
+        return self._versioned_status(version, self.versions[version].status())
+
+    def window_statuses(self, version: str) -> list[dict[str, Any]]:
+        """:meth:`version_status` right after each window ``version``'s monitor judged since the
+        last call (:class:`~detectors.base.WindowLog`), oldest first."""
+        return [self._versioned_status(version, st) for st in self.versions[version].take_window_statuses()]
+
+    def _versioned_status(self, version: str, st: dict[str, Any]) -> dict[str, Any]:
         st["model_version"] = version or None
         st["phase"] = self.phase.get(version, SERVING)
         st["reference_version"] = self.reference_of.get(version) or None

@@ -716,5 +716,6 @@ def _update_shadows(mon: VersionedMonitor, sj: ShadowJoined | None, every: int) 
 
 
 def _statuses(mon: VersionedMonitor, versions: list[str]) -> list[dict[str, Any]]:
-    """The status of each of ``versions`` still live (its statistics go to the history)."""
-    return [mon.version_status(v) for v in versions if v in mon]
+    """The status of each of ``versions`` still live right after each window it judged, then
+    now (their statistics go to the history: every window, however many one batch completed)."""
+    return [st for v in versions if v in mon for st in (*mon.window_statuses(v), mon.version_status(v))]

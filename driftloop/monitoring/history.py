@@ -20,9 +20,11 @@ Idempotence and crashes
     with it, and the batch consumed again records them again, once. A monitor that starts over
     (counts back to 0) keeps recording: any *different* count is a new window.
 Granularity
-    ``status()`` holds the last window of each stream, so when one batch completes several
-    windows only the last one is recorded. With ``ingest.max_poll_records`` at or below the
-    window size (the defaults: 5000 and 5000) that never happens.
+    ``status()`` holds the last window of each stream; the monitors also log their status right
+    after each window they judge (:class:`detectors.base.WindowLog`), and the analyser passes
+    those statuses here before the batch's final one. So a batch that completes several windows
+    (a burst of late labels, a replay's bulk, windows smaller than ``ingest.max_poll_records``)
+    records every one of them, and the history is the same however the stream was cut.
 Time
     ``ts`` is ``now`` of the batch (wall clock, epoch ms: when the window was judged);
     ``window_start``/``window_end`` are the event times of the window when the detectors report

@@ -105,3 +105,31 @@ def test_two_processes_hand_a_model_over_through_the_store(setup, tmp_path):
         run(cfg, solo_store, solo, values, 1500 * i, {(P, 0): None if i == 0 else 1500 * i})
     assert store.load_detector_state("fraud") == solo_store.load_detector_state("fraud")
     solo_store.dispose()
+
+
+def _drift_history(store):
+    from driftloop.monitoring.history import read_drift_history
+
+    with store.engine.connect() as conn:
+        return [(r["seq"], r["statistic"], r["window_start"], r["window_end"])
+                for r in read_drift_history(conn, "fraud", features=["amount"], kinds=["data_drift"])]
+
+
+def test_every_window_is_in_the_history_however_the_batches_cut_the_stream(setup, tmp_path):
+    """One batch that completes four windows records four, the same rows as four batches of a
+    window each (the status holds only the last window; the monitors log one per window)."""
+    cfg, store, rng = setup
+    values = events(rng, 0, 2000) + events(rng, 2000, 2000, shift=8.0)
+    P = cfg.topics.predictions
+    run(cfg, store, DriftAnalyser(cfg, store), values, 0, {(P, 0): None})
+    bulk = _drift_history(store)
+    apart = Store(f"sqlite:///{tmp_path}/apart.db")
+    apart.create_schema()
+    try:
+        an = DriftAnalyser(cfg, apart)
+        for k in range(4):
+            run(cfg, apart, an, values[1000 * k: 1000 * (k + 1)], 1000 * k, {(P, 0): 1000 * k or None})
+        assert [r[0] for r in bulk] == [1, 2, 3, 4]
+        assert bulk == _drift_history(apart)
+    finally:
+        apart.dispose()

@@ -43,8 +43,8 @@ def test_ranking_demo_alerts_retrains_promotes_and_recovers(kafka_bootstrap, tmp
         assert metrics["primary"] == "ndcg@10"
         assert metrics["challenger"]["ndcg@10"] > metrics["champion"]["ndcg@10"] + 0.01
         assert set(promoted.details["alert_ids"]) <= {a["alert_id"] for a in fired}
-        # the monitor's own NDCG@10 per labelled window (its statistics history: the last window
-        # of each batch): the drop under v1; and v2's detectors, which judged its windows
+        # the monitor's own NDCG@10 per labelled window (its statistics history): the drop under
+        # v1; and v2's detectors, which judged its windows
         by_version = recovery(store)
         v2 = VersionedMonitor.from_snapshot(store.load_detector_state(SHOP)).versions["2"].status()
     finally:
@@ -53,6 +53,7 @@ def test_ranking_demo_alerts_retrains_promotes_and_recovers(kafka_bootstrap, tmp
     before = v1[0]
     assert min(v1) < before - 0.04, v1                       # the students' new tastes cost NDCG@10
     assert v2["windows_judged"]["labelled"] >= 2, v2["windows_judged"]
+    assert len(by_version["2"]) >= v2["windows_judged"]["labelled"], by_version   # every window recorded
     last = v2["performance"]["last"]["metrics"]["ndcg@10"]["value"]
     assert last > min(v1) + 0.03 and last >= 0.9 * before, (v1, by_version.get("2"), last)
     assert re.search(r"NDCG@10 per labelled window served by v2", demo.stdout)
