@@ -618,11 +618,14 @@ def bin_counts_sorted(sorted_rows: np.ndarray, valid: np.ndarray, edges: np.ndar
 
 
 # ---------------------------------------------------------------------------- numeric profile
+STD_FLOOR = 1e-3   # the smallest reference spread a Wasserstein distance is divided by
+
+
 def numeric_profile(ref: Any, bins: int = 10) -> dict[str, np.ndarray]:
     """Everything the numeric tests need from a reference ``(F, m)``, computed once.
 
     Keys: ``sorted`` rows (``NaN`` last), ``valid`` counts, ``std`` (population, floored at
-    1e-3 like Evidently's normalised Wasserstein), ``mean``, ``median``, bin ``edges`` and
+    ``STD_FLOOR`` = 1e-3 like Evidently's normalised Wasserstein), ``mean``, ``median``, bin ``edges`` and
     reference ``counts`` per bin (last column: missing).
     """
     rs, rv = sort_rows(ref)
@@ -636,7 +639,7 @@ def numeric_profile(ref: Any, bins: int = 10) -> dict[str, np.ndarray]:
         "sorted": rs,
         "valid": rv,
         "mean": mean,
-        "std": np.maximum(np.nan_to_num(std, nan=0.0), 1e-3),
+        "std": np.maximum(np.nan_to_num(std, nan=0.0), STD_FLOOR),
         "median": median,
         "edges": edges,
         "counts": bin_counts_sorted(rs, rv, edges),

@@ -61,6 +61,24 @@ def _fmt(stat: str, v: float) -> str:
     return f"{v:.3g}" if v < 0.01 else f"{v:.2f}"
 
 
+def _constant(r: _Row) -> bool:
+    """Whether the numeric row's reference (nearly) never varies: its spread is at the floor."""
+    std = r.detail.get("reference_std")
+    return std is not None and std <= uv.STD_FLOOR
+
+
+def _constant_reference(r: _Row, effect: float) -> str:
+    """A Wasserstein effect against a constant reference, in the column's own units.
+
+    >>> row = _Row(key="n", column="n", type="numeric", detector="wasserstein", test="ks",
+    ...            test_statistic=None, p=None, effect=3333.0, threshold=0.1, critical=1.0, n=10, stats={},
+    ...            detail={"reference_std": 1e-3, "reference_mean": 10.0})
+    >>> _constant_reference(row, 3333.0)
+    'Wasserstein distance 3.33 from a reference constant at 10'
+    """
+    return f"Wasserstein distance {effect * uv.STD_FLOOR:.3g} from a reference constant at {r.detail.get('reference_mean', 0.0):.3g}"
+
+
 def _num(v: Any) -> float | None:
     if v is None:
         return None
@@ -423,6 +441,7 @@ class UnivariateDrift(Composite):
             histogram=(prof["edges"][i], prof["counts"][i], res["counts"][i]) if "counts" in res else None,
             detail={
                 "reference_mean": _num(prof["mean"][i]), "current_mean": _num(res["mean"][i]),
+                "reference_std": _num(prof["std"][i]),
                 "reference_median": _num(prof["median"][i]), "current_median": _num(res["median"][i]),
                 "reference_missing_rate": _num(ref_missing[i]), "current_missing_rate": _num(res["missing"][i]),
             },
@@ -516,12 +535,18 @@ class UnivariateDrift(Composite):
         for s in ("psi", "wasserstein", "jensenshannon"):
             v = r.stats.get(s)
             if s != det and v is not None and s in ("psi", "wasserstein"):
-                extra.append(f"{_LABELS[s]} {_fmt(s, v)}")
-        nums = f"{_LABELS[det]} {_fmt(det, eff) if eff is not None else 'n/a'}"
+                extra.append(_constant_reference(r, v) if s == "wasserstein" and _constant(r)
+                             else f"{_LABELS[s]} {_fmt(s, v)}")
+        if det == "wasserstein" and eff is not None and _constant(r):
+            # in units of a spread the reference does not have, the effect would read "3333σ"
+            nums, bound = _constant_reference(r, eff), ""
+        else:
+            nums = f"{_LABELS[det]} {_fmt(det, eff) if eff is not None else 'n/a'}"
+            bound = f" > {_fmt(det, thr)}" if firing else f", threshold {_fmt(det, thr)}"
         if firing:
-            summary = f"{subject} drifted ({nums} > {_fmt(det, thr)}, {', '.join(extra)}) {over}"
+            summary = f"{subject} drifted ({nums}{bound}, {', '.join(extra)}) {over}"
             return summary + self._what_changed(r) + "."
-        return f"{subject} no longer drifts ({nums}, threshold {_fmt(det, thr)}, {', '.join(extra)}) {over}."
+        return f"{subject} no longer drifts ({nums}{bound}, {', '.join(extra)}) {over}."
 
     def _evidence(self, r: _Row, n: int) -> dict[str, Any]:
         """The detection's evidence: the test, the decision's settings, every statistic, the

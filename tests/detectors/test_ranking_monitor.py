@@ -149,6 +149,8 @@ def test_empty_or_shorter_lists_page_the_lists_shape():
     feats = {c: X[c].to_numpy() if FEATURES[c] == "numeric" else X[c].to_numpy().astype(object) for c in FEATURES}
     found = mon.update_predictions(PredictionBatch(np.arange(WINDOW, dtype=np.int64), feats, pred))
     assert [(d.kind, d.feature) for d in found] == [("prediction_drift", "list_length")], [d.summary for d in found]
+    # every reference list has 20 items: the distance in items, not in a spread of 0 ("6670σ")
+    assert "Wasserstein distance 6.67 from a reference constant at 20" in found[0].summary, found[0].summary
     assert mon.status()["label_free"]["last"]["list_length"] < 15
 
 
