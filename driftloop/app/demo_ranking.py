@@ -196,7 +196,7 @@ def _await_judged(store: Any, narrate: Callable[[], None], timeout_s: float = 60
 def _keep_pace(serving: _Serving, joined: int, window: int, narrate: Callable[[], None],
                timeout_s: float = 60.0) -> None:
     """Wait (narrating) until the monitor has joined ``joined`` requests and at most ``window``
-    events waits to be judged: the shop never runs more than about two windows ahead of the
+    events wait to be judged: the shop never runs more than about two windows ahead of the
     detectors, so on a slow machine the promotion still comes while the shop serves (a condition,
     not a pace). Gives up after ``timeout_s``."""
     from driftloop.app.stats import collect_stats
