@@ -63,8 +63,7 @@ def _fmt(stat: str, v: float) -> str:
 
 def _constant(r: _Row) -> bool:
     """Whether the numeric row's reference (nearly) never varies: its spread is at the floor."""
-    std = r.detail.get("reference_std")
-    return std is not None and std <= uv.STD_FLOOR
+    return bool(r.detail.get("reference_constant"))
 
 
 def _constant_reference(r: _Row, effect: float) -> str:
@@ -72,7 +71,7 @@ def _constant_reference(r: _Row, effect: float) -> str:
 
     >>> row = _Row(key="n", column="n", type="numeric", detector="wasserstein", test="ks",
     ...            test_statistic=None, p=None, effect=3333.0, threshold=0.1, critical=1.0, n=10, stats={},
-    ...            detail={"reference_std": 1e-3, "reference_mean": 10.0})
+    ...            detail={"reference_constant": True, "reference_mean": 10.0})
     >>> _constant_reference(row, 3333.0)
     'Wasserstein distance 3.33 from a reference constant at 10'
     """
@@ -441,7 +440,7 @@ class UnivariateDrift(Composite):
             histogram=(prof["edges"][i], prof["counts"][i], res["counts"][i]) if "counts" in res else None,
             detail={
                 "reference_mean": _num(prof["mean"][i]), "current_mean": _num(res["mean"][i]),
-                "reference_std": _num(prof["std"][i]),
+                "reference_constant": bool(prof["std"][i] <= uv.STD_FLOOR),
                 "reference_median": _num(prof["median"][i]), "current_median": _num(res["median"][i]),
                 "reference_missing_rate": _num(ref_missing[i]), "current_missing_rate": _num(res["missing"][i]),
             },
