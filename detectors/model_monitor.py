@@ -65,6 +65,10 @@ from detectors.windows import WindowBuffer, WindowData
 
 __all__ = ["ModelMonitor", "MonitorSettings"]
 
+# data-quality checks that name a pipeline defect rather than a change in the world: the domain
+# classifier leaves their features out of the window they fire in (one page per defect)
+PIPELINE_DEFECTS = ("missing_rate", "type_change", "schema_absent", "constant")
+
 _PRED = "__prediction__"
 _SCORES = "__scores__"
 _LABEL = "__label__"
@@ -675,12 +679,14 @@ class ModelMonitor(WindowLog, Composite):
             out = self._data_drift.update(w, c, version)
             if judge_pred:
                 out += self._pred_drift.update(w, values, version)  # type: ignore[union-attr]  # judge_pred: not None
+        broken: set[str] = set()
         if self._dq is not None:
             out += self._dq.update(w, c, version)
+            broken = {v["feature"] for v in self._dq.last().values() if v["breach"] and v["check"] in PIPELINE_DEFECTS}
         if self._pca is not None:
             out += self._pca.update(w, c, version)
         if self._dc is not None:
-            out += self._domain_classifier(self._dc, w, c, version)
+            out += self._domain_classifier(self._dc, w, c, version, broken)
         if self._cbpe is not None and scores is not None:
             out += self._cbpe.update(w, c[_PRED], scores, version)
         if self._dle is not None:
@@ -688,8 +694,10 @@ class ModelMonitor(WindowLog, Composite):
         return out
 
     def _domain_classifier(self, dc: DomainClassifierDrift, w: Window, c: Mapping[str, np.ndarray],
-                           version: str | None) -> list[Detection]:
-        """The domain classifier ``dc`` on this window when :meth:`_domain_classifier_due` says so."""
+                           version: str | None, broken: set[str]) -> list[Detection]:
+        """The domain classifier ``dc`` on this window when :meth:`_domain_classifier_due` says so,
+        without the ``broken`` features (the window's data-quality findings: nulls, a type change,
+        a dropped or constant field would otherwise page a second time, as drift)."""
         why = self._domain_classifier_due(dc, c, int(w.n))
         self._dc_runs["last"] = why
         if why is None:
@@ -698,7 +706,7 @@ class ModelMonitor(WindowLog, Composite):
             return []
         self._dc_since = 1
         self._dc_runs["judged"] += 1
-        return dc.update(w, c, version)
+        return dc.update(w, c, version, ignore=broken)
 
     def _domain_classifier_due(self, dc: DomainClassifierDrift, c: Mapping[str, np.ndarray], n: int) -> str | None:
         """Why the domain classifier ``dc`` judges the window ``c`` just tested by the cheaper

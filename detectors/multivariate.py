@@ -28,7 +28,7 @@ Two detectors, both naming the features that matter most in a detection:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -425,20 +425,26 @@ class DomainClassifierDrift(Composite):
     def firing(self) -> list[str]:
         return self._book.firing()
 
-    def update(self, window: Window, columns: Mapping[str, np.ndarray], model_version: str | None = None) -> list[Detection]:
-        """Test one window; return new, escalated or resolved alerts."""
+    def update(self, window: Window, columns: Mapping[str, np.ndarray], model_version: str | None = None,
+               *, ignore: Iterable[str] = ()) -> list[Detection]:
+        """Test one window; return new, escalated or resolved alerts. ``ignore``: features left
+        out of this window's test (blanked on both sides), say those a data-quality check found
+        broken: a pipeline defect is the data-quality alert's page, not a drift."""
         self._windows += 1
         with one_thread():  # OpenMP spinning on a shared machine costs far more than it gains
-            return self._update(window, columns, model_version)
+            return self._update(window, columns, model_version, set(ignore))
 
-    def _update(self, window: Window, columns: Mapping[str, np.ndarray], model_version: str | None) -> list[Detection]:
+    def _update(self, window: Window, columns: Mapping[str, np.ndarray], model_version: str | None,
+                ignore: set[str]) -> list[Detection]:
         from sklearn.metrics import roc_auc_score
 
         n = int(window.n)
-        if n < 2 * self.folds or not self._names:
+        blank = [i for i, name in enumerate(self._names) if name in ignore]
+        if n < 2 * self.folds or len(blank) == len(self._names):
             return []
         rng = np.random.default_rng([self.seed, self._windows])
         ref_x, cur_x = self._sample(columns, n, rng)
+        ref_x[:, blank], cur_x[:, blank] = 0.0, 0.0
         x = np.vstack([ref_x, cur_x])
         y = np.concatenate([np.zeros(len(ref_x)), np.ones(len(cur_x))])
         oof, models, tests = self._cross_validate(x, y, rng)
@@ -447,7 +453,8 @@ class DomainClassifierDrift(Composite):
         breach = bool(np.isfinite(p) and p < self.alpha and auc >= self.min_auc)
         severity = "critical" if breach and auc >= 0.75 else "warning"
         importance, top = self._explain(breach, models, tests, x, y, rng)
-        self._last = {"auc": auc, "p_value": p, "drifting": breach, "n": n, "top_features": top}
+        self._last = {"auc": auc, "p_value": p, "drifting": breach, "n": n, "top_features": top,
+                      "left_out": sorted(self._names[i] for i in blank)}
         before = self._book.severity("domain_classifier")
         change = self._book.update("domain_classifier", breach, severity)
         if change is None:
@@ -495,6 +502,8 @@ class DomainClassifierDrift(Composite):
         if firing:
             summary = (f"current data can be told apart from the reference (domain-classifier AUC {auc:.2f} ≥ "
                        f"{self.min_auc:.2f}, {dec.format_p(p)}) {over}; the features that matter most: {_names(top)}.")
+            if self._last.get("left_out"):
+                summary += f" Left out of this test (data-quality findings): {_names(self._last['left_out'])}."
         else:
             summary = f"current data is again like the reference (domain-classifier AUC {auc:.2f}) {over}."
         return Detection(

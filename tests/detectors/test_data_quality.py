@@ -182,3 +182,40 @@ def test_last_holds_the_last_windows_checks_only():
     assert dq.last()["schema_new:promo_code"]["breach"] and dq.last()["schema_new:promo_code"]["window"]["end_ts"] == 1
     judge(dq, rng, 1000, None, 3)
     assert "schema_new:promo_code" not in dq.last() and dq.last()["duplicates:"]["window"]["end_ts"] == 3
+
+
+def _with_domain_classifier(reference: pd.DataFrame, inject, shift: float = 0.0) -> tuple[list, dict]:
+    """``run`` with the multivariate detectors on and the domain classifier judging every window;
+    ``shift``: the injected windows' ``amount`` also moves (a real change beside the defect)."""
+    mon = ModelMonitor("shop", "classification", FEATURES, reference,
+                       {"window_size": N, "calibration_draws": 20, "domain_classifier_every": 1,
+                        "domain_classifier_rows": 1000})
+    rng = np.random.default_rng(1)
+    found = []
+    for w in range(3):
+        c, marks = columns(rng, N), {}
+        if w >= 1:
+            inject(c, marks, rng)
+            c["amount"] = c["amount"] * (1 + shift)
+        found += mon.update_predictions(PredictionBatch(np.arange(w * N, (w + 1) * N, dtype=np.int64), c,
+                                                        rng.choice(["0", "1"], N).astype(object), marks=marks))
+    return [d for d in found if d.firing], mon.status()["multivariate"]["domain_classifier"]
+
+
+@pytest.mark.parametrize("defect", ["nulls in one feature", "a renamed feature", "a constant feature"])
+def test_a_pipeline_defect_pages_data_quality_not_the_domain_classifier(reference, defect):
+    """Before, the domain classifier told the broken windows apart too (AUC 0.64 on 30% nulls,
+    1.00 on a rename): a second, drift-shaped page for one defect. It now leaves out the features
+    the window's data-quality checks found broken."""
+    inject, expected = DEFECTS[defect]
+    found, dc = _with_domain_classifier(reference, inject)
+    assert {(d.detector, d.feature) for d in found if d.kind == "data_quality"} >= expected
+    assert not [d for d in found if d.detector == "domain_classifier"], [d.summary for d in found]
+    assert dc["left_out"] == sorted({f for _, f in expected if f in FEATURES})
+
+
+def test_a_real_change_beside_a_defect_still_pages_the_domain_classifier(reference):
+    found, dc = _with_domain_classifier(reference, nulls, shift=1.0)
+    [page] = [d for d in found if d.detector == "domain_classifier"]
+    assert "Left out of this test (data-quality findings): `age`." in page.summary, page.summary
+    assert dc["left_out"] == ["age"]
