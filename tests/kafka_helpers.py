@@ -107,7 +107,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Any]
 
 def journal_judged(store: Store) -> bool:
     """Nothing waits in the analysis journal (always, with ``analysis.mode: inline``)."""
-    with store.engine.connect() as c:
+    with store.read_engine.connect() as c:     # lock-free: never behind a long batch
         return backlog(c).entries == 0
 
 

@@ -186,7 +186,7 @@ def _await_judged(store: Any, narrate: Callable[[], None], timeout_s: float = 60
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with store.engine.connect() as conn:
+        with store.read_engine.connect() as conn:
             if backlog(conn).entries == 0:
                 return
         narrate()
@@ -205,7 +205,7 @@ def _keep_pace(serving: _Serving, joined: int, window: int, narrate: Callable[[]
     deadline = time.monotonic() + timeout_s
     while joined > 0 and time.monotonic() < deadline:
         if collect_stats(serving.loop.cfg, serving.loop.store)["models"][SHOP]["joined"] >= joined:
-            with serving.loop.store.engine.connect() as conn:
+            with serving.loop.store.read_engine.connect() as conn:
                 if backlog(conn).events <= window:
                     return
         narrate()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -171,8 +171,10 @@ class Store:
             index_elements=["model", "name"], set_={"value": counters.c.value + ins.excluded.value}), rows)
 
     def read_counters(self, conn: Connection | None = None) -> dict[str, dict[str, int]]:
+        """Every model's counters; without ``conn``, one lock-free read (:attr:`read_engine`): a
+        poller (``driftloop stats``, a test, the demo) never waits behind a long ingest batch."""
         out: dict[str, dict[str, int]] = {}
-        with self._conn(conn) as c:
+        with (nullcontext(conn) if conn is not None else self.read_engine.connect()) as c:
             for model, name, value in c.execute(sa.select(counters.c.model, counters.c.name, counters.c.value)):
                 out.setdefault(model, {})[name] = int(value)
         return out
