@@ -76,10 +76,12 @@ from detectors.composite import Composite
 from detectors.reference import Reference
 from detectors.two_sample import is_missing
 
-__all__ = ["DataQuality", "CHECKS", "PREFIX"]
+__all__ = ["DataQuality", "CHECKS", "PIPELINE_DEFECTS", "PREFIX"]
 
 CHECKS = ("missing_rate", "unseen_categories", "out_of_range", "constant", "type_change", "schema_absent",
           "schema_new", "duplicates")
+# checks that name a pipeline defect rather than a change in the world
+PIPELINE_DEFECTS = ("missing_rate", "type_change", "schema_absent", "constant")
 MAX_EXAMPLES = 5          # offending values kept as evidence, per check
 MAX_REFERENCE_CATEGORIES = 100_000   # beyond this a categorical feature's unseen check is off
 _MIN_COUNTED = 5          # a counted check needs at least this many events behind it
@@ -231,6 +233,11 @@ class DataQuality(Composite):
     def firing(self) -> list[str]:
         """Keys (``check:feature``) of the findings firing now."""
         return self._book.firing()
+
+    def pipeline_defects(self) -> set[str]:
+        """The features the last window's checks found broken by the pipeline (``PIPELINE_DEFECTS``):
+        the domain classifier leaves them out of that window, so one defect pages once."""
+        return {v["feature"] for v in self._last.values() if v["breach"] and v["check"] in PIPELINE_DEFECTS}
 
     def last(self) -> dict[str, dict[str, Any]]:
         """Every check of the last window judged, by key, with that window (a check not measured

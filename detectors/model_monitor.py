@@ -65,10 +65,6 @@ from detectors.windows import WindowBuffer, WindowData
 
 __all__ = ["ModelMonitor", "MonitorSettings"]
 
-# data-quality checks that name a pipeline defect rather than a change in the world: the domain
-# classifier leaves their features out of the window they fire in (one page per defect)
-PIPELINE_DEFECTS = ("missing_rate", "type_change", "schema_absent", "constant")
-
 _PRED = "__prediction__"
 _SCORES = "__scores__"
 _LABEL = "__label__"
@@ -641,16 +637,8 @@ class ModelMonitor(WindowLog, Composite):
         if windows:
             with one_thread():
                 for wd in windows:
-                    out.extend(self._data_window_logged(wd))
+                    out.extend(self._on_data_window(wd))
         return self._record(out)
-
-    def _data_window_logged(self, wd: WindowData) -> list[Detection]:
-        """:meth:`_on_data_window`, and the status logged when the window was judged."""
-        judged = self._data_windows_judged
-        out = self._on_data_window(wd)
-        if self._data_windows_judged != judged:
-            self._log_window()
-        return out
 
     def _on_data_window(self, wd: WindowData) -> list[Detection]:
         if not self._judge(wd):
@@ -682,7 +670,7 @@ class ModelMonitor(WindowLog, Composite):
         broken: set[str] = set()
         if self._dq is not None:
             out += self._dq.update(w, c, version)
-            broken = {v["feature"] for v in self._dq.last().values() if v["breach"] and v["check"] in PIPELINE_DEFECTS}
+            broken = self._dq.pipeline_defects()
         if self._pca is not None:
             out += self._pca.update(w, c, version)
         if self._dc is not None:
@@ -691,6 +679,7 @@ class ModelMonitor(WindowLog, Composite):
             out += self._cbpe.update(w, c[_PRED], scores, version)
         if self._dle is not None:
             out += self._dle.update(w, c, c[_PRED], version)
+        self._log_window()
         return out
 
     def _domain_classifier(self, dc: DomainClassifierDrift, w: Window, c: Mapping[str, np.ndarray],
@@ -859,7 +848,7 @@ class ModelMonitor(WindowLog, Composite):
         """Judge the partial windows still buffered (end of a replay)."""
         out: list[Detection] = []
         for wd in self._data_windows.flush():
-            out.extend(self._data_window_logged(wd))
+            out.extend(self._on_data_window(wd))
         if self._perf is not None:
             for wd in self._label_windows.flush():
                 if wd.window.n >= self.settings.min_window:

@@ -220,13 +220,13 @@ class RankingMonitor(WindowLog, Composite):
         # engagement shares only from a fully labelled reference (an unknown label is not "nothing engaged")
         engaged = None if labels is None or any(x is None for x in labels) else list(labels)
         self._items = ItemReference.from_lists(list(preds), engaged, k=s.k)
-        self._popularity_rows = _popularity_half(len(preds), s.seed)
-        self._popularity = ItemReference.from_lists(list(preds[self._popularity_rows]), k=s.k)
+        popularity_rows = _popularity_half(len(preds), s.seed)
+        self._popularity = ItemReference.from_lists(list(preds[popularity_rows]), k=s.k)
         self._item_drift = ItemDrift(list(preds), k=s.k, max_items=s.max_items, min_effect=s.min_item_shift,
                                      calibration_draws=s.calibration_draws, alpha=s.alpha,
                                      resolve_after=s.resolve_after, reference_desc=desc, model=self.model,
                                      seed=s.seed) if s.prediction_drift else None
-        self._output_drift = self._build_output_drift(ref, desc)
+        self._output_drift = self._build_output_drift(ref, desc, popularity_rows)
         known = np.array([x is not None for x in labels], dtype=bool) if labels is not None else np.zeros(0, bool)
         self._perf = RankingPerformance.from_reference(
             list(preds[known]) if labels is not None else [], list(labels[known]) if labels is not None else [],
@@ -243,7 +243,8 @@ class RankingMonitor(WindowLog, Composite):
         cols = list_columns(list(preds), self._popularity, s.k) if s.list_drift else {}
         return {**cols, **{c: scores[c] for c in self._score_columns if c in scores}}
 
-    def _reference_output_columns(self, ref: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _reference_output_columns(self, ref: Mapping[str, np.ndarray], popularity_rows: np.ndarray
+                                  ) -> dict[str, np.ndarray]:
         """:meth:`_output_columns` of the reference's requests, the popularity half's mean
         popularity left out (NaN): a request is never scored by shares it counted in. The other
         half is scored as a window is, by shares it had no part in, so under no change both are
@@ -251,16 +252,17 @@ class RankingMonitor(WindowLog, Composite):
         segment gives a few values; scored in-sample or leave-one-out, the reference's values
         sit beside the windows' and every window differs by a rank test)."""
         cols = self._output_columns(ref["prediction"], ref)
-        if "mean_popularity" in cols and len(self._popularity_rows) < len(ref["prediction"]):
+        if "mean_popularity" in cols and len(popularity_rows) < len(ref["prediction"]):
             cols["mean_popularity"] = cols["mean_popularity"].copy()
-            cols["mean_popularity"][self._popularity_rows] = np.nan
+            cols["mean_popularity"][popularity_rows] = np.nan
         return cols
 
-    def _build_output_drift(self, ref: Mapping[str, np.ndarray], desc: str) -> UnivariateDrift | None:
+    def _build_output_drift(self, ref: Mapping[str, np.ndarray], desc: str, popularity_rows: np.ndarray
+                            ) -> UnivariateDrift | None:
         s = self.settings
         self._score_columns = [c for c in SCORE_COLUMNS if s.score_drift and c in ref
                                and np.isfinite(ref[c]).any()]
-        cols = self._reference_output_columns(ref)
+        cols = self._reference_output_columns(ref, popularity_rows)
         if not cols:
             return None
         oref = Reference(cols, dict.fromkeys(cols, "numeric"), task="regression")
